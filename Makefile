@@ -1,0 +1,32 @@
+# Quick start: `make demo` (set up and run the pipeline), `make test` (the test suite).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# The Dagster instance is the project root's dagster.yaml; its state lives in data/dagster_home.
+export DAGSTER_HOME := $(CURDIR)
+
+.PHONY: install demo test lint ui clean-data
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/aml-pipeline demo
+
+test: install
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+ui: install
+	$(BIN)/dagster dev -w workspace.yaml
+
+clean-data:
+	rm -rf data/input data/warehouse data/output data/trained_models data/validation_results data/dagster_home

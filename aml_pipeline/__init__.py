@@ -1,0 +1,3 @@
+"""aml-pipeline: a Dagster data-asset pipeline for blockchain AML alerts."""
+
+__version__ = "0.1.0"

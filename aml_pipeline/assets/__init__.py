@@ -1,0 +1,1 @@
+"""Software-defined assets, built per network by factories."""

@@ -1,0 +1,55 @@
+"""Materialization metadata shared by the assets: schemas and row counts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from aml_pipeline.contract.schema import DUCKDB_TYPES, TableSpec
+
+_PANDAS_TO_DUCKDB = {
+    "int64": "BIGINT",
+    "Int64": "BIGINT",
+    "float64": "DOUBLE",
+    "bool": "BOOLEAN",
+    "boolean": "BOOLEAN",
+    "str": "VARCHAR",
+}
+
+
+def table_schema(spec: TableSpec) -> dg.TableSchema:
+    """The contract table as a Dagster column schema (types are DuckDB storage types)."""
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(
+                name=c.name,
+                type=DUCKDB_TYPES[c.type],
+                description=c.description + ("" if c.required else " (optional)"),
+                constraints=dg.TableColumnConstraints(
+                    nullable=c.name not in spec.key, unique=spec.key == (c.name,)
+                ),
+            )
+            for c in spec.columns
+        ]
+    )
+
+
+def frame_schema(df: pd.DataFrame) -> dg.TableSchema:
+    """The column schema of a frame as it will be stored."""
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(name=str(c), type=_PANDAS_TO_DUCKDB.get(str(t), str(t)))
+            for c, t in df.dtypes.items()
+        ]
+    )
+
+
+def frame_metadata(df: pd.DataFrame, **extra: Any) -> dict[str, Any]:
+    """Row count and stored column schema of ``df``, plus ``extra`` entries."""
+    return {
+        "dagster/row_count": dg.MetadataValue.int(len(df)),
+        "dagster/column_schema": frame_schema(df),
+        **extra,
+    }

@@ -1,0 +1,1 @@
+"""The SOT batch contract: column specifications, META.json, and batch validation."""

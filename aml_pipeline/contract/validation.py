@@ -1,0 +1,295 @@
+"""Validation of one SOT batch against the contract, reporting every problem at once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import pandas as pd
+
+from aml_pipeline.contract.conform import cast_column, read_parquet_bytes
+from aml_pipeline.contract.files import sha256_hex
+from aml_pipeline.contract.schema import (
+    ALERTS,
+    BATCH_TABLES,
+    FEATURE_GROUP_OF,
+    FEATURES,
+    META_FIELDS,
+    META_FILE,
+    TableSpec,
+    batch_id,
+)
+
+Severity = Literal["error", "warning", "info"]
+_MAX_EXAMPLES = 3
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding: which file and column, and what is wrong."""
+
+    severity: Severity
+    file: str
+    column: str
+    problem: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}" + (f" column {self.column!r}" if self.column else "")
+        return f"{self.severity.upper():7} {where}: {self.problem}"
+
+
+@dataclass
+class ValidationReport:
+    """Everything found in a batch; the batch is acceptable when there are no errors."""
+
+    batch: str
+    problems: list[Problem] = field(default_factory=list)
+    row_counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+    def add(self, severity: Severity, file: str, column: str, problem: str) -> None:
+        self.problems.append(Problem(severity, file, column, problem))
+
+    def format(self) -> str:
+        """A human-readable report, errors first."""
+        verdict = "accepted" if self.ok else "REFUSED"
+        head = (
+            f"batch {self.batch}: {verdict} ({len(self.errors)} errors, "
+            f"{len(self.warnings)} warnings)"
+        )
+        order = {"error": 0, "warning": 1, "info": 2}
+        lines = [str(p) for p in sorted(self.problems, key=lambda p: order[p.severity])]
+        return "\n".join([head, *("  " + line for line in lines)])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "batch": self.batch,
+            "ok": self.ok,
+            "row_counts": self.row_counts,
+            "problems": [asdict(p) for p in self.problems],
+        }
+
+
+class BatchRefused(Exception):
+    """A batch that failed validation; carries the full report."""
+
+    def __init__(self, report: ValidationReport) -> None:
+        super().__init__(report.format())
+        self.report = report
+
+
+def _examples(values: list[object]) -> str:
+    shown = ", ".join(repr(v) for v in values[:_MAX_EXAMPLES])
+    return shown + (", ..." if len(values) > _MAX_EXAMPLES else "")
+
+
+def _check_table(
+    report: ValidationReport,
+    spec: TableSpec,
+    df: pd.DataFrame,
+    processing_date: dt.date,
+    window_days: int,
+) -> pd.DataFrame:
+    """Check columns, types, keys and batch consistency; return the cast key columns."""
+    file = spec.file
+    cast: dict[str, pd.Series] = {}
+    for col in spec.columns:
+        if col.name not in df.columns:
+            if col.required:
+                report.add("error", file, col.name, "missing required column")
+            elif spec is FEATURES:
+                report.add(
+                    "warning",
+                    file,
+                    col.name,
+                    f"schema drift: optional {FEATURE_GROUP_OF[col.name]} feature column "
+                    "missing; read as missing values",
+                )
+            else:
+                report.add(
+                    "info", file, col.name, f"optional column missing; read as {col.missing_means}"
+                )
+            continue
+        series, bad = cast_column(df[col.name], col.type)
+        cast[col.name] = series
+        if bad:
+            report.add(
+                "error",
+                file,
+                col.name,
+                f"{len(bad)} value(s) cannot be cast to {col.type}: {_examples(bad)}",
+            )
+    for extra in df.columns:
+        if extra not in spec.by_name:
+            report.add("info", file, extra, "unknown column kept as is (not in the contract)")
+
+    key_cols = [k for k in spec.key if k in cast]
+    if len(key_cols) == len(spec.key) and len(df):
+        keys = pd.DataFrame({k: cast[k] for k in key_cols})
+        null_rows = keys.isna().any(axis=1)
+        if null_rows.any():
+            report.add(
+                "error", file, ",".join(spec.key), f"{int(null_rows.sum())} row(s) with a null key"
+            )
+        dup = keys[~null_rows].duplicated(keep=False)
+        if dup.any():
+            values = keys[~null_rows][dup].drop_duplicates().astype(str).agg("|".join, axis=1)
+            report.add(
+                "error",
+                file,
+                ",".join(spec.key),
+                f"{int(dup.sum())} row(s) share a duplicate key: {_examples(values.tolist())}",
+            )
+
+    if "processing_date" in cast:
+        wrong = cast["processing_date"].notna() & (cast["processing_date"] != processing_date)
+        if wrong.any():
+            found = sorted({str(v) for v in cast["processing_date"][wrong]})
+            report.add(
+                "error",
+                file,
+                "processing_date",
+                f"{int(wrong.sum())} row(s) disagree with batch date {processing_date}: "
+                f"{_examples(found)}",
+            )
+    if "window_days" in cast:
+        wrong = cast["window_days"].notna() & (cast["window_days"] != window_days)
+        if wrong.any():
+            found = sorted({int(v) for v in cast["window_days"][wrong]})
+            report.add(
+                "error",
+                file,
+                "window_days",
+                f"{int(wrong.sum())} row(s) disagree with batch window {window_days}: "
+                f"{_examples(found)}",
+            )
+    return pd.DataFrame(cast)
+
+
+def _parse_meta(report: ValidationReport, data: bytes, meta_file: str) -> dict[str, Any] | None:
+    try:
+        meta = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        report.add("error", meta_file, "", f"not valid JSON: {exc}")
+        return None
+    if not isinstance(meta, dict):
+        report.add("error", meta_file, "", "not a JSON object")
+        return None
+    return meta
+
+
+def _check_meta(
+    report: ValidationReport,
+    meta: Mapping[str, Any],
+    files: Mapping[str, bytes],
+    expected: Mapping[str, Any],
+    meta_file: str,
+    strict: bool,
+) -> None:
+    if strict:
+        for name in META_FIELDS:
+            if name not in meta:
+                report.add("error", meta_file, name, "missing required field")
+    for name, value in expected.items():
+        if name in meta and str(meta[name]) != str(value):
+            report.add("error", meta_file, name, f"says {meta[name]!r} but the batch is {value!r}")
+    for name, digest in (meta.get("sha256") or {}).items():
+        if name not in files:
+            report.add("error", name, "", f"listed in {meta_file} but not in the batch")
+        elif sha256_hex(files[name]) != str(digest).lower():
+            report.add(
+                "error",
+                name,
+                "",
+                f"sha256 {sha256_hex(files[name])[:12]}... disagrees with {meta_file} "
+                f"({str(digest)[:12]}...)",
+            )
+    for stem, count in (meta.get("counts") or {}).items():
+        actual = report.row_counts.get(stem)
+        if actual is not None and int(count) != actual:
+            report.add(
+                "error", f"{stem}.parquet", "", f"has {actual} rows but {meta_file} says {count}"
+            )
+
+
+def validate_batch(
+    network: str,
+    processing_date: dt.date,
+    window_days: int,
+    files: Mapping[str, bytes],
+    meta_file: str = META_FILE,
+    meta_required: bool = True,
+) -> ValidationReport:
+    """Validate a batch held in memory; every problem is reported, none raised.
+
+    ``files`` maps file names (``alerts.parquet``, ``META.json``...) to their bytes.
+    With ``meta_required`` (upstream layout) ``meta_file`` must exist with every field;
+    otherwise (seed layout) it is optional and whatever it states is still verified.
+    """
+    date_str = processing_date.isoformat()
+    report = ValidationReport(batch=batch_id(network, date_str, window_days))
+    frames: dict[str, pd.DataFrame] = {}
+    for spec in BATCH_TABLES:
+        if spec.file not in files:
+            if spec.required_file:
+                report.add("error", spec.file, "", "missing required file")
+            else:
+                report.add("info", spec.file, "", "optional file absent; read as empty")
+            continue
+        try:
+            df = read_parquet_bytes(files[spec.file])
+        except Exception as exc:  # pyarrow raises several types for corrupt input
+            report.add(
+                "error",
+                spec.file,
+                "",
+                f"unreadable or truncated Parquet: {type(exc).__name__}: {exc}",
+            )
+            continue
+        report.row_counts[spec.name] = len(df)
+        frames[spec.name] = _check_table(report, spec, df, processing_date, window_days)
+
+    if meta_file in files:
+        meta = _parse_meta(report, files[meta_file], meta_file)
+        if meta is not None:
+            expected = {
+                "network": network,
+                "processing_date": date_str,
+                "window_days": window_days,
+                "batch_id": batch_id(network, date_str, window_days),
+            }
+            _check_meta(report, meta, files, expected, meta_file, strict=meta_required)
+    elif meta_required:
+        report.add("error", meta_file, "", "missing required file")
+
+    alerts, features = frames.get("alerts"), frames.get("features")
+    if (
+        alerts is not None
+        and features is not None
+        and "address" in alerts
+        and "address" in features
+    ):
+        orphans = sorted(set(alerts["address"].dropna()) - set(features["address"].dropna()))
+        if orphans:
+            report.add(
+                "warning",
+                ALERTS.file,
+                "address",
+                f"{len(orphans)} alerted address(es) have no feature row "
+                f"(their features are missing values): {_examples(orphans)}",
+            )
+    return report

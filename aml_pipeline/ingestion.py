@@ -1,0 +1,123 @@
+"""Fetching, validating and landing daily batches; reading landed tables back.
+
+Plain functions with no Dagster import: the assets and the tests both call them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from aml_pipeline.contract.conform import conform_table, read_parquet_bytes
+from aml_pipeline.contract.files import build_meta, sha256_hex
+from aml_pipeline.contract.schema import BATCH_TABLES, META_FILE, TableSpec
+from aml_pipeline.contract.validation import BatchRefused, ValidationReport, validate_batch
+from aml_pipeline.sources.base import BatchSource, FetchedBatch
+from aml_pipeline.storage import Storage
+
+LANDING_FILE = "LANDING.json"
+
+
+def landed_dir(network: str, processing_date: dt.date) -> str:
+    """Key of a landed batch in the landing storage: ``{network}/{date}``."""
+    return f"{network}/{processing_date.isoformat()}"
+
+
+@dataclass(frozen=True)
+class CheckedBatch:
+    """A fetched batch and its validation report."""
+
+    batch: FetchedBatch
+    report: ValidationReport
+
+
+def fetch_and_validate(
+    source: BatchSource, network: str, days: Sequence[dt.date], window_days: int
+) -> list[CheckedBatch]:
+    """Fetch and validate every day; raise ``BatchRefused`` (all reports) if any is bad.
+
+    Nothing is written here, so a refused range leaves storage exactly as it was.
+    """
+    checked = []
+    for day in days:
+        batch = source.fetch(network, day, window_days)
+        report = validate_batch(
+            network, day, window_days, batch.files, batch.meta_file, batch.meta_required
+        )
+        checked.append(CheckedBatch(batch, report))
+    refused = [c.report for c in checked if not c.report.ok]
+    if refused:
+        merged = ValidationReport(
+            batch=", ".join(r.batch for r in refused),
+            problems=[p for r in refused for p in r.problems],
+        )
+        raise BatchRefused(merged)
+    return checked
+
+
+def land(storage: Storage, checked: CheckedBatch) -> dict[str, str]:
+    """Publish a validated batch to ``{network}/{date}/`` in one atomic swap.
+
+    Source files are kept byte for byte. A batch that came without an upstream META.json
+    gets one computed over its files. Returns the landed files' sha256 digests.
+    """
+    batch, report = checked.batch, checked.report
+    files = dict(batch.files)
+    if META_FILE not in files:
+        data_files = {n: b for n, b in files.items() if n.endswith(".parquet")}
+        files[META_FILE] = build_meta(
+            batch.network,
+            batch.processing_date.isoformat(),
+            batch.window_days,
+            data_files,
+            {
+                t.name: report.row_counts[t.name]
+                for t in BATCH_TABLES
+                if t.name in report.row_counts
+            },
+            generated_at=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        )
+    files[LANDING_FILE] = (
+        json.dumps({"origin": batch.origin, "validation": report.to_dict()}, indent=2, default=str)
+        + "\n"
+    ).encode()
+    storage.publish_dir(landed_dir(batch.network, batch.processing_date), files)
+    return {name: sha256_hex(data) for name, data in sorted(files.items())}
+
+
+def verify_landed(storage: Storage, network: str, day: dt.date) -> list[str]:
+    """Problems between a landed batch and its META.json (empty when they agree)."""
+    folder = landed_dir(network, day)
+    if not storage.exists(f"{folder}/{META_FILE}"):
+        return [f"{folder}: no {META_FILE}"]
+    meta = json.loads(storage.read_bytes(f"{folder}/{META_FILE}"))
+    problems = []
+    for name, digest in meta.get("sha256", {}).items():
+        key = f"{folder}/{name}"
+        if not storage.exists(key):
+            problems.append(f"{key}: missing")
+        elif sha256_hex(storage.read_bytes(key)) != digest:
+            problems.append(f"{key}: sha256 differs from {META_FILE}")
+    return problems
+
+
+def read_landed_meta(storage: Storage, network: str, day: dt.date) -> dict:
+    """The landed batch's META.json."""
+    return json.loads(storage.read_bytes(f"{landed_dir(network, day)}/{META_FILE}"))
+
+
+def read_landed_table(
+    storage: Storage, network: str, day: dt.date, spec: TableSpec
+) -> pd.DataFrame:
+    """One landed table conformed to the contract (an absent optional file reads empty)."""
+    key = f"{landed_dir(network, day)}/{spec.file}"
+    if storage.exists(key):
+        raw = read_parquet_bytes(storage.read_bytes(key))
+    else:
+        raw = pd.DataFrame(columns=spec.column_names)
+    df = conform_table(raw, spec)
+    return df.sort_values(list(spec.key), kind="stable").reset_index(drop=True)

@@ -1,0 +1,68 @@
+"""Dagster resources: the pipeline's settings and its batch source."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+from pydantic import Field
+
+from aml_pipeline.settings import Settings
+from aml_pipeline.sources.base import BatchSource
+from aml_pipeline.sources.example import ExampleSource
+from aml_pipeline.sources.local import LocalDirectorySource
+from aml_pipeline.storage import LocalStorage
+
+
+class PipelineConfig(dg.ConfigurableResource):
+    """Where the pipeline keeps its data and where daily batches come from.
+
+    Defaults come from the ``AML_*`` environment variables (see ``settings.py``).
+    """
+
+    networks: list[str] = Field(description="Networks with an asset group (AML_NETWORKS).")
+    window_days: int = Field(description="Trailing window of the batches (AML_WINDOW_DAYS).")
+    data_root: str = Field(description="Root of input/, warehouse/, output/ (AML_DATA_ROOT).")
+    input_dir: str = Field(default="", description="Where batches land; empty = data_root/input.")
+    batch_source: str = Field(description="'example' or 'local' (AML_BATCH_SOURCE).")
+    source_dir: str = Field(default="", description="Directory of the local source.")
+    partitions_start: str = Field(description="First daily partition (AML_PARTITIONS_START).")
+    labels_as_of: str = Field(
+        default="", description="Labels known on this ISO date are visible; empty = today UTC."
+    )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PipelineConfig:
+        return cls(
+            networks=settings.networks,
+            window_days=settings.window_days,
+            data_root=settings.data_root,
+            batch_source=settings.batch_source,
+            source_dir=settings.source_dir,
+            partitions_start=settings.partitions_start,
+            labels_as_of=settings.labels_as_of,
+        )
+
+    def storage(self) -> LocalStorage:
+        """The storage layer over ``data_root``."""
+        return LocalStorage(self.data_root)
+
+    def input_storage(self) -> LocalStorage:
+        """The storage layer over the landing area ``{network}/{date}/``."""
+        return LocalStorage(self.input_dir or f"{self.data_root}/input")
+
+    def as_of(self) -> dt.date:
+        """The date up to which labels count as known."""
+        if self.labels_as_of:
+            return dt.date.fromisoformat(self.labels_as_of)
+        return dt.datetime.now(dt.UTC).date()
+
+    def source(self) -> BatchSource:
+        """The configured batch source."""
+        if self.batch_source == "example":
+            return ExampleSource(start=dt.date.fromisoformat(self.partitions_start))
+        if self.batch_source == "local":
+            if not self.source_dir:
+                raise ValueError("the local source needs AML_SOURCE_DIR (source_dir)")
+            return LocalDirectorySource(LocalStorage(self.source_dir))
+        raise ValueError(f"unknown batch source {self.batch_source!r}")

@@ -1,0 +1,68 @@
+"""Pipeline settings, read from environment variables with documented defaults.
+
+| variable              | default        | meaning                                         |
+|-----------------------|----------------|-------------------------------------------------|
+| AML_NETWORKS          | ethereum       | comma-separated networks, one asset group each  |
+| AML_WINDOW_DAYS       | 7              | trailing window of the batches (7, 30, 90, 195) |
+| AML_DATA_ROOT         | ./data         | root of input/, warehouse/, output/, ...        |
+| AML_BATCH_SOURCE      | example        | ``example`` or ``local``                        |
+| AML_SOURCE_DIR        | (empty)        | directory of the ``local`` source               |
+| AML_PARTITIONS_START  | 2025-01-01     | first day of the daily partitions               |
+| AML_LABELS_AS_OF      | (today, UTC)   | labels known on this date are visible (tests)   |
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from dataclasses import dataclass
+
+NETWORK_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+SOURCES = ("example", "local")
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+def parse_networks(text: str) -> list[str]:
+    """Split and check a comma-separated network list (lowercase identifiers)."""
+    networks = [n.strip() for n in text.split(",") if n.strip()]
+    for network in networks:
+        if not NETWORK_PATTERN.match(network):
+            raise ValueError(f"invalid network name {network!r}: use lowercase [a-z0-9_]")
+    if not networks or len(set(networks)) != len(networks):
+        raise ValueError(f"networks must be a non-empty list without repeats: {text!r}")
+    return networks
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The environment's settings, resolved once per process."""
+
+    networks: list[str]
+    window_days: int
+    data_root: str
+    batch_source: str
+    source_dir: str
+    partitions_start: str
+    labels_as_of: str
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        source = _env("AML_BATCH_SOURCE", "example")
+        if source not in SOURCES:
+            raise ValueError(f"AML_BATCH_SOURCE must be one of {SOURCES}, got {source!r}")
+        start = _env("AML_PARTITIONS_START", "2025-01-01")
+        dt.date.fromisoformat(start)
+        return cls(
+            networks=parse_networks(_env("AML_NETWORKS", "ethereum")),
+            window_days=int(_env("AML_WINDOW_DAYS", "7")),
+            data_root=_env("AML_DATA_ROOT", "./data"),
+            batch_source=source,
+            source_dir=_env("AML_SOURCE_DIR", ""),
+            partitions_start=start,
+            labels_as_of=_env("AML_LABELS_AS_OF", ""),
+        )

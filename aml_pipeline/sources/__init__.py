@@ -1,0 +1,1 @@
+"""Where daily SOT batches come from: a pluggable ``BatchSource`` interface."""

@@ -1,0 +1,57 @@
+"""The interface every batch source implements."""
+
+from __future__ import annotations
+
+import abc
+import datetime as dt
+from dataclasses import dataclass
+
+import pandas as pd
+
+from aml_pipeline.contract.conform import conform_table
+from aml_pipeline.contract.schema import GROUND_TRUTH, META_FILE
+
+
+class BatchNotAvailable(LookupError):
+    """The source has no batch for that network, date and window (yet)."""
+
+
+@dataclass(frozen=True)
+class FetchedBatch:
+    """A batch as a source delivered it: file name -> bytes, not yet validated."""
+
+    network: str
+    processing_date: dt.date
+    window_days: int
+    files: dict[str, bytes]
+    origin: str
+    meta_file: str = META_FILE
+    meta_required: bool = True
+
+
+class BatchSource(abc.ABC):
+    """A place daily batches and their ground-truth labels can be fetched from."""
+
+    name: str = "abstract"
+
+    @abc.abstractmethod
+    def available_dates(self, network: str, window_days: int) -> list[dt.date]:
+        """Dates whose batch can be fetched now, ascending."""
+
+    @abc.abstractmethod
+    def fetch(self, network: str, processing_date: dt.date, window_days: int) -> FetchedBatch:
+        """The batch's files; raises ``BatchNotAvailable`` when there is none."""
+
+    @abc.abstractmethod
+    def fetch_labels(self, network: str, processing_date: dt.date, as_of: dt.date) -> pd.DataFrame:
+        """Ground truth for that day's alerts whose ``label_date`` is on or before ``as_of``.
+
+        Columns as ``contract.schema.GROUND_TRUTH``; an empty frame when none are known.
+        """
+
+
+def known_labels(labels: pd.DataFrame, processing_date: dt.date, as_of: dt.date) -> pd.DataFrame:
+    """Rows of ``labels`` for ``processing_date`` that were known by ``as_of``."""
+    labels = conform_table(labels, GROUND_TRUTH)
+    keep = (labels["processing_date"] == processing_date) & (labels["label_date"] <= as_of)
+    return labels[keep].sort_values("alert_id", kind="stable").reset_index(drop=True)

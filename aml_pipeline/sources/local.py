@@ -1,0 +1,93 @@
+"""Batches read from a local directory in the seed or the upstream layout.
+
+* seed layout: ``{root}/{date}/alerts.parquet, features.parquet, clusters.parquet,
+  [money_flows.parquet], [metadata.json]`` and ``{root}/ground_truth.parquet``
+  (one directory per network).
+* upstream layout: ``{root}/snapshots/{network}/{date}/{window_days}/`` with META.json and
+  the Parquet files, and ``{root}/ground-truth/{network}/ground_truth.parquet``.
+
+Upstream's undated ``address-labels/`` snapshot is deliberately not used as ground truth:
+it has no history, so using it for past dates would leak the future.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+
+from aml_pipeline.contract.conform import read_parquet_bytes
+from aml_pipeline.contract.schema import (
+    BATCH_TABLES,
+    GROUND_TRUTH,
+    META_FILE,
+    SEED_META_FILE,
+)
+from aml_pipeline.sources.base import BatchNotAvailable, BatchSource, FetchedBatch, known_labels
+from aml_pipeline.storage import Storage
+
+_BATCH_FILES = (*(t.file for t in BATCH_TABLES), META_FILE, SEED_META_FILE)
+
+
+def _parse_date(name: str) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(name)
+    except ValueError:
+        return None
+
+
+class LocalDirectorySource(BatchSource):
+    """Reads batches through a ``Storage`` rooted at the source directory."""
+
+    name = "local"
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    @property
+    def upstream_layout(self) -> bool:
+        return self.storage.exists("snapshots")
+
+    def _batch_dir(self, network: str, processing_date: dt.date, window_days: int) -> str:
+        if self.upstream_layout:
+            return f"snapshots/{network}/{processing_date.isoformat()}/{window_days}"
+        return processing_date.isoformat()
+
+    def available_dates(self, network: str, window_days: int) -> list[dt.date]:
+        top = f"snapshots/{network}" if self.upstream_layout else ""
+        names = self.storage.list_dir(top)
+        dates = [d for d in map(_parse_date, names) if d is not None]
+        return sorted(
+            d for d in dates if self.storage.exists(self._batch_dir(network, d, window_days))
+        )
+
+    def fetch(self, network: str, processing_date: dt.date, window_days: int) -> FetchedBatch:
+        folder = self._batch_dir(network, processing_date, window_days)
+        names = self.storage.list_dir(folder)
+        if not names:
+            raise BatchNotAvailable(f"no batch at {self.storage!r}/{folder}")
+        files = {n: self.storage.read_bytes(f"{folder}/{n}") for n in names if n in _BATCH_FILES}
+        upstream = self.upstream_layout
+        return FetchedBatch(
+            network=network,
+            processing_date=processing_date,
+            window_days=window_days,
+            files=files,
+            origin=f"{self.storage!r}/{folder}",
+            meta_file=META_FILE if upstream else SEED_META_FILE,
+            meta_required=upstream,
+        )
+
+    def fetch_labels(self, network: str, processing_date: dt.date, as_of: dt.date) -> pd.DataFrame:
+        key = (
+            f"ground-truth/{network}/{GROUND_TRUTH.file}"
+            if self.upstream_layout
+            else GROUND_TRUTH.file
+        )
+        if not self.storage.exists(key):
+            return known_labels(
+                pd.DataFrame(columns=GROUND_TRUTH.column_names), processing_date, as_of
+            )
+        return known_labels(
+            read_parquet_bytes(self.storage.read_bytes(key)), processing_date, as_of
+        )

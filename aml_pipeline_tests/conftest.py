@@ -1,0 +1,100 @@
+"""Shared fixtures: small generated batches, local sources and per-test definitions."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from aml_pipeline.contract.conform import read_parquet_bytes
+from aml_pipeline.contract.files import build_meta, parquet_bytes
+from aml_pipeline.contract.schema import BATCH_TABLES, META_FILE
+from aml_pipeline.definitions import build_definitions
+from aml_pipeline.settings import Settings
+from aml_pipeline.sources.example import ExampleSource
+
+START = dt.date(2025, 1, 1)
+DAY = dt.date(2025, 1, 10)
+NETWORK = "ethereum"
+
+
+def small_source() -> ExampleSource:
+    """A fast example source: 80 addresses, about 12 alerts a day."""
+    return ExampleSource(
+        start=START, addresses=80, alerts_per_day=12, today=lambda: dt.date(2025, 3, 1)
+    )
+
+
+@pytest.fixture
+def source() -> ExampleSource:
+    return small_source()
+
+
+def batch_tables(day: dt.date = DAY, network: str = NETWORK) -> dict[str, pd.DataFrame]:
+    """The example batch of ``day`` as DataFrames keyed by table name."""
+    files = small_source().fetch(network, day, 7).files
+    return {t.name: read_parquet_bytes(files[t.file]) for t in BATCH_TABLES}
+
+
+def batch_files(
+    tables: Mapping[str, pd.DataFrame],
+    day: dt.date = DAY,
+    network: str = NETWORK,
+    window_days: int = 7,
+) -> dict[str, bytes]:
+    """Serialize tables into batch files with a META.json that matches them."""
+    specs = {t.name: t for t in BATCH_TABLES}
+    files = {specs[name].file: parquet_bytes(df) for name, df in tables.items()}
+    files[META_FILE] = build_meta(
+        network,
+        day.isoformat(),
+        window_days,
+        files,
+        {k: len(v) for k, v in tables.items()},
+        generated_at="2025-01-11T00:00:00Z",
+    )
+    return files
+
+
+def write_upstream(
+    root: Path,
+    files: Mapping[str, bytes],
+    day: dt.date = DAY,
+    network: str = NETWORK,
+    window_days: int = 7,
+) -> Path:
+    """Lay ``files`` out as upstream's ``snapshots/{network}/{date}/{window}/``."""
+    folder = root / "snapshots" / network / day.isoformat() / str(window_days)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return folder
+
+
+def settings_for(tmp_path: Path, **overrides: object) -> Settings:
+    """Settings rooted in ``tmp_path`` (example source unless overridden)."""
+    values: dict[str, object] = {
+        "networks": [NETWORK],
+        "window_days": 7,
+        "data_root": str(tmp_path / "data"),
+        "batch_source": "example",
+        "source_dir": "",
+        "partitions_start": START.isoformat(),
+        "labels_as_of": "2025-03-01",
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def make_defs(tmp_path: Path) -> Callable[..., dg.Definitions]:
+    """Build Definitions for settings rooted in the test's temp dir."""
+
+    def make(**overrides: object) -> dg.Definitions:
+        return build_definitions(settings_for(tmp_path, **overrides))
+
+    return make

@@ -1,0 +1,249 @@
+"""Ingestion assets end to end: landing, raw tables, labels, refusals, backfills."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from aml_pipeline.contract.files import parquet_bytes
+from aml_pipeline.contract.schema import META_FILE
+from aml_pipeline.definitions import build_definitions
+from aml_pipeline_tests.conftest import (
+    NETWORK,
+    batch_files,
+    batch_tables,
+    settings_for,
+    write_upstream,
+)
+
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+TABLES = [
+    "raw_alerts",
+    "raw_features",
+    "raw_clusters",
+    "raw_money_flows",
+    "batch_metadata",
+    "ground_truth",
+]
+
+
+def run(defs: dg.Definitions, start: str, end: str | None = None) -> dg.ExecuteInProcessResult:
+    job = defs.resolve_job_def("ingestion_job")
+    if end is None:
+        return job.execute_in_process(partition_key=start, raise_on_error=False)
+    return job.execute_in_process(tags={RANGE_START: start, RANGE_END: end}, raise_on_error=False)
+
+
+def failure_text(result: dg.ExecuteInProcessResult) -> str:
+    return "\n".join(
+        e.step_failure_data.error.message for e in result.all_events if e.is_step_failure
+    )
+
+
+def files_under(path: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()
+    }
+
+
+def test_a_day_lands_and_loads_with_metadata_and_passing_checks(make_defs, tmp_path):
+    result = run(make_defs(), "2025-01-05")
+    assert result.success, failure_text(result)
+    landed = tmp_path / "data" / "input" / NETWORK / "2025-01-05"
+    assert sorted(p.name for p in landed.iterdir()) == [
+        "LANDING.json",
+        META_FILE,
+        "alerts.parquet",
+        "clusters.parquet",
+        "features.parquet",
+        "money_flows.parquet",
+    ]
+    mats = {
+        e.asset_key.path[-1]: e.materialization for e in result.get_asset_materialization_events()
+    }
+    assert set(mats) == {"landed_batch", *TABLES}
+    for name in TABLES:
+        assert mats[name].metadata["dagster/row_count"].value >= 0, name
+        assert mats[name].metadata["dagster/column_schema"].schema.columns, name
+        path = tmp_path / "data" / "warehouse" / NETWORK / name / "2025-01-05.parquet"
+        assert path.is_file(), name
+    alerts = mats["raw_alerts"].metadata
+    meta = json.loads((landed / META_FILE).read_bytes())
+    assert alerts["dagster/row_count"].value == meta["counts"]["alerts"]
+    assert alerts["source_sha256"].value == {"2025-01-05": meta["sha256"]["alerts.parquet"]}
+    checks = result.get_asset_check_evaluations()
+    assert len(checks) == 6 and all(c.passed for c in checks)
+
+
+def test_labels_are_only_those_known_by_the_as_of_date(make_defs, tmp_path):
+    early = run(make_defs(labels_as_of="2025-01-12"), "2025-01-05")
+    assert early.success
+    path = tmp_path / "data" / "warehouse" / NETWORK / "ground_truth" / "2025-01-05.parquet"
+    known_early = pd.read_parquet(path)
+    late = run(make_defs(labels_as_of="2025-03-01"), "2025-01-05")
+    assert late.success
+    known_late = pd.read_parquet(path)
+    alerts = pd.read_parquet(path.parent.parent / "raw_alerts" / "2025-01-05.parquet")
+    assert (known_early["label_date"] <= dt.date(2025, 1, 12)).all()
+    assert 0 < len(known_early) < len(known_late) == len(alerts)
+    assert set(known_late["alert_id"]) == set(alerts["alert_id"])
+
+
+def _local_defs(tmp_path: Path, source_dir: Path) -> dg.Definitions:
+    return build_definitions(
+        settings_for(tmp_path, batch_source="local", source_dir=str(source_dir))
+    )
+
+
+def test_a_bad_batch_is_refused_and_nothing_is_written(tmp_path):
+    source_dir = tmp_path / "sot"
+    good_day, bad_day = dt.date(2025, 1, 10), dt.date(2025, 1, 11)
+    write_upstream(source_dir, batch_files(batch_tables(good_day), good_day), good_day)
+    bad = batch_tables(bad_day)
+    bad["alerts"] = bad["alerts"].drop(columns=["address"])
+    bad["features"].loc[0, "processing_date"] = good_day
+    write_upstream(source_dir, batch_files(bad, bad_day), bad_day)
+    defs = _local_defs(tmp_path, source_dir)
+
+    assert run(defs, "2025-01-10").success
+    data = tmp_path / "data"
+    before = files_under(data)
+
+    result = run(defs, "2025-01-11")
+    assert not result.success
+    text = failure_text(result)
+    assert "alerts.parquet column 'address': missing required column" in text
+    assert "features.parquet column 'processing_date'" in text
+    assert files_under(data) == before, "a refused batch must not write anything"
+    assert not result.get_asset_materialization_events()
+
+
+def test_a_refused_range_writes_no_day_of_it(tmp_path):
+    source_dir = tmp_path / "sot"
+    for day in (dt.date(2025, 1, 12), dt.date(2025, 1, 13)):
+        write_upstream(source_dir, batch_files(batch_tables(day), day), day)
+    corrupt = source_dir / "snapshots" / NETWORK / "2025-01-13" / "7" / "clusters.parquet"
+    corrupt.write_bytes(corrupt.read_bytes()[:100])
+    result = run(_local_defs(tmp_path, source_dir), "2025-01-12", "2025-01-13")
+    assert not result.success
+    assert "clusters.parquet" in failure_text(result) and "sha256" in failure_text(result)
+    assert not (tmp_path / "data" / "input").exists()
+
+
+def test_a_missing_day_fails_with_a_clear_message(tmp_path):
+    source_dir = tmp_path / "sot"
+    write_upstream(source_dir, batch_files(batch_tables()))
+    result = run(_local_defs(tmp_path, source_dir), "2025-01-20")
+    assert not result.success
+    assert "no batch at" in failure_text(result)
+
+
+def test_seed_layout_with_ground_truth_file(tmp_path):
+    day = dt.date(2025, 1, 10)
+    source_dir = tmp_path / "seed"
+    (source_dir / day.isoformat()).mkdir(parents=True)
+    tables = batch_tables(day)
+    for name, data in batch_files(tables, day).items():
+        if name != META_FILE:
+            (source_dir / day.isoformat() / name).write_bytes(data)
+    ids = tables["alerts"]["alert_id"].tolist()
+    (source_dir / "ground_truth.parquet").write_bytes(
+        parquet_bytes(
+            pd.DataFrame(
+                {
+                    "alert_id": ids,
+                    "processing_date": [day] * len(ids),
+                    "is_sar_filed": [i % 3 == 0 for i in range(len(ids))],
+                    "label_date": [
+                        day + dt.timedelta(10 if i % 2 else 90) for i in range(len(ids))
+                    ],
+                }
+            )
+        )
+    )
+    result = run(_local_defs(tmp_path, source_dir), day.isoformat())
+    assert result.success, failure_text(result)
+    landed = tmp_path / "data" / "input" / NETWORK / day.isoformat()
+    meta = json.loads((landed / META_FILE).read_bytes())
+    assert meta["batch_id"] == f"{NETWORK}-{day}-7d" and len(meta["sha256"]) == 4
+    labels = pd.read_parquet(
+        tmp_path / "data" / "warehouse" / NETWORK / "ground_truth" / f"{day}.parquet"
+    )
+    assert len(labels) == len(ids) // 2  # only the labels dated before the as-of date
+
+
+def test_rematerializing_a_day_is_idempotent(make_defs, tmp_path):
+    defs = make_defs()
+    assert run(defs, "2025-01-06").success
+    data = tmp_path / "data"
+    first = {k: v for k, v in files_under(data).items() if not k.endswith("LANDING.json")}
+    assert run(defs, "2025-01-06").success
+    second = {k: v for k, v in files_under(data).items() if not k.endswith("LANDING.json")}
+    assert first == second
+
+
+def test_a_backfill_range_is_one_run_writing_one_file_per_day(make_defs, tmp_path):
+    with dg.instance_for_test() as instance:
+        job = make_defs().resolve_job_def("ingestion_job")
+        result = job.execute_in_process(
+            instance=instance, tags={RANGE_START: "2025-01-01", RANGE_END: "2025-01-07"}
+        )
+        assert result.success
+        assert len(instance.get_run_records()) == 1
+        key = dg.AssetKey([NETWORK, "raw_alerts"])
+        assert len(instance.get_materialized_partitions(key)) == 7
+    for name in TABLES:
+        folder = tmp_path / "data" / "warehouse" / NETWORK / name
+        assert sorted(p.name for p in folder.iterdir()) == [
+            f"2025-01-0{d}.parquet" for d in range(1, 8)
+        ]
+
+
+def _materialize_in_subprocess(args: tuple[str, str]) -> bool:
+    data_root, day = args
+    defs = build_definitions(settings_for(Path(data_root).parent))
+    return run(defs, day).success
+
+
+def test_several_partitions_at_once_in_separate_processes(tmp_path):
+    days = ["2025-02-01", "2025-02-02", "2025-02-03", "2025-02-04"]
+    data_root = str(tmp_path / "data")
+    with ProcessPoolExecutor(max_workers=4) as pool:
+        assert all(pool.map(_materialize_in_subprocess, [(data_root, d) for d in days]))
+    folder = tmp_path / "data" / "warehouse" / NETWORK / "raw_features"
+    assert sorted(p.stem for p in folder.iterdir()) == days
+
+
+@pytest.fixture
+def env_settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("AML_DATA_ROOT", str(tmp_path / "data"))
+    monkeypatch.setenv("AML_LABELS_AS_OF", "2025-03-01")
+    return tmp_path
+
+
+def test_multiprocess_executor_run_of_a_range(env_settings):
+    job = dg.reconstructable(_env_job)
+    (env_settings / "home").mkdir()
+    with dg.instance_for_test(temp_dir=str(env_settings / "home")) as instance:
+        result = dg.execute_job(
+            job,
+            instance=instance,
+            tags={RANGE_START: "2025-02-10", RANGE_END: "2025-02-12"},
+        )
+        assert result.success
+        assert len(instance.get_run_records()) == 1
+    folder = env_settings / "data" / "warehouse" / NETWORK / "ground_truth"
+    assert len(list(folder.iterdir())) == 3
+
+
+def _env_job() -> dg.JobDefinition:
+    from aml_pipeline.settings import Settings
+
+    return build_definitions(Settings.from_env()).resolve_job_def("ingestion_job")

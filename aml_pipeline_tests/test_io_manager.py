@@ -1,0 +1,163 @@
+"""The DuckDB-to-Parquet IO manager: layout, round trip, ranges, idempotence, atomicity."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+import duckdb
+import pandas as pd
+import pytest
+
+from aml_pipeline.io_manager import DuckDBParquetIOManager, read_parquet
+from aml_pipeline.partitions import daily_partitions
+
+PARTITIONS = daily_partitions("2025-01-01")
+TYPES = dg.TableSchema(
+    columns=[
+        dg.TableColumn("processing_date", "DATE"),
+        dg.TableColumn("id", "VARCHAR"),
+        dg.TableColumn("n", "BIGINT"),
+        dg.TableColumn("x", "DOUBLE"),
+        dg.TableColumn("flag", "BOOLEAN"),
+        dg.TableColumn("tags", "VARCHAR[]"),
+    ]
+)
+
+
+def frame(day: dt.date, rows: int = 3) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "processing_date": pd.Series([day] * rows, dtype="object"),
+            "id": pd.Series([f"{day}-{i}" for i in range(rows)], dtype="str"),
+            "n": pd.array([i if i != 1 else None for i in range(rows)], dtype="Int64"),
+            "x": [0.5 * i for i in range(rows)],
+            "flag": pd.array([True, None, False][:rows], dtype="boolean"),
+            "tags": [["a", "b"], [], ["c"]][:rows],
+        }
+    )
+
+
+@pytest.fixture
+def manager(tmp_path) -> DuckDBParquetIOManager:
+    return DuckDBParquetIOManager(data_root=str(tmp_path))
+
+
+def _write(manager, keys: list[str], df: pd.DataFrame) -> None:
+    context = dg.build_output_context(
+        asset_key=dg.AssetKey(["net", "table"]),
+        partition_key=keys[0] if len(keys) == 1 else None,
+        asset_partitions_def=PARTITIONS,
+        definition_metadata={"dagster/column_schema": TYPES},
+        asset_partition_key_range=dg.PartitionKeyRange(keys[0], keys[-1]),
+    )
+    manager.handle_output(context, df)
+
+
+def _read(manager, start: str, end: str) -> pd.DataFrame:
+    context = dg.build_input_context(
+        asset_key=dg.AssetKey(["net", "table"]),
+        asset_partitions_def=PARTITIONS,
+        asset_partition_key_range=dg.PartitionKeyRange(start, end),
+    )
+    return manager.load_input(context)
+
+
+def test_one_file_per_partition_under_the_asset_key(manager, tmp_path):
+    _write(manager, ["2025-01-02"], frame(dt.date(2025, 1, 2)))
+    path = tmp_path / "warehouse" / "net" / "table" / "2025-01-02.parquet"
+    assert path.is_file()
+    assert [p.name for p in path.parent.iterdir()] == ["2025-01-02.parquet"]
+
+
+def test_dtypes_and_values_round_trip(manager):
+    df = frame(dt.date(2025, 1, 2))
+    _write(manager, ["2025-01-02"], df)
+    back = _read(manager, "2025-01-02", "2025-01-02")
+    assert list(back.dtypes.astype(str)) == [
+        "object",
+        "str",
+        "Int64",
+        "float64",
+        "boolean",
+        "object",
+    ]
+    assert back["processing_date"].tolist() == df["processing_date"].tolist()
+    assert [list(t) for t in back["tags"]] == df["tags"].tolist()
+    pd.testing.assert_frame_equal(back.drop(columns=["tags"]), df.drop(columns=["tags"]))
+
+
+def test_an_empty_partition_keeps_the_declared_types(manager, tmp_path):
+    _write(manager, ["2025-01-03"], frame(dt.date(2025, 1, 3)).iloc[0:0])
+    path = tmp_path / "warehouse" / "net" / "table" / "2025-01-03.parquet"
+    described = duckdb.execute("DESCRIBE SELECT * FROM read_parquet(?)", [str(path)]).fetchall()
+    types = {row[0]: row[1] for row in described}
+    assert types == {
+        "processing_date": "DATE",
+        "id": "VARCHAR",
+        "n": "BIGINT",
+        "x": "DOUBLE",
+        "flag": "BOOLEAN",
+        "tags": "VARCHAR[]",
+    }
+
+
+def test_a_multi_partition_output_is_split_one_file_per_day(manager, tmp_path):
+    days = [dt.date(2025, 1, d) for d in (4, 5, 6)]
+    df = pd.concat([frame(days[0]), frame(days[2], 2)], ignore_index=True)
+    _write(manager, [d.isoformat() for d in days], df)
+    folder = tmp_path / "warehouse" / "net" / "table"
+    assert sorted(p.name for p in folder.iterdir()) == [f"{d}.parquet" for d in days]
+    assert len(_read(manager, "2025-01-05", "2025-01-05")) == 0
+    back = _read(manager, "2025-01-04", "2025-01-06")
+    assert back["processing_date"].value_counts().to_dict() == {days[0]: 3, days[2]: 2}
+
+
+def test_a_multi_partition_output_refuses_rows_of_other_days(manager):
+    with pytest.raises(ValueError, match="outside the run's partitions"):
+        _write(manager, ["2025-01-04", "2025-01-05"], frame(dt.date(2025, 1, 9)))
+
+
+def test_rematerializing_replaces_the_partition_exactly(manager, tmp_path):
+    day = dt.date(2025, 1, 7)
+    _write(manager, ["2025-01-07"], frame(day, 3))
+    _write(manager, ["2025-01-07"], frame(day, 2))
+    _write(manager, ["2025-01-07"], frame(day, 2))
+    assert len(_read(manager, "2025-01-07", "2025-01-07")) == 2
+    folder = tmp_path / "warehouse" / "net" / "table"
+    assert [p.name for p in folder.iterdir()] == ["2025-01-07.parquet"]
+
+
+def test_a_crash_mid_write_leaves_the_previous_file_intact(manager, tmp_path, monkeypatch):
+    day = dt.date(2025, 1, 8)
+    _write(manager, ["2025-01-08"], frame(day, 3))
+    folder = tmp_path / "warehouse" / "net" / "table"
+    before = (folder / "2025-01-08.parquet").read_bytes()
+
+    real_execute = duckdb.DuckDBPyConnection.execute
+
+    def crash_after_writing(self, sql, params=None):
+        result = real_execute(self, sql, params)
+        if sql.startswith("COPY"):
+            raise OSError("disk vanished")  # the temp file exists, the rename never happens
+        return result
+
+    monkeypatch.setattr(duckdb.DuckDBPyConnection, "execute", crash_after_writing)
+    with pytest.raises(OSError, match="disk vanished"):
+        _write(manager, ["2025-01-08"], frame(day, 1))
+    monkeypatch.undo()
+    assert (folder / "2025-01-08.parquet").read_bytes() == before
+    assert [p.name for p in folder.iterdir()] == ["2025-01-08.parquet"]
+
+
+def test_reading_a_range_with_a_missing_partition_names_it(manager):
+    _write(manager, ["2025-01-10"], frame(dt.date(2025, 1, 10)))
+    with pytest.raises(FileNotFoundError, match=r"2025-01-11"):
+        _read(manager, "2025-01-10", "2025-01-11")
+
+
+def test_read_parquet_scans_many_files_in_one_query(tmp_path, manager):
+    for d in (12, 13, 14):
+        _write(manager, [f"2025-01-{d}"], frame(dt.date(2025, 1, d)))
+    paths = sorted(str(p) for p in (tmp_path / "warehouse" / "net" / "table").iterdir())
+    assert len(read_parquet(paths)) == 9

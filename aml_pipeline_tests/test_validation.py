@@ -1,0 +1,181 @@
+"""Batch validation: every problem is found at once and names file, column and problem."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from aml_pipeline.contract.schema import FEATURES, META_FILE, SEED_META_FILE
+from aml_pipeline.contract.validation import validate_batch
+from aml_pipeline_tests.conftest import DAY, NETWORK, batch_files, batch_tables
+
+
+def _validate(files, **kwargs):
+    return validate_batch(NETWORK, DAY, 7, files, **kwargs)
+
+
+def _errors(report):
+    return [(p.file, p.column, p.problem) for p in report.errors]
+
+
+def test_a_good_batch_is_accepted():
+    report = _validate(batch_files(batch_tables()))
+    assert report.ok, report.format()
+    assert report.row_counts["alerts"] > 0
+
+
+def test_missing_required_column():
+    tables = batch_tables()
+    tables["alerts"] = tables["alerts"].drop(columns=["alert_confidence_score"])
+    (error,) = _errors(_validate(batch_files(tables)))
+    assert error == ("alerts.parquet", "alert_confidence_score", "missing required column")
+
+
+def test_value_that_cannot_be_cast():
+    tables = batch_tables()
+    alerts = tables["alerts"]
+    alerts["alert_confidence_score"] = alerts["alert_confidence_score"].astype(str)
+    alerts.loc[1, "alert_confidence_score"] = "very high"
+    (error,) = _errors(_validate(batch_files(tables)))
+    assert error[:2] == ("alerts.parquet", "alert_confidence_score")
+    assert "1 value(s) cannot be cast to float: 'very high'" in error[2]
+
+
+def test_fractional_value_in_integer_column():
+    tables = batch_tables()
+    tables["features"]["degree_in"] = tables["features"]["degree_in"].astype("float64") + 0.5
+    errors = _errors(_validate(batch_files(tables)))
+    assert [(f, c) for f, c, _ in errors] == [("features.parquet", "degree_in")]
+
+
+def test_null_and_duplicate_keys_are_both_reported():
+    tables = batch_tables()
+    alerts = tables["alerts"]
+    alerts.loc[0, "alert_id"] = None
+    alerts.loc[2, "alert_id"] = alerts.loc[3, "alert_id"]
+    errors = _errors(_validate(batch_files(tables)))
+    assert ("alerts.parquet", "alert_id", "1 row(s) with a null key") in errors
+    assert any(c == "alert_id" and "2 row(s) share a duplicate key" in p for _, c, p in errors)
+
+
+def test_rows_from_another_date_or_window():
+    tables = batch_tables()
+    tables["clusters"].loc[0, "processing_date"] = pd.Timestamp("2025-01-09").date()
+    tables["features"]["window_days"] = 30
+    errors = _errors(_validate(batch_files(tables)))
+    files_columns = {(f, c) for f, c, _ in errors}
+    assert files_columns == {
+        ("clusters.parquet", "processing_date"),
+        ("features.parquet", "window_days"),
+    }
+    assert any("disagree with batch date 2025-01-10" in p for _, _, p in errors)
+
+
+def test_checksum_and_count_disagreeing_with_meta():
+    files = batch_files(batch_tables())
+    meta = json.loads(files[META_FILE])
+    meta["sha256"]["clusters.parquet"] = "0" * 64
+    meta["counts"]["alerts"] += 1
+    files[META_FILE] = json.dumps(meta).encode()
+    errors = _errors(_validate(files))
+    assert [(f, c) for f, c, _ in errors] == [("clusters.parquet", ""), ("alerts.parquet", "")]
+    assert "sha256" in errors[0][2] and "META.json" in errors[0][2]
+    assert "rows but META.json says" in errors[1][2]
+
+
+def test_meta_for_another_batch_and_missing_fields():
+    files = batch_files(batch_tables())
+    meta = json.loads(files[META_FILE])
+    meta["network"] = "bitcoin"
+    del meta["generated_at"]
+    files[META_FILE] = json.dumps(meta).encode()
+    errors = _errors(_validate(files))
+    assert ("META.json", "generated_at", "missing required field") in errors
+    assert any(c == "network" and "'bitcoin'" in p for _, c, p in errors)
+
+
+def test_truncated_parquet_and_missing_meta_are_reported_together():
+    files = batch_files(batch_tables())
+    files["features.parquet"] = files["features.parquet"][: len(files["features.parquet"]) // 2]
+    del files[META_FILE]
+    errors = _errors(_validate(files))
+    assert ("META.json", "", "missing required file") in errors
+    assert any(
+        f == "features.parquet" and "unreadable or truncated Parquet" in p for f, _, p in errors
+    )
+
+
+def test_invalid_meta_json():
+    files = batch_files(batch_tables())
+    files[META_FILE] = b"{not json"
+    (error,) = _errors(_validate(files))
+    assert error[0] == META_FILE and "not valid JSON" in error[2]
+
+
+def test_missing_required_file():
+    files = batch_files(batch_tables())
+    del files["clusters.parquet"]
+    assert ("clusters.parquet", "", "missing required file") in _errors(_validate(files))
+
+
+def test_alert_without_feature_row_is_a_warning_not_an_error():
+    tables = batch_tables()
+    orphan = tables["alerts"]["address"].iloc[0]
+    tables["features"] = tables["features"][tables["features"]["address"] != orphan]
+    report = _validate(batch_files(tables))
+    assert report.ok
+    (warning,) = [w for w in report.warnings if w.column == "address"]
+    assert warning.file == "alerts.parquet" and orphan in warning.problem
+
+
+def test_missing_optional_features_are_drift_and_extra_columns_are_kept():
+    tables = batch_tables()
+    dropped = ["behavioral_anomaly_score", "is_whale", "quality_score"]
+    tables["features"] = tables["features"].drop(columns=dropped)
+    tables["features"]["brand_new_feature"] = 1.0
+    report = _validate(batch_files(tables))
+    assert report.ok
+    drift = {w.column for w in report.warnings if "schema drift" in w.problem}
+    assert drift == set(dropped)
+    assert any(p.column == "brand_new_feature" and "kept" in p.problem for p in report.problems)
+
+
+def test_a_day_with_zero_alerts_is_valid():
+    tables = batch_tables()
+    tables["alerts"] = tables["alerts"].iloc[0:0]
+    tables["clusters"] = tables["clusters"].iloc[0:0]
+    report = _validate(batch_files(tables))
+    assert report.ok, report.format()
+    assert report.row_counts["alerts"] == 0
+
+
+def test_seed_layout_meta_is_optional_but_verified_when_present():
+    files = batch_files(batch_tables())
+    seed = {n: b for n, b in files.items() if n != META_FILE}
+    assert _validate(seed, meta_file=SEED_META_FILE, meta_required=False).ok
+    seed[SEED_META_FILE] = json.dumps({"counts": {"alerts": 999999}}).encode()
+    report = _validate(seed, meta_file=SEED_META_FILE, meta_required=False)
+    assert [(p.file, p.problem) for p in report.errors] == [
+        ("alerts.parquet", f"has {report.row_counts['alerts']} rows but metadata.json says 999999")
+    ]
+
+
+@pytest.mark.parametrize("column", ["hourly_activity", "first_activity_timestamp", "is_whale"])
+def test_list_timestamp_and_flag_columns_cast_cleanly(column):
+    tables = batch_tables()
+    assert column in FEATURES.by_name
+    report = _validate(batch_files(tables))
+    assert not [p for p in report.problems if p.column == column]
+
+
+def test_report_lists_every_problem_in_one_text():
+    tables = batch_tables()
+    tables["alerts"] = tables["alerts"].drop(columns=["typology_type"])
+    tables["clusters"]["window_days"] = 90
+    report = _validate(batch_files(tables))
+    text = report.format()
+    assert "REFUSED (2 errors" in text
+    assert "alerts.parquet column 'typology_type': missing required column" in text
+    assert "clusters.parquet column 'window_days'" in text
