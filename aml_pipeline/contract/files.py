@@ -7,6 +7,7 @@ import io
 import json
 from collections.abc import Mapping
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -19,10 +20,22 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def list_column(matrix: np.ndarray) -> pd.Series:
+    """An Arrow-backed column of int64 lists, one per row of ``matrix`` (no Python lists)."""
+    rows, width = matrix.shape
+    offsets = pa.array(np.arange(0, (rows + 1) * width, width, dtype=np.int32))
+    values = pa.array(np.ascontiguousarray(matrix, dtype=np.int64).ravel())
+    return pd.Series(pd.arrays.ArrowExtensionArray(pa.ListArray.from_arrays(offsets, values)))
+
+
 def parquet_bytes(df: pd.DataFrame) -> bytes:
-    """Serialize ``df`` to Parquet bytes; the same frame always gives the same bytes."""
+    """Serialize ``df`` to Parquet bytes; the same frame always gives the same bytes.
+
+    No pandas metadata is stored: like upstream's exports, the files are plain Parquet.
+    """
     buf = io.BytesIO()
-    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), buf, compression="zstd")
+    table = pa.Table.from_pandas(df, preserve_index=False).replace_schema_metadata(None)
+    pq.write_table(table, buf, compression="zstd")
     return buf.getvalue()
 
 

@@ -1,0 +1,234 @@
+"""Per-address features of the contract, computed from a window of transfers.
+
+Everything is vectorized over integer address codes (``np.bincount`` and sorted groups),
+so a window of a few million legs takes seconds. Following current upstream, the
+anomaly scores, ten of the twelve flags and the quality scores are not produced (the
+contract marks them optional; consumers see them as schema drift).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from aml_pipeline.batch_builder.graph import graph_features
+from aml_pipeline.batch_builder.window import Window
+from aml_pipeline.contract.files import list_column
+
+THRESHOLD_USD = 10_000.0
+SMALL_USD = 100.0
+NIGHT_HOURS = 6  # 00:00-05:59 UTC
+
+#: The contract feature columns upstream no longer exports (left out here too).
+DROPPED_UPSTREAM = (
+    "behavioral_anomaly_score", "graph_anomaly_score", "neighborhood_anomaly_score",
+    "global_anomaly_score", "outlier_transactions", "suspicious_pattern_score",
+    "is_whale", "is_mixer_like", "is_contract_like", "is_new_address", "is_dormant_reactivated",
+    "is_high_volume_trader", "is_retail_active", "is_whale_inactive", "is_retail_inactive",
+    "is_regular_user", "completeness_score", "quality_score", "outlier_score",
+    "confidence_score",
+)
+
+
+def _safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(b > 0, a / np.where(b > 0, b, 1), 0.0)
+
+
+def _entropy(matrix: np.ndarray) -> np.ndarray:
+    """Normalized Shannon entropy of each row's distribution (0 = concentrated)."""
+    total = matrix.sum(axis=1, keepdims=True)
+    p = _safe_div(matrix, total)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = -np.where(p > 0, p * np.log(p), 0.0).sum(axis=1)
+    return h / np.log(matrix.shape[1])
+
+
+def _grid(index: np.ndarray, column: np.ndarray, width: int, n: int,
+          weights: np.ndarray | None = None) -> np.ndarray:
+    return np.bincount(index * width + column, weights, minlength=n * width).reshape(n, width)
+
+
+def _moments(codes: np.ndarray, x: np.ndarray, n: int) -> tuple[np.ndarray, ...]:
+    count = np.bincount(codes, minlength=n).astype(float)
+    mean = _safe_div(np.bincount(codes, x, n), count)
+    centered = x - mean[codes]
+    m2 = _safe_div(np.bincount(codes, centered**2, n), count)
+    m3 = _safe_div(np.bincount(codes, centered**3, n), count)
+    m4 = _safe_div(np.bincount(codes, centered**4, n), count)
+    skew = _safe_div(m3, m2**1.5)
+    kurt = _safe_div(m4, m2**2) - 3.0
+    return count, mean, m2, skew, np.where(m2 > 0, kurt, 0.0)
+
+
+def _group_median(codes: np.ndarray, x: np.ndarray, n: int) -> np.ndarray:
+    out = np.full(n, np.nan)
+    if len(codes):
+        med = pd.Series(x).groupby(codes).median()
+        out[med.index.to_numpy()] = med.to_numpy()
+    return out
+
+
+def _pair_table(legs: pd.DataFrame) -> pd.DataFrame:
+    """Per (address, counterparty): volume out, volume in, active days."""
+    pairs = legs.groupby(["address", "counterparty"], sort=False).agg(
+        volume=("amount", "sum"), days=("day", "nunique"))
+    out = legs[legs["outgoing"]].groupby(["address", "counterparty"], sort=False)["amount"].sum()
+    inc = legs[~legs["outgoing"]].groupby(["address", "counterparty"], sort=False)["amount"].sum()
+    pairs["out"] = out.reindex(pairs.index, fill_value=0.0)
+    pairs["in"] = inc.reindex(pairs.index, fill_value=0.0)
+    return pairs.reset_index()
+
+
+def address_features(w: Window) -> pd.DataFrame:
+    """One row per address code of the window with the contract's feature columns
+    (k-hop columns excepted: see ``graph.khop_features``)."""
+    n = w.n_addresses
+    legs = w.legs
+    code = legs["address"].to_numpy()
+    amount = legs["amount"].to_numpy()
+    out_mask = legs["outgoing"].to_numpy()
+    ts = legs["ts"].to_numpy()
+    f: dict[str, object] = {}
+
+    out_count = np.bincount(code[out_mask], minlength=n)
+    in_count = np.bincount(code[~out_mask], minlength=n)
+    out_sum = np.bincount(code[out_mask], amount[out_mask], n)
+    in_sum = np.bincount(code[~out_mask], amount[~out_mask], n)
+    pairs = _pair_table(legs)
+    p_code = pairs["address"].to_numpy()
+    degree_out = np.bincount(p_code[pairs["out"].to_numpy() > 0], minlength=n)
+    degree_in = np.bincount(p_code[pairs["in"].to_numpy() > 0], minlength=n)
+    counterparties = np.bincount(p_code, minlength=n)
+    f.update(degree_in=degree_in, degree_out=degree_out, degree_total=degree_in + degree_out,
+             unique_counterparties=counterparties)
+
+    total = in_sum + out_sum
+    count, mean, var, skew, kurt = _moments(code, amount, n)
+    f.update(
+        total_in_usd=in_sum, total_out_usd=out_sum, net_flow_usd=in_sum - out_sum,
+        total_volume_usd=total, avg_tx_in_usd=_safe_div(in_sum, in_count),
+        avg_tx_out_usd=_safe_div(out_sum, out_count),
+        median_tx_in_usd=_group_median(code[~out_mask], amount[~out_mask], n),
+        median_tx_out_usd=_group_median(code[out_mask], amount[out_mask], n),
+        max_tx_usd=pd.Series(amount).groupby(code).max().reindex(range(n)).to_numpy(),
+        min_tx_usd=pd.Series(amount).groupby(code).min().reindex(range(n)).to_numpy(),
+        amount_variance=var, amount_skewness=skew, amount_kurtosis=kurt,
+    )
+
+    days = legs["day"].to_numpy()
+    daily_volume = _grid(code, days, w.window_days, n, amount)
+    daily_count = _grid(code, days, w.window_days, n)
+    active_days = (daily_count > 0).sum(axis=1)
+    first_day = np.where(active_days > 0, (daily_count > 0).argmax(axis=1), 0)
+    last_day = np.where(active_days > 0,
+                        w.window_days - 1 - (daily_count[:, ::-1] > 0).argmax(axis=1), 0)
+    volume_std = daily_volume.std(axis=1)
+    f.update(volume_std=volume_std, volume_cv=_safe_div(volume_std, daily_volume.mean(axis=1)))
+
+    share = _safe_div(pairs["volume"].to_numpy(), total[p_code])
+    f["flow_concentration"] = np.bincount(p_code, share**2, n)
+    top = pairs.assign(share=share).sort_values(["address", "share"], ascending=[True, False])
+    rank = top.groupby("address", sort=False).cumcount().to_numpy()
+    top_code, top_share = top["address"].to_numpy(), top["share"].to_numpy()
+    f["counterparty_concentration"] = np.bincount(top_code[rank == 0], top_share[rank == 0], n)
+    f["concentration_ratio"] = np.bincount(top_code[rank < 3], top_share[rank < 3], n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        plogp = np.where(share > 0, share * np.log(share), 0.0)
+    f["flow_diversity"] = _safe_div(-np.bincount(p_code, plogp, n),
+                                    np.log(np.maximum(counterparties, 2)))
+
+    f.update(tx_in_count=in_count, tx_out_count=out_count, tx_total_count=in_count + out_count)
+
+    hourly_count = _grid(code, legs["hour"].to_numpy(), 24, n)
+    hourly_volume = _grid(code, legs["hour"].to_numpy(), 24, n, amount)
+    weekday = legs["weekday"].to_numpy()
+    weekly_count = _grid(code, weekday, 7, n)
+    weekly_volume = _grid(code, weekday, 7, n, amount)
+
+    same = np.r_[False, code[1:] == code[:-1]]
+    gaps = np.where(same, np.diff(ts, prepend=ts[:1]), 0).astype(float) / 3_600_000
+    gap_count = np.bincount(code[same], minlength=n).astype(float)
+    gap_mean = _safe_div(np.bincount(code[same], gaps[same], n), gap_count)
+    gap_sd = np.sqrt(_safe_div(np.bincount(code[same], (gaps[same] - gap_mean[code[same]]) ** 2,
+                                           n), gap_count))
+    per_hour = pd.Series(1, index=pd.MultiIndex.from_arrays([code, ts // 3_600_000])) \
+        .groupby(level=[0, 1]).size()
+    hour_codes = per_hour.index.get_level_values(0).to_numpy()
+    active_hours = np.bincount(hour_codes, minlength=n)
+    peak_hourly = pd.Series(per_hour.to_numpy()).groupby(hour_codes).max() \
+        .reindex(range(n), fill_value=0).to_numpy()
+    f.update(
+        activity_days=active_days,
+        activity_span_days=np.where(active_days > 0, last_day - first_day + 1, 0),
+        avg_daily_volume_usd=_safe_div(total, active_days),
+        peak_hour=hourly_volume.argmax(axis=1), peak_day=weekly_volume.argmax(axis=1),
+        regularity_score=1.0 / (1.0 + _safe_div(gap_sd, gap_mean)),
+        burst_factor=_safe_div(peak_hourly.astype(float), _safe_div(count, active_hours)),
+    )
+
+    p_in, p_out = pairs["in"].to_numpy(), pairs["out"].to_numpy()
+    both = (p_in > 0) & (p_out > 0)
+    out_minus_in_ms = _safe_div(
+        np.bincount(code[out_mask], ts[out_mask], n), out_count.astype(float)
+    ) - _safe_div(np.bincount(code[~out_mask], ts[~out_mask], n), in_count.astype(float))
+    balance = _safe_div(np.minimum(in_sum, out_sum), np.maximum(in_sum, out_sum))
+    f.update(
+        reciprocity_ratio=_safe_div(np.bincount(p_code[both], (p_in + p_out)[both], n), total),
+        velocity_score=balance * np.exp(-np.clip(out_minus_in_ms / 86_400_000, 0, None)),
+        structuring_score=_safe_div(
+            np.bincount(code, ((amount >= 0.85 * THRESHOLD_USD) &
+                               (amount < THRESHOLD_USD)).astype(float), n), count),
+    )
+
+    assets = legs["asset"].astype(str).to_numpy()
+    asset_codes, asset_names = pd.factorize(assets, sort=True)
+    k = len(asset_names)
+    for side, mask in (("in", ~out_mask), ("out", out_mask)):
+        grid = _grid(code[mask], asset_codes[mask], max(k, 1), n, amount[mask])
+        f[f"unique_assets_{side}"] = (grid > 0).sum(axis=1)
+        dominant = np.asarray(asset_names, dtype=object)[grid.argmax(axis=1)] if k else \
+            np.full(n, None)
+        f[f"dominant_asset_{side}"] = np.where(grid.sum(axis=1) > 0, dominant, None)
+    asset_grid = _grid(code, asset_codes, max(k, 1), n, amount)
+    f["asset_diversity_score"] = _entropy(asset_grid) if k > 1 else np.zeros(n)
+
+    f.update(
+        hourly_activity=list_column(hourly_count), daily_activity=list_column(weekly_count),
+        peak_activity_hour=hourly_count.argmax(axis=1),
+        peak_activity_day=weekly_count.argmax(axis=1),
+        hourly_entropy=_entropy(hourly_count), daily_entropy=_entropy(weekly_count),
+        weekend_transaction_ratio=_safe_div(weekly_count[:, 5:].sum(axis=1), count),
+        night_transaction_ratio=_safe_div(hourly_count[:, :NIGHT_HOURS].sum(axis=1), count),
+        small_transaction_ratio=_safe_div(
+            np.bincount(code, (amount < SMALL_USD).astype(float), n), count),
+        consistency_score=1.0 / (1.0 + _safe_div(daily_count.std(axis=1),
+                                                 daily_count.mean(axis=1))),
+    )
+
+    f.update(graph_features(w))
+
+    in_share = _safe_div(in_sum, total)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        binary_h = -np.nan_to_num(in_share * np.log2(in_share)) \
+            - np.nan_to_num((1 - in_share) * np.log2(1 - in_share))
+    pair_days = pairs["days"].to_numpy()
+    f.update(
+        flow_reciprocity_entropy=binary_h,
+        counterparty_stability=_safe_div(np.bincount(p_code[pair_days >= 2], minlength=n)
+                                         .astype(float), counterparties.astype(float)),
+        flow_burstiness=_safe_div(gap_sd - gap_mean, gap_sd + gap_mean),
+        transaction_regularity=_safe_div(np.minimum(gap_mean, gap_sd),
+                                         np.maximum(gap_mean, gap_sd)),
+        amount_predictability=1.0 / (1.0 + _safe_div(np.sqrt(var), mean)),
+    )
+
+    hub_cut = max(30, np.quantile(counterparties, 0.995)) if n else 30
+    f.update(
+        is_exchange_like=(degree_in >= 20) & (degree_out >= 20) & (f["reciprocity_ratio"] < 0.2),
+        is_hub_address=counterparties >= hub_cut,
+        unique_recipients_count=degree_out, unique_senders_count=degree_in,
+        first_activity_timestamp=pd.Series(ts).groupby(code).min().reindex(range(n)).to_numpy(),
+        last_activity_timestamp=pd.Series(ts).groupby(code).max().reindex(range(n)).to_numpy(),
+    )
+    return pd.DataFrame({"address": w.addresses, **f}, index=pd.RangeIndex(n))

@@ -1,0 +1,93 @@
+"""The transfers of a window, indexed for fast per-address aggregation."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+REQUIRED_TRANSFER_COLUMNS = ("timestamp_ms", "from_address", "to_address", "amount_usd")
+
+
+@dataclass
+class Window:
+    """Transfers of ``window_days`` days ending on ``day``, with integer address codes.
+
+    ``legs`` has two rows per transfer (the sender's and the receiver's view), which is
+    what most per-address aggregates need.
+    """
+
+    day: dt.date
+    window_days: int
+    transfers: pd.DataFrame
+    addresses: np.ndarray  # code -> address
+    src: np.ndarray  # codes
+    dst: np.ndarray
+
+    @classmethod
+    def build(cls, transfers: pd.DataFrame, day: dt.date, window_days: int) -> Window:
+        missing = [c for c in REQUIRED_TRANSFER_COLUMNS if c not in transfers.columns]
+        if missing:
+            raise ValueError(f"transfers table lacks required column(s) {missing}")
+        start_ms = _day_ms(day - dt.timedelta(window_days - 1))
+        end_ms = _day_ms(day + dt.timedelta(1))
+        ts = transfers["timestamp_ms"].to_numpy()
+        t = transfers[(ts >= start_ms) & (ts < end_ms)]
+        if "asset" not in t.columns:
+            t = t.assign(asset="USD")
+        t = t[list(REQUIRED_TRANSFER_COLUMNS) + ["asset"]].reset_index(drop=True)
+        codes, addresses = pd.factorize(
+            np.concatenate([t["from_address"].to_numpy(), t["to_address"].to_numpy()]),
+            sort=True,
+        )
+        n = len(t)
+        return cls(day=day, window_days=window_days, transfers=t,
+                   addresses=np.asarray(addresses, dtype=object),
+                   src=codes[:n].astype(np.int64), dst=codes[n:].astype(np.int64))
+
+    @property
+    def n_addresses(self) -> int:
+        return len(self.addresses)
+
+    @property
+    def start_ms(self) -> int:
+        return _day_ms(self.day - dt.timedelta(self.window_days - 1))
+
+    @property
+    def day_start_ms(self) -> int:
+        return _day_ms(self.day)
+
+    @cached_property
+    def legs(self) -> pd.DataFrame:
+        """address, counterparty, amount, ts, asset, outgoing (bool), sorted by address+ts."""
+        t = self.transfers
+        n = len(t)
+        legs = pd.DataFrame({
+            "address": np.concatenate([self.src, self.dst]),
+            "counterparty": np.concatenate([self.dst, self.src]),
+            "amount": np.tile(t["amount_usd"].to_numpy(dtype="float64"), 2),
+            "ts": np.tile(t["timestamp_ms"].to_numpy(dtype="int64"), 2),
+            "asset": np.tile(t["asset"].to_numpy(), 2),
+            "outgoing": np.r_[np.ones(n, bool), np.zeros(n, bool)],
+        })
+        legs = legs.sort_values(["address", "ts"], kind="stable").reset_index(drop=True)
+        legs["hour"] = (legs["ts"] // 3_600_000) % 24
+        legs["day"] = (legs["ts"] - self.start_ms) // 86_400_000
+        legs["weekday"] = (legs["ts"] // 86_400_000 + 3) % 7  # 1970-01-01 was a Thursday
+        return legs
+
+    @cached_property
+    def active_today(self) -> np.ndarray:
+        """Boolean per address code: did it transfer on the processing day itself."""
+        mask = np.zeros(self.n_addresses, bool)
+        today = self.transfers["timestamp_ms"].to_numpy() >= self.day_start_ms
+        mask[self.src[today]] = True
+        mask[self.dst[today]] = True
+        return mask
+
+
+def _day_ms(day: dt.date) -> int:
+    return int(dt.datetime.combine(day, dt.time(), dt.UTC).timestamp() * 1000)

@@ -1,0 +1,1 @@
+"""A deterministic transfer simulator for one blockchain network, with injected laundering."""

@@ -1,0 +1,340 @@
+"""Laundering campaigns and their benign look-alikes, as multi-day transfer episodes.
+
+Every episode is planned from a seed on the day it starts, so the transfers of any day can
+be regenerated without replaying history. Laundering episodes mark their actors illicit;
+look-alikes produce the same shapes (fan-in, fan-out, round trips, bursts, amounts just
+below thresholds, pass-through) from ordinary, honest activity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from aml_pipeline.simulator.population import ASSET_WEIGHTS, ASSETS, Population, address_id
+
+DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
+THRESHOLD_USD = 10_000.0
+
+
+@dataclass
+class Episode:
+    """One campaign (illicit) or look-alike (benign) spanning ``duration`` days."""
+
+    key: tuple[int, ...]
+    typology: str
+    illicit: bool
+    start: int  # day index
+    duration: int
+    actors: list[str]
+    counterparties: list[str]
+    scale: float
+    caught: bool = False
+    label_delay: int = 0
+    asset: str = "ETH"
+    extra: dict = field(default_factory=dict)
+
+    def active_on(self, day: int) -> bool:
+        return self.start <= day < self.start + self.duration
+
+
+Rows = list[tuple[int, str, str, float, str]]
+Emitter = Callable[[Episode, int, np.random.Generator, int], Rows]
+
+
+def _times(rng: np.random.Generator, day_ms: int, n: int, night: bool = False) -> np.ndarray:
+    hours = rng.integers(0, 24, n) if not night else rng.choice(
+        24, n, p=np.r_[np.full(7, 0.08), np.full(17, 0.44 / 17)])
+    return day_ms + hours * HOUR_MS + rng.integers(0, HOUR_MS, n)
+
+
+def _chain(ep: Episode, day: int, rng: np.random.Generator, day_ms: int, peel: bool) -> Rows:
+    """Peel chain / layering path: funds hop along ``actors``, a few hops a day."""
+    hops_per_day = max(1, len(ep.actors) // ep.duration + 1)
+    first = (day - ep.start) * hops_per_day
+    rows: Rows = []
+    amount = ep.scale * (0.93 ** first)
+    t = _times(rng, day_ms, 1, night=True)[0]
+    for h in range(first, min(first + hops_per_day, len(ep.actors) - 1)):
+        src, dst = ep.actors[h], ep.actors[h + 1]
+        if peel:
+            cut = amount * rng.uniform(0.03, 0.12)
+            rows.append((int(t + rng.integers(60_000, 900_000)), src,
+                         ep.counterparties[h % len(ep.counterparties)], cut, ep.asset))
+            amount -= cut
+        else:
+            amount *= rng.uniform(0.97, 0.995)
+        rows.append((int(t), src, dst, amount, ep.asset))
+        t += int(rng.integers(10 * 60_000, 6 * HOUR_MS))
+    return rows
+
+
+def _fan_in(ep: Episode, day: int, rng: np.random.Generator, day_ms: int) -> Rows:
+    collector, smurfs = ep.actors[0], ep.actors[1:]
+    today = [s for s in smurfs if rng.random() < 0.7]
+    cap = THRESHOLD_USD if ep.extra.get("below_threshold") else ep.scale * 2
+    amounts = np.minimum(rng.lognormal(np.log(ep.scale / 4), 0.5, len(today)),
+                         cap * rng.uniform(0.86, 0.995, len(today)))
+    times = _times(rng, day_ms, len(today), night=ep.illicit)
+    rows = [(int(t), s, collector, float(a), ep.asset)
+            for t, s, a in zip(times, today, amounts, strict=True)]
+    if ep.counterparties and rows:
+        total = float(amounts.sum())
+        rows.append((int(times.max() + HOUR_MS), collector, ep.counterparties[0],
+                     total * 0.97, ep.asset))
+    return rows
+
+
+def _fan_out(ep: Episode, day: int, rng: np.random.Generator, day_ms: int) -> Rows:
+    source, receivers = ep.actors[0], ep.actors[1:] + ep.counterparties
+    if ep.extra.get("payday") is not None and (day - ep.start) % 7 != ep.extra["payday"]:
+        return []
+    same = ep.extra.get("same_amount", False)
+    amounts = (np.full(len(receivers), ep.scale) * rng.uniform(0.98, 1.02, len(receivers))
+               if same else rng.lognormal(np.log(ep.scale), 0.6, len(receivers)))
+    t0 = _times(rng, day_ms, 1, night=ep.illicit)[0]
+    rows = [(int(t0 + rng.integers(0, HOUR_MS)), source, r, float(a), ep.asset)
+            for r, a in zip(receivers, amounts, strict=True)]
+    if ep.illicit:  # mules cash out to exchanges the next hours
+        exits = ep.extra["exits"]
+        for r, a in zip(ep.actors[1:], amounts, strict=False):
+            rows.append((int(t0 + rng.integers(HOUR_MS, 8 * HOUR_MS)), r,
+                         exits[int(rng.integers(len(exits)))], float(a) * 0.99, ep.asset))
+    return rows
+
+
+def _cycle(ep: Episode, day: int, rng: np.random.Generator, day_ms: int) -> Rows:
+    rows: Rows = []
+    for _ in range(int(rng.integers(1, 3))):
+        amount, t = ep.scale * rng.uniform(0.7, 1.3), _times(rng, day_ms, 1)[0]
+        for i, src in enumerate(ep.actors):
+            dst = ep.actors[(i + 1) % len(ep.actors)]
+            rows.append((int(t), src, dst, amount, ep.asset))
+            amount *= rng.uniform(0.96, 0.999)
+            t += int(rng.integers(5 * 60_000, 3 * HOUR_MS))
+    return rows
+
+
+def _structuring(ep: Episode, day: int, rng: np.random.Generator, day_ms: int) -> Rows:
+    n = int(rng.integers(3, 9))
+    amounts = THRESHOLD_USD * rng.uniform(0.85, 0.995, n)
+    receivers = rng.choice(ep.counterparties, n)
+    times = _times(rng, day_ms, n)
+    return [(int(t), ep.actors[0], r, float(a), ep.asset)
+            for t, r, a in zip(times, receivers, amounts, strict=True)]
+
+
+def _mixer(ep: Episode, day: int, rng: np.random.Generator, day_ms: int) -> Rows:
+    mixer, source, outs = ep.counterparties[0], ep.actors[0], ep.actors[1:]
+    denomination = ep.extra["denomination"]
+    rows: Rows = []
+    deposits = int(rng.integers(1, 4))
+    for t in _times(rng, day_ms, deposits):
+        rows.append((int(t), source, mixer, denomination, ep.asset))
+    if day > ep.start:
+        for out in rng.choice(outs, min(len(outs), deposits), replace=False):
+            rows.append((int(_times(rng, day_ms, 1)[0]), mixer, str(out), denomination * 0.997,
+                         ep.asset))
+    return rows
+
+
+def _pass_through(ep: Episode, day: int, rng: np.random.Generator, day_ms: int) -> Rows:
+    rows: Rows = []
+    middle, src, dst = ep.actors[0], ep.counterparties[0], ep.counterparties[-1]
+    if ep.illicit:
+        src = ep.actors[1]
+    for t in _times(rng, day_ms, int(rng.integers(1, 4))):
+        amount = ep.scale * rng.uniform(0.5, 1.5)
+        rows.append((int(t), src, middle, amount, ep.asset))
+        rows.append((int(t + rng.integers(60_000, 40 * 60_000)), middle, dst,
+                     amount * rng.uniform(0.985, 0.999), ep.asset))
+    return rows
+
+
+def _burst(ep: Episode, day: int, rng: np.random.Generator, day_ms: int) -> Rows:
+    if day != ep.start + ep.duration - 1:
+        return []
+    n = int(rng.integers(12, 40))
+    t0 = _times(rng, day_ms, 1)[0]
+    sender = ep.actors[0]
+    receivers = rng.choice(ep.actors[1:] + ep.counterparties, n)
+    inbound = ep.extra.get("inbound", False)
+    amounts = rng.lognormal(np.log(ep.scale), 0.4, n)
+    rows: Rows = []
+    for r, a in zip(receivers, amounts, strict=True):
+        src, dst = (str(r), sender) if inbound else (sender, str(r))
+        rows.append((int(t0 + rng.integers(0, HOUR_MS)), src, dst, float(a), ep.asset))
+    return rows
+
+
+def _dormant(ep: Episode, day: int, rng: np.random.Generator, day_ms: int) -> Rows:
+    if day < ep.start + ep.duration - 2:
+        return []
+    n = int(rng.integers(3, 8))
+    times = _times(rng, day_ms, n, night=True)
+    amounts = rng.lognormal(np.log(ep.scale), 0.5, n)
+    receivers = rng.choice(ep.actors[1:] + ep.counterparties, n)
+    return [(int(t), ep.actors[0], str(r), float(a), ep.asset)
+            for t, r, a in zip(times, receivers, amounts, strict=True)]
+
+
+EMITTERS: dict[str, Emitter] = {
+    "peel_chain": lambda ep, d, r, ms: _chain(ep, d, r, ms, peel=True),
+    "layering_path": lambda ep, d, r, ms: _chain(ep, d, r, ms, peel=False),
+    "fan_in_smurfing": _fan_in, "fan_out_distribution": _fan_out, "cycle": _cycle,
+    "structuring": _structuring, "mixer_in_out": _mixer, "rapid_pass_through": _pass_through,
+    "dormant_reactivation": _dormant, "burst": _burst,
+    # benign look-alikes
+    "exchange_deposit_fan_in": _fan_in, "payroll_fan_out": _fan_out,
+    "market_maker_round_trip": _cycle, "airdrop": _fan_out, "invoice_payments": _fan_in,
+    "bridge_relay": _pass_through, "nft_mint_burst": _burst, "privacy_mixer_user": _mixer,
+    "savings_reactivation": _dormant, "savings_circle": _cycle,
+    "wallet_migration": lambda ep, d, r, ms: _chain(ep, d, r, ms, peel=False),
+    "spending_chain": lambda ep, d, r, ms: _chain(ep, d, r, ms, peel=True),
+}
+LAUNDERING = ("peel_chain", "layering_path", "fan_in_smurfing", "fan_out_distribution",
+              "cycle", "structuring", "mixer_in_out", "rapid_pass_through",
+              "dormant_reactivation", "burst")
+LOOKALIKES = ("exchange_deposit_fan_in", "payroll_fan_out", "market_maker_round_trip",
+              "airdrop", "invoice_payments", "bridge_relay", "nft_mint_burst",
+              "privacy_mixer_user", "savings_reactivation", "savings_circle",
+              "wallet_migration", "spending_chain")
+
+
+def cover_traffic(ep: Episode, pop: Population, rng: np.random.Generator, day_ms: int) -> Rows:
+    """Ordinary-looking transfers of a campaign's actors, so that they are not only their
+    laundering (mules and fresh wallets also shop, swap and use exchanges)."""
+    pool = np.concatenate([pop.of_kind(k) for k in ("retail", "defi", "exchange_deposit",
+                                                    "merchant")])
+    rows: Rows = []
+    for actor in ep.actors:
+        for _ in range(int(rng.binomial(1, 0.3))):
+            other = str(pop.address[rng.choice(pool)])
+            amount = float(np.round(rng.lognormal(np.log(150), 1.3), 2))
+            pair = (actor, other) if rng.random() < 0.6 else (other, actor)
+            rows.append((int(_times(rng, day_ms, 1)[0]), *pair, amount,
+                         str(rng.choice(ASSETS, p=ASSET_WEIGHTS))))
+    return rows
+
+
+def mix_assets(rows: Rows, rng: np.random.Generator) -> Rows:
+    """About a third of an episode's transfers move another asset than its main one."""
+    swap = rng.random(len(rows)) < 0.35
+    assets = rng.choice(ASSETS, len(rows), p=ASSET_WEIGHTS)
+    return [(t, a, b, x, str(assets[i]) if swap[i] else asset)
+            for i, (t, a, b, x, asset) in enumerate(rows)]
+
+
+def typology_weights(names: tuple[str, ...], day: int, seed: int) -> np.ndarray:
+    """Each typology's share on ``day``: slow, seeded waves, so the mix drifts over time."""
+    rng = np.random.default_rng([seed, 77, len(names)])
+    periods = rng.uniform(60, 200, len(names))
+    phases = rng.uniform(0, 2 * np.pi, len(names))
+    w = 1.0 + 0.7 * np.sin(2 * np.pi * day / periods + phases)
+    return w / w.sum()
+
+
+def plan_episode(pop: Population, key: tuple[int, ...], typology: str, start: int,
+                 rng: np.random.Generator) -> Episode:
+    """Choose actors, counterparties and scale for a new episode of ``typology``."""
+    illicit = typology in LAUNDERING
+    net = pop.network
+
+    def fresh(n: int) -> list[str]:
+        return [address_id(net, "e", *key, j) for j in range(n)]
+
+    def existing(kind: str, n: int) -> list[str]:
+        return [str(a) for a in pop.address[rng.choice(pop.of_kind(kind), n)]]
+
+    def actors(n: int) -> list[str]:
+        """Illicit actors: fresh addresses mixed with recruited aged wallets (mules)."""
+        k = int(rng.binomial(n, 0.35))
+        return fresh(n - k) + existing("retail", k)
+
+    exits = existing("exchange_deposit", 4)
+    duration = int(rng.integers(2, 22))
+    scale = float(rng.lognormal(np.log(6_000), 0.9))
+    extra: dict = {}
+    if typology in ("peel_chain", "layering_path"):
+        who, other = actors(int(rng.integers(4, 12))), exits
+        scale *= 6
+    elif typology == "fan_in_smurfing":
+        who, other = actors(int(rng.integers(8, 30))), exits[:1]
+        extra["below_threshold"] = rng.random() < 0.6
+    elif typology == "fan_out_distribution":
+        who, other = actors(int(rng.integers(8, 30))), []
+        extra["exits"] = exits
+    elif typology == "cycle":
+        who, other = actors(int(rng.integers(2, 6))), []
+        scale *= 3
+    elif typology == "structuring":
+        who, other = actors(1), actors(4) + exits
+    elif typology == "mixer_in_out":
+        who, other = actors(int(rng.integers(3, 10))), existing("mixer", 1)
+        extra["denomination"] = float(rng.choice([1_000.0, 10_000.0, 100_000.0]))
+    elif typology == "rapid_pass_through":
+        who, other = actors(2), exits
+        scale *= 4
+    elif typology in ("dormant_reactivation", "savings_reactivation"):
+        who = existing("whale" if rng.random() < 0.3 else "retail", 1)
+        who += actors(4) if illicit else existing("retail", 3)
+        other = exits
+        scale *= 3
+    elif typology == "burst":
+        who, other = actors(int(rng.integers(6, 20))), exits
+    elif typology == "exchange_deposit_fan_in":
+        who = existing("exchange_deposit", 1) + existing("retail", int(rng.integers(15, 60)))
+        other = existing("exchange_hot", 1)
+    elif typology == "invoice_payments":
+        who = existing("merchant", 1) + existing("retail", int(rng.integers(5, 15)))
+        other, extra["below_threshold"] = existing("exchange_deposit", 1), True
+        scale = 25_000.0
+    elif typology in ("payroll_fan_out", "airdrop"):
+        source = "institution" if typology == "payroll_fan_out" else "defi"
+        recipients = int(rng.integers(15, 80))
+        fresh_share = 0.5 if typology == "airdrop" else 0.05
+        k = int(rng.binomial(recipients, fresh_share))
+        who = existing(source, 1) + existing("retail", recipients - k) + fresh(k)
+        other, extra["same_amount"] = [], True
+        extra["payday"] = int(rng.integers(0, 7)) if typology == "payroll_fan_out" else None
+        scale = float(rng.uniform(1_500, 6_000)) if typology == "payroll_fan_out" else \
+            float(rng.uniform(5, 60))
+    elif typology == "market_maker_round_trip":
+        who, other = existing("market_maker", int(rng.integers(2, 4))), []
+        scale *= 5
+    elif typology == "bridge_relay":
+        who = existing("bridge", 1)
+        other = existing("retail", 1) + existing("defi", 1)
+        scale *= 2
+    elif typology == "nft_mint_burst":
+        who, other = existing("defi", 1) + existing("retail", int(rng.integers(10, 40))), []
+        extra["inbound"] = True
+        scale = float(rng.uniform(50, 400))
+    elif typology == "savings_circle":
+        who, other = existing("retail", int(rng.integers(3, 6))), []
+        scale = float(rng.uniform(300, 3_000))
+    elif typology in ("wallet_migration", "spending_chain"):
+        who = existing("retail" if rng.random() < 0.8 else "whale", 1)
+        who += fresh(int(rng.integers(2, 6)))
+        other = existing("merchant", 3)
+        scale *= 2
+    elif typology == "privacy_mixer_user":
+        who, other = existing("retail", 3), existing("mixer", 1)
+        extra["denomination"] = float(rng.choice([1_000.0, 10_000.0]))
+    else:
+        raise ValueError(f"unknown typology {typology!r}")
+    if typology in ("mixer_in_out", "privacy_mixer_user", "dormant_reactivation",
+                    "savings_reactivation", "burst", "nft_mint_burst"):
+        duration = max(duration // 3, 2)
+    who = list(dict.fromkeys(who))
+    if len(who) < 2:
+        who += fresh(2 - len(who))
+    return Episode(
+        key=key, typology=typology, illicit=illicit, start=start, duration=duration,
+        actors=who, counterparties=other, scale=scale,
+        caught=bool(rng.random() < 0.85), label_delay=int(rng.integers(5, 40)),
+        asset=str(rng.choice(ASSETS, p=ASSET_WEIGHTS)), extra=extra,
+    )

@@ -1,0 +1,39 @@
+"""Scale knobs of the simulator and the two documented profiles."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True)
+class SimulationProfile:
+    """How big a simulated network is.
+
+    ``addresses`` is the whole population (churn means not all are active on a day);
+    ``transfers_per_day`` is the mean number of ordinary transfers; ``campaigns_per_day``
+    the mean number of laundering campaigns that start each day and
+    ``lookalikes_per_day`` the benign look-alike episodes (payroll, airdrops, ...).
+    """
+
+    name: str
+    addresses: int
+    transfers_per_day: int
+    campaigns_per_day: float
+    lookalikes_per_day: float
+
+    def scaled(self, **changes: float | int) -> SimulationProfile:
+        """A copy with some knobs changed."""
+        return replace(self, name=f"{self.name}*", **changes)
+
+
+#: A few thousand alerts a day; one day builds in seconds.
+DEMO = SimulationProfile("demo", addresses=40_000, transfers_per_day=25_000,
+                         campaigns_per_day=4.0, lookalikes_per_day=16.0)
+#: 50,000 active addresses and 250,000 transfers a day.
+LARGE = SimulationProfile("large", addresses=60_000, transfers_per_day=250_000,
+                          campaigns_per_day=40.0, lookalikes_per_day=60.0)
+#: A small network for tests.
+SMALL = SimulationProfile("small", addresses=6_000, transfers_per_day=4_000,
+                          campaigns_per_day=1.0, lookalikes_per_day=4.0)
+
+PROFILES = {p.name: p for p in (DEMO, LARGE, SMALL)}
