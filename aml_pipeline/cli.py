@@ -52,11 +52,11 @@ def _days(start: dt.date, end: dt.date) -> list[dt.date]:
 def _source_config(source: str | None) -> dict[str, str]:
     if source is None:
         return {}
-    if source == "example":
-        return {"batch_source": "example"}
+    if source == "simulated":
+        return {"batch_source": "simulated"}
     if Path(source).is_dir():
         return {"batch_source": "local", "source_dir": str(Path(source).resolve())}
-    raise SystemExit(f"--source must be 'example' or an existing directory, got {source!r}")
+    raise SystemExit(f"--source must be 'simulated' or an existing directory, got {source!r}")
 
 
 def _run_config(settings: Settings, overrides: dict[str, str]) -> dict:
@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument(
         "--source",
         default=None,
-        help="'example' or a directory in the seed/upstream layout (default: AML_BATCH_SOURCE)",
+        help="'simulated' or a directory in the seed/upstream layout (default: AML_BATCH_SOURCE)",
     )
     dl.add_argument(
         "--output-dir", default=None, help="landing directory (default: {AML_DATA_ROOT}/input)"

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 
 import dagster as dg
 from pydantic import Field
 
 from aml_pipeline.settings import Settings
+from aml_pipeline.simulator.profiles import PROFILES
 from aml_pipeline.sources.base import BatchSource
-from aml_pipeline.sources.example import ExampleSource
 from aml_pipeline.sources.local import LocalDirectorySource
+from aml_pipeline.sources.simulated import SimulatedSource
 from aml_pipeline.storage import LocalStorage
+
+
+@functools.lru_cache(maxsize=4)
+def _simulated_source(profile: str, start: str, seed: int) -> SimulatedSource:
+    """One simulated source per setting in a process, so its build cache is shared."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown simulator profile {profile!r}: one of {sorted(PROFILES)}")
+    return SimulatedSource(PROFILES[profile], dt.date.fromisoformat(start), seed)
 
 
 class PipelineConfig(dg.ConfigurableResource):
@@ -24,8 +34,10 @@ class PipelineConfig(dg.ConfigurableResource):
     window_days: int = Field(description="Trailing window of the batches (AML_WINDOW_DAYS).")
     data_root: str = Field(description="Root of input/, warehouse/, output/ (AML_DATA_ROOT).")
     input_dir: str = Field(default="", description="Where batches land; empty = data_root/input.")
-    batch_source: str = Field(description="'example' or 'local' (AML_BATCH_SOURCE).")
+    batch_source: str = Field(description="'simulated' or 'local' (AML_BATCH_SOURCE).")
     source_dir: str = Field(default="", description="Directory of the local source.")
+    sim_profile: str = Field(default="demo", description="Simulator scale (AML_SIM_PROFILE).")
+    sim_seed: int = Field(default=0, description="Simulator seed (AML_SIM_SEED).")
     partitions_start: str = Field(description="First daily partition (AML_PARTITIONS_START).")
     labels_as_of: str = Field(
         default="", description="Labels known on this ISO date are visible; empty = today UTC."
@@ -39,6 +51,8 @@ class PipelineConfig(dg.ConfigurableResource):
             data_root=settings.data_root,
             batch_source=settings.batch_source,
             source_dir=settings.source_dir,
+            sim_profile=settings.sim_profile,
+            sim_seed=settings.sim_seed,
             partitions_start=settings.partitions_start,
             labels_as_of=settings.labels_as_of,
         )
@@ -59,8 +73,8 @@ class PipelineConfig(dg.ConfigurableResource):
 
     def source(self) -> BatchSource:
         """The configured batch source."""
-        if self.batch_source == "example":
-            return ExampleSource(start=dt.date.fromisoformat(self.partitions_start))
+        if self.batch_source == "simulated":
+            return _simulated_source(self.sim_profile, self.partitions_start, self.sim_seed)
         if self.batch_source == "local":
             if not self.source_dir:
                 raise ValueError("the local source needs AML_SOURCE_DIR (source_dir)")

@@ -5,8 +5,10 @@
 | AML_NETWORKS          | ethereum       | comma-separated networks, one asset group each  |
 | AML_WINDOW_DAYS       | 7              | trailing window of the batches (7, 30, 90, 195) |
 | AML_DATA_ROOT         | ./data         | root of input/, warehouse/, output/, ...        |
-| AML_BATCH_SOURCE      | example        | ``example`` or ``local``                        |
+| AML_BATCH_SOURCE      | simulated      | ``simulated`` or ``local``                      |
 | AML_SOURCE_DIR        | (empty)        | directory of the ``local`` source               |
+| AML_SIM_PROFILE       | demo           | simulator scale: ``small``, ``demo``, ``large`` |
+| AML_SIM_SEED          | 0              | simulator seed                                  |
 | AML_PARTITIONS_START  | 2025-01-01     | first day of the daily partitions               |
 | AML_LABELS_AS_OF      | (today, UTC)   | labels known on this date are visible (tests)   |
 """
@@ -19,7 +21,7 @@ import re
 from dataclasses import dataclass
 
 NETWORK_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
-SOURCES = ("example", "local")
+SOURCES = ("simulated", "local")
 
 
 def _env(name: str, default: str) -> str:
@@ -47,12 +49,14 @@ class Settings:
     data_root: str
     batch_source: str
     source_dir: str
+    sim_profile: str
+    sim_seed: int
     partitions_start: str
     labels_as_of: str
 
     @classmethod
     def from_env(cls) -> Settings:
-        source = _env("AML_BATCH_SOURCE", "example")
+        source = _env("AML_BATCH_SOURCE", "simulated")
         if source not in SOURCES:
             raise ValueError(f"AML_BATCH_SOURCE must be one of {SOURCES}, got {source!r}")
         start = _env("AML_PARTITIONS_START", "2025-01-01")
@@ -63,6 +67,8 @@ class Settings:
             data_root=_env("AML_DATA_ROOT", "./data"),
             batch_source=source,
             source_dir=_env("AML_SOURCE_DIR", ""),
+            sim_profile=_env("AML_SIM_PROFILE", "demo"),
+            sim_seed=int(_env("AML_SIM_SEED", "0")),
             partitions_start=start,
             labels_as_of=_env("AML_LABELS_AS_OF", ""),
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -15,27 +16,22 @@ from aml_pipeline.contract.files import build_meta, parquet_bytes
 from aml_pipeline.contract.schema import BATCH_TABLES, META_FILE
 from aml_pipeline.definitions import build_definitions
 from aml_pipeline.settings import Settings
-from aml_pipeline.sources.example import ExampleSource
+from aml_pipeline.simulator.profiles import SMALL
+from aml_pipeline.sources.simulated import SimulatedSource
 
 START = dt.date(2025, 1, 1)
 DAY = dt.date(2025, 1, 10)
 NETWORK = "ethereum"
 
 
-def small_source() -> ExampleSource:
-    """A fast example source: 80 addresses, about 12 alerts a day."""
-    return ExampleSource(
-        start=START, addresses=80, alerts_per_day=12, today=lambda: dt.date(2025, 3, 1)
-    )
-
-
-@pytest.fixture
-def source() -> ExampleSource:
-    return small_source()
+@functools.cache
+def small_source() -> SimulatedSource:
+    """The simulator's small profile (a few hundred alerts a day), as of 2025-06-01."""
+    return SimulatedSource(SMALL, start=START, seed=0, today=lambda: dt.date(2025, 6, 1))
 
 
 def batch_tables(day: dt.date = DAY, network: str = NETWORK) -> dict[str, pd.DataFrame]:
-    """The example batch of ``day`` as DataFrames keyed by table name."""
+    """The simulated batch of ``day`` as DataFrames keyed by table name."""
     files = small_source().fetch(network, day, 7).files
     return {t.name: read_parquet_bytes(files[t.file]) for t in BATCH_TABLES}
 
@@ -76,12 +72,14 @@ def write_upstream(
 
 
 def settings_for(tmp_path: Path, **overrides: object) -> Settings:
-    """Settings rooted in ``tmp_path`` (example source unless overridden)."""
+    """Settings rooted in ``tmp_path`` (small simulated source unless overridden)."""
     values: dict[str, object] = {
         "networks": [NETWORK],
         "window_days": 7,
         "data_root": str(tmp_path / "data"),
-        "batch_source": "example",
+        "batch_source": "simulated",
+        "sim_profile": "small",
+        "sim_seed": 0,
         "source_dir": "",
         "partitions_start": START.isoformat(),
         "labels_as_of": "2025-03-01",

@@ -17,6 +17,7 @@ def home(tmp_path, monkeypatch):
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     monkeypatch.setenv("AML_DATA_ROOT", str(tmp_path / "data"))
     monkeypatch.setenv("AML_LABELS_AS_OF", "2025-03-01")
+    monkeypatch.setenv("AML_SIM_PROFILE", "small")
     (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     return tmp_path
 
@@ -32,7 +33,7 @@ def test_download_lands_each_day_with_progress_and_records_runs(home, capsys):
             "--end-date",
             "2025-01-03",
             "--source",
-            "example",
+            "simulated",
         ]
     )
     out = capsys.readouterr().out

@@ -7,6 +7,7 @@ import json
 import pandas as pd
 import pytest
 
+from aml_pipeline.batch_builder.features import DROPPED_UPSTREAM
 from aml_pipeline.contract.schema import FEATURES, META_FILE, SEED_META_FILE
 from aml_pipeline.contract.validation import validate_batch
 from aml_pipeline_tests.conftest import DAY, NETWORK, batch_files, batch_tables
@@ -132,13 +133,13 @@ def test_alert_without_feature_row_is_a_warning_not_an_error():
 
 def test_missing_optional_features_are_drift_and_extra_columns_are_kept():
     tables = batch_tables()
-    dropped = ["behavioral_anomaly_score", "is_whale", "quality_score"]
+    dropped = ["amount_variance", "peak_hour", "khop3_count"]
     tables["features"] = tables["features"].drop(columns=dropped)
     tables["features"]["brand_new_feature"] = 1.0
     report = _validate(batch_files(tables))
     assert report.ok
     drift = {w.column for w in report.warnings if "schema drift" in w.problem}
-    assert drift == set(dropped)
+    assert drift == set(dropped) | set(DROPPED_UPSTREAM)
     assert any(p.column == "brand_new_feature" and "kept" in p.problem for p in report.problems)
 
 
@@ -162,7 +163,7 @@ def test_seed_layout_meta_is_optional_but_verified_when_present():
     ]
 
 
-@pytest.mark.parametrize("column", ["hourly_activity", "first_activity_timestamp", "is_whale"])
+@pytest.mark.parametrize("column", ["hourly_activity", "first_activity_timestamp", "is_hub_address"])
 def test_list_timestamp_and_flag_columns_cast_cleanly(column):
     tables = batch_tables()
     assert column in FEATURES.by_name

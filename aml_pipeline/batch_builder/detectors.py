@@ -133,7 +133,7 @@ class Detectors:
             pid = _pattern_id("cycle", members, self.w.addresses)
             frames.append(_rows(codes, "CYCLE_DETECTION", "cycle", strength,
                                 np.full(len(codes), volume),
-                                [{"cycle_size": int(len(members)), "cycle_volume_usd":
+                                [{"cycle_size": len(members), "cycle_volume_usd":
                                   round(volume, 2)}] * len(codes), ["circular_flow"],
                                 [pid] * len(codes)))
         return _concat(frames)
@@ -151,7 +151,7 @@ class Detectors:
             pid = _pattern_id(typology.lower(), members, self.w.addresses)
             frames.append(_rows(codes, typology, "layering_path", strength,
                                 self._col("total_in_usd")[codes],
-                                [{"chain_length": int(len(members)),
+                                [{"chain_length": len(members),
                                   "chain_volume_usd": round(float(volume), 2)}] * len(codes),
                                 [indicator], [pid] * len(codes)))
         return _concat(frames)

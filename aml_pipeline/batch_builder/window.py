@@ -38,7 +38,7 @@ class Window:
         t = transfers[(ts >= start_ms) & (ts < end_ms)]
         if "asset" not in t.columns:
             t = t.assign(asset="USD")
-        t = t[list(REQUIRED_TRANSFER_COLUMNS) + ["asset"]].reset_index(drop=True)
+        t = t[[*REQUIRED_TRANSFER_COLUMNS, "asset"]].reset_index(drop=True)
         codes, addresses = pd.factorize(
             np.concatenate([t["from_address"].to_numpy(), t["to_address"].to_numpy()]),
             sort=True,

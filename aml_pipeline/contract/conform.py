@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from aml_pipeline.contract.schema import ALERT_DEFAULTS, PANDAS_DTYPES, ColumnType, TableSpec
@@ -100,6 +100,27 @@ def _to_numeric(series: pd.Series) -> tuple[pd.Series, pd.Series]:
     return numeric, series.notna() & numeric.isna()
 
 
+_LIST_ITEMS = {"string_list": pa.string(), "int_list": pa.int64()}
+
+
+def _fast_cast(series: pd.Series, type_: ColumnType) -> pd.Series | None:
+    """A vectorized cast when every value already has a compatible kind, else ``None``
+    (the element-wise path then finds and reports the offending values)."""
+    if type_ == "string":
+        if pd.api.types.infer_dtype(series, skipna=True) in ("string", "empty"):
+            return series.astype("str")
+        return None
+    if type_ == "bool":
+        if pd.api.types.infer_dtype(series, skipna=True) in ("boolean", "empty"):
+            return series.astype("boolean")
+        return None
+    try:
+        values = pa.array(series, from_pandas=True).cast(pa.list_(_LIST_ITEMS[type_]))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return None
+    return pd.Series(pd.arrays.ArrowExtensionArray(values), index=series.index)
+
+
 def cast_column(series: pd.Series, type_: ColumnType) -> tuple[pd.Series, list[object]]:
     """Cast ``series`` to the contract type; return it and the values that could not be cast.
 
@@ -121,14 +142,16 @@ def cast_column(series: pd.Series, type_: ColumnType) -> tuple[pd.Series, list[o
     if type_ == "date":
         if pd.api.types.is_datetime64_any_dtype(series.dtype):
             parsed = series
+        elif pd.api.types.infer_dtype(series, skipna=True) in ("date", "datetime", "empty"):
+            parsed = pd.to_datetime(series, errors="coerce")
         else:
-            text = series.map(lambda v: v.isoformat() if isinstance(v, dt.date) else v)
-            parsed = pd.to_datetime(text, errors="coerce", format="ISO8601")
+            parsed = pd.to_datetime(series, errors="coerce", format="ISO8601")
         failed = series.notna() & parsed.isna()
-        dates = pd.Series(
-            [None if pd.isna(v) else v.date() for v in parsed], index=index, dtype="object"
-        )
+        dates = parsed.dt.date.astype("object").where(parsed.notna(), None)
         return dates, series[failed].tolist()
+    fast = _fast_cast(series, type_)
+    if fast is not None:
+        return fast, []
     values, bad = _cast_elementwise(series, _ELEMENTWISE[type_])
     return pd.Series(values, index=index, dtype=PANDAS_DTYPES[type_]), bad
 

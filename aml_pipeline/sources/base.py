@@ -43,8 +43,11 @@ class BatchSource(abc.ABC):
         """The batch's files; raises ``BatchNotAvailable`` when there is none."""
 
     @abc.abstractmethod
-    def fetch_labels(self, network: str, processing_date: dt.date, as_of: dt.date) -> pd.DataFrame:
-        """Ground truth for that day's alerts whose ``label_date`` is on or before ``as_of``.
+    def fetch_labels(
+        self, network: str, processing_date: dt.date, window_days: int, as_of: dt.date
+    ) -> pd.DataFrame:
+        """Ground truth for the alerts of that day's batch whose ``label_date`` is on or
+        before ``as_of``.
 
         Columns as ``contract.schema.GROUND_TRUTH``; an empty frame when none are known.
         """

@@ -78,7 +78,9 @@ class LocalDirectorySource(BatchSource):
             meta_required=upstream,
         )
 
-    def fetch_labels(self, network: str, processing_date: dt.date, as_of: dt.date) -> pd.DataFrame:
+    def fetch_labels(
+        self, network: str, processing_date: dt.date, window_days: int, as_of: dt.date
+    ) -> pd.DataFrame:
         key = (
             f"ground-truth/{network}/{GROUND_TRUTH.file}"
             if self.upstream_layout

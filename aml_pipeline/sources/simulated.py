@@ -7,7 +7,6 @@ import functools
 import hashlib
 from collections.abc import Callable
 
-import numpy as np
 import pandas as pd
 
 from aml_pipeline.batch_builder.build import BuiltBatch, build_batch
@@ -72,12 +71,18 @@ class SimulatedSource(BatchSource):
         days = (self.today() - self.start).days
         return [self.start + dt.timedelta(d) for d in range(max(days, 0))]
 
-    @functools.lru_cache(maxsize=4)  # noqa: B019 - fetch then fetch_labels reuse a build
+    @functools.lru_cache(maxsize=2)  # noqa: B019 - a batch is fetched once, then labelled
     def build(self, network: str, day: dt.date, window_days: int) -> BuiltBatch:
         """The batch of ``day`` built from the simulated transfers of its window."""
         sim = self.simulator(network)
         return build_batch(sim.window(day, window_days), network, day, window_days,
                            sim.address_tags())
+
+    @functools.lru_cache(maxsize=1024)  # noqa: B019 - small frames; saves rebuilding a batch
+    def labels(self, network: str, day: dt.date, window_days: int) -> pd.DataFrame:
+        """Every label of the day's alerts, known yet or not."""
+        alerts = self.build(network, day, window_days).tables["alerts"]
+        return simulated_labels(alerts, self.simulator(network), day, window_days, self.seed)
 
     def _check_available(self, network: str, day: dt.date) -> None:
         if not self.start <= day < self.today():
@@ -89,17 +94,17 @@ class SimulatedSource(BatchSource):
     def fetch(self, network: str, processing_date: dt.date, window_days: int) -> FetchedBatch:
         self._check_available(network, processing_date)
         batch = self.build(network, processing_date, window_days)
+        self.labels(network, processing_date, window_days)  # while the build is cached
         return FetchedBatch(network, processing_date, window_days, batch.files(),
                             origin=f"simulated(profile={self.profile.name}, seed={self.seed})")
 
-    def fetch_labels(self, network: str, processing_date: dt.date, as_of: dt.date,
-                     window_days: int = 7) -> pd.DataFrame:
+    def fetch_labels(
+        self, network: str, processing_date: dt.date, window_days: int, as_of: dt.date
+    ) -> pd.DataFrame:
         try:
             self._check_available(network, processing_date)
         except BatchNotAvailable:
             return known_labels(pd.DataFrame(columns=GROUND_TRUTH.column_names),
                                 processing_date, as_of)
-        alerts = self.build(network, processing_date, window_days).tables["alerts"]
-        labels = simulated_labels(alerts, self.simulator(network), processing_date,
-                                  window_days, self.seed)
+        labels = self.labels(network, processing_date, window_days)
         return known_labels(labels, processing_date, min(as_of, self.today()))
