@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The Dagster instance is the project root's dagster.yaml; its state lives in data/dagster_home.
 export DAGSTER_HOME := $(CURDIR)
 
-.PHONY: install demo test lint ui clean-data
+.PHONY: install demo test lint ui bench clean-data
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+bench: install
+	$(BIN)/python -m benchmarks.bench_simulator
 
 ui: install
 	$(BIN)/dagster dev -w workspace.yaml

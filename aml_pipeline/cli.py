@@ -59,6 +59,13 @@ def _source_config(source: str | None) -> dict[str, str]:
     raise SystemExit(f"--source must be 'simulated' or an existing directory, got {source!r}")
 
 
+def _definitions(settings: Settings) -> dg.Definitions:
+    """Definitions for the environment as it is now (tests change it between calls)."""
+    from aml_pipeline.definitions import build_definitions
+
+    return build_definitions(settings)
+
+
 def _run_config(settings: Settings, overrides: dict[str, str]) -> dict:
     """Run config that sets the pipeline resource to the settings plus ``overrides``."""
     from aml_pipeline.resources import PipelineConfig
@@ -72,9 +79,8 @@ def _run_config(settings: Settings, overrides: dict[str, str]) -> dict:
 
 def _ingest(network: str, days: list[dt.date], overrides: dict[str, str]) -> int:
     """Run the network's ingestion assets for each day, one Dagster run per day."""
-    from aml_pipeline.definitions import defs
-
     settings = Settings.from_env()
+    defs = _definitions(settings)
     if network not in settings.networks:
         raise SystemExit(
             f"network {network!r} is not configured (AML_NETWORKS={','.join(settings.networks)})"
@@ -92,10 +98,9 @@ def _ingest(network: str, days: list[dt.date], overrides: dict[str, str]) -> int
                 raise_on_error=False,
             )
             if not result.success:
-                failure = next((e for e in result.all_events if e.is_step_failure), None)
-                detail = failure.step_failure_data.error.message if failure else "run failed"
                 print(
-                    f"[{i}/{len(days)}] {network} {day}: FAILED (run {result.run_id})\n{detail}",
+                    f"[{i}/{len(days)}] {network} {day}: FAILED (run {result.run_id})\n"
+                    f"{_failure(result)}",
                     file=sys.stderr,
                 )
                 return 1
@@ -135,6 +140,48 @@ def demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def import_transfers_command(args: argparse.Namespace) -> int:
+    """Build batches from a transfers file through the ``import_transfers_job``."""
+    defs = _definitions(Settings.from_env())
+    config = {
+        "transfers": str(Path(args.transfers).resolve()),
+        "labels": str(Path(args.labels).resolve()) if args.labels else "",
+        "network": args.network,
+        "start_date": args.start_date.isoformat(),
+        "end_date": _days(args.start_date, args.end_date)[-1].isoformat(),
+        "output_dir": str(Path(args.output_dir).resolve()),
+        "window_days": args.window_days,
+        "label_delay_days": args.label_delay_days,
+    }
+    job = defs.resolve_job_def("import_transfers_job")
+    with instance() as inst:
+        result = job.execute_in_process(
+            instance=inst,
+            raise_on_error=False,
+            run_config={
+                "ops": {"import_transfers_op": {"config": config}},
+                "loggers": {"console": {"config": {"log_level": "INFO"}}},
+            },
+        )
+    if not result.success:
+        print(f"import failed (run {result.run_id}):\n{_failure(result)}", file=sys.stderr)
+        return 1
+    summary = result.output_for_node("import_transfers_op")
+    print(
+        f"imported {summary['days']} days: {summary['alerts']} alerts, "
+        f"{summary['positives']} SAR-labelled, into {config['output_dir']}\n"
+        f"land them with: aml-pipeline download --network {args.network} "
+        f"--start-date {config['start_date']} --end-date {config['end_date']} "
+        f"--source {config['output_dir']}"
+    )
+    return 0
+
+
+def _failure(result: dg.ExecuteInProcessResult) -> str:
+    failure = next((e for e in result.all_events if e.is_step_failure), None)
+    return failure.step_failure_data.error.message if failure else "run failed"
+
+
 def _landed_counts(result: dg.ExecuteInProcessResult, network: str) -> str:
     for event in result.get_asset_materialization_events():
         mat = event.materialization
@@ -162,8 +209,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dl.set_defaults(func=download)
 
+    im = commands.add_parser(
+        "import-transfers", help="build SOT batches from your own transfers (CSV or Parquet)"
+    )
+    im.add_argument("--transfers", required=True, help="CSV or Parquet transfers file")
+    im.add_argument(
+        "--labels",
+        default=None,
+        help="CSV or Parquet of illicit addresses (optional event date column)",
+    )
+    im.add_argument("--network", required=True)
+    im.add_argument("--start-date", required=True, type=_date)
+    im.add_argument("--end-date", required=True, type=_date)
+    im.add_argument("--output-dir", required=True)
+    im.add_argument("--window-days", type=int, default=7)
+    im.add_argument("--label-delay-days", type=int, default=30)
+    im.set_defaults(func=import_transfers_command)
+
     dm = commands.add_parser("demo", help="run the pipeline on the last days of the source")
-    dm.add_argument("--days", type=int, default=14)
+    dm.add_argument("--days", type=int, default=21)
     dm.set_defaults(func=demo)
     return parser
 

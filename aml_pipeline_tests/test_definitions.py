@@ -33,7 +33,7 @@ def test_assets_checks_and_jobs_are_exactly_the_expected_ones(make_defs):
     assert graph.asset_check_keys == {
         dg.AssetCheckKey(dg.AssetKey(["ethereum", a]), c) for a, c in CHECKS.items()
     }
-    assert {j.name for j in defs.jobs} == {"ingestion_job"}
+    assert {j.name for j in defs.jobs} == {"ingestion_job", "import_transfers_job"}
     assert not list(defs.schedules or [])
     for key in graph.get_all_asset_keys():
         node = graph.get(key)

@@ -163,7 +163,9 @@ def test_seed_layout_meta_is_optional_but_verified_when_present():
     ]
 
 
-@pytest.mark.parametrize("column", ["hourly_activity", "first_activity_timestamp", "is_hub_address"])
+@pytest.mark.parametrize(
+    "column", ["hourly_activity", "first_activity_timestamp", "is_hub_address"]
+)
 def test_list_timestamp_and_flag_columns_cast_cleanly(column):
     tables = batch_tables()
     assert column in FEATURES.by_name

@@ -235,8 +235,9 @@ def _build_ground_truth(network: str, partitions: dg.PartitionsDefinition):
         context: dg.AssetExecutionContext, pipeline: PipelineConfig, alerts: pd.DataFrame
     ) -> Iterator[dg.Output | dg.AssetCheckResult]:
         source, as_of = pipeline.source(), pipeline.as_of()
-        frames = [source.fetch_labels(network, day, pipeline.window_days, as_of)
-                  for day in _days(context)]
+        frames = [
+            source.fetch_labels(network, day, pipeline.window_days, as_of) for day in _days(context)
+        ]
         labels = conform_table(pd.concat(frames, ignore_index=True), GROUND_TRUTH)
         known_alerts = set(alerts["alert_id"])
         orphan = ~labels["alert_id"].isin(known_alerts)

@@ -34,7 +34,10 @@ class BuiltBatch:
         specs = {t.name: t for t in BATCH_TABLES}
         files = {specs[name].file: parquet_bytes(df) for name, df in self.tables.items()}
         files[META_FILE] = build_meta(
-            self.network, self.day.isoformat(), self.window_days, files,
+            self.network,
+            self.day.isoformat(),
+            self.window_days,
+            files,
             {name: len(df) for name, df in self.tables.items()},
             generated_at=f"{self.day + dt.timedelta(1)}T00:05:00Z",
         )
@@ -46,36 +49,47 @@ def alert_id(network: str, address: str, typology: str, day: dt.date) -> str:
     return hashlib.sha1(f"{network}|{address}|{typology}|{day}".encode()).hexdigest()[:32]
 
 
-def _alerts_table(raw: pd.DataFrame, w: Window, network: str, tags: Mapping[str, str],
-                  last_ts: np.ndarray) -> pd.DataFrame:
+def _alerts_table(
+    raw: pd.DataFrame, w: Window, network: str, tags: Mapping[str, str], last_ts: np.ndarray
+) -> pd.DataFrame:
     address = w.addresses[raw["code"].to_numpy()]
     conf = confidence(raw["strength"].to_numpy(dtype="float64"))
     typology = raw["typology_type"].to_numpy()
-    alerts = pd.DataFrame({
-        "window_days": w.window_days,
-        "processing_date": [w.day] * len(raw),
-        "alert_id": [alert_id(network, a, t, w.day) for a, t in zip(address, typology,
-                                                                     strict=True)],
-        "address": address,
-        "typology_type": typology,
-        "pattern_id": raw["pattern_id"].to_numpy(),
-        "pattern_type": raw["pattern_type"].to_numpy(),
-        "severity": severity(conf),
-        "suspected_address_type": [tags.get(a, "unknown") for a in address],
-        "suspected_address_subtype": "",
-        "alert_confidence_score": conf,
-        "description": [f"{t.replace('_', ' ').lower()} activity by {a[:12]}..."
-                        for t, a in zip(typology, address, strict=True)],
-        "volume_usd": np.round(raw["volume_usd"].to_numpy(dtype="float64"), 2),
-        "evidence_json": raw["evidence_json"].to_numpy(),
-        "risk_indicators": raw["risk_indicators"].tolist(),
-        "alert_ts": last_ts[raw["code"].to_numpy()],
-    })
+    alerts = pd.DataFrame(
+        {
+            "window_days": w.window_days,
+            "processing_date": [w.day] * len(raw),
+            "alert_id": [
+                alert_id(network, a, t, w.day) for a, t in zip(address, typology, strict=True)
+            ],
+            "address": address,
+            "typology_type": typology,
+            "pattern_id": raw["pattern_id"].to_numpy(),
+            "pattern_type": raw["pattern_type"].to_numpy(),
+            "severity": severity(conf),
+            "suspected_address_type": [tags.get(a, "unknown") for a in address],
+            "suspected_address_subtype": "",
+            "alert_confidence_score": conf,
+            "description": [
+                f"{t.replace('_', ' ').lower()} activity by {a[:12]}..."
+                for t, a in zip(typology, address, strict=True)
+            ],
+            "volume_usd": np.round(raw["volume_usd"].to_numpy(dtype="float64"), 2),
+            "evidence_json": raw["evidence_json"].to_numpy(),
+            "risk_indicators": raw["risk_indicators"].tolist(),
+            "alert_ts": last_ts[raw["code"].to_numpy()],
+        }
+    )
     return alerts.sort_values("alert_id", kind="stable").reset_index(drop=True)
 
 
-def build_batch(transfers: pd.DataFrame, network: str, day: dt.date, window_days: int,
-                tags: Mapping[str, str] | None = None) -> BuiltBatch:
+def build_batch(
+    transfers: pd.DataFrame,
+    network: str,
+    day: dt.date,
+    window_days: int,
+    tags: Mapping[str, str] | None = None,
+) -> BuiltBatch:
     """Features, money flows, alerts and clusters of ``day`` over the trailing window.
 
     ``transfers`` needs ``timestamp_ms``, ``from_address``, ``to_address``, ``amount_usd``
@@ -90,16 +104,23 @@ def build_batch(transfers: pd.DataFrame, network: str, day: dt.date, window_days
     codes = raw_alerts["code"].to_numpy(dtype=np.int64)
     for name, values in khop_features(w, np.unique(codes)).items():
         features[name] = values
-    alerts = _alerts_table(raw_alerts, w, network, tags,
-                           features["last_activity_timestamp"].to_numpy())
+    alerts = _alerts_table(
+        raw_alerts, w, network, tags, features["last_activity_timestamp"].to_numpy()
+    )
     code_of = dict(zip(w.addresses, range(w.n_addresses), strict=True))
-    clusters = build_clusters(alerts, w, np.array([code_of[a] for a in alerts["address"]],
-                                                  dtype=np.int64), detectors.hub)
+    clusters = build_clusters(
+        alerts, w, np.array([code_of[a] for a in alerts["address"]], dtype=np.int64), detectors.hub
+    )
     columns = [c for c in FEATURES.column_names if c not in DROPPED_UPSTREAM]
     features = features.assign(window_days=window_days, processing_date=[day] * len(features))
-    return BuiltBatch(network, day, window_days, {
-        "alerts": alerts[ALERTS.column_names],
-        "features": features[columns],
-        "clusters": clusters.sort_values("cluster_id", kind="stable").reset_index(drop=True),
-        "money_flows": money_flows(w),
-    })
+    return BuiltBatch(
+        network,
+        day,
+        window_days,
+        {
+            "alerts": alerts[ALERTS.column_names],
+            "features": features[columns],
+            "clusters": clusters.sort_values("cluster_id", kind="stable").reset_index(drop=True),
+            "money_flows": money_flows(w),
+        },
+    )

@@ -21,14 +21,25 @@ from scipy.sparse import csgraph
 from aml_pipeline.batch_builder.window import Window
 
 THRESHOLD_USD = 10_000.0
-ALERT_COLUMNS = ["code", "typology_type", "pattern_type", "pattern_id", "strength",
-                 "volume_usd", "evidence", "risk_indicators"]
+ALERT_COLUMNS = [
+    "code",
+    "typology_type",
+    "pattern_type",
+    "pattern_id",
+    "strength",
+    "volume_usd",
+    "evidence",
+    "risk_indicators",
+]
 
 
 def severity(confidence: np.ndarray) -> np.ndarray:
     """Upstream's rule: >=0.9 critical, >=0.75 high, >=0.6 medium, else low."""
-    return np.select([confidence >= 0.9, confidence >= 0.75, confidence >= 0.6],
-                     ["critical", "high", "medium"], "low")
+    return np.select(
+        [confidence >= 0.9, confidence >= 0.75, confidence >= 0.6],
+        ["critical", "high", "medium"],
+        "low",
+    )
 
 
 def confidence(strength: np.ndarray) -> np.ndarray:
@@ -41,28 +52,46 @@ def _pattern_id(kind: str, members: np.ndarray, addresses: np.ndarray) -> str:
     return f"{kind}-{hashlib.sha1(key.encode()).hexdigest()[:16]}"
 
 
-def _rows(codes: np.ndarray, typology: str, pattern_type: str, strength: np.ndarray,
-          volume: np.ndarray, evidence: list[dict], indicators: list[str],
-          pattern_ids: list[str] | None = None) -> pd.DataFrame:
-    return pd.DataFrame({
-        "code": codes, "typology_type": typology, "pattern_type": pattern_type,
-        "pattern_id": pattern_ids if pattern_ids is not None else [""] * len(codes),
-        "strength": strength, "volume_usd": volume, "evidence": evidence,
-        "risk_indicators": [list(indicators)] * len(codes),
-    }, columns=ALERT_COLUMNS)
+def _rows(
+    codes: np.ndarray,
+    typology: str,
+    pattern_type: str,
+    strength: np.ndarray,
+    volume: np.ndarray,
+    evidence: list[dict],
+    indicators: list[str],
+    pattern_ids: list[str] | None = None,
+) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "code": codes,
+            "typology_type": typology,
+            "pattern_type": pattern_type,
+            "pattern_id": pattern_ids if pattern_ids is not None else [""] * len(codes),
+            "strength": strength,
+            "volume_usd": volume,
+            "evidence": evidence,
+            "risk_indicators": [list(indicators)] * len(codes),
+        },
+        columns=ALERT_COLUMNS,
+    )
 
 
 def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
     """Concatenate detector outputs; an empty, typed frame when none raised alerts."""
     frames = [f for f in frames if len(f)]
     if not frames:
-        return pd.DataFrame({c: pd.Series(dtype="int64" if c == "code" else "object")
-                             for c in ALERT_COLUMNS})
+        return pd.DataFrame(
+            {c: pd.Series(dtype="int64" if c == "code" else "object") for c in ALERT_COLUMNS}
+        )
     return pd.concat(frames, ignore_index=True)
 
 
-def _components(members: np.ndarray, directed: sp.csr_matrix, min_size: int,
-                ) -> list[np.ndarray]:
+def _components(
+    members: np.ndarray,
+    directed: sp.csr_matrix,
+    min_size: int,
+) -> list[np.ndarray]:
     """Weakly connected groups (>= min_size) of ``members`` linked by direct transfers."""
     if len(members) < min_size:
         return []
@@ -99,20 +128,40 @@ class Detectors:
         side = legs[legs["outgoing"].to_numpy() == (direction == "out")]
         pairs = side[["address", "counterparty"]].drop_duplicates()
         thin = self._col("degree_total")[pairs["counterparty"].to_numpy()] <= 4
-        thin_share = np.where(degree > 0, np.bincount(
-            pairs["address"].to_numpy(), thin.astype(float), self.n) / np.maximum(degree, 1), 0)
+        thin_share = np.where(
+            degree > 0,
+            np.bincount(pairs["address"].to_numpy(), thin.astype(float), self.n)
+            / np.maximum(degree, 1),
+            0,
+        )
         homogeneous = self._col("amount_predictability")
         busy = degree >= max(10.0, float(np.quantile(degree[~self.hub], 0.97)))
-        hit = self.today & ~self.hub & (degree >= 6) & (
-            (thin_share >= 0.2) | (homogeneous >= 0.6) | busy)
+        hit = (
+            self.today
+            & ~self.hub
+            & (degree >= 6)
+            & ((thin_share >= 0.2) | (homogeneous >= 0.6) | busy)
+        )
         strength = np.log1p(degree / 10.0) * (0.3 + thin_share + 0.5 * homogeneous)
         codes = np.flatnonzero(hit)
-        evidence = [{"distinct_counterparties": int(degree[c]),
-                     "thin_counterparty_share": round(thin_share[c], 4),
-                     "volume_usd": round(volume[c], 2)} for c in codes]
+        evidence = [
+            {
+                "distinct_counterparties": int(degree[c]),
+                "thin_counterparty_share": round(thin_share[c], 4),
+                "volume_usd": round(volume[c], 2),
+            }
+            for c in codes
+        ]
         typology = "FAN_IN" if direction == "in" else "FAN_OUT"
-        return _rows(codes, typology, f"motif_fan{direction}", strength[codes], volume[codes],
-                     evidence, [f"many_{'senders' if direction == 'in' else 'recipients'}"])
+        return _rows(
+            codes,
+            typology,
+            f"motif_fan{direction}",
+            strength[codes],
+            volume[codes],
+            evidence,
+            [f"many_{'senders' if direction == 'in' else 'recipients'}"],
+        )
 
     def cycles(self) -> pd.DataFrame:
         keep = (~self.hub).astype(float)
@@ -131,15 +180,24 @@ class Detectors:
             codes = members[self.today[members]]
             strength = np.full(len(codes), np.log1p(volume / 5_000) * (1.0 + 0.25 * len(members)))
             pid = _pattern_id("cycle", members, self.w.addresses)
-            frames.append(_rows(codes, "CYCLE_DETECTION", "cycle", strength,
-                                np.full(len(codes), volume),
-                                [{"cycle_size": len(members), "cycle_volume_usd":
-                                  round(volume, 2)}] * len(codes), ["circular_flow"],
-                                [pid] * len(codes)))
+            frames.append(
+                _rows(
+                    codes,
+                    "CYCLE_DETECTION",
+                    "cycle",
+                    strength,
+                    np.full(len(codes), volume),
+                    [{"cycle_size": len(members), "cycle_volume_usd": round(volume, 2)}]
+                    * len(codes),
+                    ["circular_flow"],
+                    [pid] * len(codes),
+                )
+            )
         return _concat(frames)
 
-    def _chains(self, candidate: np.ndarray, typology: str, min_size: int,
-                indicator: str) -> pd.DataFrame:
+    def _chains(
+        self, candidate: np.ndarray, typology: str, min_size: int, indicator: str
+    ) -> pd.DataFrame:
         frames = []
         balance = self._col("velocity_score")
         for members in _components(np.flatnonzero(candidate), self.directed, min_size):
@@ -149,32 +207,56 @@ class Detectors:
             volume = self._col("total_in_usd")[members].sum()
             strength = np.log1p(len(members)) * (0.5 + balance[codes])
             pid = _pattern_id(typology.lower(), members, self.w.addresses)
-            frames.append(_rows(codes, typology, "layering_path", strength,
-                                self._col("total_in_usd")[codes],
-                                [{"chain_length": len(members),
-                                  "chain_volume_usd": round(float(volume), 2)}] * len(codes),
-                                [indicator], [pid] * len(codes)))
+            frames.append(
+                _rows(
+                    codes,
+                    typology,
+                    "layering_path",
+                    strength,
+                    self._col("total_in_usd")[codes],
+                    [{"chain_length": len(members), "chain_volume_usd": round(float(volume), 2)}]
+                    * len(codes),
+                    [indicator],
+                    [pid] * len(codes),
+                )
+            )
         return _concat(frames)
 
     def peel_chains(self) -> pd.DataFrame:
         legs = self.w.legs
         out = legs[legs["outgoing"]]
         top = out.groupby("address")["amount"].max().reindex(range(self.n), fill_value=0.0)
-        top_share = np.where(self._col("total_out_usd") > 0,
-                             top.to_numpy() / np.maximum(self._col("total_out_usd"), 1e-9), 0)
-        candidate = (~self.hub & (self._col("tx_out_count") >= 2)
-                     & (self._col("degree_out") <= 4) & (self._col("tx_in_count") <= 3)
-                     & (top_share >= 0.8) & (top_share < 0.995)
-                     & (self._col("total_in_usd") >= 1_000)
-                     & (self._col("total_out_usd") >= 0.8 * self._col("total_in_usd")))
+        top_share = np.where(
+            self._col("total_out_usd") > 0,
+            top.to_numpy() / np.maximum(self._col("total_out_usd"), 1e-9),
+            0,
+        )
+        candidate = (
+            ~self.hub
+            & (self._col("tx_out_count") >= 2)
+            & (self._col("degree_out") <= 4)
+            & (self._col("tx_in_count") <= 3)
+            & (top_share >= 0.8)
+            & (top_share < 0.995)
+            & (self._col("total_in_usd") >= 1_000)
+            & (self._col("total_out_usd") >= 0.8 * self._col("total_in_usd"))
+        )
         return self._chains(candidate, "PEEL_CHAIN", 2, "peeling")
 
     def layering(self) -> pd.DataFrame:
         tin, tout = self._col("total_in_usd"), self._col("total_out_usd")
-        balance = np.where(np.maximum(tin, tout) > 0,
-                           np.minimum(tin, tout) / np.maximum(np.maximum(tin, tout), 1e-9), 0)
-        candidate = (~self.hub & (self._col("degree_in") <= 3) & (self._col("degree_out") <= 3)
-                     & (balance >= 0.9) & (tin >= 2_000))
+        balance = np.where(
+            np.maximum(tin, tout) > 0,
+            np.minimum(tin, tout) / np.maximum(np.maximum(tin, tout), 1e-9),
+            0,
+        )
+        candidate = (
+            ~self.hub
+            & (self._col("degree_in") <= 3)
+            & (self._col("degree_out") <= 3)
+            & (balance >= 0.9)
+            & (tin >= 2_000)
+        )
         return self._chains(candidate, "LAYERING_PATH", 3, "pass_through_chain")
 
     def structuring(self) -> pd.DataFrame:
@@ -184,46 +266,89 @@ class Detectors:
         score = self._col("structuring_score")
         codes = np.flatnonzero(self.today & (count >= 3) & (score >= 0.25))
         strength = np.log1p(count[codes] / 3.0) + score[codes]
-        evidence = [{"near_threshold_transfers": int(count[c]),
-                     "threshold_usd": THRESHOLD_USD} for c in codes]
-        return _rows(codes, "STRUCTURING", "threshold_evasion", strength,
-                     self._col("total_volume_usd")[codes], evidence, ["below_threshold_amounts"])
+        evidence = [
+            {"near_threshold_transfers": int(count[c]), "threshold_usd": THRESHOLD_USD}
+            for c in codes
+        ]
+        return _rows(
+            codes,
+            "STRUCTURING",
+            "threshold_evasion",
+            strength,
+            self._col("total_volume_usd")[codes],
+            evidence,
+            ["below_threshold_amounts"],
+        )
 
     def mixer_use(self) -> pd.DataFrame:
         mixer = self.tag == "mixer"
         legs = self.w.legs
         touch = legs[mixer[legs["counterparty"].to_numpy()] & ~mixer[legs["address"].to_numpy()]]
         volume = np.bincount(touch["address"].to_numpy(), touch["amount"].to_numpy(), self.n)
-        share = np.where(self._col("total_volume_usd") > 0,
-                         volume / np.maximum(self._col("total_volume_usd"), 1e-9), 0)
+        share = np.where(
+            self._col("total_volume_usd") > 0,
+            volume / np.maximum(self._col("total_volume_usd"), 1e-9),
+            0,
+        )
         codes = np.flatnonzero(self.today & (volume >= 1_000))
         strength = np.log1p(volume[codes] / 2_000) * (0.5 + share[codes])
-        evidence = [{"mixer_volume_usd": round(volume[c], 2), "mixer_share": round(share[c], 4)}
-                    for c in codes]
-        return _rows(codes, "MIXER_USE", "proximity_risk", strength, volume[codes], evidence,
-                     ["mixer_counterparty"])
+        evidence = [
+            {"mixer_volume_usd": round(volume[c], 2), "mixer_share": round(share[c], 4)}
+            for c in codes
+        ]
+        return _rows(
+            codes,
+            "MIXER_USE",
+            "proximity_risk",
+            strength,
+            volume[codes],
+            evidence,
+            ["mixer_counterparty"],
+        )
 
     def rapid_pass_through(self) -> pd.DataFrame:
         velocity, tin = self._col("velocity_score"), self._col("total_in_usd")
-        codes = np.flatnonzero(self.today & (velocity >= 0.85) & (tin >= 5_000)
-                               & (self._col("degree_total") <= 6))
+        codes = np.flatnonzero(
+            self.today & (velocity >= 0.85) & (tin >= 5_000) & (self._col("degree_total") <= 6)
+        )
         strength = velocity[codes] * np.log1p(tin[codes] / 5_000)
-        evidence = [{"velocity_score": round(velocity[c], 4), "in_usd": round(tin[c], 2)}
-                    for c in codes]
-        return _rows(codes, "RAPID_PASS_THROUGH", "", strength, tin[codes], evidence,
-                     ["funds_forwarded_quickly"])
+        evidence = [
+            {"velocity_score": round(velocity[c], 4), "in_usd": round(tin[c], 2)} for c in codes
+        ]
+        return _rows(
+            codes,
+            "RAPID_PASS_THROUGH",
+            "",
+            strength,
+            tin[codes],
+            evidence,
+            ["funds_forwarded_quickly"],
+        )
 
     def dormant_reactivation(self) -> pd.DataFrame:
         first_ms = self._col("first_activity_timestamp")
         recent = first_ms >= self.w.day_start_ms - 86_400_000
         out = self._col("total_out_usd")
-        codes = np.flatnonzero(self.today & recent & (self.w.window_days >= 3)
-                               & (out >= 5_000) & (self._col("tx_out_count") >= 3))
+        codes = np.flatnonzero(
+            self.today
+            & recent
+            & (self.w.window_days >= 3)
+            & (out >= 5_000)
+            & (self._col("tx_out_count") >= 3)
+        )
         strength = np.log1p(out[codes] / 5_000) + 0.1 * self._col("tx_out_count")[codes]
-        evidence = [{"quiet_days": int(self.w.window_days - 2), "out_usd": round(out[c], 2)}
-                    for c in codes]
-        return _rows(codes, "DORMANT_REACTIVATION", "", strength, out[codes], evidence,
-                     ["sudden_activity_after_silence"])
+        evidence = [
+            {"quiet_days": int(self.w.window_days - 2), "out_usd": round(out[c], 2)} for c in codes
+        ]
+        return _rows(
+            codes,
+            "DORMANT_REACTIVATION",
+            "",
+            strength,
+            out[codes],
+            evidence,
+            ["sudden_activity_after_silence"],
+        )
 
     def bursts(self) -> pd.DataFrame:
         factor = self._col("burst_factor")
@@ -232,19 +357,38 @@ class Detectors:
         peak = per_hour.groupby(level=0).max().reindex(range(self.n), fill_value=0).to_numpy()
         codes = np.flatnonzero(self.today & (peak >= 10) & (factor >= 5))
         strength = np.log1p(peak[codes] / 10.0) + 0.05 * factor[codes]
-        evidence = [{"transfers_in_peak_hour": int(peak[c]), "burst_factor": round(factor[c], 2)}
-                    for c in codes]
-        return _rows(codes, "TEMPORAL_BURST", "temporal_burst", strength,
-                     self._col("total_volume_usd")[codes], evidence, ["activity_burst"])
+        evidence = [
+            {"transfers_in_peak_hour": int(peak[c]), "burst_factor": round(factor[c], 2)}
+            for c in codes
+        ]
+        return _rows(
+            codes,
+            "TEMPORAL_BURST",
+            "temporal_burst",
+            strength,
+            self._col("total_volume_usd")[codes],
+            evidence,
+            ["activity_burst"],
+        )
 
     def run(self) -> pd.DataFrame:
         """Every detector's alerts, one row per (address, typology), strongest kept."""
-        frames = [self.fan("in"), self.fan("out"), self.cycles(), self.peel_chains(),
-                  self.layering(), self.structuring(), self.mixer_use(),
-                  self.rapid_pass_through(), self.dormant_reactivation(), self.bursts()]
+        frames = [
+            self.fan("in"),
+            self.fan("out"),
+            self.cycles(),
+            self.peel_chains(),
+            self.layering(),
+            self.structuring(),
+            self.mixer_use(),
+            self.rapid_pass_through(),
+            self.dormant_reactivation(),
+            self.bursts(),
+        ]
         alerts = _concat(frames)
-        alerts = alerts.sort_values(["code", "typology_type", "strength"],
-                                    ascending=[True, True, False], kind="stable")
+        alerts = alerts.sort_values(
+            ["code", "typology_type", "strength"], ascending=[True, True, False], kind="stable"
+        )
         alerts = alerts.drop_duplicates(["code", "typology_type"]).reset_index(drop=True)
         alerts["evidence_json"] = [json.dumps(e, sort_keys=True) for e in alerts["evidence"]]
         return alerts.drop(columns=["evidence"])

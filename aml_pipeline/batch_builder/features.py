@@ -21,11 +21,25 @@ NIGHT_HOURS = 6  # 00:00-05:59 UTC
 
 #: The contract feature columns upstream no longer exports (left out here too).
 DROPPED_UPSTREAM = (
-    "behavioral_anomaly_score", "graph_anomaly_score", "neighborhood_anomaly_score",
-    "global_anomaly_score", "outlier_transactions", "suspicious_pattern_score",
-    "is_whale", "is_mixer_like", "is_contract_like", "is_new_address", "is_dormant_reactivated",
-    "is_high_volume_trader", "is_retail_active", "is_whale_inactive", "is_retail_inactive",
-    "is_regular_user", "completeness_score", "quality_score", "outlier_score",
+    "behavioral_anomaly_score",
+    "graph_anomaly_score",
+    "neighborhood_anomaly_score",
+    "global_anomaly_score",
+    "outlier_transactions",
+    "suspicious_pattern_score",
+    "is_whale",
+    "is_mixer_like",
+    "is_contract_like",
+    "is_new_address",
+    "is_dormant_reactivated",
+    "is_high_volume_trader",
+    "is_retail_active",
+    "is_whale_inactive",
+    "is_retail_inactive",
+    "is_regular_user",
+    "completeness_score",
+    "quality_score",
+    "outlier_score",
     "confidence_score",
 )
 
@@ -44,8 +58,9 @@ def _entropy(matrix: np.ndarray) -> np.ndarray:
     return h / np.log(matrix.shape[1])
 
 
-def _grid(index: np.ndarray, column: np.ndarray, width: int, n: int,
-          weights: np.ndarray | None = None) -> np.ndarray:
+def _grid(
+    index: np.ndarray, column: np.ndarray, width: int, n: int, weights: np.ndarray | None = None
+) -> np.ndarray:
     return np.bincount(index * width + column, weights, minlength=n * width).reshape(n, width)
 
 
@@ -62,22 +77,44 @@ def _moments(codes: np.ndarray, x: np.ndarray, n: int) -> tuple[np.ndarray, ...]
 
 
 def _group_median(codes: np.ndarray, x: np.ndarray, n: int) -> np.ndarray:
+    """Median of ``x`` per code (missing where a code has no values)."""
+    order = np.lexsort((x, codes))
+    xs = x[order]
+    counts = np.bincount(codes, minlength=n)
+    starts = np.cumsum(counts) - counts
+    has = counts > 0
+    lo = starts[has] + (counts[has] - 1) // 2
+    hi = starts[has] + counts[has] // 2
     out = np.full(n, np.nan)
-    if len(codes):
-        med = pd.Series(x).groupby(codes).median()
-        out[med.index.to_numpy()] = med.to_numpy()
+    out[has] = (xs[lo] + xs[hi]) / 2
     return out
 
 
-def _pair_table(legs: pd.DataFrame) -> pd.DataFrame:
-    """Per (address, counterparty): volume out, volume in, active days."""
-    pairs = legs.groupby(["address", "counterparty"], sort=False).agg(
-        volume=("amount", "sum"), days=("day", "nunique"))
-    out = legs[legs["outgoing"]].groupby(["address", "counterparty"], sort=False)["amount"].sum()
-    inc = legs[~legs["outgoing"]].groupby(["address", "counterparty"], sort=False)["amount"].sum()
-    pairs["out"] = out.reindex(pairs.index, fill_value=0.0)
-    pairs["in"] = inc.reindex(pairs.index, fill_value=0.0)
-    return pairs.reset_index()
+def _rank_within(group: np.ndarray, key: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Order by group then descending key; each row's 0-based rank inside its group."""
+    order = np.lexsort((-key, group))
+    counts = np.bincount(group, minlength=n)
+    starts = np.cumsum(counts) - counts
+    return order, np.arange(len(order)) - starts[group[order]]
+
+
+def _pair_table(legs: pd.DataFrame, n: int, window_days: int) -> pd.DataFrame:
+    """Per (address, counterparty): volume, volume out, volume in, active days."""
+    key = legs["address"].to_numpy() * n + legs["counterparty"].to_numpy()
+    pair, pair_keys = pd.factorize(key, sort=True)
+    amount, out = legs["amount"].to_numpy(), legs["outgoing"].to_numpy()
+    m = len(pair_keys)
+    day_keys = pd.unique(pair * window_days + legs["day"].to_numpy())
+    return pd.DataFrame(
+        {
+            "address": pair_keys // n,
+            "counterparty": pair_keys % n,
+            "volume": np.bincount(pair, amount, m),
+            "out": np.bincount(pair, np.where(out, amount, 0.0), m),
+            "in": np.bincount(pair, np.where(out, 0.0, amount), m),
+            "days": np.bincount(day_keys // window_days, minlength=m),
+        }
+    )
 
 
 def address_features(w: Window) -> pd.DataFrame:
@@ -91,29 +128,40 @@ def address_features(w: Window) -> pd.DataFrame:
     ts = legs["ts"].to_numpy()
     f: dict[str, object] = {}
 
+    first = np.searchsorted(code, np.arange(n))  # legs are sorted by address, then time
+    last = np.searchsorted(code, np.arange(n), side="right") - 1
     out_count = np.bincount(code[out_mask], minlength=n)
     in_count = np.bincount(code[~out_mask], minlength=n)
     out_sum = np.bincount(code[out_mask], amount[out_mask], n)
     in_sum = np.bincount(code[~out_mask], amount[~out_mask], n)
-    pairs = _pair_table(legs)
+    pairs = _pair_table(legs, n, w.window_days)
     p_code = pairs["address"].to_numpy()
     degree_out = np.bincount(p_code[pairs["out"].to_numpy() > 0], minlength=n)
     degree_in = np.bincount(p_code[pairs["in"].to_numpy() > 0], minlength=n)
     counterparties = np.bincount(p_code, minlength=n)
-    f.update(degree_in=degree_in, degree_out=degree_out, degree_total=degree_in + degree_out,
-             unique_counterparties=counterparties)
+    f.update(
+        degree_in=degree_in,
+        degree_out=degree_out,
+        degree_total=degree_in + degree_out,
+        unique_counterparties=counterparties,
+    )
 
     total = in_sum + out_sum
     count, mean, var, skew, kurt = _moments(code, amount, n)
     f.update(
-        total_in_usd=in_sum, total_out_usd=out_sum, net_flow_usd=in_sum - out_sum,
-        total_volume_usd=total, avg_tx_in_usd=_safe_div(in_sum, in_count),
+        total_in_usd=in_sum,
+        total_out_usd=out_sum,
+        net_flow_usd=in_sum - out_sum,
+        total_volume_usd=total,
+        avg_tx_in_usd=_safe_div(in_sum, in_count),
         avg_tx_out_usd=_safe_div(out_sum, out_count),
         median_tx_in_usd=_group_median(code[~out_mask], amount[~out_mask], n),
         median_tx_out_usd=_group_median(code[out_mask], amount[out_mask], n),
-        max_tx_usd=pd.Series(amount).groupby(code).max().reindex(range(n)).to_numpy(),
-        min_tx_usd=pd.Series(amount).groupby(code).min().reindex(range(n)).to_numpy(),
-        amount_variance=var, amount_skewness=skew, amount_kurtosis=kurt,
+        max_tx_usd=np.maximum.reduceat(amount, first) if n else amount[:0],
+        min_tx_usd=np.minimum.reduceat(amount, first) if n else amount[:0],
+        amount_variance=var,
+        amount_skewness=skew,
+        amount_kurtosis=kurt,
     )
 
     days = legs["day"].to_numpy()
@@ -121,22 +169,23 @@ def address_features(w: Window) -> pd.DataFrame:
     daily_count = _grid(code, days, w.window_days, n)
     active_days = (daily_count > 0).sum(axis=1)
     first_day = np.where(active_days > 0, (daily_count > 0).argmax(axis=1), 0)
-    last_day = np.where(active_days > 0,
-                        w.window_days - 1 - (daily_count[:, ::-1] > 0).argmax(axis=1), 0)
+    last_day = np.where(
+        active_days > 0, w.window_days - 1 - (daily_count[:, ::-1] > 0).argmax(axis=1), 0
+    )
     volume_std = daily_volume.std(axis=1)
     f.update(volume_std=volume_std, volume_cv=_safe_div(volume_std, daily_volume.mean(axis=1)))
 
     share = _safe_div(pairs["volume"].to_numpy(), total[p_code])
     f["flow_concentration"] = np.bincount(p_code, share**2, n)
-    top = pairs.assign(share=share).sort_values(["address", "share"], ascending=[True, False])
-    rank = top.groupby("address", sort=False).cumcount().to_numpy()
-    top_code, top_share = top["address"].to_numpy(), top["share"].to_numpy()
+    order, rank = _rank_within(p_code, share, n)
+    top_code, top_share = p_code[order], share[order]
     f["counterparty_concentration"] = np.bincount(top_code[rank == 0], top_share[rank == 0], n)
     f["concentration_ratio"] = np.bincount(top_code[rank < 3], top_share[rank < 3], n)
     with np.errstate(divide="ignore", invalid="ignore"):
         plogp = np.where(share > 0, share * np.log(share), 0.0)
-    f["flow_diversity"] = _safe_div(-np.bincount(p_code, plogp, n),
-                                    np.log(np.maximum(counterparties, 2)))
+    f["flow_diversity"] = _safe_div(
+        -np.bincount(p_code, plogp, n), np.log(np.maximum(counterparties, 2))
+    )
 
     f.update(tx_in_count=in_count, tx_out_count=out_count, tx_total_count=in_count + out_count)
 
@@ -150,19 +199,25 @@ def address_features(w: Window) -> pd.DataFrame:
     gaps = np.where(same, np.diff(ts, prepend=ts[:1]), 0).astype(float) / 3_600_000
     gap_count = np.bincount(code[same], minlength=n).astype(float)
     gap_mean = _safe_div(np.bincount(code[same], gaps[same], n), gap_count)
-    gap_sd = np.sqrt(_safe_div(np.bincount(code[same], (gaps[same] - gap_mean[code[same]]) ** 2,
-                                           n), gap_count))
-    per_hour = pd.Series(1, index=pd.MultiIndex.from_arrays([code, ts // 3_600_000])) \
-        .groupby(level=[0, 1]).size()
-    hour_codes = per_hour.index.get_level_values(0).to_numpy()
-    active_hours = np.bincount(hour_codes, minlength=n)
-    peak_hourly = pd.Series(per_hour.to_numpy()).groupby(hour_codes).max() \
-        .reindex(range(n), fill_value=0).to_numpy()
+    gap_sd = np.sqrt(
+        _safe_div(np.bincount(code[same], (gaps[same] - gap_mean[code[same]]) ** 2, n), gap_count)
+    )
+    hour_key = code * (24 * w.window_days) + (ts - w.start_ms) // 3_600_000  # sorted
+    run_start = np.flatnonzero(np.r_[True, hour_key[1:] != hour_key[:-1]])
+    run_length = np.diff(np.r_[run_start, len(hour_key)])
+    run_code = code[run_start]
+    active_hours = np.bincount(run_code, minlength=n)
+    peak_hourly = (
+        np.maximum.reduceat(run_length, np.searchsorted(run_code, np.arange(n)))
+        if n
+        else run_length
+    )
     f.update(
         activity_days=active_days,
         activity_span_days=np.where(active_days > 0, last_day - first_day + 1, 0),
         avg_daily_volume_usd=_safe_div(total, active_days),
-        peak_hour=hourly_volume.argmax(axis=1), peak_day=weekly_volume.argmax(axis=1),
+        peak_hour=hourly_volume.argmax(axis=1),
+        peak_day=weekly_volume.argmax(axis=1),
         regularity_score=1.0 / (1.0 + _safe_div(gap_sd, gap_mean)),
         burst_factor=_safe_div(peak_hourly.astype(float), _safe_div(count, active_hours)),
     )
@@ -177,49 +232,57 @@ def address_features(w: Window) -> pd.DataFrame:
         reciprocity_ratio=_safe_div(np.bincount(p_code[both], (p_in + p_out)[both], n), total),
         velocity_score=balance * np.exp(-np.clip(out_minus_in_ms / 86_400_000, 0, None)),
         structuring_score=_safe_div(
-            np.bincount(code, ((amount >= 0.85 * THRESHOLD_USD) &
-                               (amount < THRESHOLD_USD)).astype(float), n), count),
+            np.bincount(
+                code, ((amount >= 0.85 * THRESHOLD_USD) & (amount < THRESHOLD_USD)).astype(float), n
+            ),
+            count,
+        ),
     )
 
-    assets = legs["asset"].astype(str).to_numpy()
-    asset_codes, asset_names = pd.factorize(assets, sort=True)
+    asset_codes, asset_names = legs["asset"].to_numpy(), w.assets
     k = len(asset_names)
     for side, mask in (("in", ~out_mask), ("out", out_mask)):
         grid = _grid(code[mask], asset_codes[mask], max(k, 1), n, amount[mask])
         f[f"unique_assets_{side}"] = (grid > 0).sum(axis=1)
-        dominant = np.asarray(asset_names, dtype=object)[grid.argmax(axis=1)] if k else \
-            np.full(n, None)
+        dominant = asset_names[grid.argmax(axis=1)] if k else np.full(n, None)
         f[f"dominant_asset_{side}"] = np.where(grid.sum(axis=1) > 0, dominant, None)
     asset_grid = _grid(code, asset_codes, max(k, 1), n, amount)
     f["asset_diversity_score"] = _entropy(asset_grid) if k > 1 else np.zeros(n)
 
     f.update(
-        hourly_activity=list_column(hourly_count), daily_activity=list_column(weekly_count),
+        hourly_activity=list_column(hourly_count),
+        daily_activity=list_column(weekly_count),
         peak_activity_hour=hourly_count.argmax(axis=1),
         peak_activity_day=weekly_count.argmax(axis=1),
-        hourly_entropy=_entropy(hourly_count), daily_entropy=_entropy(weekly_count),
+        hourly_entropy=_entropy(hourly_count),
+        daily_entropy=_entropy(weekly_count),
         weekend_transaction_ratio=_safe_div(weekly_count[:, 5:].sum(axis=1), count),
         night_transaction_ratio=_safe_div(hourly_count[:, :NIGHT_HOURS].sum(axis=1), count),
         small_transaction_ratio=_safe_div(
-            np.bincount(code, (amount < SMALL_USD).astype(float), n), count),
-        consistency_score=1.0 / (1.0 + _safe_div(daily_count.std(axis=1),
-                                                 daily_count.mean(axis=1))),
+            np.bincount(code, (amount < SMALL_USD).astype(float), n), count
+        ),
+        consistency_score=1.0
+        / (1.0 + _safe_div(daily_count.std(axis=1), daily_count.mean(axis=1))),
     )
 
     f.update(graph_features(w))
 
     in_share = _safe_div(in_sum, total)
     with np.errstate(divide="ignore", invalid="ignore"):
-        binary_h = -np.nan_to_num(in_share * np.log2(in_share)) \
-            - np.nan_to_num((1 - in_share) * np.log2(1 - in_share))
+        binary_h = -np.nan_to_num(in_share * np.log2(in_share)) - np.nan_to_num(
+            (1 - in_share) * np.log2(1 - in_share)
+        )
     pair_days = pairs["days"].to_numpy()
     f.update(
         flow_reciprocity_entropy=binary_h,
-        counterparty_stability=_safe_div(np.bincount(p_code[pair_days >= 2], minlength=n)
-                                         .astype(float), counterparties.astype(float)),
+        counterparty_stability=_safe_div(
+            np.bincount(p_code[pair_days >= 2], minlength=n).astype(float),
+            counterparties.astype(float),
+        ),
         flow_burstiness=_safe_div(gap_sd - gap_mean, gap_sd + gap_mean),
-        transaction_regularity=_safe_div(np.minimum(gap_mean, gap_sd),
-                                         np.maximum(gap_mean, gap_sd)),
+        transaction_regularity=_safe_div(
+            np.minimum(gap_mean, gap_sd), np.maximum(gap_mean, gap_sd)
+        ),
         amount_predictability=1.0 / (1.0 + _safe_div(np.sqrt(var), mean)),
     )
 
@@ -227,8 +290,9 @@ def address_features(w: Window) -> pd.DataFrame:
     f.update(
         is_exchange_like=(degree_in >= 20) & (degree_out >= 20) & (f["reciprocity_ratio"] < 0.2),
         is_hub_address=counterparties >= hub_cut,
-        unique_recipients_count=degree_out, unique_senders_count=degree_in,
-        first_activity_timestamp=pd.Series(ts).groupby(code).min().reindex(range(n)).to_numpy(),
-        last_activity_timestamp=pd.Series(ts).groupby(code).max().reindex(range(n)).to_numpy(),
+        unique_recipients_count=degree_out,
+        unique_senders_count=degree_in,
+        first_activity_timestamp=ts[first],
+        last_activity_timestamp=ts[last],
     )
     return pd.DataFrame({"address": w.addresses, **f}, index=pd.RangeIndex(n))

@@ -47,24 +47,37 @@ def pagerank(directed: sp.csr_matrix) -> np.ndarray:
     rank = np.full(n, 1.0 / n)
     dangling = out_weight == 0
     for _ in range(PAGERANK_ITERATIONS):
-        rank = (PAGERANK_DAMPING * (transition.T @ rank + rank[dangling].sum() / n)
-                + (1 - PAGERANK_DAMPING) / n)
+        rank = (
+            PAGERANK_DAMPING * (transition.T @ rank + rank[dangling].sum() / n)
+            + (1 - PAGERANK_DAMPING) / n
+        )
     return rank / rank.sum()
 
 
 def core_numbers(sym: sp.csr_matrix) -> np.ndarray:
-    degree = np.asarray(sym.sum(axis=1)).ravel()
-    alive = np.ones(len(degree), bool)
-    core = np.zeros(len(degree), np.int64)
+    """Core number of every node: peel all nodes of degree <= k, raise k, repeat.
+
+    The matrix is cut down to the surviving nodes whenever they halve, so late peeling
+    rounds touch only the dense core.
+    """
+    core = np.zeros(sym.shape[0], np.int64)
+    ids = np.arange(sym.shape[0])
+    sub = sym
+    degree = np.asarray(sub.sum(axis=1)).ravel()
     k = 0
-    while alive.any():
-        k = max(k, int(degree[alive].min()))
-        remove = alive & (degree <= k)
+    while len(ids):
+        k = max(k, int(degree.min()))
+        remove = degree <= k
         while remove.any():
-            core[remove] = k
-            alive &= ~remove
-            degree = degree - sym @ remove.astype(float)
-            remove = alive & (degree <= k)
+            core[ids[remove]] = k
+            degree = degree - sub @ remove.astype(float)
+            degree[remove] = np.inf
+            remove = degree <= k
+        alive = np.isfinite(degree)
+        if alive.sum() <= len(ids) // 2 or not alive.any():
+            sub, ids, degree = sub[alive][:, alive], ids[alive], degree[alive]
+        else:
+            degree = np.where(alive, degree, np.inf)
     return core
 
 
@@ -81,12 +94,14 @@ def triangles(sym: sp.csr_matrix) -> np.ndarray:
     rank[np.lexsort((np.arange(n), degree))] = np.arange(n)
     coo = sym.tocoo()
     keep = rank[coo.row] < rank[coo.col]
-    up = sp.csr_matrix((np.ones(int(keep.sum())), (coo.row[keep], coo.col[keep])),
-                       shape=(n, n))
+    up = sp.csr_matrix((np.ones(int(keep.sum())), (coo.row[keep], coo.col[keep])), shape=(n, n))
     closing = up.multiply(up @ up)
     middle = up.multiply(up.T @ up)
-    counts = (np.asarray(closing.sum(axis=1)).ravel() + np.asarray(closing.sum(axis=0)).ravel()
-              + np.asarray(middle.sum(axis=1)).ravel())
+    counts = (
+        np.asarray(closing.sum(axis=1)).ravel()
+        + np.asarray(closing.sum(axis=0)).ravel()
+        + np.asarray(middle.sum(axis=1)).ravel()
+    )
     return np.rint(counts).astype(np.int64)
 
 
@@ -103,8 +118,7 @@ def _bfs_samples(sym: sp.csr_matrix, seed: int) -> tuple[np.ndarray, np.ndarray]
     dist_sum, reached = np.zeros(n), np.zeros(n)
     distances = csgraph.shortest_path(sym, directed=False, unweighted=True, indices=sources)
     for s, dist in zip(sources, distances, strict=True):
-        order, pred = csgraph.breadth_first_order(sym, s, directed=False,
-                                                  return_predecessors=True)
+        order, pred = csgraph.breadth_first_order(sym, s, directed=False, return_predecessors=True)
         depth = np.zeros(n, np.int64)
         depth[order] = dist[order].astype(np.int64)
         subtree = np.zeros(n)
@@ -117,8 +131,9 @@ def _bfs_samples(sym: sp.csr_matrix, seed: int) -> tuple[np.ndarray, np.ndarray]
         dist_sum[order] += depth[order]
         reached[order] += 1
     between /= max(len(sources) * (n - 1), 1)
-    closeness = np.where(dist_sum > 0, (reached - 1).clip(0) / np.where(dist_sum > 0,
-                                                                          dist_sum, 1), 0.0)
+    closeness = np.where(
+        dist_sum > 0, (reached - 1).clip(0) / np.where(dist_sum > 0, dist_sum, 1), 0.0
+    )
     return between / max(between.max(), 1e-12), closeness
 
 
@@ -129,23 +144,37 @@ def _hubs(degree: np.ndarray) -> np.ndarray:
 
 
 def khop_features(w: Window, focus: np.ndarray) -> dict[str, np.ndarray]:
-    """Sizes and USD volume of the 1-3 hop neighbourhoods of the ``focus`` address codes
-    (missing for the others); busy addresses are reached but not expanded through."""
+    """Sizes and USD volume of the 1-3 hop neighbourhoods of the ``focus`` address codes.
+
+    Busy addresses (more than ``KHOP_EXPAND_MAX_DEGREE`` counterparties) are reached but
+    not expanded through; a busy focus address gets its 1-hop values only. Addresses
+    outside ``focus`` get missing values.
+    """
     directed, sym = _adjacency(w)
-    hubs = np.asarray(sym.sum(axis=1)).ravel() > KHOP_EXPAND_MAX_DEGREE
+    degree = np.asarray(sym.sum(axis=1)).ravel()
+    busy = degree > KHOP_EXPAND_MAX_DEGREE
     n = sym.shape[0]
-    out = {f"khop{k}_{m}": np.full(n, np.nan) for k in (1, 2, 3) for m in ("count",
-                                                                            "volume_usd")}
+    out = {f"khop{k}_{m}": np.full(n, np.nan) for k in (1, 2, 3) for m in ("count", "volume_usd")}
+    focus = np.asarray(focus, dtype=np.int64)
     if not len(focus):
         return out
-    expand = sym.multiply((~hubs).astype(float)[:, None]).tocsr()  # hubs do not expand
     volume = np.asarray((directed + directed.T).sum(axis=1)).ravel() / 2
-    for chunk in np.array_split(focus, max(1, len(focus) // 512)):
-        seen = sp.csr_matrix((np.ones(len(chunk)), (np.arange(len(chunk)), chunk)),
-                             shape=(len(chunk), n))
+    out["khop1_count"][focus] = degree[focus]
+    out["khop1_volume_usd"][focus] = (sym @ volume)[focus]
+    quiet = focus[~busy[focus]]
+    expand = sp.diags((~busy).astype(float)) @ sym  # busy rows do not expand
+    for chunk in np.array_split(quiet, max(1, len(quiet) // 512)):
+        if not len(chunk):
+            continue
+        seen = expand[chunk].tocsr()
+        seen.data[:] = 1.0
         frontier = seen
-        for k in (1, 2, 3):  # breadth-first: expand only the newly reached nodes
-            reached = (frontier @ (sym if k == 1 else expand)).tocsr()
+        own = sp.csr_matrix(
+            (np.ones(len(chunk)), (np.arange(len(chunk)), chunk)), shape=(len(chunk), n)
+        )
+        seen = (seen + own).tocsr()
+        for k in (2, 3):  # breadth-first: expand only the newly reached nodes
+            reached = (frontier @ expand).tocsr()
             reached.data[:] = 1.0
             frontier = (reached - reached.multiply(seen)).tocsr()
             frontier.eliminate_zeros()
@@ -165,8 +194,7 @@ def graph_features(w: Window) -> dict[str, np.ndarray]:
     tri = triangles(sym) if n else np.zeros(0)
     possible = degree * (degree - 1) / 2
     between, closeness = _bfs_samples(sym, seed=w.day.toordinal())
-    non_hub = sym.multiply((~hubs).astype(float)[:, None]).multiply(
-        (~hubs).astype(float)[None, :])
+    non_hub = sym.multiply((~hubs).astype(float)[:, None]).multiply((~hubs).astype(float)[None, :])
     _, components = csgraph.connected_components(non_hub.tocsr(), directed=False)
     dmax = max(degree.max(), 1.0) if n else 1.0
     prmax = max(pr.max(), 1e-12) if n else 1.0
@@ -174,8 +202,9 @@ def graph_features(w: Window) -> dict[str, np.ndarray]:
         "pagerank": pr,
         "betweenness": between,
         "closeness": closeness,
-        "clustering_coefficient": np.where(possible > 0, tri / np.where(possible > 0,
-                                                                        possible, 1), 0.0),
+        "clustering_coefficient": np.where(
+            possible > 0, tri / np.where(possible > 0, possible, 1), 0.0
+        ),
         "kcore": core_numbers(sym) if n else np.zeros(0, np.int64),
         "community_id": components.astype(np.int64),
         "centrality_score": (degree / dmax + pr / prmax + between) / 3.0,

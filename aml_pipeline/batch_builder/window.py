@@ -26,6 +26,8 @@ class Window:
     addresses: np.ndarray  # code -> address
     src: np.ndarray  # codes
     dst: np.ndarray
+    assets: np.ndarray  # asset code -> asset name
+    asset: np.ndarray  # asset code per transfer
 
     @classmethod
     def build(cls, transfers: pd.DataFrame, day: dt.date, window_days: int) -> Window:
@@ -44,9 +46,17 @@ class Window:
             sort=True,
         )
         n = len(t)
-        return cls(day=day, window_days=window_days, transfers=t,
-                   addresses=np.asarray(addresses, dtype=object),
-                   src=codes[:n].astype(np.int64), dst=codes[n:].astype(np.int64))
+        asset, assets = pd.factorize(t["asset"].astype(str), sort=True)
+        return cls(
+            day=day,
+            window_days=window_days,
+            transfers=t,
+            addresses=np.asarray(addresses, dtype=object),
+            src=codes[:n].astype(np.int64),
+            dst=codes[n:].astype(np.int64),
+            assets=np.asarray(assets, dtype=object),
+            asset=asset.astype(np.int64),
+        )
 
     @property
     def n_addresses(self) -> int:
@@ -62,22 +72,27 @@ class Window:
 
     @cached_property
     def legs(self) -> pd.DataFrame:
-        """address, counterparty, amount, ts, asset, outgoing (bool), sorted by address+ts."""
+        """address, counterparty, amount, ts, asset (codes), outgoing, hour, day, weekday;
+        sorted by address, then time."""
         t = self.transfers
         n = len(t)
-        legs = pd.DataFrame({
-            "address": np.concatenate([self.src, self.dst]),
-            "counterparty": np.concatenate([self.dst, self.src]),
-            "amount": np.tile(t["amount_usd"].to_numpy(dtype="float64"), 2),
-            "ts": np.tile(t["timestamp_ms"].to_numpy(dtype="int64"), 2),
-            "asset": np.tile(t["asset"].to_numpy(), 2),
-            "outgoing": np.r_[np.ones(n, bool), np.zeros(n, bool)],
-        })
-        legs = legs.sort_values(["address", "ts"], kind="stable").reset_index(drop=True)
-        legs["hour"] = (legs["ts"] // 3_600_000) % 24
-        legs["day"] = (legs["ts"] - self.start_ms) // 86_400_000
-        legs["weekday"] = (legs["ts"] // 86_400_000 + 3) % 7  # 1970-01-01 was a Thursday
-        return legs
+        address = np.concatenate([self.src, self.dst])
+        ts = np.tile(t["timestamp_ms"].to_numpy(dtype="int64"), 2)
+        order = np.lexsort((ts, address))
+        ts = ts[order]
+        return pd.DataFrame(
+            {
+                "address": address[order],
+                "counterparty": np.concatenate([self.dst, self.src])[order],
+                "amount": np.tile(t["amount_usd"].to_numpy(dtype="float64"), 2)[order],
+                "ts": ts,
+                "asset": np.tile(self.asset, 2)[order],
+                "outgoing": np.r_[np.ones(n, bool), np.zeros(n, bool)][order],
+                "hour": (ts // 3_600_000) % 24,
+                "day": (ts - self.start_ms) // 86_400_000,
+                "weekday": (ts // 86_400_000 + 3) % 7,  # 1970-01-01 was a Thursday
+            }
+        )
 
     @cached_property
     def active_today(self) -> np.ndarray:

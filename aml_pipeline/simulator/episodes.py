@@ -46,8 +46,11 @@ Emitter = Callable[[Episode, int, np.random.Generator, int], Rows]
 
 
 def _times(rng: np.random.Generator, day_ms: int, n: int, night: bool = False) -> np.ndarray:
-    hours = rng.integers(0, 24, n) if not night else rng.choice(
-        24, n, p=np.r_[np.full(7, 0.08), np.full(17, 0.44 / 17)])
+    hours = (
+        rng.integers(0, 24, n)
+        if not night
+        else rng.choice(24, n, p=np.r_[np.full(7, 0.08), np.full(17, 0.44 / 17)])
+    )
     return day_ms + hours * HOUR_MS + rng.integers(0, HOUR_MS, n)
 
 
@@ -56,14 +59,21 @@ def _chain(ep: Episode, day: int, rng: np.random.Generator, day_ms: int, peel: b
     hops_per_day = max(1, len(ep.actors) // ep.duration + 1)
     first = (day - ep.start) * hops_per_day
     rows: Rows = []
-    amount = ep.scale * (0.93 ** first)
+    amount = ep.scale * (0.93**first)
     t = _times(rng, day_ms, 1, night=True)[0]
     for h in range(first, min(first + hops_per_day, len(ep.actors) - 1)):
         src, dst = ep.actors[h], ep.actors[h + 1]
         if peel:
             cut = amount * rng.uniform(0.03, 0.12)
-            rows.append((int(t + rng.integers(60_000, 900_000)), src,
-                         ep.counterparties[h % len(ep.counterparties)], cut, ep.asset))
+            rows.append(
+                (
+                    int(t + rng.integers(60_000, 900_000)),
+                    src,
+                    ep.counterparties[h % len(ep.counterparties)],
+                    cut,
+                    ep.asset,
+                )
+            )
             amount -= cut
         else:
             amount *= rng.uniform(0.97, 0.995)
@@ -76,15 +86,20 @@ def _fan_in(ep: Episode, day: int, rng: np.random.Generator, day_ms: int) -> Row
     collector, smurfs = ep.actors[0], ep.actors[1:]
     today = [s for s in smurfs if rng.random() < 0.7]
     cap = THRESHOLD_USD if ep.extra.get("below_threshold") else ep.scale * 2
-    amounts = np.minimum(rng.lognormal(np.log(ep.scale / 4), 0.5, len(today)),
-                         cap * rng.uniform(0.86, 0.995, len(today)))
+    amounts = np.minimum(
+        rng.lognormal(np.log(ep.scale / 4), 0.5, len(today)),
+        cap * rng.uniform(0.86, 0.995, len(today)),
+    )
     times = _times(rng, day_ms, len(today), night=ep.illicit)
-    rows = [(int(t), s, collector, float(a), ep.asset)
-            for t, s, a in zip(times, today, amounts, strict=True)]
+    rows = [
+        (int(t), s, collector, float(a), ep.asset)
+        for t, s, a in zip(times, today, amounts, strict=True)
+    ]
     if ep.counterparties and rows:
         total = float(amounts.sum())
-        rows.append((int(times.max() + HOUR_MS), collector, ep.counterparties[0],
-                     total * 0.97, ep.asset))
+        rows.append(
+            (int(times.max() + HOUR_MS), collector, ep.counterparties[0], total * 0.97, ep.asset)
+        )
     return rows
 
 
@@ -93,16 +108,28 @@ def _fan_out(ep: Episode, day: int, rng: np.random.Generator, day_ms: int) -> Ro
     if ep.extra.get("payday") is not None and (day - ep.start) % 7 != ep.extra["payday"]:
         return []
     same = ep.extra.get("same_amount", False)
-    amounts = (np.full(len(receivers), ep.scale) * rng.uniform(0.98, 1.02, len(receivers))
-               if same else rng.lognormal(np.log(ep.scale), 0.6, len(receivers)))
+    amounts = (
+        np.full(len(receivers), ep.scale) * rng.uniform(0.98, 1.02, len(receivers))
+        if same
+        else rng.lognormal(np.log(ep.scale), 0.6, len(receivers))
+    )
     t0 = _times(rng, day_ms, 1, night=ep.illicit)[0]
-    rows = [(int(t0 + rng.integers(0, HOUR_MS)), source, r, float(a), ep.asset)
-            for r, a in zip(receivers, amounts, strict=True)]
+    rows = [
+        (int(t0 + rng.integers(0, HOUR_MS)), source, r, float(a), ep.asset)
+        for r, a in zip(receivers, amounts, strict=True)
+    ]
     if ep.illicit:  # mules cash out to exchanges the next hours
         exits = ep.extra["exits"]
         for r, a in zip(ep.actors[1:], amounts, strict=False):
-            rows.append((int(t0 + rng.integers(HOUR_MS, 8 * HOUR_MS)), r,
-                         exits[int(rng.integers(len(exits)))], float(a) * 0.99, ep.asset))
+            rows.append(
+                (
+                    int(t0 + rng.integers(HOUR_MS, 8 * HOUR_MS)),
+                    r,
+                    exits[int(rng.integers(len(exits)))],
+                    float(a) * 0.99,
+                    ep.asset,
+                )
+            )
     return rows
 
 
@@ -123,8 +150,10 @@ def _structuring(ep: Episode, day: int, rng: np.random.Generator, day_ms: int) -
     amounts = THRESHOLD_USD * rng.uniform(0.85, 0.995, n)
     receivers = rng.choice(ep.counterparties, n)
     times = _times(rng, day_ms, n)
-    return [(int(t), ep.actors[0], r, float(a), ep.asset)
-            for t, r, a in zip(times, receivers, amounts, strict=True)]
+    return [
+        (int(t), ep.actors[0], r, float(a), ep.asset)
+        for t, r, a in zip(times, receivers, amounts, strict=True)
+    ]
 
 
 def _mixer(ep: Episode, day: int, rng: np.random.Generator, day_ms: int) -> Rows:
@@ -136,8 +165,9 @@ def _mixer(ep: Episode, day: int, rng: np.random.Generator, day_ms: int) -> Rows
         rows.append((int(t), source, mixer, denomination, ep.asset))
     if day > ep.start:
         for out in rng.choice(outs, min(len(outs), deposits), replace=False):
-            rows.append((int(_times(rng, day_ms, 1)[0]), mixer, str(out), denomination * 0.997,
-                         ep.asset))
+            rows.append(
+                (int(_times(rng, day_ms, 1)[0]), mixer, str(out), denomination * 0.997, ep.asset)
+            )
     return rows
 
 
@@ -149,8 +179,15 @@ def _pass_through(ep: Episode, day: int, rng: np.random.Generator, day_ms: int) 
     for t in _times(rng, day_ms, int(rng.integers(1, 4))):
         amount = ep.scale * rng.uniform(0.5, 1.5)
         rows.append((int(t), src, middle, amount, ep.asset))
-        rows.append((int(t + rng.integers(60_000, 40 * 60_000)), middle, dst,
-                     amount * rng.uniform(0.985, 0.999), ep.asset))
+        rows.append(
+            (
+                int(t + rng.integers(60_000, 40 * 60_000)),
+                middle,
+                dst,
+                amount * rng.uniform(0.985, 0.999),
+                ep.asset,
+            )
+        )
     return rows
 
 
@@ -177,46 +214,83 @@ def _dormant(ep: Episode, day: int, rng: np.random.Generator, day_ms: int) -> Ro
     times = _times(rng, day_ms, n, night=True)
     amounts = rng.lognormal(np.log(ep.scale), 0.5, n)
     receivers = rng.choice(ep.actors[1:] + ep.counterparties, n)
-    return [(int(t), ep.actors[0], str(r), float(a), ep.asset)
-            for t, r, a in zip(times, receivers, amounts, strict=True)]
+    return [
+        (int(t), ep.actors[0], str(r), float(a), ep.asset)
+        for t, r, a in zip(times, receivers, amounts, strict=True)
+    ]
 
 
 EMITTERS: dict[str, Emitter] = {
     "peel_chain": lambda ep, d, r, ms: _chain(ep, d, r, ms, peel=True),
     "layering_path": lambda ep, d, r, ms: _chain(ep, d, r, ms, peel=False),
-    "fan_in_smurfing": _fan_in, "fan_out_distribution": _fan_out, "cycle": _cycle,
-    "structuring": _structuring, "mixer_in_out": _mixer, "rapid_pass_through": _pass_through,
-    "dormant_reactivation": _dormant, "burst": _burst,
+    "fan_in_smurfing": _fan_in,
+    "fan_out_distribution": _fan_out,
+    "cycle": _cycle,
+    "structuring": _structuring,
+    "mixer_in_out": _mixer,
+    "rapid_pass_through": _pass_through,
+    "dormant_reactivation": _dormant,
+    "burst": _burst,
     # benign look-alikes
-    "exchange_deposit_fan_in": _fan_in, "payroll_fan_out": _fan_out,
-    "market_maker_round_trip": _cycle, "airdrop": _fan_out, "invoice_payments": _fan_in,
-    "bridge_relay": _pass_through, "nft_mint_burst": _burst, "privacy_mixer_user": _mixer,
-    "savings_reactivation": _dormant, "savings_circle": _cycle,
+    "exchange_deposit_fan_in": _fan_in,
+    "payroll_fan_out": _fan_out,
+    "market_maker_round_trip": _cycle,
+    "airdrop": _fan_out,
+    "invoice_payments": _fan_in,
+    "bridge_relay": _pass_through,
+    "nft_mint_burst": _burst,
+    "privacy_mixer_user": _mixer,
+    "savings_reactivation": _dormant,
+    "savings_circle": _cycle,
     "wallet_migration": lambda ep, d, r, ms: _chain(ep, d, r, ms, peel=False),
     "spending_chain": lambda ep, d, r, ms: _chain(ep, d, r, ms, peel=True),
 }
-LAUNDERING = ("peel_chain", "layering_path", "fan_in_smurfing", "fan_out_distribution",
-              "cycle", "structuring", "mixer_in_out", "rapid_pass_through",
-              "dormant_reactivation", "burst")
-LOOKALIKES = ("exchange_deposit_fan_in", "payroll_fan_out", "market_maker_round_trip",
-              "airdrop", "invoice_payments", "bridge_relay", "nft_mint_burst",
-              "privacy_mixer_user", "savings_reactivation", "savings_circle",
-              "wallet_migration", "spending_chain")
+LAUNDERING = (
+    "peel_chain",
+    "layering_path",
+    "fan_in_smurfing",
+    "fan_out_distribution",
+    "cycle",
+    "structuring",
+    "mixer_in_out",
+    "rapid_pass_through",
+    "dormant_reactivation",
+    "burst",
+)
+LOOKALIKES = (
+    "exchange_deposit_fan_in",
+    "payroll_fan_out",
+    "market_maker_round_trip",
+    "airdrop",
+    "invoice_payments",
+    "bridge_relay",
+    "nft_mint_burst",
+    "privacy_mixer_user",
+    "savings_reactivation",
+    "savings_circle",
+    "wallet_migration",
+    "spending_chain",
+)
 
 
 def cover_traffic(ep: Episode, pop: Population, rng: np.random.Generator, day_ms: int) -> Rows:
     """Ordinary-looking transfers of a campaign's actors, so that they are not only their
     laundering (mules and fresh wallets also shop, swap and use exchanges)."""
-    pool = np.concatenate([pop.of_kind(k) for k in ("retail", "defi", "exchange_deposit",
-                                                    "merchant")])
+    pool = pop.of_kind("retail", "defi", "exchange_deposit", "merchant")
     rows: Rows = []
     for actor in ep.actors:
         for _ in range(int(rng.binomial(1, 0.3))):
             other = str(pop.address[rng.choice(pool)])
             amount = float(np.round(rng.lognormal(np.log(150), 1.3), 2))
             pair = (actor, other) if rng.random() < 0.6 else (other, actor)
-            rows.append((int(_times(rng, day_ms, 1)[0]), *pair, amount,
-                         str(rng.choice(ASSETS, p=ASSET_WEIGHTS))))
+            rows.append(
+                (
+                    int(_times(rng, day_ms, 1)[0]),
+                    *pair,
+                    amount,
+                    str(rng.choice(ASSETS, p=ASSET_WEIGHTS)),
+                )
+            )
     return rows
 
 
@@ -224,8 +298,10 @@ def mix_assets(rows: Rows, rng: np.random.Generator) -> Rows:
     """About a third of an episode's transfers move another asset than its main one."""
     swap = rng.random(len(rows)) < 0.35
     assets = rng.choice(ASSETS, len(rows), p=ASSET_WEIGHTS)
-    return [(t, a, b, x, str(assets[i]) if swap[i] else asset)
-            for i, (t, a, b, x, asset) in enumerate(rows)]
+    return [
+        (t, a, b, x, str(assets[i]) if swap[i] else asset)
+        for i, (t, a, b, x, asset) in enumerate(rows)
+    ]
 
 
 def typology_weights(names: tuple[str, ...], day: int, seed: int) -> np.ndarray:
@@ -237,8 +313,9 @@ def typology_weights(names: tuple[str, ...], day: int, seed: int) -> np.ndarray:
     return w / w.sum()
 
 
-def plan_episode(pop: Population, key: tuple[int, ...], typology: str, start: int,
-                 rng: np.random.Generator) -> Episode:
+def plan_episode(
+    pop: Population, key: tuple[int, ...], typology: str, start: int, rng: np.random.Generator
+) -> Episode:
     """Choose actors, counterparties and scale for a new episode of ``typology``."""
     illicit = typology in LAUNDERING
     net = pop.network
@@ -300,8 +377,11 @@ def plan_episode(pop: Population, key: tuple[int, ...], typology: str, start: in
         who = existing(source, 1) + existing("retail", recipients - k) + fresh(k)
         other, extra["same_amount"] = [], True
         extra["payday"] = int(rng.integers(0, 7)) if typology == "payroll_fan_out" else None
-        scale = float(rng.uniform(1_500, 6_000)) if typology == "payroll_fan_out" else \
-            float(rng.uniform(5, 60))
+        scale = (
+            float(rng.uniform(1_500, 6_000))
+            if typology == "payroll_fan_out"
+            else float(rng.uniform(5, 60))
+        )
     elif typology == "market_maker_round_trip":
         who, other = existing("market_maker", int(rng.integers(2, 4))), []
         scale *= 5
@@ -326,15 +406,29 @@ def plan_episode(pop: Population, key: tuple[int, ...], typology: str, start: in
         extra["denomination"] = float(rng.choice([1_000.0, 10_000.0]))
     else:
         raise ValueError(f"unknown typology {typology!r}")
-    if typology in ("mixer_in_out", "privacy_mixer_user", "dormant_reactivation",
-                    "savings_reactivation", "burst", "nft_mint_burst"):
+    if typology in (
+        "mixer_in_out",
+        "privacy_mixer_user",
+        "dormant_reactivation",
+        "savings_reactivation",
+        "burst",
+        "nft_mint_burst",
+    ):
         duration = max(duration // 3, 2)
     who = list(dict.fromkeys(who))
     if len(who) < 2:
         who += fresh(2 - len(who))
     return Episode(
-        key=key, typology=typology, illicit=illicit, start=start, duration=duration,
-        actors=who, counterparties=other, scale=scale,
-        caught=bool(rng.random() < 0.85), label_delay=int(rng.integers(5, 40)),
-        asset=str(rng.choice(ASSETS, p=ASSET_WEIGHTS)), extra=extra,
+        key=key,
+        typology=typology,
+        illicit=illicit,
+        start=start,
+        duration=duration,
+        actors=who,
+        counterparties=other,
+        scale=scale,
+        caught=bool(rng.random() < 0.85),
+        label_delay=int(rng.integers(5, 40)),
+        asset=str(rng.choice(ASSETS, p=ASSET_WEIGHTS)),
+        extra=extra,
     )

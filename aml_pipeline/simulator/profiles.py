@@ -26,14 +26,26 @@ class SimulationProfile:
         return replace(self, name=f"{self.name}*", **changes)
 
 
-#: A few thousand alerts a day; one day builds in seconds.
-DEMO = SimulationProfile("demo", addresses=40_000, transfers_per_day=25_000,
-                         campaigns_per_day=4.0, lookalikes_per_day=16.0)
-#: 50,000 active addresses and 250,000 transfers a day.
-LARGE = SimulationProfile("large", addresses=60_000, transfers_per_day=250_000,
-                          campaigns_per_day=40.0, lookalikes_per_day=60.0)
+#: A few thousand alerts a day; one day builds in a few seconds.
+DEMO = SimulationProfile(
+    "demo",
+    addresses=40_000,
+    transfers_per_day=25_000,
+    campaigns_per_day=4.0,
+    lookalikes_per_day=16.0,
+)
+#: About 50,000 addresses active in a 7-day window and 250,000 transfers on a weekday
+#: (the base rate is scaled by weekday and season; weekends are quieter).
+LARGE = SimulationProfile(
+    "large",
+    addresses=60_000,
+    transfers_per_day=210_000,
+    campaigns_per_day=40.0,
+    lookalikes_per_day=60.0,
+)
 #: A small network for tests.
-SMALL = SimulationProfile("small", addresses=6_000, transfers_per_day=4_000,
-                          campaigns_per_day=1.0, lookalikes_per_day=4.0)
+SMALL = SimulationProfile(
+    "small", addresses=6_000, transfers_per_day=4_000, campaigns_per_day=1.0, lookalikes_per_day=4.0
+)
 
 PROFILES = {p.name: p for p in (DEMO, LARGE, SMALL)}

@@ -47,8 +47,9 @@ class TransferSimulator:
     def __init__(self, network: str, profile: SimulationProfile, seed: int = 0) -> None:
         self.network, self.profile, self.seed = network, profile, seed
         self._net = zlib.crc32(network.encode())
-        self.population = Population.generate(network, profile.addresses,
-                                              seed * 7919 + self._net % 7919)
+        self.population = Population.generate(
+            network, profile.addresses, seed * 7919 + self._net % 7919
+        )
 
     def _rng(self, *parts: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, self._net, *parts])
@@ -58,27 +59,40 @@ class TransferSimulator:
         """The laundering campaigns and look-alikes that start on day index ``day``."""
         rng = self._rng(1, day)
         episodes = []
-        for family, rate, names in ((0, self.profile.campaigns_per_day, LAUNDERING),
-                                    (1, self.profile.lookalikes_per_day, LOOKALIKES)):
+        for family, rate, names in (
+            (0, self.profile.campaigns_per_day, LAUNDERING),
+            (1, self.profile.lookalikes_per_day, LOOKALIKES),
+        ):
             weights = typology_weights(names, day, self.seed + family)
             for i in range(int(rng.poisson(rate))):
                 typology = str(rng.choice(names, p=weights))
-                episodes.append(plan_episode(self.population, (day, family, i), typology, day,
-                                             self._rng(2, day, family, i)))
+                episodes.append(
+                    plan_episode(
+                        self.population,
+                        (day, family, i),
+                        typology,
+                        day,
+                        self._rng(2, day, family, i),
+                    )
+                )
         return tuple(episodes)
 
     def episodes_active(self, first: int, last: int) -> list[Episode]:
         """Episodes with at least one day in ``[first, last]`` (day indexes)."""
-        return [ep for start in range(first - MAX_EPISODE_DAYS, last + 1)
-                for ep in self.episodes_starting(start)
-                if ep.start <= last and ep.start + ep.duration - 1 >= first]
+        return [
+            ep
+            for start in range(first - MAX_EPISODE_DAYS, last + 1)
+            for ep in self.episodes_starting(start)
+            if ep.start <= last and ep.start + ep.duration - 1 >= first
+        ]
 
     def _ordinary(self, day: int, day_ms: int) -> pd.DataFrame:
         pop, rng = self.population, self._rng(3, day)
         weekday = (EPOCH + dt.timedelta(day)).weekday()
         season = 1.0 + 0.15 * np.sin(2 * np.pi * day / 365.0)
-        n = int(rng.poisson(self.profile.transfers_per_day * season *
-                            (0.8 if weekday >= 5 else 1.05)))
+        n = int(
+            rng.poisson(self.profile.transfers_per_day * season * (0.8 if weekday >= 5 else 1.05))
+        )
         active = pop.active(day)
         senders = np.flatnonzero(active)
         p = pop.weight[senders] / pop.weight[senders].sum()
@@ -94,8 +108,9 @@ class TransferSimulator:
                 continue
             targets = MIXING[name]
             kinds = np.array([KIND_NAMES.index(t) for t in targets])
-            chosen = rng.choice(kinds, len(rows), p=np.array(list(targets.values())) /
-                                sum(targets.values()))
+            chosen = rng.choice(
+                kinds, len(rows), p=np.array(list(targets.values())) / sum(targets.values())
+            )
             for kind in np.unique(chosen):
                 pool = np.flatnonzero((pop.kind == kind) & active)
                 sel = rows[chosen == kind]
@@ -106,15 +121,21 @@ class TransferSimulator:
         medians = np.array([AMOUNTS[k][0] for k in KIND_NAMES])[src_kind]
         sigmas = np.array([AMOUNTS[k][1] for k in KIND_NAMES])[src_kind]
         amount = np.round(rng.lognormal(np.log(medians), sigmas), 2)
-        profiles = _HOUR_PROFILES[pop.region[src]]
-        cumulative = profiles.cumsum(axis=1)
-        hour = (cumulative < rng.random(len(src))[:, None]).sum(axis=1).clip(0, 23)
+        region = pop.region[src]
+        hour = np.empty(len(src), np.int64)
+        for r, profile in enumerate(_HOUR_PROFILES):
+            rows = np.flatnonzero(region == r)
+            hour[rows] = rng.choice(24, len(rows), p=profile)
         ts = day_ms + hour * 3_600_000 + rng.integers(0, 3_600_000, len(src))
-        return pd.DataFrame({
-            "timestamp_ms": ts.astype("int64"),
-            "from_address": pop.address[src], "to_address": pop.address[dst],
-            "amount_usd": amount, "asset": rng.choice(ASSETS, len(src), p=ASSET_WEIGHTS),
-        })
+        return pd.DataFrame(
+            {
+                "timestamp_ms": ts.astype("int64"),
+                "from_address": pop.address[src],
+                "to_address": pop.address[dst],
+                "amount_usd": amount,
+                "asset": rng.choice(ASSETS, len(src), p=ASSET_WEIGHTS),
+            }
+        )
 
     @functools.lru_cache(maxsize=40)  # noqa: B019 - a window of days is reused day after day
     def transfers(self, day: dt.date) -> pd.DataFrame:

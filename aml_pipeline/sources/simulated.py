@@ -24,8 +24,9 @@ def _unit(*parts: object) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def simulated_labels(alerts: pd.DataFrame, sim: TransferSimulator, day: dt.date,
-                     window_days: int, seed: int) -> pd.DataFrame:
+def simulated_labels(
+    alerts: pd.DataFrame, sim: TransferSimulator, day: dt.date, window_days: int, seed: int
+) -> pd.DataFrame:
     """Ground truth for a day's alerts.
 
     An alert is SAR-filed when its address acted in a laundering campaign active in the
@@ -57,8 +58,13 @@ class SimulatedSource(BatchSource):
 
     name = "simulated"
 
-    def __init__(self, profile: SimulationProfile, start: dt.date, seed: int = 0,
-                 today: Callable[[], dt.date] = lambda: dt.datetime.now(dt.UTC).date()) -> None:
+    def __init__(
+        self,
+        profile: SimulationProfile,
+        start: dt.date,
+        seed: int = 0,
+        today: Callable[[], dt.date] = lambda: dt.datetime.now(dt.UTC).date(),
+    ) -> None:
         self.profile, self.start, self.seed, self.today = profile, start, seed, today
         self._simulators: dict[str, TransferSimulator] = {}
 
@@ -75,8 +81,9 @@ class SimulatedSource(BatchSource):
     def build(self, network: str, day: dt.date, window_days: int) -> BuiltBatch:
         """The batch of ``day`` built from the simulated transfers of its window."""
         sim = self.simulator(network)
-        return build_batch(sim.window(day, window_days), network, day, window_days,
-                           sim.address_tags())
+        return build_batch(
+            sim.window(day, window_days), network, day, window_days, sim.address_tags()
+        )
 
     @functools.lru_cache(maxsize=1024)  # noqa: B019 - small frames; saves rebuilding a batch
     def labels(self, network: str, day: dt.date, window_days: int) -> pd.DataFrame:
@@ -95,8 +102,13 @@ class SimulatedSource(BatchSource):
         self._check_available(network, processing_date)
         batch = self.build(network, processing_date, window_days)
         self.labels(network, processing_date, window_days)  # while the build is cached
-        return FetchedBatch(network, processing_date, window_days, batch.files(),
-                            origin=f"simulated(profile={self.profile.name}, seed={self.seed})")
+        return FetchedBatch(
+            network,
+            processing_date,
+            window_days,
+            batch.files(),
+            origin=f"simulated(profile={self.profile.name}, seed={self.seed})",
+        )
 
     def fetch_labels(
         self, network: str, processing_date: dt.date, window_days: int, as_of: dt.date
@@ -104,7 +116,8 @@ class SimulatedSource(BatchSource):
         try:
             self._check_available(network, processing_date)
         except BatchNotAvailable:
-            return known_labels(pd.DataFrame(columns=GROUND_TRUTH.column_names),
-                                processing_date, as_of)
+            return known_labels(
+                pd.DataFrame(columns=GROUND_TRUTH.column_names), processing_date, as_of
+            )
         labels = self.labels(network, processing_date, window_days)
         return known_labels(labels, processing_date, min(as_of, self.today()))

@@ -1,0 +1,93 @@
+"""The transfer simulator and the simulated source behave like a live SOT."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aml_pipeline.simulator.episodes import LAUNDERING, LOOKALIKES, typology_weights
+from aml_pipeline.simulator.profiles import SMALL
+from aml_pipeline.simulator.transfers import TransferSimulator, day_index
+from aml_pipeline.sources.base import BatchNotAvailable
+from aml_pipeline.sources.simulated import SimulatedSource
+from aml_pipeline_tests.conftest import small_source
+
+DAY = dt.date(2025, 3, 3)
+
+
+@pytest.fixture(scope="module")
+def sim() -> TransferSimulator:
+    return small_source().simulator("ethereum")
+
+
+def test_same_seed_same_bytes_other_seed_other_data():
+    one = SimulatedSource(SMALL, dt.date(2025, 1, 1), seed=5, today=lambda: dt.date(2025, 6, 1))
+    two = SimulatedSource(SMALL, dt.date(2025, 1, 1), seed=5, today=lambda: dt.date(2025, 6, 1))
+    other = SimulatedSource(SMALL, dt.date(2025, 1, 1), seed=6, today=lambda: dt.date(2025, 6, 1))
+    files = one.fetch("ethereum", DAY, 7).files
+    assert files == two.fetch("ethereum", DAY, 7).files
+    assert files["alerts.parquet"] != other.fetch("ethereum", DAY, 7).files["alerts.parquet"]
+
+
+def test_transfers_are_heavy_tailed_multi_asset_with_rhythms(sim):
+    days = [DAY + dt.timedelta(i) for i in range(14)]
+    t = pd.concat([sim.transfers(d) for d in days], ignore_index=True)
+    amount = t["amount_usd"]
+    assert amount.max() / amount.median() > 200
+    assert t["asset"].nunique() >= 5
+    hours = (t["timestamp_ms"] // 3_600_000) % 24
+    by_hour = np.bincount(hours, minlength=24)
+    assert by_hour.max() / by_hour.min() > 1.5  # daily rhythm
+    per_day = t.groupby(pd.to_datetime(t["timestamp_ms"], unit="ms").dt.date).size()
+    weekend = per_day[[d.weekday() >= 5 for d in per_day.index]].mean()
+    assert weekend < per_day[[d.weekday() < 5 for d in per_day.index]].mean()  # weekly
+
+
+def test_addresses_churn(sim):
+    pop = sim.population
+    early, late = pop.active(day_index(DAY)), pop.active(day_index(DAY) + 120)
+    assert 0.3 < early.mean() < 0.95
+    assert (early != late).mean() > 0.1
+
+
+def test_every_typology_is_injected_and_the_mix_drifts(sim):
+    start = day_index(DAY)
+    seen = {ep.typology for d in range(start, start + 120) for ep in sim.episodes_starting(d)}
+    assert set(LAUNDERING) <= seen
+    assert len(set(LOOKALIKES) & seen) >= len(LOOKALIKES) - 2
+    assert (
+        np.abs(
+            typology_weights(LAUNDERING, start, 0) - typology_weights(LAUNDERING, start + 90, 0)
+        ).max()
+        > 0.03
+    )
+
+
+def test_most_alerts_are_false_positives_and_lookalikes_are_alerted():
+    source = small_source()
+    labels = pd.concat([source.labels("ethereum", DAY + dt.timedelta(i), 7) for i in range(3)])
+    rate = labels["is_sar_filed"].mean()
+    assert 0.02 < rate < 0.4
+
+
+def test_a_day_exists_only_once_it_is_over():
+    source = SimulatedSource(SMALL, dt.date(2025, 1, 1), today=lambda: dt.date(2025, 3, 5))
+    assert source.available_dates("ethereum", 7)[-1] == dt.date(2025, 3, 4)
+    with pytest.raises(BatchNotAvailable, match="no batch for 2025-03-05 yet"):
+        source.fetch("ethereum", dt.date(2025, 3, 5), 7)
+    with pytest.raises(BatchNotAvailable):
+        source.fetch("ethereum", dt.date(2024, 12, 31), 7)
+
+
+def test_labels_appear_only_after_their_label_date():
+    source = small_source()
+    everything = source.labels("ethereum", DAY, 7)
+    delay = pd.Series([(d - DAY).days for d in everything["label_date"]])
+    assert delay.min() >= 5 and delay.max() >= 30  # days to weeks
+    week_later = source.fetch_labels("ethereum", DAY, 7, DAY + dt.timedelta(7))
+    assert 0 < len(week_later) < len(everything)
+    assert (week_later["label_date"] <= DAY + dt.timedelta(7)).all()
+    assert len(source.fetch_labels("ethereum", DAY, 7, DAY)) == 0
