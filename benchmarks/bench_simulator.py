@@ -40,11 +40,13 @@ def _build_and_write(profile: str) -> dict:
         sizes = {n: len(b) for n, b in batch.files.items()}
     tables = source.build("ethereum", DAY + dt.timedelta(1), 7).tables
     transfers = source.simulator("ethereum").transfers(DAY + dt.timedelta(1))
+    active = set(transfers["from_address"]) | set(transfers["to_address"])
     return {
         "cold_seconds": round(timings[0], 2),
         "warm_seconds": round(timings[1], 2),
         "transfers_per_day": len(transfers),
-        "active_addresses_per_day": len(set(transfers["from_address"]) | set(transfers["to_address"])),
+        "active_addresses_per_day": len(active),
+        "addresses_in_window": len(tables["features"]),
         "rows": {name: len(df) for name, df in tables.items()},
         "bytes": sum(sizes.values()),
     }
