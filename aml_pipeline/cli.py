@@ -12,7 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from aml_pipeline.settings import Settings
+from aml_pipeline.settings import Settings, parse_networks
 
 
 def _project_home() -> Path | None:
@@ -142,6 +142,10 @@ def demo(args: argparse.Namespace) -> int:
 
 def import_transfers_command(args: argparse.Namespace) -> int:
     """Build batches from a transfers file through the ``import_transfers_job``."""
+    try:
+        parse_networks(args.network)  # one safe name: it becomes a directory
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from exc
     defs = _definitions(Settings.from_env())
     config = {
         "transfers": str(Path(args.transfers).resolve()),

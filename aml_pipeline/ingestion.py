@@ -79,7 +79,8 @@ def land(storage: Storage, checked: CheckedBatch) -> dict[str, str]:
                 for t in BATCH_TABLES
                 if t.name in report.row_counts
             },
-            generated_at=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            # deterministic, so re-landing the same batch gives the same bytes
+            generated_at=f"{batch.processing_date + dt.timedelta(1)}T00:00:00Z",
         )
     files[LANDING_FILE] = (
         json.dumps({"origin": batch.origin, "validation": report.to_dict()}, indent=2, default=str)
@@ -113,11 +114,14 @@ def read_landed_meta(storage: Storage, network: str, day: dt.date) -> dict:
 def read_landed_table(
     storage: Storage, network: str, day: dt.date, spec: TableSpec
 ) -> pd.DataFrame:
-    """One landed table conformed to the contract (an absent optional file reads empty)."""
+    """One landed table conformed to the contract (an absent optional file reads empty;
+    an absent required file is an error, never an empty table)."""
     key = f"{landed_dir(network, day)}/{spec.file}"
     if storage.exists(key):
         raw = read_parquet_bytes(storage.read_bytes(key))
-    else:
+    elif not spec.required_file:
         raw = pd.DataFrame(columns=spec.column_names)
+    else:
+        raise FileNotFoundError(f"landed batch {landed_dir(network, day)} has no {spec.file}")
     df = conform_table(raw, spec)
     return df.sort_values(list(spec.key), kind="stable").reset_index(drop=True)

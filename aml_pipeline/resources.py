@@ -9,7 +9,7 @@ import dagster as dg
 from pydantic import Field
 
 from aml_pipeline.settings import Settings
-from aml_pipeline.simulator.profiles import PROFILES
+from aml_pipeline.simulator.profiles import parse_profile
 from aml_pipeline.sources.base import BatchSource
 from aml_pipeline.sources.local import LocalDirectorySource
 from aml_pipeline.sources.simulated import SimulatedSource
@@ -19,9 +19,7 @@ from aml_pipeline.storage import LocalStorage
 @functools.lru_cache(maxsize=4)
 def _simulated_source(profile: str, start: str, seed: int) -> SimulatedSource:
     """One simulated source per setting in a process, so its build cache is shared."""
-    if profile not in PROFILES:
-        raise ValueError(f"unknown simulator profile {profile!r}: one of {sorted(PROFILES)}")
-    return SimulatedSource(PROFILES[profile], dt.date.fromisoformat(start), seed)
+    return SimulatedSource(parse_profile(profile), dt.date.fromisoformat(start), seed)
 
 
 class PipelineConfig(dg.ConfigurableResource):
@@ -36,7 +34,11 @@ class PipelineConfig(dg.ConfigurableResource):
     input_dir: str = Field(default="", description="Where batches land; empty = data_root/input.")
     batch_source: str = Field(description="'simulated' or 'local' (AML_BATCH_SOURCE).")
     source_dir: str = Field(default="", description="Directory of the local source.")
-    sim_profile: str = Field(default="demo", description="Simulator scale (AML_SIM_PROFILE).")
+    sim_profile: str = Field(
+        default="demo",
+        description="Simulator profile and optional knobs, e.g. 'demo,addresses=80000' "
+        "(AML_SIM_PROFILE).",
+    )
     sim_seed: int = Field(default=0, description="Simulator seed (AML_SIM_SEED).")
     partitions_start: str = Field(description="First daily partition (AML_PARTITIONS_START).")
     labels_as_of: str = Field(

@@ -7,7 +7,7 @@
 | AML_DATA_ROOT         | ./data         | root of input/, warehouse/, output/, ...        |
 | AML_BATCH_SOURCE      | simulated      | ``simulated`` or ``local``                      |
 | AML_SOURCE_DIR        | (empty)        | directory of the ``local`` source               |
-| AML_SIM_PROFILE       | demo           | simulator scale: ``small``, ``demo``, ``large`` |
+| AML_SIM_PROFILE       | demo           | ``small``/``demo``/``large`` [,knob=value...]   |
 | AML_SIM_SEED          | 0              | simulator seed                                  |
 | AML_PARTITIONS_START  | 2025-01-01     | first day of the daily partitions               |
 | AML_LABELS_AS_OF      | (today, UTC)   | labels known on this date are visible (tests)   |

@@ -104,8 +104,10 @@ class LocalStorage:
     def publish_dir(self, key: str, files: Mapping[str, bytes]) -> None:
         """Write ``files`` as the complete new content of directory ``key``.
 
-        The files are staged in a hidden sibling directory and swapped in with renames,
-        so readers see either the old directory or the new one, never a partial one.
+        The files are staged (and fsynced) in a hidden sibling directory, then swapped in
+        with two renames: a reader sees the old directory or the new one, never a mix,
+        and for the instant between the renames none (it then fails, it never reads
+        partial data). If the second rename fails the old directory is put back.
         """
         final = self.local_path(key)
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -115,7 +117,10 @@ class LocalStorage:
         try:
             staging.mkdir()
             for name, data in files.items():
-                (staging / check_key(name)).write_bytes(data)
+                with open(staging / check_key(name), "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
             if final.exists():
                 os.replace(final, retired)
             try:

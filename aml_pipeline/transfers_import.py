@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from aml_pipeline.batch_builder.build import build_batch
+from aml_pipeline.contract.conform import read_parquet_bytes
 from aml_pipeline.contract.files import parquet_bytes
 from aml_pipeline.contract.schema import GROUND_TRUTH
 from aml_pipeline.storage import LocalStorage
@@ -68,11 +69,17 @@ def _read_table(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
+#: Epoch numbers below each bound are in the unit of its scale to milliseconds.
+_EPOCH_UNITS = ((1e11, 1e3), (1e14, 1.0), (1e17, 1e-3), (float("inf"), 1e-6))
+
+
 def _to_ms(values: pd.Series, file: Path) -> np.ndarray:
+    """Epoch milliseconds from epoch s/ms/us/ns numbers or date-time strings."""
     numeric = pd.to_numeric(values, errors="coerce")
     if numeric.notna().all():
-        ms = numeric.to_numpy(dtype="float64")
-        return (ms * 1000 if ms.max(initial=0) < 1e11 else ms).astype("int64")
+        epoch = numeric.to_numpy(dtype="float64")
+        scale = next(f for bound, f in _EPOCH_UNITS if np.abs(epoch).max(initial=0) < bound)
+        return (epoch * scale).astype("int64")
     parsed = pd.to_datetime(values, utc=True, errors="coerce", format="mixed")
     if parsed.isna().any():
         bad = values[parsed.isna()].iloc[0]
@@ -88,6 +95,23 @@ def _to_date(values: pd.Series, file: Path) -> pd.Series:
     return parsed.dt.date
 
 
+def _refuse_bad_rows(t: pd.DataFrame, cols: dict[str, str], file: Path) -> None:
+    """Raise naming file, column and rows when amounts or addresses are unusable."""
+    amount = t["amount_usd"].to_numpy()
+    checks = [
+        ("amount_usd", ~np.isfinite(amount) | (amount < 0), "missing, non-numeric or negative"),
+        ("from_address", t["from_address"].isin(["", "nan", "None"]).to_numpy(), "empty"),
+        ("to_address", t["to_address"].isin(["", "nan", "None"]).to_numpy(), "empty"),
+    ]
+    problems = [
+        f"column {cols[name]!r}: {int(bad.sum())} row(s) {what} (first at row {int(bad.argmax())})"
+        for name, bad, what in checks
+        if bad.any()
+    ]
+    if problems:
+        raise TransfersFileError(f"{file}: " + "; ".join(problems))
+
+
 def read_transfers(path: Path) -> tuple[pd.DataFrame, list[str]]:
     """The transfers table in builder columns, and the input columns that were ignored."""
     raw = _read_table(path)
@@ -100,14 +124,15 @@ def read_transfers(path: Path) -> tuple[pd.DataFrame, list[str]]:
     out = pd.DataFrame(
         {
             "timestamp_ms": _to_ms(raw[cols["timestamp_ms"]], path),
-            "from_address": raw[cols["from_address"]].astype(str).to_numpy(),
-            "to_address": raw[cols["to_address"]].astype(str).to_numpy(),
-            "amount_usd": pd.to_numeric(raw[cols["amount_usd"]], errors="raise").to_numpy(
+            "from_address": raw[cols["from_address"]].astype(str).str.strip().to_numpy(),
+            "to_address": raw[cols["to_address"]].astype(str).str.strip().to_numpy(),
+            "amount_usd": pd.to_numeric(raw[cols["amount_usd"]], errors="coerce").to_numpy(
                 dtype="float64"
             ),
             "asset": raw[cols["asset"]].astype(str).to_numpy() if "asset" in cols else "USD",
         }
     )
+    _refuse_bad_rows(out, cols, path)
     ignored = sorted(set(raw.columns) - set(cols.values()))
     return out.sort_values("timestamp_ms", kind="stable").reset_index(drop=True), ignored
 
@@ -149,8 +174,8 @@ def import_transfers(
     """Write one upstream-layout batch per day from ``start`` to ``end`` (and labels).
 
     An alert is SAR-filed when its address is in ``labels`` with an ``event_date`` on or
-    before the alert's day; every label becomes known ``label_delay_days`` after the later
-    of the two dates.
+    before the alert's day; every label becomes known ``label_delay_days`` after the
+    alert's day. Labels already in ``output_dir`` for other days are kept.
     """
     storage = LocalStorage(output_dir)
     illicit = (
@@ -167,14 +192,13 @@ def import_transfers(
         alerts = batch.tables["alerts"]
         event = [illicit.get(a) for a in alerts["address"]]
         sar = np.array([e is not None and e <= day for e in event], dtype=bool)
-        known_from = [max(day, e) if s else day for e, s in zip(event, sar, strict=True)]
         gt_frames.append(
             pd.DataFrame(
                 {
                     "alert_id": alerts["alert_id"],
                     "processing_date": [day] * len(alerts),
                     "is_sar_filed": sar,
-                    "label_date": [d + dt.timedelta(label_delay_days) for d in known_from],
+                    "label_date": [day + dt.timedelta(label_delay_days)] * len(alerts),
                 }
             )
         )
@@ -184,6 +208,11 @@ def import_transfers(
             progress(day, len(alerts))
         day += dt.timedelta(1)
     if labels is not None:
+        key = f"ground-truth/{network}/{GROUND_TRUTH.file}"
+        if storage.exists(key):  # keep the labels of days imported before
+            earlier = read_parquet_bytes(storage.read_bytes(key))
+            gt_frames.insert(0, earlier[~earlier["processing_date"].between(start, end)])
         gt = pd.concat(gt_frames, ignore_index=True)[GROUND_TRUTH.column_names]
-        storage.write_bytes(f"ground-truth/{network}/{GROUND_TRUTH.file}", parquet_bytes(gt))
+        gt = gt.sort_values(["processing_date", "alert_id"], kind="stable")
+        storage.write_bytes(key, parquet_bytes(gt.reset_index(drop=True)))
     return ImportResult((end - start).days + 1, n_alerts, n_pos, output_dir)

@@ -11,7 +11,14 @@ import pytest
 import scipy.sparse as sp
 
 from aml_pipeline.batch_builder.build import build_batch
-from aml_pipeline.batch_builder.graph import core_numbers, pagerank, triangles
+from aml_pipeline.batch_builder.graph import (
+    KHOP_EXPAND_MAX_DEGREE,
+    core_numbers,
+    khop_features,
+    pagerank,
+    triangles,
+)
+from aml_pipeline.batch_builder.window import Window
 from aml_pipeline.contract.validation import validate_batch
 
 DAY = dt.date(2025, 2, 10)
@@ -130,3 +137,40 @@ def test_graph_algorithms_match_networkx():
     pr = pagerank(sp.csr_matrix(nx.to_scipy_sparse_array(d, weight="weight", format="csr")))
     reference = nx.pagerank(d, alpha=0.85, weight="weight", tol=1e-12, max_iter=500)
     assert max(abs(pr[v] - p) for v, p in reference.items()) < 1e-8
+
+
+def test_khop_neighbourhoods_match_a_breadth_first_search():
+    rng = np.random.default_rng(0)
+    src, dst = rng.integers(0, 300, 1200), rng.integers(0, 300, 1200)
+    src, dst = np.r_[src, np.zeros(100, int)], np.r_[dst, rng.integers(1, 300, 100)]  # a hub
+    rows = [
+        (int(t), f"a{s:03d}", f"a{d:03d}", 10.0)
+        for t, s, d in zip(rng.integers(0, 3_600_000, len(src)), src, dst, strict=True)
+        if s != d
+    ]
+    w = Window.build(transfers(rows), DAY, 1)
+    focus = np.arange(0, w.n_addresses, 3)
+    out = khop_features(w, focus)
+    g = nx.from_scipy_sparse_array(w.undirected)
+    volume = np.asarray((w.directed + w.directed.T).sum(axis=1)).ravel() / 2
+    busy = {v for v in g if g.degree(v) > KHOP_EXPAND_MAX_DEGREE}
+    assert busy
+    for f in focus:
+        seen, frontier = {f}, {f}
+        for k in (1, 2, 3):
+            if k > 1 and f in busy:
+                assert pd.isna(out[f"khop{k}_count"][f])
+                continue
+            frontier = {
+                v for u in frontier if k == 1 or u not in busy for v in g.neighbors(u)
+            } - seen
+            seen |= frontier
+            assert out[f"khop{k}_count"][f] == len(seen) - 1
+            assert out[f"khop{k}_volume_usd"][f] == pytest.approx(volume[list(seen - {f})].sum())
+
+
+def test_an_empty_window_builds_an_empty_valid_batch():
+    rows = [(-10 * 86_400_000, "a", "b", 5.0)]  # outside the window
+    batch = build_batch(transfers(rows), "testnet", DAY, 7)
+    assert all(len(df) == 0 for df in batch.tables.values())
+    assert validate_batch("testnet", DAY, 7, batch.files()).ok

@@ -118,3 +118,40 @@ def test_import_then_download_lands_valid_batches(files, tmp_path, monkeypatch, 
         tmp_path / "data" / "warehouse" / "ethereum" / "ground_truth" / "2025-03-12.parquet"
     )
     assert labels["is_sar_filed"].any()
+
+
+def test_rows_with_unusable_amounts_or_addresses_are_refused(tmp_path):
+    (tmp_path / "t.csv").write_text(
+        "timestamp,from,to,amount\n"
+        "2025-01-01T00:00:00Z,a,b,10\n"
+        "2025-01-01T01:00:00Z,a,,10\n"
+        "2025-01-01T02:00:00Z,a,b,-5\n"
+        "2025-01-01T03:00:00Z,a,b,\n"
+    )
+    with pytest.raises(TransfersFileError) as err:
+        read_transfers(tmp_path / "t.csv")
+    text = str(err.value)
+    assert "column 'amount': 2 row(s) missing, non-numeric or negative (first at row 2)" in text
+    assert "column 'to': 1 row(s) empty (first at row 1)" in text
+
+
+def test_epoch_numbers_in_any_unit_become_milliseconds(tmp_path):
+    ms = 1_735_689_600_000
+    for unit, value in (("s", ms // 1000), ("ms", ms), ("us", ms * 1000), ("ns", ms * 10**6)):
+        (tmp_path / f"{unit}.csv").write_text(f"timestamp,from,to,usd\n{value},a,b,1\n")
+        transfers, _ = read_transfers(tmp_path / f"{unit}.csv")
+        assert transfers["timestamp_ms"].tolist() == [ms], unit
+
+
+def test_a_second_import_keeps_the_labels_of_the_first(files, tmp_path):
+    from aml_pipeline.transfers_import import import_transfers
+
+    transfers, _ = read_transfers(files / "tx.csv")
+    labels = read_labels(files / "sar.csv")
+    out = tmp_path / "sot"
+    import_transfers(transfers, labels, "ethereum", FIRST, FIRST, out)
+    import_transfers(transfers, labels, "ethereum", LAST, LAST, out)
+    import_transfers(transfers, labels, "ethereum", LAST, LAST, out)  # idempotent
+    gt = pd.read_parquet(out / "ground-truth" / "ethereum" / "ground_truth.parquet")
+    assert set(gt["processing_date"]) == {FIRST, LAST}
+    assert not gt["alert_id"].duplicated().any()

@@ -91,3 +91,16 @@ def test_labels_appear_only_after_their_label_date():
     assert 0 < len(week_later) < len(everything)
     assert (week_later["label_date"] <= DAY + dt.timedelta(7)).all()
     assert len(source.fetch_labels("ethereum", DAY, 7, DAY)) == 0
+
+
+def test_profiles_take_knob_overrides():
+    from aml_pipeline.simulator.profiles import DEMO, parse_profile
+
+    assert parse_profile("demo") is DEMO
+    custom = parse_profile("demo, addresses=1000, campaigns_per_day=2.5")
+    assert (custom.addresses, custom.campaigns_per_day) == (1000, 2.5)
+    assert custom.transfers_per_day == DEMO.transfers_per_day
+    with pytest.raises(ValueError, match="unknown simulator knob 'speed'"):
+        parse_profile("demo,speed=3")
+    with pytest.raises(ValueError, match="unknown simulator profile"):
+        parse_profile("huge")

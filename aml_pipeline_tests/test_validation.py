@@ -7,8 +7,12 @@ import json
 import pandas as pd
 import pytest
 
-from aml_pipeline.batch_builder.features import DROPPED_UPSTREAM
-from aml_pipeline.contract.schema import FEATURES, META_FILE, SEED_META_FILE
+from aml_pipeline.contract.schema import (
+    FEATURES,
+    META_FILE,
+    SEED_META_FILE,
+    UPSTREAM_DROPPED_FEATURES,
+)
 from aml_pipeline.contract.validation import validate_batch
 from aml_pipeline_tests.conftest import DAY, NETWORK, batch_files, batch_tables
 
@@ -139,7 +143,7 @@ def test_missing_optional_features_are_drift_and_extra_columns_are_kept():
     report = _validate(batch_files(tables))
     assert report.ok
     drift = {w.column for w in report.warnings if "schema drift" in w.problem}
-    assert drift == set(dropped) | set(DROPPED_UPSTREAM)
+    assert drift == set(dropped) | set(UPSTREAM_DROPPED_FEATURES)
     assert any(p.column == "brand_new_feature" and "kept" in p.problem for p in report.problems)
 
 
@@ -182,3 +186,15 @@ def test_report_lists_every_problem_in_one_text():
     assert "REFUSED (2 errors" in text
     assert "alerts.parquet column 'typology_type': missing required column" in text
     assert "clusters.parquet column 'window_days'" in text
+
+
+def test_malformed_meta_fields_are_reported_not_raised():
+    files = batch_files(batch_tables())
+    meta = json.loads(files[META_FILE])
+    meta["sha256"] = "not-a-dict"
+    meta["counts"] = {"alerts": "many", "clusters": None}
+    files[META_FILE] = json.dumps(meta).encode()
+    errors = _errors(_validate(files))
+    assert ("META.json", "sha256", "must be an object, got 'not-a-dict'") in errors
+    assert ("META.json", "counts", "alerts: 'many' is not a row count") in errors
+    assert ("META.json", "counts", "clusters: None is not a row count") in errors

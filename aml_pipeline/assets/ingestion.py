@@ -4,6 +4,7 @@ import datetime as dt
 import json
 import warnings
 from collections.abc import Iterator
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -27,6 +28,17 @@ from aml_pipeline.sources.base import BatchNotAvailable
 # The parameter is marked beta in Dagster 1.13; it is the supported way to do this.
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
 SINGLE_RUN = dg.BackfillPolicy.single_run()
+
+
+def _daily_table(network: str, partitions: dg.PartitionsDefinition) -> dict[str, Any]:
+    """Decorator arguments every daily table of a network shares."""
+    return {
+        "group_name": network,
+        "partitions_def": partitions,
+        "backfill_policy": SINGLE_RUN,
+        "io_manager_key": "warehouse_io_manager",
+        "kinds": {"duckdb", "parquet", "pandas"},
+    }
 
 
 def _days(context: dg.AssetExecutionContext) -> list[dt.date]:
@@ -92,7 +104,7 @@ def _build_landed_batch(network: str, partitions: dg.PartitionsDefinition):
             digests[item.batch.processing_date.isoformat()] = land(storage, item)
             context.log.info(item.report.format())
         problems = [p for day in days for p in verify_landed(storage, network, day)]
-        warnings = [str(p) for c in checked for p in c.report.warnings]
+        contract_warnings = [str(p) for c in checked for p in c.report.warnings]
         yield dg.MaterializeResult(
             metadata={
                 "days": len(days),
@@ -105,7 +117,7 @@ def _build_landed_batch(network: str, partitions: dg.PartitionsDefinition):
                     {c.batch.processing_date.isoformat(): c.report.row_counts for c in checked}
                 ),
                 "contract_warnings": dg.MetadataValue.md(
-                    "\n".join(f"- {w}" for w in warnings) or "none"
+                    "\n".join(f"- {w}" for w in contract_warnings) or "none"
                 ),
             },
             check_results=[
@@ -126,12 +138,8 @@ def _build_raw_table(network: str, spec: TableSpec, partitions: dg.PartitionsDef
 
     @dg.asset(
         key=key,
-        group_name=network,
-        partitions_def=partitions,
-        backfill_policy=SINGLE_RUN,
         deps=[dg.AssetKey([network, "landed_batch"])],
-        io_manager_key="warehouse_io_manager",
-        kinds={"duckdb", "parquet", "pandas"},
+        **_daily_table(network, partitions),
         description=f"{spec.description} Read from the landed {spec.file}, cast to the contract.",
         metadata={"dagster/column_schema": table_schema(spec), "contract_key": list(spec.key)},
         check_specs=[
@@ -171,12 +179,8 @@ def _build_raw_table(network: str, spec: TableSpec, partitions: dg.PartitionsDef
 def _build_batch_metadata(network: str, partitions: dg.PartitionsDefinition):
     @dg.asset(
         key=[network, "batch_metadata"],
-        group_name=network,
-        partitions_def=partitions,
-        backfill_policy=SINGLE_RUN,
         deps=[dg.AssetKey([network, "landed_batch"])],
-        io_manager_key="warehouse_io_manager",
-        kinds={"duckdb", "parquet", "pandas"},
+        **_daily_table(network, partitions),
         description="One row per landed batch: META.json identity, counts and checksums.",
     )
     def batch_metadata(
@@ -210,12 +214,8 @@ def _build_ground_truth(network: str, partitions: dg.PartitionsDefinition):
 
     @dg.asset(
         key=key,
-        group_name=network,
-        partitions_def=partitions,
-        backfill_policy=SINGLE_RUN,
         ins={"alerts": dg.AssetIn(key=dg.AssetKey([network, "raw_alerts"]))},
-        io_manager_key="warehouse_io_manager",
-        kinds={"duckdb", "parquet", "pandas"},
+        **_daily_table(network, partitions),
         description=(
             "Labels (is_sar_filed) for the day's alerts that were known by the configured "
             "as-of date. Re-materialize as labels arrive (T+tau)."

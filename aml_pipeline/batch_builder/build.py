@@ -12,12 +12,18 @@ import pandas as pd
 
 from aml_pipeline.batch_builder.clusters import build_clusters
 from aml_pipeline.batch_builder.detectors import Detectors, confidence, severity
-from aml_pipeline.batch_builder.features import DROPPED_UPSTREAM, address_features
+from aml_pipeline.batch_builder.features import address_features
 from aml_pipeline.batch_builder.flows import money_flows
 from aml_pipeline.batch_builder.graph import khop_features
 from aml_pipeline.batch_builder.window import Window
 from aml_pipeline.contract.files import build_meta, parquet_bytes
-from aml_pipeline.contract.schema import ALERTS, BATCH_TABLES, FEATURES, META_FILE
+from aml_pipeline.contract.schema import (
+    ALERTS,
+    BATCH_TABLES,
+    FEATURES,
+    META_FILE,
+    UPSTREAM_DROPPED_FEATURES,
+)
 
 
 @dataclass(frozen=True)
@@ -111,7 +117,7 @@ def build_batch(
     clusters = build_clusters(
         alerts, w, np.array([code_of[a] for a in alerts["address"]], dtype=np.int64), detectors.hub
     )
-    columns = [c for c in FEATURES.column_names if c not in DROPPED_UPSTREAM]
+    columns = [c for c in FEATURES.column_names if c not in UPSTREAM_DROPPED_FEATURES]
     features = features.assign(window_days=window_days, processing_date=[day] * len(features))
     return BuiltBatch(
         network,

@@ -6,7 +6,6 @@ import hashlib
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 from scipy.sparse import csgraph
 
 from aml_pipeline.batch_builder.window import Window
@@ -48,9 +47,8 @@ def _memberships(
     members = np.unique(alert_codes[~hub[alert_codes]]) if len(alert_codes) else alert_codes
     if len(members) >= 2:
         n = w.n_addresses
-        graph = sp.csr_matrix((np.ones(len(w.src)), (w.src, w.dst)), shape=(n, n))
         _, labels = csgraph.connected_components(
-            graph[members][:, members], directed=True, connection="weak"
+            w.directed[members][:, members], directed=True, connection="weak"
         )
         component = np.full(n, -1)
         component[members] = labels

@@ -19,8 +19,9 @@ import scipy.sparse as sp
 from scipy.sparse import csgraph
 
 from aml_pipeline.batch_builder.window import Window
+from aml_pipeline.domain import DAY_MS, HOUR_MS, NEAR_THRESHOLD_SHARE
+from aml_pipeline.domain import REPORTING_THRESHOLD_USD as THRESHOLD_USD
 
-THRESHOLD_USD = 10_000.0
 ALERT_COLUMNS = [
     "code",
     "typology_type",
@@ -107,13 +108,10 @@ class Detectors:
     def __init__(self, w: Window, features: pd.DataFrame, tags: Mapping[str, str]) -> None:
         self.w, self.f = w, features
         self.n = w.n_addresses
-        amount = w.transfers["amount_usd"].to_numpy(dtype="float64")
-        self.directed = sp.csr_matrix((amount, (w.src, w.dst)), shape=(self.n, self.n))
-        self.directed.sum_duplicates()
+        self.directed = w.directed
         self.tag = np.array([tags.get(a, "") for a in w.addresses], dtype=object)
         service = np.isin(self.tag, ["exchange", "defi", "bridge", "mixer"])
-        degree = features["unique_counterparties"].to_numpy()
-        self.hub = service | (degree >= max(30, np.quantile(degree, 0.995) if self.n else 30))
+        self.hub = service | w.hub  # known services and the busiest addresses
         self.today = w.active_today
 
     def _col(self, name: str) -> np.ndarray:
@@ -135,7 +133,8 @@ class Detectors:
             0,
         )
         homogeneous = self._col("amount_predictability")
-        busy = degree >= max(10.0, float(np.quantile(degree[~self.hub], 0.97)))
+        ordinary = degree[~self.hub]
+        busy = degree >= max(10.0, float(np.quantile(ordinary, 0.97)) if len(ordinary) else 0)
         hit = (
             self.today
             & ~self.hub
@@ -173,11 +172,13 @@ class Detectors:
             members = np.flatnonzero(labels == comp)
             sub = graph[members][:, members]
             volume = float(sub.sum())
+            sent = np.asarray(sub.sum(axis=1)).ravel()  # each member's share of the loop
             if len(members) == 2 and min(sub[0, 1], sub[1, 0]) < 0.2 * max(sub[0, 1], sub[1, 0]):
                 continue  # a lopsided two-way relationship is not a cycle
             if volume < 2_000:
                 continue
-            codes = members[self.today[members]]
+            today = self.today[members]
+            codes = members[today]
             strength = np.full(len(codes), np.log1p(volume / 5_000) * (1.0 + 0.25 * len(members)))
             pid = _pattern_id("cycle", members, self.w.addresses)
             frames.append(
@@ -186,7 +187,7 @@ class Detectors:
                     "CYCLE_DETECTION",
                     "cycle",
                     strength,
-                    np.full(len(codes), volume),
+                    sent[today],
                     [{"cycle_size": len(members), "cycle_volume_usd": round(volume, 2)}]
                     * len(codes),
                     ["circular_flow"],
@@ -199,13 +200,13 @@ class Detectors:
         self, candidate: np.ndarray, typology: str, min_size: int, indicator: str
     ) -> pd.DataFrame:
         frames = []
-        balance = self._col("velocity_score")
+        velocity = self._col("velocity_score")
         for members in _components(np.flatnonzero(candidate), self.directed, min_size):
             codes = members[self.today[members]]
             if not len(codes):
                 continue
             volume = self._col("total_in_usd")[members].sum()
-            strength = np.log1p(len(members)) * (0.5 + balance[codes])
+            strength = np.log1p(len(members)) * (0.5 + velocity[codes])
             pid = _pattern_id(typology.lower(), members, self.w.addresses)
             frames.append(
                 _rows(
@@ -261,7 +262,10 @@ class Detectors:
 
     def structuring(self) -> pd.DataFrame:
         legs = self.w.legs
-        near = legs[(legs["amount"] >= 0.85 * THRESHOLD_USD) & (legs["amount"] < THRESHOLD_USD)]
+        near = legs[
+            (legs["amount"] >= NEAR_THRESHOLD_SHARE * THRESHOLD_USD)
+            & (legs["amount"] < THRESHOLD_USD)
+        ]
         count = np.bincount(near["address"].to_numpy(), minlength=self.n)
         score = self._col("structuring_score")
         codes = np.flatnonzero(self.today & (count >= 3) & (score >= 0.25))
@@ -327,7 +331,8 @@ class Detectors:
 
     def dormant_reactivation(self) -> pd.DataFrame:
         first_ms = self._col("first_activity_timestamp")
-        recent = first_ms >= self.w.day_start_ms - 86_400_000
+        recent = first_ms >= self.w.day_start_ms - DAY_MS
+        quiet = (first_ms - self.w.start_ms) // DAY_MS  # silent days of the window before
         out = self._col("total_out_usd")
         codes = np.flatnonzero(
             self.today
@@ -337,9 +342,7 @@ class Detectors:
             & (self._col("tx_out_count") >= 3)
         )
         strength = np.log1p(out[codes] / 5_000) + 0.1 * self._col("tx_out_count")[codes]
-        evidence = [
-            {"quiet_days": int(self.w.window_days - 2), "out_usd": round(out[c], 2)} for c in codes
-        ]
+        evidence = [{"quiet_days": int(quiet[c]), "out_usd": round(out[c], 2)} for c in codes]
         return _rows(
             codes,
             "DORMANT_REACTIVATION",
@@ -353,7 +356,7 @@ class Detectors:
     def bursts(self) -> pd.DataFrame:
         factor = self._col("burst_factor")
         legs = self.w.legs
-        per_hour = legs.groupby(["address", legs["ts"] // 3_600_000]).size()
+        per_hour = legs.groupby(["address", legs["ts"] // HOUR_MS]).size()
         peak = per_hour.groupby(level=0).max().reindex(range(self.n), fill_value=0).to_numpy()
         codes = np.flatnonzero(self.today & (peak >= 10) & (factor >= 5))
         strength = np.log1p(peak[codes] / 10.0) + 0.05 * factor[codes]

@@ -1,9 +1,8 @@
 """Per-address features of the contract, computed from a window of transfers.
 
 Everything is vectorized over integer address codes (``np.bincount`` and sorted groups),
-so a window of a few million legs takes seconds. Following current upstream, the
-anomaly scores, ten of the twelve flags and the quality scores are not produced (the
-contract marks them optional; consumers see them as schema drift).
+so a window of a few million legs takes seconds. Following current upstream, the columns
+in ``UPSTREAM_DROPPED_FEATURES`` are not produced.
 """
 
 from __future__ import annotations
@@ -14,34 +13,11 @@ import pandas as pd
 from aml_pipeline.batch_builder.graph import graph_features
 from aml_pipeline.batch_builder.window import Window
 from aml_pipeline.contract.files import list_column
+from aml_pipeline.domain import DAY_MS, HOUR_MS, NEAR_THRESHOLD_SHARE
+from aml_pipeline.domain import REPORTING_THRESHOLD_USD as THRESHOLD_USD
 
-THRESHOLD_USD = 10_000.0
 SMALL_USD = 100.0
 NIGHT_HOURS = 6  # 00:00-05:59 UTC
-
-#: The contract feature columns upstream no longer exports (left out here too).
-DROPPED_UPSTREAM = (
-    "behavioral_anomaly_score",
-    "graph_anomaly_score",
-    "neighborhood_anomaly_score",
-    "global_anomaly_score",
-    "outlier_transactions",
-    "suspicious_pattern_score",
-    "is_whale",
-    "is_mixer_like",
-    "is_contract_like",
-    "is_new_address",
-    "is_dormant_reactivated",
-    "is_high_volume_trader",
-    "is_retail_active",
-    "is_whale_inactive",
-    "is_retail_inactive",
-    "is_regular_user",
-    "completeness_score",
-    "quality_score",
-    "outlier_score",
-    "confidence_score",
-)
 
 
 def _safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -195,15 +171,16 @@ def address_features(w: Window) -> pd.DataFrame:
     weekly_count = _grid(code, weekday, 7, n)
     weekly_volume = _grid(code, weekday, 7, n, amount)
 
-    same = np.r_[False, code[1:] == code[:-1]]
-    gaps = np.where(same, np.diff(ts, prepend=ts[:1]), 0).astype(float) / 3_600_000
+    same = np.zeros(len(code), bool)  # this leg follows another of the same address
+    same[1:] = code[1:] == code[:-1]
+    gaps = np.where(same, np.diff(ts, prepend=ts[:1]), 0).astype(float) / HOUR_MS
     gap_count = np.bincount(code[same], minlength=n).astype(float)
     gap_mean = _safe_div(np.bincount(code[same], gaps[same], n), gap_count)
     gap_sd = np.sqrt(
         _safe_div(np.bincount(code[same], (gaps[same] - gap_mean[code[same]]) ** 2, n), gap_count)
     )
-    hour_key = code * (24 * w.window_days) + (ts - w.start_ms) // 3_600_000  # sorted
-    run_start = np.flatnonzero(np.r_[True, hour_key[1:] != hour_key[:-1]])
+    hour_key = code * (24 * w.window_days) + (ts - w.start_ms) // HOUR_MS  # sorted
+    run_start = np.flatnonzero(np.diff(hour_key, prepend=-1) != 0)
     run_length = np.diff(np.r_[run_start, len(hour_key)])
     run_code = code[run_start]
     active_hours = np.bincount(run_code, minlength=n)
@@ -218,25 +195,24 @@ def address_features(w: Window) -> pd.DataFrame:
         avg_daily_volume_usd=_safe_div(total, active_days),
         peak_hour=hourly_volume.argmax(axis=1),
         peak_day=weekly_volume.argmax(axis=1),
-        regularity_score=1.0 / (1.0 + _safe_div(gap_sd, gap_mean)),
+        regularity_score=np.where(gap_count > 0, 1.0 / (1.0 + _safe_div(gap_sd, gap_mean)), np.nan),
         burst_factor=_safe_div(peak_hourly.astype(float), _safe_div(count, active_hours)),
     )
 
     p_in, p_out = pairs["in"].to_numpy(), pairs["out"].to_numpy()
     both = (p_in > 0) & (p_out > 0)
+    near_threshold = (amount >= NEAR_THRESHOLD_SHARE * THRESHOLD_USD) & (amount < THRESHOLD_USD)
     out_minus_in_ms = _safe_div(
         np.bincount(code[out_mask], ts[out_mask], n), out_count.astype(float)
     ) - _safe_div(np.bincount(code[~out_mask], ts[~out_mask], n), in_count.astype(float))
     balance = _safe_div(np.minimum(in_sum, out_sum), np.maximum(in_sum, out_sum))
     f.update(
         reciprocity_ratio=_safe_div(np.bincount(p_code[both], (p_in + p_out)[both], n), total),
-        velocity_score=balance * np.exp(-np.clip(out_minus_in_ms / 86_400_000, 0, None)),
-        structuring_score=_safe_div(
-            np.bincount(
-                code, ((amount >= 0.85 * THRESHOLD_USD) & (amount < THRESHOLD_USD)).astype(float), n
-            ),
-            count,
+        # outflow that on average precedes the inflow is not forwarding: no velocity
+        velocity_score=np.where(
+            out_minus_in_ms >= 0, balance * np.exp(-np.abs(out_minus_in_ms) / DAY_MS), 0.0
         ),
+        structuring_score=_safe_div(np.bincount(code, near_threshold.astype(float), n), count),
     )
 
     asset_codes, asset_names = legs["asset"].to_numpy(), w.assets
@@ -279,17 +255,20 @@ def address_features(w: Window) -> pd.DataFrame:
             np.bincount(p_code[pair_days >= 2], minlength=n).astype(float),
             counterparties.astype(float),
         ),
-        flow_burstiness=_safe_div(gap_sd - gap_mean, gap_sd + gap_mean),
-        transaction_regularity=_safe_div(
-            np.minimum(gap_mean, gap_sd), np.maximum(gap_mean, gap_sd)
+        flow_burstiness=np.where(
+            gap_count > 0, _safe_div(gap_sd - gap_mean, gap_sd + gap_mean), np.nan
+        ),
+        transaction_regularity=np.where(
+            gap_count > 0,
+            _safe_div(np.minimum(gap_mean, gap_sd), np.maximum(gap_mean, gap_sd)),
+            np.nan,
         ),
         amount_predictability=1.0 / (1.0 + _safe_div(np.sqrt(var), mean)),
     )
 
-    hub_cut = max(30, np.quantile(counterparties, 0.995)) if n else 30
     f.update(
         is_exchange_like=(degree_in >= 20) & (degree_out >= 20) & (f["reciprocity_ratio"] < 0.2),
-        is_hub_address=counterparties >= hub_cut,
+        is_hub_address=w.hub,
         unique_recipients_count=degree_out,
         unique_senders_count=degree_in,
         first_activity_timestamp=ts[first],

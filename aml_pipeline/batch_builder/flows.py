@@ -9,8 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from aml_pipeline.batch_builder.window import Window
+from aml_pipeline.batch_builder.window import Window, weekday
 from aml_pipeline.contract.files import list_column
+from aml_pipeline.domain import DAY_MS, HOUR_MS
 
 
 def money_flows(w: Window) -> pd.DataFrame:
@@ -25,13 +26,12 @@ def money_flows(w: Window) -> pd.DataFrame:
     count = np.bincount(pair, minlength=m)
     seen = pd.Series(ts).groupby(pair).agg(["min", "max"])
     first, last = seen["min"].to_numpy(), seen["max"].to_numpy()
-    day = (ts - w.start_ms) // 86_400_000
+    day = (ts - w.start_ms) // DAY_MS
     active_days = np.bincount(pd.unique(pair * w.window_days + day) // w.window_days, minlength=m)
     k = max(len(w.assets), 1)
     by_asset = np.bincount(pair * k + w.asset, usd, m * k).reshape(m, k)
-    hourly = np.bincount(pair * 24 + (ts // 3_600_000) % 24, minlength=m * 24).reshape(m, 24)
-    weekday = (ts // 86_400_000 + 3) % 7  # 1970-01-01 was a Thursday
-    weekly = np.bincount(pair * 7 + weekday, minlength=m * 7).reshape(m, 7)
+    hourly = np.bincount(pair * 24 + (ts // HOUR_MS) % 24, minlength=m * 24).reshape(m, 24)
+    weekly = np.bincount(pair * 7 + weekday(ts), minlength=m * 7).reshape(m, 7)
     reverse_at = np.searchsorted(keys, dst * n + src)
     found = (reverse_at < m) & (keys[np.minimum(reverse_at, m - 1)] == dst * n + src)
     reverse = np.where(found, total[np.minimum(reverse_at, m - 1)], 0.0)

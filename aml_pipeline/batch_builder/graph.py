@@ -3,9 +3,9 @@
 * pagerank: power iteration on the USD-weighted directed graph;
 * betweenness, closeness: estimated from breadth-first searches out of a fixed, seeded
   sample of sources (single-shortest-path trees), normalized to [0, 1];
-* clustering coefficient: exact triangle counts by degree-ordered wedge enumeration;
+* clustering coefficient: exact triangle counts on the degree-ordered orientation;
 * kcore: exact core numbers by vectorized peeling;
-* community_id: connected components once hub addresses are set aside;
+* community_id: connected components once hubs (``Window.hub``) are set aside;
 * khop{1,2,3}: neighbourhood sizes and USD volume within 1-3 hops for ``focus``
   addresses; addresses with more than ``KHOP_EXPAND_MAX_DEGREE`` counterparties are
   reached but not expanded through (as analysts do with exchanges and popular contracts).
@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 from scipy.sparse import csgraph
 
@@ -22,21 +23,7 @@ from aml_pipeline.batch_builder.window import Window
 PAGERANK_DAMPING = 0.85
 PAGERANK_ITERATIONS = 40
 BFS_SOURCES = 16
-HUB_QUANTILE = 0.995
 KHOP_EXPAND_MAX_DEGREE = 50
-
-
-def _adjacency(w: Window) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """Directed USD-weighted matrix and undirected 0/1 matrix without self loops."""
-    n = w.n_addresses
-    amount = w.transfers["amount_usd"].to_numpy(dtype="float64")
-    directed = sp.csr_matrix((amount, (w.src, w.dst)), shape=(n, n))
-    directed.sum_duplicates()
-    sym = (directed + directed.T).tocsr()
-    sym.setdiag(0)
-    sym.eliminate_zeros()
-    sym.data[:] = 1.0
-    return directed, sym
 
 
 def pagerank(directed: sp.csr_matrix) -> np.ndarray:
@@ -130,17 +117,10 @@ def _bfs_samples(sym: sp.csr_matrix, seed: int) -> tuple[np.ndarray, np.ndarray]
         between[inner] += subtree[inner] - 1.0
         dist_sum[order] += depth[order]
         reached[order] += 1
-    between /= max(len(sources) * (n - 1), 1)
     closeness = np.where(
         dist_sum > 0, (reached - 1).clip(0) / np.where(dist_sum > 0, dist_sum, 1), 0.0
     )
     return between / max(between.max(), 1e-12), closeness
-
-
-def _hubs(degree: np.ndarray) -> np.ndarray:
-    if not len(degree):
-        return degree > 0
-    return degree >= max(30.0, float(np.quantile(degree, HUB_QUANTILE)))
 
 
 def khop_features(w: Window, focus: np.ndarray) -> dict[str, np.ndarray]:
@@ -150,14 +130,13 @@ def khop_features(w: Window, focus: np.ndarray) -> dict[str, np.ndarray]:
     not expanded through; a busy focus address gets its 1-hop values only. Addresses
     outside ``focus`` get missing values.
     """
-    directed, sym = _adjacency(w)
-    degree = np.asarray(sym.sum(axis=1)).ravel()
+    directed, sym, degree = w.directed, w.undirected, w.degree
     busy = degree > KHOP_EXPAND_MAX_DEGREE
     n = sym.shape[0]
     out = {f"khop{k}_{m}": np.full(n, np.nan) for k in (1, 2, 3) for m in ("count", "volume_usd")}
     focus = np.asarray(focus, dtype=np.int64)
     if not len(focus):
-        return out
+        return _with_int_counts(out)
     volume = np.asarray((directed + directed.T).sum(axis=1)).ravel() / 2
     out["khop1_count"][focus] = degree[focus]
     out["khop1_volume_usd"][focus] = (sym @ volume)[focus]
@@ -181,21 +160,29 @@ def khop_features(w: Window, focus: np.ndarray) -> dict[str, np.ndarray]:
             seen = (seen + frontier).tocsr()
             out[f"khop{k}_count"][chunk] = seen.getnnz(axis=1) - 1
             out[f"khop{k}_volume_usd"][chunk] = seen @ volume - volume[chunk]
-    return out
+    return _with_int_counts(out)
+
+
+def _with_int_counts(values: dict[str, np.ndarray]) -> dict[str, object]:
+    """k-hop counts as nullable integers (the contract's type), volumes as floats."""
+    return {
+        k: pd.array(np.where(np.isnan(v), None, v), dtype="Int64") if k.endswith("_count") else v
+        for k, v in values.items()
+    }
 
 
 def graph_features(w: Window) -> dict[str, np.ndarray]:
     """The contract's graph columns (except k-hop) for every address code of the window."""
-    directed, sym = _adjacency(w)
-    degree = np.asarray(sym.sum(axis=1)).ravel()
+    directed, sym, degree = w.directed, w.undirected, w.degree.astype(float)
     n = len(degree)
-    hubs = _hubs(degree)
     pr = pagerank(directed) if n else np.zeros(0)
     tri = triangles(sym) if n else np.zeros(0)
     possible = degree * (degree - 1) / 2
     between, closeness = _bfs_samples(sym, seed=w.day.toordinal())
-    non_hub = sym.multiply((~hubs).astype(float)[:, None]).multiply((~hubs).astype(float)[None, :])
-    _, components = csgraph.connected_components(non_hub.tocsr(), directed=False)
+    keep = sp.diags((~w.hub).astype(float))
+    non_hub = (keep @ sym @ keep).tocsr()
+    non_hub.eliminate_zeros()  # explicit zeros would still count as edges
+    _, components = csgraph.connected_components(non_hub, directed=False)
     dmax = max(degree.max(), 1.0) if n else 1.0
     prmax = max(pr.max(), 1e-12) if n else 1.0
     return {

@@ -8,8 +8,19 @@ from functools import cached_property
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
+
+from aml_pipeline.domain import DAY_MS, HOUR_MS
 
 REQUIRED_TRANSFER_COLUMNS = ("timestamp_ms", "from_address", "to_address", "amount_usd")
+#: An address with at least this many counterparties (and in the top 0.5 %) is a hub.
+HUB_MIN_DEGREE = 30
+HUB_QUANTILE = 0.995
+
+
+def weekday(ts_ms: np.ndarray) -> np.ndarray:
+    """Monday = 0 ... Sunday = 6 of epoch-millisecond timestamps (UTC)."""
+    return (ts_ms // DAY_MS + 3) % 7  # 1970-01-01 was a Thursday
 
 
 @dataclass
@@ -88,11 +99,42 @@ class Window:
                 "ts": ts,
                 "asset": np.tile(self.asset, 2)[order],
                 "outgoing": np.r_[np.ones(n, bool), np.zeros(n, bool)][order],
-                "hour": (ts // 3_600_000) % 24,
-                "day": (ts - self.start_ms) // 86_400_000,
-                "weekday": (ts // 86_400_000 + 3) % 7,  # 1970-01-01 was a Thursday
+                "hour": (ts // HOUR_MS) % 24,
+                "day": (ts - self.start_ms) // DAY_MS,
+                "weekday": weekday(ts),
             }
         )
+
+    @cached_property
+    def directed(self) -> sp.csr_matrix:
+        """USD-weighted directed transfer graph over address codes."""
+        n = self.n_addresses
+        amount = self.transfers["amount_usd"].to_numpy(dtype="float64")
+        graph = sp.csr_matrix((amount, (self.src, self.dst)), shape=(n, n))
+        graph.sum_duplicates()
+        return graph
+
+    @cached_property
+    def undirected(self) -> sp.csr_matrix:
+        """0/1 symmetric counterparty graph without self loops."""
+        sym = (self.directed + self.directed.T).tocsr()
+        sym.setdiag(0)
+        sym.eliminate_zeros()
+        sym.data[:] = 1.0
+        return sym
+
+    @cached_property
+    def degree(self) -> np.ndarray:
+        """Distinct counterparties of each address."""
+        return np.diff(self.undirected.indptr)
+
+    @cached_property
+    def hub(self) -> np.ndarray:
+        """Hubs: the busiest addresses (exchanges, popular contracts) by counterparties."""
+        if not self.n_addresses:
+            return np.zeros(0, bool)
+        cut = max(HUB_MIN_DEGREE, float(np.quantile(self.degree, HUB_QUANTILE)))
+        return self.degree >= cut
 
     @cached_property
     def active_today(self) -> np.ndarray:

@@ -77,10 +77,6 @@ class TableSpec:
         object.__setattr__(self, "by_name", {c.name: c for c in self.columns})
 
     @property
-    def required_columns(self) -> list[str]:
-        return [c.name for c in self.columns if c.required]
-
-    @property
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
 
@@ -288,6 +284,22 @@ _FEATURE_GROUPS: dict[str, tuple[tuple[str, ColumnType], ...]] = {
     ),
 }
 
+#: The feature columns upstream has since stopped exporting: the anomaly scores, ten of
+#: the twelve flags and the quality scores. Still optional here; a batch without them is
+#: valid and the drift is reported.
+UPSTREAM_DROPPED_FEATURES: tuple[str, ...] = (
+    *(name for name, _ in _FEATURE_GROUPS["anomaly"]),
+    *(
+        name
+        for name, _ in _FEATURE_GROUPS["flags"]
+        if name not in ("is_exchange_like", "is_hub_address")
+    ),
+    "completeness_score",
+    "quality_score",
+    "outlier_score",
+    "confidence_score",
+)
+
 #: Feature column name -> contract group, for every optional feature column.
 FEATURE_GROUP_OF: dict[str, str] = {
     name: group for group, cols in _FEATURE_GROUPS.items() for name, _ in cols
@@ -388,7 +400,6 @@ GROUND_TRUTH = TableSpec(
 
 #: The data files of a batch, in landing order.
 BATCH_TABLES: tuple[TableSpec, ...] = (ALERTS, FEATURES, CLUSTERS, MONEY_FLOWS)
-TABLES_BY_NAME: dict[str, TableSpec] = {t.name: t for t in (*BATCH_TABLES, GROUND_TRUTH)}
 
 META_FILE = "META.json"
 SEED_META_FILE = "metadata.json"

@@ -207,7 +207,11 @@ def _check_meta(
     for name, value in expected.items():
         if name in meta and str(meta[name]) != str(value):
             report.add("error", meta_file, name, f"says {meta[name]!r} but the batch is {value!r}")
-    for name, digest in (meta.get("sha256") or {}).items():
+    digests, counts = meta.get("sha256", {}), meta.get("counts", {})
+    for field_name, value in (("sha256", digests), ("counts", counts)):
+        if not isinstance(value, dict):
+            report.add("error", meta_file, field_name, f"must be an object, got {value!r}")
+    for name, digest in digests.items() if isinstance(digests, dict) else ():
         if name not in files:
             report.add("error", name, "", f"listed in {meta_file} but not in the batch")
         elif sha256_hex(files[name]) != str(digest).lower():
@@ -218,9 +222,11 @@ def _check_meta(
                 f"sha256 {sha256_hex(files[name])[:12]}... disagrees with {meta_file} "
                 f"({str(digest)[:12]}...)",
             )
-    for stem, count in (meta.get("counts") or {}).items():
+    for stem, count in counts.items() if isinstance(counts, dict) else ():
         actual = report.row_counts.get(stem)
-        if actual is not None and int(count) != actual:
+        if not isinstance(count, int) or isinstance(count, bool):
+            report.add("error", meta_file, "counts", f"{stem}: {count!r} is not a row count")
+        elif actual is not None and count != actual:
             report.add(
                 "error", f"{stem}.parquet", "", f"has {actual} rows but {meta_file} says {count}"
             )

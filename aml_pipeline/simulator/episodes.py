@@ -8,16 +8,17 @@ below thresholds, pass-through) from ordinary, honest activity.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from aml_pipeline.domain import HOUR_MS, NEAR_THRESHOLD_SHARE
+from aml_pipeline.domain import REPORTING_THRESHOLD_USD as THRESHOLD_USD
 from aml_pipeline.simulator.population import ASSET_WEIGHTS, ASSETS, Population, address_id
 
-DAY_MS = 86_400_000
-HOUR_MS = 3_600_000
-THRESHOLD_USD = 10_000.0
+MAX_DURATION = 21  # days
 
 
 @dataclass
@@ -45,12 +46,15 @@ Rows = list[tuple[int, str, str, float, str]]
 Emitter = Callable[[Episode, int, np.random.Generator, int], Rows]
 
 
-def _times(rng: np.random.Generator, day_ms: int, n: int, night: bool = False) -> np.ndarray:
-    hours = (
-        rng.integers(0, 24, n)
-        if not night
-        else rng.choice(24, n, p=np.r_[np.full(7, 0.08), np.full(17, 0.44 / 17)])
-    )
+_NIGHT_HOURS = np.r_[np.full(7, 0.08), np.full(17, 0.44 / 17)]
+
+
+def _times(
+    rng: np.random.Generator, day_ms: int, n: int, night: bool = False, latest_hour: int = 24
+) -> np.ndarray:
+    """``n`` times on the day; ``night`` favours 00-07 UTC (bots, other time zones)."""
+    weights = _NIGHT_HOURS[:latest_hour] if night else np.ones(latest_hour)
+    hours = rng.choice(latest_hour, n, p=weights / weights.sum())
     return day_ms + hours * HOUR_MS + rng.integers(0, HOUR_MS, n)
 
 
@@ -60,7 +64,7 @@ def _chain(ep: Episode, day: int, rng: np.random.Generator, day_ms: int, peel: b
     first = (day - ep.start) * hops_per_day
     rows: Rows = []
     amount = ep.scale * (0.93**first)
-    t = _times(rng, day_ms, 1, night=True)[0]
+    t = _times(rng, day_ms, 1, night=ep.extra["night"], latest_hour=8)[0]
     for h in range(first, min(first + hops_per_day, len(ep.actors) - 1)):
         src, dst = ep.actors[h], ep.actors[h + 1]
         if peel:
@@ -78,7 +82,7 @@ def _chain(ep: Episode, day: int, rng: np.random.Generator, day_ms: int, peel: b
         else:
             amount *= rng.uniform(0.97, 0.995)
         rows.append((int(t), src, dst, amount, ep.asset))
-        t += int(rng.integers(10 * 60_000, 6 * HOUR_MS))
+        t += int(rng.integers(10 * 60_000, 2 * HOUR_MS))  # hops stay within the day
     return rows
 
 
@@ -90,7 +94,7 @@ def _fan_in(ep: Episode, day: int, rng: np.random.Generator, day_ms: int) -> Row
         rng.lognormal(np.log(ep.scale / 4), 0.5, len(today)),
         cap * rng.uniform(0.86, 0.995, len(today)),
     )
-    times = _times(rng, day_ms, len(today), night=ep.illicit)
+    times = _times(rng, day_ms, len(today), night=ep.extra["night"])
     rows = [
         (int(t), s, collector, float(a), ep.asset)
         for t, s, a in zip(times, today, amounts, strict=True)
@@ -113,7 +117,7 @@ def _fan_out(ep: Episode, day: int, rng: np.random.Generator, day_ms: int) -> Ro
         if same
         else rng.lognormal(np.log(ep.scale), 0.6, len(receivers))
     )
-    t0 = _times(rng, day_ms, 1, night=ep.illicit)[0]
+    t0 = _times(rng, day_ms, 1, night=ep.extra["night"], latest_hour=15)[0]
     rows = [
         (int(t0 + rng.integers(0, HOUR_MS)), source, r, float(a), ep.asset)
         for r, a in zip(receivers, amounts, strict=True)
@@ -136,18 +140,19 @@ def _fan_out(ep: Episode, day: int, rng: np.random.Generator, day_ms: int) -> Ro
 def _cycle(ep: Episode, day: int, rng: np.random.Generator, day_ms: int) -> Rows:
     rows: Rows = []
     for _ in range(int(rng.integers(1, 3))):
-        amount, t = ep.scale * rng.uniform(0.7, 1.3), _times(rng, day_ms, 1)[0]
+        amount = ep.scale * rng.uniform(0.7, 1.3)
+        t = _times(rng, day_ms, 1, night=ep.extra["night"], latest_hour=12)[0]
         for i, src in enumerate(ep.actors):
             dst = ep.actors[(i + 1) % len(ep.actors)]
             rows.append((int(t), src, dst, amount, ep.asset))
             amount *= rng.uniform(0.96, 0.999)
-            t += int(rng.integers(5 * 60_000, 3 * HOUR_MS))
+            t += int(rng.integers(5 * 60_000, HOUR_MS))
     return rows
 
 
 def _structuring(ep: Episode, day: int, rng: np.random.Generator, day_ms: int) -> Rows:
     n = int(rng.integers(3, 9))
-    amounts = THRESHOLD_USD * rng.uniform(0.85, 0.995, n)
+    amounts = THRESHOLD_USD * rng.uniform(NEAR_THRESHOLD_SHARE, 0.995, n)
     receivers = rng.choice(ep.counterparties, n)
     times = _times(rng, day_ms, n)
     return [
@@ -211,7 +216,7 @@ def _dormant(ep: Episode, day: int, rng: np.random.Generator, day_ms: int) -> Ro
     if day < ep.start + ep.duration - 2:
         return []
     n = int(rng.integers(3, 8))
-    times = _times(rng, day_ms, n, night=True)
+    times = _times(rng, day_ms, n, night=ep.extra["night"])
     amounts = rng.lognormal(np.log(ep.scale), 0.5, n)
     receivers = rng.choice(ep.actors[1:] + ep.counterparties, n)
     return [
@@ -274,8 +279,8 @@ LOOKALIKES = (
 
 
 def cover_traffic(ep: Episode, pop: Population, rng: np.random.Generator, day_ms: int) -> Rows:
-    """Ordinary-looking transfers of a campaign's actors, so that they are not only their
-    laundering (mules and fresh wallets also shop, swap and use exchanges)."""
+    """Ordinary transfers of an episode's actors besides the episode itself (mules and
+    fresh wallets also shop, swap and use exchanges, as do payroll recipients)."""
     pool = pop.of_kind("retail", "defi", "exchange_deposit", "merchant")
     rows: Rows = []
     for actor in ep.actors:
@@ -320,8 +325,11 @@ def plan_episode(
     illicit = typology in LAUNDERING
     net = pop.network
 
+    serial = itertools.count()
+
     def fresh(n: int) -> list[str]:
-        return [address_id(net, "e", *key, j) for j in range(n)]
+        """New addresses, never seen before (numbered across the whole episode)."""
+        return [address_id(net, "e", *key, next(serial)) for _ in range(n)]
 
     def existing(kind: str, n: int) -> list[str]:
         return [str(a) for a in pop.address[rng.choice(pop.of_kind(kind), n)]]
@@ -332,9 +340,10 @@ def plan_episode(
         return fresh(n - k) + existing("retail", k)
 
     exits = existing("exchange_deposit", 4)
-    duration = int(rng.integers(2, 22))
+    duration = int(rng.integers(2, MAX_DURATION + 1))
     scale = float(rng.lognormal(np.log(6_000), 0.9))
-    extra: dict = {}
+    # bots and launderers in other time zones often move funds at night (UTC)
+    extra: dict = {"night": bool(rng.random() < (0.6 if illicit else 0.25))}
     if typology in ("peel_chain", "layering_path"):
         who, other = actors(int(rng.integers(4, 12))), exits
         scale *= 6

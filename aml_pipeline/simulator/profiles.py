@@ -1,4 +1,5 @@
-"""Scale knobs of the simulator and the two documented profiles."""
+"""Scale knobs of the simulator and its profiles: ``demo`` and ``large`` (documented in
+the README) and ``small`` (tests)."""
 
 from __future__ import annotations
 
@@ -20,10 +21,6 @@ class SimulationProfile:
     transfers_per_day: int
     campaigns_per_day: float
     lookalikes_per_day: float
-
-    def scaled(self, **changes: float | int) -> SimulationProfile:
-        """A copy with some knobs changed."""
-        return replace(self, name=f"{self.name}*", **changes)
 
 
 #: A few thousand alerts a day; one day builds in a few seconds.
@@ -49,3 +46,23 @@ SMALL = SimulationProfile(
 )
 
 PROFILES = {p.name: p for p in (DEMO, LARGE, SMALL)}
+
+
+def parse_profile(text: str) -> SimulationProfile:
+    """A named profile with optional knob overrides: ``"demo"``, ``"demo,addresses=80000,
+    campaigns_per_day=8"``."""
+    name, *changes = [part.strip() for part in text.split(",") if part.strip()] or [""]
+    if name not in PROFILES:
+        raise ValueError(f"unknown simulator profile {name!r}: one of {sorted(PROFILES)}")
+    knobs: dict[str, float | int] = {}
+    for change in changes:
+        key, _, value = change.partition("=")
+        if key in ("addresses", "transfers_per_day"):
+            knobs[key] = int(value)
+        elif key in ("campaigns_per_day", "lookalikes_per_day"):
+            knobs[key] = float(value)
+        else:
+            raise ValueError(f"unknown simulator knob {key!r} in {text!r}")
+        if knobs[key] < (100 if key == "addresses" else 0):
+            raise ValueError(f"simulator knob {key} is out of range in {text!r}")
+    return replace(PROFILES[name], name=text.replace(" ", ""), **knobs) if knobs else PROFILES[name]

@@ -9,11 +9,12 @@ import zlib
 import numpy as np
 import pandas as pd
 
+from aml_pipeline.domain import DAY_MS, HOUR_MS
 from aml_pipeline.simulator.episodes import (
-    DAY_MS,
     EMITTERS,
     LAUNDERING,
     LOOKALIKES,
+    MAX_DURATION,
     Episode,
     cover_traffic,
     mix_assets,
@@ -32,7 +33,6 @@ from aml_pipeline.simulator.population import (
 from aml_pipeline.simulator.profiles import SimulationProfile
 
 EPOCH = dt.date(2024, 1, 1)
-MAX_EPISODE_DAYS = 22
 TRANSFER_COLUMNS = ["timestamp_ms", "from_address", "to_address", "amount_usd", "asset"]
 _HOUR_PROFILES = np.stack([hour_profile(peak, 4.0) for peak in (14.0, 20.0, 3.0)])
 
@@ -44,18 +44,24 @@ def day_index(day: dt.date) -> int:
 class TransferSimulator:
     """Deterministic transfers per day for one network: same seed, same transfers."""
 
-    def __init__(self, network: str, profile: SimulationProfile, seed: int = 0) -> None:
+    def __init__(
+        self, network: str, profile: SimulationProfile, seed: int = 0, window_days: int = 7
+    ) -> None:
         self.network, self.profile, self.seed = network, profile, seed
         self._net = zlib.crc32(network.encode())
         self.population = Population.generate(
             network, profile.addresses, seed * 7919 + self._net % 7919
         )
+        # a daily run needs the window's days and the episodes that reach into them
+        self.transfers = functools.lru_cache(maxsize=window_days + 2)(self._transfers)
+        self.episodes_starting = functools.lru_cache(maxsize=window_days + MAX_DURATION + 2)(
+            self._episodes_starting
+        )
 
     def _rng(self, *parts: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, self._net, *parts])
 
-    @functools.lru_cache(maxsize=64)  # noqa: B019 - one simulator per source, bounded cache
-    def episodes_starting(self, day: int) -> tuple[Episode, ...]:
+    def _episodes_starting(self, day: int) -> tuple[Episode, ...]:
         """The laundering campaigns and look-alikes that start on day index ``day``."""
         rng = self._rng(1, day)
         episodes = []
@@ -81,9 +87,9 @@ class TransferSimulator:
         """Episodes with at least one day in ``[first, last]`` (day indexes)."""
         return [
             ep
-            for start in range(first - MAX_EPISODE_DAYS, last + 1)
+            for start in range(first - MAX_DURATION, last + 1)
             for ep in self.episodes_starting(start)
-            if ep.start <= last and ep.start + ep.duration - 1 >= first
+            if any(ep.active_on(d) for d in range(first, last + 1))
         ]
 
     def _ordinary(self, day: int, day_ms: int) -> pd.DataFrame:
@@ -126,7 +132,7 @@ class TransferSimulator:
         for r, profile in enumerate(_HOUR_PROFILES):
             rows = np.flatnonzero(region == r)
             hour[rows] = rng.choice(24, len(rows), p=profile)
-        ts = day_ms + hour * 3_600_000 + rng.integers(0, 3_600_000, len(src))
+        ts = day_ms + hour * HOUR_MS + rng.integers(0, HOUR_MS, len(src))
         return pd.DataFrame(
             {
                 "timestamp_ms": ts.astype("int64"),
@@ -137,8 +143,7 @@ class TransferSimulator:
             }
         )
 
-    @functools.lru_cache(maxsize=40)  # noqa: B019 - a window of days is reused day after day
-    def transfers(self, day: dt.date) -> pd.DataFrame:
+    def _transfers(self, day: dt.date) -> pd.DataFrame:
         """Every transfer of ``day`` (UTC), sorted by time; columns ``TRANSFER_COLUMNS``."""
         d = day_index(day)
         day_ms = int(dt.datetime.combine(day, dt.time(), dt.UTC).timestamp() * 1000)
@@ -146,9 +151,9 @@ class TransferSimulator:
         for ep in self.episodes_active(d, d):
             rng = self._rng(4, *ep.key, d)
             rows.extend(mix_assets(EMITTERS[ep.typology](ep, d, rng, day_ms), rng))
-            if ep.illicit:
-                rows.extend(cover_traffic(ep, self.population, rng, day_ms))
+            rows.extend(cover_traffic(ep, self.population, rng, day_ms))
         episodes = pd.DataFrame(rows, columns=TRANSFER_COLUMNS)
+        # episodes are timed to end within the day; the clip is only a safety net
         episodes["timestamp_ms"] = episodes["timestamp_ms"].clip(day_ms, day_ms + DAY_MS - 1)
         episodes["amount_usd"] = episodes["amount_usd"].round(2)
         out = pd.concat([self._ordinary(d, day_ms), episodes], ignore_index=True)
@@ -167,7 +172,8 @@ class TransferSimulator:
         for ep in self.episodes_active(day_index(first), day_index(last)):
             if ep.illicit:
                 for address in ep.actors:
-                    actors.setdefault(address, ep)
+                    if address not in actors or (ep.caught and not actors[address].caught):
+                        actors[address] = ep  # a caught campaign decides the label
         return actors
 
     def address_tags(self) -> dict[str, str]:

@@ -66,12 +66,14 @@ class SimulatedSource(BatchSource):
         today: Callable[[], dt.date] = lambda: dt.datetime.now(dt.UTC).date(),
     ) -> None:
         self.profile, self.start, self.seed, self.today = profile, start, seed, today
-        self._simulators: dict[str, TransferSimulator] = {}
+        self._simulators: dict[tuple[str, int], TransferSimulator] = {}
 
-    def simulator(self, network: str) -> TransferSimulator:
-        if network not in self._simulators:
-            self._simulators[network] = TransferSimulator(network, self.profile, self.seed)
-        return self._simulators[network]
+    def simulator(self, network: str, window_days: int = 7) -> TransferSimulator:
+        """The network's simulator, its caches sized for ``window_days``."""
+        key = (network, window_days)
+        if key not in self._simulators:
+            self._simulators[key] = TransferSimulator(network, self.profile, self.seed, window_days)
+        return self._simulators[key]
 
     def available_dates(self, network: str, window_days: int) -> list[dt.date]:
         days = (self.today() - self.start).days
@@ -80,7 +82,7 @@ class SimulatedSource(BatchSource):
     @functools.lru_cache(maxsize=2)  # noqa: B019 - a batch is fetched once, then labelled
     def build(self, network: str, day: dt.date, window_days: int) -> BuiltBatch:
         """The batch of ``day`` built from the simulated transfers of its window."""
-        sim = self.simulator(network)
+        sim = self.simulator(network, window_days)
         return build_batch(
             sim.window(day, window_days), network, day, window_days, sim.address_tags()
         )
@@ -89,7 +91,9 @@ class SimulatedSource(BatchSource):
     def labels(self, network: str, day: dt.date, window_days: int) -> pd.DataFrame:
         """Every label of the day's alerts, known yet or not."""
         alerts = self.build(network, day, window_days).tables["alerts"]
-        return simulated_labels(alerts, self.simulator(network), day, window_days, self.seed)
+        return simulated_labels(
+            alerts, self.simulator(network, window_days), day, window_days, self.seed
+        )
 
     def _check_available(self, network: str, day: dt.date) -> None:
         if not self.start <= day < self.today():
