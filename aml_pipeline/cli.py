@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -121,7 +122,7 @@ def download(args: argparse.Namespace) -> int:
 
 
 def demo(args: argparse.Namespace) -> int:
-    """Ingest the last ``--days`` complete days of every configured network."""
+    """Ingest the last ``--days`` complete days of every configured network, then train."""
     settings = Settings.from_env()
     end = dt.datetime.now(dt.UTC).date() - dt.timedelta(1)
     days = _days(end - dt.timedelta(args.days - 1), end)
@@ -129,6 +130,8 @@ def demo(args: argparse.Namespace) -> int:
         code = _ingest(network, days, {})
         if code:
             return code
+        print(f"training {network} on {days[0]}..{days[-1]} with the labels known today")
+        _print_metrics(_train(network, days[0], days[-1], None, {}))
     root = Path(settings.data_root).resolve()
     print(
         f"\nDemo done: {len(days)} days x {len(settings.networks)} network(s) "
@@ -137,6 +140,97 @@ def demo(args: argparse.Namespace) -> int:
         f"  warehouse      : {root / 'warehouse'} (one Parquet file per asset and day)\n"
         "  see the runs   : make ui, then open http://127.0.0.1:3000"
     )
+    return 0
+
+
+TRAIN_INPUTS = (
+    "raw_alerts",
+    "raw_features",
+    "raw_clusters",
+    "ground_truth",
+    "alert_history",
+    "alert_features",
+    "cluster_features",
+)
+
+
+def _train(
+    network: str, start: dt.date, end: dt.date, as_of: dt.date | None, overrides: dict[str, str]
+) -> dict[str, dict]:
+    """Refresh the range's raw tables, labels and features in one run, then train the
+    three models in a second; returns each model's materialization metadata."""
+    from aml_pipeline.definitions import MODEL_ASSETS, asset_keys
+
+    settings = Settings.from_env()
+    if network not in settings.networks:
+        raise SystemExit(
+            f"network {network!r} is not configured (AML_NETWORKS={','.join(settings.networks)})"
+        )
+    if as_of is not None:
+        overrides = {**overrides, "labels_as_of": as_of.isoformat()}
+    defs = _definitions(settings)
+    run_config = _run_config(settings, overrides)
+    config = {
+        "start_date": start.isoformat(),
+        "end_date": end.isoformat(),
+        "as_of": as_of.isoformat() if as_of else "",
+    }
+    job = defs.resolve_implicit_global_asset_job_def()
+    with instance() as inst:
+        prepare = job.execute_in_process(
+            instance=inst,
+            run_config=run_config,
+            raise_on_error=False,
+            asset_selection=asset_keys([network], TRAIN_INPUTS),
+            tags={
+                "dagster/asset_partition_range_start": start.isoformat(),
+                "dagster/asset_partition_range_end": end.isoformat(),
+            },
+        )
+        if not prepare.success:
+            raise SystemExit(
+                f"preparing {start}..{end} failed (run {prepare.run_id}):\n{_failure(prepare)}"
+            )
+        print(f"features ready for {start}..{end} (run {prepare.run_id[:8]})", flush=True)
+        ops = {f"{network}__{kind}": {"config": config} for kind in MODEL_ASSETS}
+        result = defs.resolve_job_def("training_job").execute_in_process(
+            instance=inst,
+            raise_on_error=False,
+            run_config={**run_config, "ops": ops},
+            asset_selection=asset_keys([network], MODEL_ASSETS),
+        )
+        if not result.success:
+            raise SystemExit(f"training failed (run {result.run_id}):\n{_failure(result)}")
+    return {
+        e.asset_key.path[-1]: {k: v.value for k, v in e.materialization.metadata.items()}
+        for e in result.get_asset_materialization_events()
+    }
+
+
+def _print_metrics(models: dict[str, dict]) -> None:
+    for kind in sorted(models):
+        m = models[kind]
+        scores = ", ".join(
+            f"{k} {m[k]:.3f}" for k in ("auc_roc", "auc_pr", "ndcg@10", "ndcg@50") if k in m
+        )
+        print(
+            f"  {kind} v{m['version']}: {scores} ({m['rows']} labelled rows, "
+            f"{m['positives']} SAR){' [champion]' if m['champion'] else ''}"
+        )
+        for name, base in m["baselines"].items():
+            print(f"      baseline {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in base.items()))
+
+
+def train(args: argparse.Namespace) -> int:
+    """Train the models on a date range (the seed's train_models.py)."""
+    overrides = {"input_dir": str(Path(args.data_dir).resolve())} if args.data_dir else {}
+    models = _train(args.network, args.start_date, args.end_date, args.as_of, overrides)
+    _print_metrics(models)
+    if args.output:
+        source = Path(Settings.from_env().data_root) / models["alert_scorer"]["file"]
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, args.output)
+        print(f"alert scorer copied to {args.output}")
     return 0
 
 
@@ -212,6 +306,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--output-dir", default=None, help="landing directory (default: {AML_DATA_ROOT}/input)"
     )
     dl.set_defaults(func=download)
+
+    tr = commands.add_parser("train", help="train the alert scorer, ranker and cluster scorer")
+    tr.add_argument("--network", required=True)
+    tr.add_argument("--start-date", required=True, type=_date)
+    tr.add_argument("--end-date", required=True, type=_date)
+    tr.add_argument(
+        "--as-of",
+        type=_date,
+        default=None,
+        help="only labels known on this date count (default: AML_LABELS_AS_OF or today)",
+    )
+    tr.add_argument(
+        "--data-dir", default=None, help="landed batches (default: {AML_DATA_ROOT}/input)"
+    )
+    tr.add_argument("--output", default=None, help="also copy the alert scorer model here")
+    tr.set_defaults(func=train)
 
     im = commands.add_parser(
         "import-transfers", help="build SOT batches from your own transfers (CSV or Parquet)"

@@ -18,6 +18,9 @@ import pandas as pd
 from aml_pipeline.storage import LocalStorage
 
 COLUMN_SCHEMA_KEY = "dagster/column_schema"
+#: Input metadata flag: partitions never materialized are skipped instead of an error
+#: (look-back inputs whose early days predate the data).
+ALLOW_MISSING_KEY = "allow_missing_partitions"
 _SAFE_TYPE = re.compile(r"^[A-Z]+(\[\])?$")
 
 
@@ -84,6 +87,9 @@ def _declared_types(metadata: dict | None) -> dict[str, str]:
 class DuckDBParquetIOManager(dg.ConfigurableIOManager):
     """One Parquet file per asset partition under ``{data_root}/{prefix}/{asset key}/``.
 
+    Inputs read every partition they map to and fail if one is missing, unless the
+    input's metadata sets ``allow_missing_partitions``.
+
     Multi-partition outputs (single-run backfills) are split on ``processing_date`` and
     written one file per day; range inputs are read back in one scan. Columns named in
     the asset's ``dagster/column_schema`` metadata are cast to their declared DuckDB type,
@@ -138,7 +144,11 @@ class DuckDBParquetIOManager(dg.ConfigurableIOManager):
         missing = [
             k for k, sk in zip(keys, storage_keys, strict=True) if not self.storage.exists(sk)
         ]
-        if missing:
+        if missing and (context.definition_metadata or {}).get(ALLOW_MISSING_KEY):
+            storage_keys = [sk for sk in storage_keys if self.storage.exists(sk)]
+            if not storage_keys:
+                return pd.DataFrame()
+        elif missing:
             raise FileNotFoundError(
                 f"{asset_key.to_user_string()} has no stored partition(s) {missing[:5]}: "
                 "materialize them first"

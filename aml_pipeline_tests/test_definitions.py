@@ -26,21 +26,38 @@ CHECKS = {
 }
 
 
+FEATURES = ["alert_history", "alert_features", "cluster_features"]
+MODELS = ["alert_scorer", "alert_ranker", "cluster_scorer"]
+
+
 def test_assets_checks_and_jobs_are_exactly_the_expected_ones(make_defs):
     defs = make_defs()
     graph = defs.resolve_asset_graph()
-    assert graph.get_all_asset_keys() == {dg.AssetKey(["ethereum", n]) for n in INGESTION}
+    assert graph.get_all_asset_keys() == {
+        dg.AssetKey(["ethereum", n]) for n in INGESTION + FEATURES + MODELS
+    }
     assert graph.asset_check_keys == {
         dg.AssetCheckKey(dg.AssetKey(["ethereum", a]), c) for a, c in CHECKS.items()
     }
-    assert {j.name for j in defs.jobs} == {"ingestion_job", "import_transfers_job"}
+    assert {j.name for j in defs.jobs} == {
+        "ingestion_job", "features_job", "training_job", "import_transfers_job"
+    }
     assert not list(defs.schedules or [])
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
-        assert node.group_name == "ethereum"
-        assert node.partitions_def is not None
+        model = key.path[-1] in MODELS
+        assert node.group_name == ("ethereum_models" if model else "ethereum")
+        assert (node.partitions_def is None) == model
         assert node.kinds, key
         assert node.description, key
+
+
+def test_history_reads_only_earlier_days(make_defs):
+    graph = make_defs().resolve_asset_graph()
+    mapping = graph.get(dg.AssetKey(["ethereum", "alert_history"])).partition_mappings[
+        dg.AssetKey(["ethereum", "raw_alerts"])
+    ]
+    assert (mapping.start_offset, mapping.end_offset) == (-30, -1)
 
 
 def test_every_contract_check_is_blocking(make_defs):
@@ -53,9 +70,9 @@ def test_one_shared_daily_partitioning_across_networks(make_defs):
     defs = make_defs(networks=["ethereum", "bitcoin"])
     graph = defs.resolve_asset_graph()
     groups = {graph.get(k).group_name for k in graph.get_all_asset_keys()}
-    assert groups == {"ethereum", "bitcoin"}
-    partitions = {id(graph.get(k).partitions_def) for k in graph.get_all_asset_keys()}
-    assert len(partitions) == 1
+    assert groups == {"ethereum", "bitcoin", "ethereum_models", "bitcoin_models"}
+    partitioned = [k for k in graph.get_all_asset_keys() if graph.get(k).partitions_def]
+    assert len({id(graph.get(k).partitions_def) for k in partitioned}) == 1
     only = graph.get(dg.AssetKey(["bitcoin", "raw_alerts"])).partitions_def
     assert isinstance(only, dg.DailyPartitionsDefinition)
     assert only.timezone == "UTC"

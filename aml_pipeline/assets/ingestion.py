@@ -30,8 +30,8 @@ warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", categor
 SINGLE_RUN = dg.BackfillPolicy.single_run()
 
 
-def _daily_table(network: str, partitions: dg.PartitionsDefinition) -> dict[str, Any]:
-    """Decorator arguments every daily table of a network shares."""
+def daily_table_args(network: str, partitions: dg.PartitionsDefinition) -> dict[str, Any]:
+    """Decorator arguments every daily table asset of a network shares."""
     return {
         "group_name": network,
         "partitions_def": partitions,
@@ -41,7 +41,7 @@ def _daily_table(network: str, partitions: dg.PartitionsDefinition) -> dict[str,
     }
 
 
-def _days(context: dg.AssetExecutionContext) -> list[dt.date]:
+def partition_days(context: dg.AssetExecutionContext) -> list[dt.date]:
     return [dt.date.fromisoformat(k) for k in context.partition_keys]
 
 
@@ -89,7 +89,7 @@ def _build_landed_batch(network: str, partitions: dg.PartitionsDefinition):
     def landed_batch(
         context: dg.AssetExecutionContext, pipeline: PipelineConfig
     ) -> Iterator[dg.MaterializeResult]:
-        source, storage, days = pipeline.source(), pipeline.input_storage(), _days(context)
+        source, storage, days = pipeline.source(), pipeline.input_storage(), partition_days(context)
         try:
             checked = fetch_and_validate(source, network, days, pipeline.window_days)
         except BatchNotAvailable as exc:
@@ -139,7 +139,7 @@ def _build_raw_table(network: str, spec: TableSpec, partitions: dg.PartitionsDef
     @dg.asset(
         key=key,
         deps=[dg.AssetKey([network, "landed_batch"])],
-        **_daily_table(network, partitions),
+        **daily_table_args(network, partitions),
         description=f"{spec.description} Read from the landed {spec.file}, cast to the contract.",
         metadata={"dagster/column_schema": table_schema(spec), "contract_key": list(spec.key)},
         check_specs=[
@@ -154,7 +154,7 @@ def _build_raw_table(network: str, spec: TableSpec, partitions: dg.PartitionsDef
     def raw_table(
         context: dg.AssetExecutionContext, pipeline: PipelineConfig
     ) -> Iterator[dg.Output | dg.AssetCheckResult]:
-        storage, days = pipeline.input_storage(), _days(context)
+        storage, days = pipeline.input_storage(), partition_days(context)
         frames = [read_landed_table(storage, network, day, spec) for day in days]
         df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
         provenance = {
@@ -180,7 +180,7 @@ def _build_batch_metadata(network: str, partitions: dg.PartitionsDefinition):
     @dg.asset(
         key=[network, "batch_metadata"],
         deps=[dg.AssetKey([network, "landed_batch"])],
-        **_daily_table(network, partitions),
+        **daily_table_args(network, partitions),
         description="One row per landed batch: META.json identity, counts and checksums.",
     )
     def batch_metadata(
@@ -188,7 +188,7 @@ def _build_batch_metadata(network: str, partitions: dg.PartitionsDefinition):
     ) -> dg.Output[pd.DataFrame]:
         storage = pipeline.input_storage()
         rows = []
-        for day in _days(context):
+        for day in partition_days(context):
             meta = read_landed_meta(storage, network, day)
             rows.append(
                 {
@@ -215,7 +215,7 @@ def _build_ground_truth(network: str, partitions: dg.PartitionsDefinition):
     @dg.asset(
         key=key,
         ins={"alerts": dg.AssetIn(key=dg.AssetKey([network, "raw_alerts"]))},
-        **_daily_table(network, partitions),
+        **daily_table_args(network, partitions),
         description=(
             "Labels (is_sar_filed) for the day's alerts that were known by the configured "
             "as-of date. Re-materialize as labels arrive (T+tau)."
@@ -236,7 +236,8 @@ def _build_ground_truth(network: str, partitions: dg.PartitionsDefinition):
     ) -> Iterator[dg.Output | dg.AssetCheckResult]:
         source, as_of = pipeline.source(), pipeline.as_of()
         frames = [
-            source.fetch_labels(network, day, pipeline.window_days, as_of) for day in _days(context)
+            source.fetch_labels(network, day, pipeline.window_days, as_of)
+            for day in partition_days(context)
         ]
         labels = conform_table(pd.concat(frames, ignore_index=True), GROUND_TRUTH)
         known_alerts = set(alerts["alert_id"])
@@ -256,7 +257,7 @@ def _build_ground_truth(network: str, partitions: dg.PartitionsDefinition):
                 dropped_unknown_alerts=int(orphan.sum()),
             ),
         )
-        problems = _contract_problems(labels, GROUND_TRUTH, _days(context), 0)
+        problems = _contract_problems(labels, GROUND_TRUTH, partition_days(context), 0)
         early = labels["label_date"] < labels["processing_date"]
         late = labels["label_date"] > as_of
         if early.any():

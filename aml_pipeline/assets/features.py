@@ -1,0 +1,146 @@
+"""Daily model-feature assets of one network: alert_history, alert_features and
+cluster_features."""
+
+import datetime as dt
+import warnings
+
+import dagster as dg
+import pandas as pd
+
+from aml_pipeline.assets.ingestion import daily_table_args, partition_days
+from aml_pipeline.assets.metadata import frame_metadata
+from aml_pipeline.features.alert_features import (
+    CATEGORIES,
+    FEATURE_COLUMNS,
+    FEATURE_SCHEMA_VERSION,
+    HISTORY_DAYS,
+    LINEAGE,
+    build_alert_features,
+    build_alert_history,
+)
+from aml_pipeline.features.cluster_features import CLUSTER_FEATURE_COLUMNS, build_cluster_features
+from aml_pipeline.io_manager import ALLOW_MISSING_KEY
+
+# Look-back inputs must reach before the first partition; the flag is beta in Dagster 1.13.
+warnings.filterwarnings(
+    "ignore", message="Parameter `allow_nonexistent_upstream_partitions`", category=dg.BetaWarning
+)
+HISTORY = dg.TimeWindowPartitionMapping(
+    start_offset=-HISTORY_DAYS, end_offset=-1, allow_nonexistent_upstream_partitions=True
+)
+
+
+def _day(frame: pd.DataFrame, day: dt.date) -> pd.DataFrame:
+    return frame if frame.empty else frame[frame["processing_date"] == day]
+
+
+def _lineage(network: str) -> dg.TableColumnLineage:
+    return dg.TableColumnLineage(
+        deps_by_column={
+            column: [
+                dg.TableColumnDep(asset_key=dg.AssetKey([network, table]), column_name=raw)
+                for table, raw in LINEAGE[column]
+            ]
+            for column in FEATURE_COLUMNS
+        }
+    )
+
+
+def build_feature_assets(
+    network: str, partitions: dg.PartitionsDefinition
+) -> list[dg.AssetsDefinition]:
+    """``alert_history``, ``alert_features`` and ``cluster_features`` of one network."""
+
+    @dg.asset(
+        key=[network, "alert_history"],
+        ins={
+            "prior_alerts": dg.AssetIn(
+                key=[network, "raw_alerts"],
+                partition_mapping=HISTORY,
+                metadata={ALLOW_MISSING_KEY: True},
+            )
+        },
+        description=(
+            f"Per address alerted in the {HISTORY_DAYS} days before the day: how often, on how "
+            "many days, with how many typologies. Reads only earlier days (partition mapping "
+            f"-{HISTORY_DAYS}..-1); days before the data began count as no alerts."
+        ),
+        **daily_table_args(network, partitions),
+    )
+    def alert_history(
+        context: dg.AssetExecutionContext, prior_alerts: pd.DataFrame
+    ) -> dg.Output[pd.DataFrame]:
+        frames = [build_alert_history(prior_alerts, day) for day in partition_days(context)]
+        df = pd.concat(frames, ignore_index=True)
+        return dg.Output(df, metadata=frame_metadata(df))
+
+    @dg.asset(
+        key=[network, "alert_features"],
+        ins={
+            "alerts": dg.AssetIn(key=[network, "raw_alerts"]),
+            "address_features": dg.AssetIn(key=[network, "raw_features"]),
+            "clusters": dg.AssetIn(key=[network, "raw_clusters"]),
+            "history": dg.AssetIn(key=[network, "alert_history"]),
+        },
+        description=(
+            "One row per alert: the alert, its address's contract features, its clusters and "
+            f"the address's alerts of the previous {HISTORY_DAYS} days. The one feature "
+            "function training and scoring share; no labels."
+        ),
+        metadata={
+            "feature_schema_version": FEATURE_SCHEMA_VERSION,
+            "categories": dg.MetadataValue.json({k: list(v) for k, v in CATEGORIES.items()}),
+            "dagster/column_lineage": _lineage(network),
+        },
+        **daily_table_args(network, partitions),
+    )
+    def alert_features(
+        context: dg.AssetExecutionContext,
+        alerts: pd.DataFrame,
+        address_features: pd.DataFrame,
+        clusters: pd.DataFrame,
+        history: pd.DataFrame,
+    ) -> dg.Output[pd.DataFrame]:
+        frames = [
+            build_alert_features(
+                _day(alerts, day),
+                _day(address_features, day),
+                _day(clusters, day),
+                _day(history, day),
+            )
+            for day in partition_days(context)
+        ]
+        df = pd.concat(frames, ignore_index=True)
+        missing = df[list(FEATURE_COLUMNS)].isna().mean()
+        return dg.Output(
+            df,
+            metadata=frame_metadata(
+                df,
+                missing_share=dg.MetadataValue.json(
+                    {c: round(float(v), 4) for c, v in missing.items() if v > 0}
+                ),
+            ),
+        )
+
+    @dg.asset(
+        key=[network, "cluster_features"],
+        ins={
+            "clusters": dg.AssetIn(key=[network, "raw_clusters"]),
+            "alert_features": dg.AssetIn(key=[network, "alert_features"]),
+        },
+        description="One row per cluster: its own columns and aggregates of its member "
+        "alerts' features.",
+        metadata={"feature_columns": dg.MetadataValue.json(list(CLUSTER_FEATURE_COLUMNS))},
+        **daily_table_args(network, partitions),
+    )
+    def cluster_features(
+        context: dg.AssetExecutionContext, clusters: pd.DataFrame, alert_features: pd.DataFrame
+    ) -> dg.Output[pd.DataFrame]:
+        frames = [
+            build_cluster_features(_day(clusters, day), _day(alert_features, day))
+            for day in partition_days(context)
+        ]
+        df = pd.concat(frames, ignore_index=True)
+        return dg.Output(df, metadata=frame_metadata(df))
+
+    return [alert_history, alert_features, cluster_features]

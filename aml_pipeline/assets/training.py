@@ -1,0 +1,243 @@
+"""Model assets of one network: alert_scorer, alert_ranker and cluster_scorer.
+
+Each trains on a configured date range of the daily feature assets, with labels only as
+known on the configured as-of date, and registers a versioned LightGBM file plus its
+metadata in ``trained_models/{network}/``.
+"""
+
+import datetime as dt
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from aml_pipeline.features.alert_features import (
+    CATEGORIES,
+    FEATURE_COLUMNS,
+    FEATURE_SCHEMA_VERSION,
+)
+from aml_pipeline.features.cluster_features import CLUSTER_FEATURE_COLUMNS, CLUSTER_TYPES
+from aml_pipeline.io_manager import read_parquet
+from aml_pipeline.models.registry import ModelRegistry
+from aml_pipeline.models.training import (
+    LABEL,
+    TrainedModel,
+    TrainParams,
+    labelled,
+    library_versions,
+    params_dict,
+    train_binary,
+    train_ranker,
+)
+from aml_pipeline.resources import PipelineConfig
+
+
+class TrainModelsConfig(dg.Config):
+    """Which days to learn from, which labels count, and the hyperparameters."""
+
+    start_date: str = Field(description="First processing date of the training range.")
+    end_date: str = Field(description="Last processing date of the training range.")
+    as_of: str = Field(
+        default="",
+        description="Only labels known on this date count; "
+        "empty = the pipeline's labels_as_of (today by default).",
+    )
+    valid_fraction: float = Field(default=0.2, description="Latest share of days validated on.")
+    learning_rate: float = 0.05
+    num_leaves: int = 31
+    min_data_in_leaf: int = 40
+    feature_fraction: float = 0.9
+    lambda_l2: float = 1.0
+    max_rounds: int = 600
+    early_stopping_rounds: int = 50
+    seed: int = 42
+    num_threads: int = Field(default=2, description="Fixed for reproducible models.")
+
+    def params(self) -> TrainParams:
+        return TrainParams(**{k: getattr(self, k) for k in TrainParams.__dataclass_fields__})
+
+    def days(self) -> list[dt.date]:
+        start, end = dt.date.fromisoformat(self.start_date), dt.date.fromisoformat(self.end_date)
+        if end < start:
+            raise ValueError(f"end_date {end} is before start_date {start}")
+        return [start + dt.timedelta(i) for i in range((end - start).days + 1)]
+
+
+def read_days(
+    pipeline: PipelineConfig, network: str, table: str, days: list[dt.date]
+) -> pd.DataFrame:
+    """One warehouse table over ``days`` in one scan; every day must be materialized."""
+    storage = pipeline.storage()
+    keys = [f"warehouse/{network}/{table}/{d}.parquet" for d in days]
+    missing = [str(d) for d, k in zip(days, keys, strict=True) if not storage.exists(k)]
+    if missing:
+        raise dg.Failure(
+            description=f"{network}/{table} is not materialized for {len(missing)} day(s) of "
+            f"the training range ({', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}); "
+            "materialize it first (aml-pipeline train does)"
+        )
+    return read_parquet([str(storage.local_path(k)) for k in keys])
+
+
+def _register(
+    registry: ModelRegistry,
+    kind: str,
+    model: TrainedModel,
+    config: TrainModelsConfig,
+    as_of: dt.date,
+    extra: dict[str, Any],
+) -> dict[str, Any]:
+    entry = {
+        "version": registry.next_version(kind, FEATURE_SCHEMA_VERSION),
+        "feature_schema_version": FEATURE_SCHEMA_VERSION,
+        "features": model.features,
+        **extra,
+        "params": model.params,
+        "hyperparameters": params_dict(config.params()),
+        "training_range": [config.start_date, config.end_date],
+        "as_of": as_of.isoformat(),
+        "metrics": model.metrics,
+        **model.data,
+        "library_versions": library_versions(),
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    return registry.register(kind, model.booster, entry)
+
+
+def _result(entry: dict[str, Any], registry: ModelRegistry) -> dg.MaterializeResult:
+    metrics = {k: float(v) for k, v in entry["metrics"].items()}
+    return dg.MaterializeResult(
+        metadata={
+            "version": entry["version"],
+            "file": f"{registry.folder}/{entry['file']}",
+            "champion": registry.champions().get(entry["kind"]) == entry["version"],
+            **metrics,
+            "rows": entry["rows"],
+            "positives": entry["positives"],
+            "baselines": dg.MetadataValue.json(entry.get("baselines", {})),
+            "data_sha256": entry["data_sha256"],
+        }
+    )
+
+
+def _alert_training_frame(
+    pipeline: PipelineConfig, network: str, config: TrainModelsConfig
+) -> tuple[pd.DataFrame, dt.date]:
+    days = config.days()
+    as_of = dt.date.fromisoformat(config.as_of) if config.as_of else pipeline.as_of()
+    features = read_days(pipeline, network, "alert_features", days)
+    labels = read_days(pipeline, network, "ground_truth", days)
+    return labelled(features, labels, as_of), as_of
+
+
+def cluster_labels(
+    clusters: pd.DataFrame, alert_labels: pd.DataFrame, as_of: dt.date
+) -> pd.DataFrame:
+    """A cluster is SAR when any member's known label is; not SAR only when every member's
+    label is known and none is; otherwise it is not labelled yet."""
+    known = alert_labels[alert_labels["label_date"] <= as_of].set_index("alert_id")[LABEL]
+    members = clusters[["cluster_id", "related_alert_ids"]].explode("related_alert_ids")
+    members["label"] = members["related_alert_ids"].map(known)
+    grouped = members.groupby("cluster_id")["label"]
+    any_sar = grouped.agg(lambda s: bool((s == True).any()))  # noqa: E712 - object dtype
+    all_known = grouped.agg(lambda s: bool(s.notna().all()))
+    out = pd.DataFrame(
+        {
+            "cluster_id": any_sar.index,
+            LABEL: any_sar.to_numpy(),
+            "label_known": (any_sar | all_known).to_numpy(),
+        }
+    )
+    out = out[out["label_known"]].drop(columns="label_known")
+    out["label_date"] = as_of
+    return out
+
+
+def build_model_assets(network: str) -> list[dg.AssetsDefinition]:
+    """The three model assets of one network."""
+    group = f"{network}_models"
+    alert_deps = [dg.AssetKey([network, "alert_features"]), dg.AssetKey([network, "ground_truth"])]
+    vocab = {c: len(v) for c, v in CATEGORIES.items()}
+
+    @dg.asset(
+        key=[network, "alert_scorer"],
+        group_name=group,
+        deps=alert_deps,
+        kinds={"lightgbm"},
+        description="LightGBM binary classifier of P(SAR filed) "
+        "per alert, with confidence-only and logistic-regression baselines.",
+    )
+    def alert_scorer(config: TrainModelsConfig, pipeline: PipelineConfig) -> dg.MaterializeResult:
+        frame, as_of = _alert_training_frame(pipeline, network, config)
+        model = train_binary(
+            frame,
+            list(FEATURE_COLUMNS),
+            list(CATEGORIES),
+            config.params(),
+            "alert_confidence_score",
+            vocab,
+        )
+        registry = ModelRegistry(pipeline.storage(), network)
+        categories = {k: list(v) for k, v in CATEGORIES.items()}
+        entry = _register(
+            registry, "alert_scorer", model, config, as_of, {"categories": categories}
+        )
+        return _result(entry, registry)
+
+    @dg.asset(
+        key=[network, "alert_ranker"],
+        group_name=group,
+        deps=alert_deps,
+        kinds={"lightgbm"},
+        description="LightGBM lambdarank model ordering each day's "
+        "alerts (one query group per day), graded relevance from the ground truth.",
+    )
+    def alert_ranker(config: TrainModelsConfig, pipeline: PipelineConfig) -> dg.MaterializeResult:
+        frame, as_of = _alert_training_frame(pipeline, network, config)
+        model = train_ranker(frame, list(FEATURE_COLUMNS), list(CATEGORIES), config.params())
+        registry = ModelRegistry(pipeline.storage(), network)
+        categories = {k: list(v) for k, v in CATEGORIES.items()}
+        entry = _register(
+            registry, "alert_ranker", model, config, as_of, {"categories": categories}
+        )
+        return _result(entry, registry)
+
+    @dg.asset(
+        key=[network, "cluster_scorer"],
+        group_name=group,
+        deps=[dg.AssetKey([network, "cluster_features"]), *alert_deps],
+        kinds={"lightgbm"},
+        description="LightGBM classifier of P(any member SAR filed) "
+        "per cluster, on features aggregated from its member alerts.",
+    )
+    def cluster_scorer(config: TrainModelsConfig, pipeline: PipelineConfig) -> dg.MaterializeResult:
+        days = config.days()
+        as_of = dt.date.fromisoformat(config.as_of) if config.as_of else pipeline.as_of()
+        features = read_days(pipeline, network, "cluster_features", days)
+        clusters = read_days(pipeline, network, "raw_clusters", days)
+        labels = cluster_labels(clusters, read_days(pipeline, network, "ground_truth", days), as_of)
+        frame = labelled(features, labels, as_of, key="cluster_id")
+        model = train_binary(
+            frame,
+            list(CLUSTER_FEATURE_COLUMNS),
+            ["cluster_type"],
+            config.params(),
+            "confidence_avg",
+            {"cluster_type": len(CLUSTER_TYPES)},
+        )
+        registry = ModelRegistry(pipeline.storage(), network)
+        entry = _register(
+            registry,
+            "cluster_scorer",
+            model,
+            config,
+            as_of,
+            {
+                "categories": {"cluster_type": list(CLUSTER_TYPES)},
+                "label": "any member alert SAR-filed",
+            },
+        )
+        return _result(entry, registry)
+
+    return [alert_scorer, alert_ranker, cluster_scorer]

@@ -1,0 +1,1 @@
+"""Model features: one function per table, shared by training and scoring."""

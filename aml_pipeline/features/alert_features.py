@@ -1,0 +1,282 @@
+"""Alert-level model features, computed the same way for training and for scoring.
+
+Every value comes from data available on the alert's processing date: the alert itself,
+its address's contract features, the day's clusters, and earlier days' alerts. No label
+and no statistic over "whatever range was loaded" is used, so a row means the same thing
+whenever it is computed. Categoricals use fixed, recorded vocabularies; values outside
+them share one ``__other__`` code.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+
+from aml_pipeline.contract.schema import FEATURES
+from aml_pipeline.domain import HOUR_MS
+
+FEATURE_SCHEMA_VERSION = 1
+OTHER = "__other__"
+HISTORY_DAYS = 30
+
+#: Categorical feature -> its fixed vocabulary (code = position; OTHER is the last code).
+CATEGORIES: dict[str, tuple[str, ...]] = {
+    "typology_type": (
+        "FAN_IN",
+        "FAN_OUT",
+        "CYCLE_DETECTION",
+        "PEEL_CHAIN",
+        "LAYERING_PATH",
+        "STRUCTURING",
+        "MIXER_USE",
+        "RAPID_PASS_THROUGH",
+        "DORMANT_REACTIVATION",
+        "TEMPORAL_BURST",
+        OTHER,
+    ),
+    "pattern_type": (
+        "",
+        "cycle",
+        "layering_path",
+        "smurfing_network",
+        "proximity_risk",
+        "motif_fanin",
+        "motif_fanout",
+        "temporal_burst",
+        "threshold_evasion",
+        OTHER,
+    ),
+    "severity": ("low", "medium", "high", "critical", OTHER),
+    "suspected_address_type": (
+        "unknown",
+        "wallet",
+        "exchange",
+        "dex",
+        "mixer",
+        "defi",
+        "bridge",
+        "staking",
+        "scam",
+        "institutional",
+        "merchant",
+        OTHER,
+    ),
+}
+SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
+
+#: Contract feature columns that are not model inputs: keys, an arbitrary component id,
+#: per-hour/day lists (summarized by other columns) and asset names.
+_NOT_MODEL_INPUTS = {
+    "window_days",
+    "processing_date",
+    "address",
+    "community_id",
+    "hourly_activity",
+    "daily_activity",
+    "dominant_asset_in",
+    "dominant_asset_out",
+    "first_activity_timestamp",
+    "last_activity_timestamp",
+}
+ADDRESS_FEATURES: tuple[str, ...] = tuple(
+    c.name for c in FEATURES.columns if c.name not in _NOT_MODEL_INPUTS
+)
+ALERT_FEATURES = (
+    "alert_confidence_score",
+    "log_volume_usd",
+    "has_pattern",
+    "risk_indicator_count",
+    *CATEGORIES,
+)
+ACTIVITY_FEATURES = ("hours_since_first_activity", "hours_since_last_activity")
+CLUSTER_FEATURES = (
+    "cluster_count",
+    "cluster_max_alerts",
+    "cluster_max_addresses",
+    "cluster_max_volume_usd",
+    "cluster_max_severity",
+    "cluster_mean_confidence",
+    "cluster_volume_share",
+    "in_pattern_cluster",
+    "in_network_cluster",
+)
+HISTORY_FEATURES = ("prior_alerts_30d", "prior_alert_days_30d", "prior_typologies_30d")
+#: Every model input column, in a fixed order.
+FEATURE_COLUMNS: tuple[str, ...] = (
+    *ALERT_FEATURES,
+    *ADDRESS_FEATURES,
+    *ACTIVITY_FEATURES,
+    *CLUSTER_FEATURES,
+    *HISTORY_FEATURES,
+)
+KEY_COLUMNS = ("alert_id", "processing_date", "address")
+
+
+def encode(values: pd.Series, column: str) -> np.ndarray:
+    """Codes of ``values`` in the fixed vocabulary of ``column`` (unknown -> OTHER)."""
+    vocab = CATEGORIES[column]
+    lookup = {v: i for i, v in enumerate(vocab)}
+    other = lookup[OTHER]
+    return np.array(
+        [lookup.get(v, other) if isinstance(v, str) else other for v in values], dtype=np.int64
+    )
+
+
+def _cluster_features(alerts: pd.DataFrame, clusters: pd.DataFrame) -> pd.DataFrame:
+    empty = pd.DataFrame(index=alerts["alert_id"], columns=list(CLUSTER_FEATURES), dtype=float)
+    if clusters.empty or alerts.empty:
+        return empty.fillna(
+            {"cluster_count": 0, "in_pattern_cluster": 0, "in_network_cluster": 0}
+        ).reset_index(drop=True)
+    member = clusters[
+        [
+            "cluster_id",
+            "cluster_type",
+            "related_alert_ids",
+            "total_alerts",
+            "addresses_involved",
+            "total_volume_usd",
+            "severity_max",
+            "confidence_avg",
+        ]
+    ].explode("related_alert_ids")
+    member = member.rename(columns={"related_alert_ids": "alert_id"})
+    member["n_addresses"] = member["addresses_involved"].map(
+        lambda a: len(a) if a is not None else np.nan
+    )
+    member["severity_rank"] = member["severity_max"].map(SEVERITY_RANK)
+    volume = alerts.set_index("alert_id")["volume_usd"]
+    member["share"] = member["alert_id"].map(volume) / member["total_volume_usd"].where(
+        member["total_volume_usd"] > 0
+    )
+    grouped = member.groupby("alert_id")
+    out = pd.DataFrame(
+        {
+            "cluster_count": grouped.size(),
+            "cluster_max_alerts": grouped["total_alerts"].max(),
+            "cluster_max_addresses": grouped["n_addresses"].max(),
+            "cluster_max_volume_usd": grouped["total_volume_usd"].max(),
+            "cluster_max_severity": grouped["severity_rank"].max(),
+            "cluster_mean_confidence": grouped["confidence_avg"].mean(),
+            "cluster_volume_share": grouped["share"].max(),
+            "in_pattern_cluster": grouped["cluster_type"].agg(
+                lambda t: float((t == "pattern").any())
+            ),
+            "in_network_cluster": grouped["cluster_type"].agg(
+                lambda t: float((t == "network").any())
+            ),
+        }
+    )
+    out = out.reindex(alerts["alert_id"])
+    out[["cluster_count", "in_pattern_cluster", "in_network_cluster"]] = out[
+        ["cluster_count", "in_pattern_cluster", "in_network_cluster"]
+    ].fillna(0)
+    return out.reset_index(drop=True).astype("float64")
+
+
+def build_alert_history(prior_alerts: pd.DataFrame, day: dt.date) -> pd.DataFrame:
+    """Per address alerted in the ``HISTORY_DAYS`` days before ``day``: how often, on how
+    many days, with how many typologies (only rows dated before ``day`` are used)."""
+    columns = ["address", "processing_date", *HISTORY_FEATURES]
+    if prior_alerts.empty:
+        return pd.DataFrame(columns=columns)
+    first = day - dt.timedelta(HISTORY_DAYS)
+    dates = prior_alerts["processing_date"]
+    prior = prior_alerts[(dates >= first) & (dates < day)]
+    grouped = prior.groupby("address", sort=True)
+    stats = pd.DataFrame(
+        {
+            "prior_alerts_30d": grouped.size(),
+            "prior_alert_days_30d": grouped["processing_date"].nunique(),
+            "prior_typologies_30d": grouped["typology_type"].nunique(),
+        }
+    ).astype("float64")
+    stats = stats.rename_axis("address").reset_index()
+    stats["processing_date"] = [day] * len(stats)
+    return stats[columns]
+
+
+def build_alert_features(
+    alerts: pd.DataFrame,
+    address_features: pd.DataFrame,
+    clusters: pd.DataFrame,
+    history: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """One row per alert of one day: keys plus every column of ``FEATURE_COLUMNS``.
+
+    ``address_features`` may lack rows or optional columns (missing values result);
+    ``history`` holds earlier days' alerts (``address``, ``processing_date``,
+    ``typology_type``), only rows before the alerts' day are used.
+    """
+    days = set(alerts["processing_date"])
+    if len(days) > 1:
+        raise ValueError(f"alert features are built one day at a time, got {len(days)} days")
+    alerts = alerts.sort_values("alert_id", kind="stable").reset_index(drop=True)
+    out = pd.DataFrame({k: alerts[k] for k in KEY_COLUMNS})
+    out["alert_confidence_score"] = pd.to_numeric(alerts["alert_confidence_score"]).astype(float)
+    out["log_volume_usd"] = np.log1p(pd.to_numeric(alerts["volume_usd"]).clip(lower=0))
+    out["has_pattern"] = (alerts["pattern_id"].fillna("") != "").astype(float)
+    out["risk_indicator_count"] = alerts["risk_indicators"].map(
+        lambda r: float(len(r)) if r is not None and not isinstance(r, float) else 0.0
+    )
+    for column in CATEGORIES:
+        out[column] = encode(alerts[column], column)
+
+    per_address = address_features.drop_duplicates("address").set_index("address")
+    joined = per_address.reindex(alerts["address"])
+    for column in ADDRESS_FEATURES:
+        values = joined[column] if column in joined else pd.Series(np.nan, index=joined.index)
+        out[column] = pd.to_numeric(values, errors="coerce").astype("float64").to_numpy()
+    day = next(iter(days)) if days else dt.date(1970, 1, 1)
+    day_end_ms = int(
+        dt.datetime.combine(day + dt.timedelta(1), dt.time(), dt.UTC).timestamp() * 1000
+    )
+    for name, column in (
+        ("hours_since_first_activity", "first_activity_timestamp"),
+        ("hours_since_last_activity", "last_activity_timestamp"),
+    ):
+        ts = (
+            pd.to_numeric(joined[column], errors="coerce")
+            if column in joined
+            else pd.Series(np.nan, index=joined.index)
+        )
+        out[name] = ((day_end_ms - ts.astype("float64")) / HOUR_MS).to_numpy()
+
+    if history is not None and not history.empty:
+        prior = (
+            history.drop_duplicates("address")
+            .set_index("address")
+            .reindex(alerts["address"])[list(HISTORY_FEATURES)]
+        )
+    else:
+        prior = pd.DataFrame(index=alerts["address"], columns=list(HISTORY_FEATURES))
+    prior = prior.astype("float64").fillna(0.0).reset_index(drop=True)
+    out = pd.concat([out, _cluster_features(alerts, clusters), prior], axis=1)
+    return out[[*KEY_COLUMNS, *FEATURE_COLUMNS]]
+
+
+#: Feature column -> the raw (table, column) pairs it is computed from.
+LINEAGE: dict[str, list[tuple[str, str]]] = {
+    "alert_confidence_score": [("raw_alerts", "alert_confidence_score")],
+    "log_volume_usd": [("raw_alerts", "volume_usd")],
+    "has_pattern": [("raw_alerts", "pattern_id")],
+    "risk_indicator_count": [("raw_alerts", "risk_indicators")],
+    **{c: [("raw_alerts", c)] for c in CATEGORIES},
+    **{c: [("raw_features", c), ("raw_alerts", "address")] for c in ADDRESS_FEATURES},
+    "hours_since_first_activity": [("raw_features", "first_activity_timestamp")],
+    "hours_since_last_activity": [("raw_features", "last_activity_timestamp")],
+    **{
+        c: [
+            ("raw_clusters", "related_alert_ids"),
+            ("raw_clusters", "total_alerts"),
+            ("raw_clusters", "total_volume_usd"),
+            ("raw_clusters", "severity_max"),
+            ("raw_clusters", "confidence_avg"),
+            ("raw_clusters", "cluster_type"),
+        ]
+        for c in CLUSTER_FEATURES
+    },
+    **{c: [("alert_history", c)] for c in HISTORY_FEATURES},
+}

@@ -1,0 +1,72 @@
+"""Cluster-level model features, aggregated from the member alerts' features."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from aml_pipeline.features.alert_features import CATEGORIES, OTHER, SEVERITY_RANK
+
+CLUSTER_TYPES = ("same_entity", "pattern", "network", "time_proximity", OTHER)
+#: Member alert features summarized per cluster by their mean and maximum.
+MEMBER_COLUMNS = (
+    "alert_confidence_score",
+    "log_volume_usd",
+    "degree_total",
+    "velocity_score",
+    "structuring_score",
+    "kcore",
+    "pagerank",
+    "khop2_count",
+    "night_transaction_ratio",
+    "amount_predictability",
+    "prior_alerts_30d",
+)
+TYPOLOGIES = tuple(t for t in CATEGORIES["typology_type"] if t != OTHER)
+CLUSTER_FEATURE_COLUMNS: tuple[str, ...] = (
+    "cluster_type",
+    "total_alerts",
+    "address_count",
+    "log_total_volume_usd",
+    "severity_max",
+    "confidence_avg",
+    "distinct_typologies",
+    *(f"{agg}_{c}" for c in MEMBER_COLUMNS for agg in ("mean", "max")),
+    *(f"typology_{t.lower()}" for t in TYPOLOGIES),
+)
+CLUSTER_KEY_COLUMNS = ("cluster_id", "processing_date")
+
+
+def build_cluster_features(clusters: pd.DataFrame, alert_features: pd.DataFrame) -> pd.DataFrame:
+    """One row per cluster: its own columns and aggregates of its members' features."""
+    clusters = clusters.sort_values("cluster_id", kind="stable").reset_index(drop=True)
+    out = pd.DataFrame({k: clusters[k] for k in CLUSTER_KEY_COLUMNS})
+    lookup = {v: i for i, v in enumerate(CLUSTER_TYPES)}
+    out["cluster_type"] = [lookup.get(t, lookup[OTHER]) for t in clusters["cluster_type"]]
+    out["total_alerts"] = pd.to_numeric(clusters["total_alerts"]).astype(float)
+    out["address_count"] = clusters["addresses_involved"].map(
+        lambda a: float(len(a)) if a is not None and not isinstance(a, float) else np.nan
+    )
+    out["log_total_volume_usd"] = np.log1p(
+        pd.to_numeric(clusters["total_volume_usd"]).clip(lower=0).astype(float)
+    )
+    out["severity_max"] = clusters["severity_max"].map(SEVERITY_RANK).astype(float)
+    out["confidence_avg"] = pd.to_numeric(clusters["confidence_avg"]).astype(float)
+
+    members = clusters[["cluster_id", "related_alert_ids"]].explode("related_alert_ids")
+    members = members.rename(columns={"related_alert_ids": "alert_id"}).merge(
+        alert_features[["alert_id", *MEMBER_COLUMNS, "typology_type"]], on="alert_id", how="left"
+    )
+    grouped = members.groupby("cluster_id")
+    aggregates = {}
+    for column in MEMBER_COLUMNS:
+        aggregates[f"mean_{column}"] = grouped[column].mean()
+        aggregates[f"max_{column}"] = grouped[column].max()
+    aggregates["distinct_typologies"] = grouped["typology_type"].nunique()
+    for code, typology in enumerate(TYPOLOGIES):
+        aggregates[f"typology_{typology.lower()}"] = grouped["typology_type"].agg(
+            lambda t, c=code: float((t == c).sum())
+        )
+    table = pd.DataFrame(aggregates).reindex(clusters["cluster_id"]).reset_index(drop=True)
+    out = pd.concat([out, table.astype("float64")], axis=1)
+    return out[[*CLUSTER_KEY_COLUMNS, *CLUSTER_FEATURE_COLUMNS]]

@@ -1,0 +1,1 @@
+"""LightGBM models: training, the model registry, and loading models for scoring."""

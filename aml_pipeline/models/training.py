@@ -1,0 +1,298 @@
+"""Deterministic LightGBM training with a time-based validation split.
+
+Rows are sorted by (processing_date, id) before anything else, every seed is fixed,
+``deterministic=True`` and ``force_row_wise=True`` are set and the thread count is fixed,
+so the same data gives a byte-identical model file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import sklearn
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import average_precision_score, ndcg_score, roc_auc_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from aml_pipeline.contract.files import parquet_bytes, sha256_hex
+
+LABEL = "is_sar_filed"
+NDCG_AT = (10, 50, 100)
+
+
+class NotEnoughLabels(ValueError):
+    """Too few labelled rows (or only one class) to train or validate."""
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """Hyperparameters shared by the three models."""
+
+    learning_rate: float = 0.05
+    num_leaves: int = 31
+    min_data_in_leaf: int = 40
+    feature_fraction: float = 0.9
+    lambda_l2: float = 1.0
+    max_rounds: int = 600
+    early_stopping_rounds: int = 50
+    valid_fraction: float = 0.2
+    seed: int = 42
+    num_threads: int = 2
+
+    def lgb_params(self, objective: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "objective": objective,
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "min_data_in_leaf": self.min_data_in_leaf,
+            "feature_fraction": self.feature_fraction,
+            "lambda_l2": self.lambda_l2,
+            "seed": self.seed,
+            "bagging_seed": self.seed,
+            "feature_fraction_seed": self.seed,
+            "data_random_seed": self.seed,
+            "deterministic": True,
+            "force_row_wise": True,
+            "num_threads": self.num_threads,
+            "verbose": -1,
+            **extra,
+        }
+
+
+@dataclass
+class TrainedModel:
+    """A booster and everything the registry records about it."""
+
+    booster: lgb.Booster
+    features: list[str]
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def library_versions() -> dict[str, str]:
+    return {
+        "lightgbm": lgb.__version__,
+        "scikit-learn": sklearn.__version__,
+        "pandas": pd.__version__,
+        "numpy": np.__version__,
+    }
+
+
+def labelled(
+    features: pd.DataFrame, labels: pd.DataFrame, as_of: dt.date, key: str = "alert_id"
+) -> pd.DataFrame:
+    """Rows whose label was known on ``as_of``, joined to their features, in a stable order."""
+    known = labels[labels["label_date"] <= as_of][[key, LABEL]]
+    frame = features.merge(known, on=key, how="inner")
+    frame[LABEL] = frame[LABEL].astype(bool).astype(int)
+    return frame.sort_values(["processing_date", key], kind="stable").reset_index(drop=True)
+
+
+def time_split(frame: pd.DataFrame, valid_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Train on the earlier days, validate on the latest ``valid_fraction`` of the days."""
+    days = sorted(set(frame["processing_date"]))
+    if len(days) < 2:
+        raise NotEnoughLabels(
+            f"need labelled rows on at least 2 days for a time split, got {len(days)}"
+        )
+    n_valid = min(max(1, math.ceil(len(days) * valid_fraction)), len(days) - 1)
+    cut = days[-n_valid]
+    valid = (frame["processing_date"] >= cut).to_numpy()
+    return ~valid, valid
+
+
+def _check_classes(y: np.ndarray, part: str) -> None:
+    if len(y) == 0 or y.min() == y.max():
+        raise NotEnoughLabels(
+            f"the {part} split has {len(y)} labelled rows and only one class "
+            f"({int(y.sum())} positives); widen the range or move the as-of "
+            "date later"
+        )
+
+
+def data_hash(frame: pd.DataFrame) -> str:
+    """sha256 of the training frame's Parquet bytes (deterministic)."""
+    return sha256_hex(parquet_bytes(frame))
+
+
+def _summary(frame: pd.DataFrame, train: np.ndarray, valid: np.ndarray) -> dict[str, Any]:
+    y = frame[LABEL].to_numpy()
+    days = frame["processing_date"]
+    return {
+        "rows": len(frame),
+        "positives": int(y.sum()),
+        "train_rows": int(train.sum()),
+        "train_positives": int(y[train].sum()),
+        "valid_rows": int(valid.sum()),
+        "valid_positives": int(y[valid].sum()),
+        "train_days": [str(days[train].min()), str(days[train].max())],
+        "valid_days": [str(days[valid].min()), str(days[valid].max())],
+        "data_sha256": data_hash(frame),
+    }
+
+
+def _binary_metrics(y: np.ndarray, score: np.ndarray) -> dict[str, float]:
+    return {
+        "auc_roc": float(roc_auc_score(y, score)),
+        "auc_pr": float(average_precision_score(y, score)),
+    }
+
+
+def logistic_baseline(
+    x_train: pd.DataFrame,
+    y_train: np.ndarray,
+    x_valid: pd.DataFrame,
+    categorical: list[str],
+    vocab_sizes: dict[str, int],
+) -> np.ndarray:
+    """A class-balanced logistic regression on the same features (one-hot categoricals)."""
+
+    def design(x: pd.DataFrame) -> np.ndarray:
+        numeric = x.drop(columns=categorical).to_numpy(dtype="float64")
+        onehot = [np.eye(vocab_sizes[c])[x[c].to_numpy(dtype=int)] for c in categorical]
+        return np.hstack([numeric, *onehot])
+
+    model = make_pipeline(
+        SimpleImputer(strategy="median", keep_empty_features=True),
+        StandardScaler(),
+        LogisticRegression(class_weight="balanced", max_iter=2000),
+    )
+    model.fit(design(x_train), y_train)
+    return model.predict_proba(design(x_valid))[:, 1]
+
+
+def train_binary(
+    frame: pd.DataFrame,
+    features: list[str],
+    categorical: list[str],
+    params: TrainParams,
+    baseline_column: str,
+    vocab_sizes: dict[str, int],
+) -> TrainedModel:
+    """A binary classifier of ``LABEL``; class imbalance via ``scale_pos_weight``."""
+    train, valid = time_split(frame, params.valid_fraction)
+    y = frame[LABEL].to_numpy()
+    _check_classes(y[train], "training")
+    _check_classes(y[valid], "validation")
+    x = frame[features]
+    pos = int(y[train].sum())
+    lgb_params = params.lgb_params(
+        "binary", metric="auc", scale_pos_weight=(len(y[train]) - pos) / pos
+    )
+    dtrain = lgb.Dataset(x[train], y[train], categorical_feature=categorical, free_raw_data=False)
+    dvalid = lgb.Dataset(x[valid], y[valid], reference=dtrain, free_raw_data=False)
+    booster = lgb.train(
+        lgb_params,
+        dtrain,
+        num_boost_round=params.max_rounds,
+        valid_sets=[dvalid],
+        callbacks=[lgb.early_stopping(params.early_stopping_rounds, verbose=False)],
+    )
+    score = booster.predict(x[valid], num_iteration=booster.best_iteration)
+    metrics = {**_binary_metrics(y[valid], score), "best_iteration": booster.best_iteration}
+    baselines = {
+        f"{baseline_column}_only": _binary_metrics(y[valid], x.loc[valid, baseline_column]),
+        "logistic_regression": _binary_metrics(
+            y[valid], logistic_baseline(x[train], y[train], x[valid], categorical, vocab_sizes)
+        ),
+    }
+    return TrainedModel(
+        booster,
+        features,
+        lgb_params,
+        metrics,
+        {**_summary(frame, train, valid), "baselines": baselines},
+    )
+
+
+def relevance(frame: pd.DataFrame) -> np.ndarray:
+    """Graded relevance: 0 no SAR, 1 SAR, 2 SAR at or above the day's median SAR volume."""
+    sar = frame[LABEL].to_numpy() == 1
+    volume = frame["log_volume_usd"].to_numpy()
+    median = frame.loc[sar].groupby("processing_date")["log_volume_usd"].median()
+    day_median = frame["processing_date"].map(median).to_numpy(dtype="float64")
+    return np.where(sar, np.where(volume >= day_median, 2, 1), 0).astype(int)
+
+
+def _ndcg(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray, k: int) -> float:
+    values = []
+    start = 0
+    for size in groups:
+        rel, sc = labels[start : start + size], scores[start : start + size]
+        start += size
+        if size > 1 and rel.max() > 0:
+            values.append(ndcg_score(rel[None, :], sc[None, :], k=k))
+    return float(np.mean(values)) if values else float("nan")
+
+
+def train_ranker(
+    frame: pd.DataFrame, features: list[str], categorical: list[str], params: TrainParams
+) -> TrainedModel:
+    """LambdaRank with one query group per day (frames are one network each)."""
+    train, valid = time_split(frame, params.valid_fraction)
+    rel = relevance(frame)
+    _check_classes((rel[train] > 0).astype(int), "training")
+    _check_classes((rel[valid] > 0).astype(int), "validation")
+    x = frame[features]
+    groups = {
+        part: frame.loc[mask].groupby("processing_date", sort=True).size().to_numpy()
+        for part, mask in (("train", train), ("valid", valid))
+    }
+    lgb_params = params.lgb_params(
+        "lambdarank", metric="ndcg", eval_at=list(NDCG_AT), label_gain=[0, 1, 3]
+    )
+    dtrain = lgb.Dataset(
+        x[train],
+        rel[train],
+        group=groups["train"],
+        categorical_feature=categorical,
+        free_raw_data=False,
+    )
+    dvalid = lgb.Dataset(
+        x[valid], rel[valid], group=groups["valid"], reference=dtrain, free_raw_data=False
+    )
+    booster = lgb.train(
+        lgb_params,
+        dtrain,
+        num_boost_round=params.max_rounds,
+        valid_sets=[dvalid],
+        callbacks=[
+            lgb.early_stopping(params.early_stopping_rounds, verbose=False, first_metric_only=True)
+        ],
+    )
+    score = booster.predict(x[valid], num_iteration=booster.best_iteration)
+    metrics: dict[str, float] = {
+        f"ndcg@{k}": _ndcg(rel[valid], score, groups["valid"], k) for k in NDCG_AT
+    }
+    metrics["auc_roc"] = float(roc_auc_score(rel[valid] > 0, score))
+    metrics["best_iteration"] = booster.best_iteration
+    conf = x.loc[valid, "alert_confidence_score"].to_numpy()
+    baselines = {
+        "alert_confidence_score_only": {
+            f"ndcg@{k}": _ndcg(rel[valid], conf, groups["valid"], k) for k in NDCG_AT
+        }
+    }
+    return TrainedModel(
+        booster,
+        features,
+        lgb_params,
+        metrics,
+        {
+            **_summary(frame, train, valid),
+            "baselines": baselines,
+            "relevance": "0 no SAR, 1 SAR, 2 SAR at/above the day's median",
+        },
+    )
+
+
+def params_dict(params: TrainParams) -> dict[str, Any]:
+    return asdict(params)
