@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The Dagster instance is the project root's dagster.yaml; its state lives in data/dagster_home.
 export DAGSTER_HOME := $(CURDIR)
 
-.PHONY: install demo test lint ui bench clean-data
+.PHONY: install demo test lint ui bench quality clean-data
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ lint: install
 
 bench: install
 	$(BIN)/python -m benchmarks.bench_simulator
+	$(BIN)/python -m benchmarks.bench_training
+
+quality: install
+	$(BIN)/python -m benchmarks.bench_quality
 
 ui: install
 	$(BIN)/dagster dev -w workspace.yaml

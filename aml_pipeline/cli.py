@@ -276,8 +276,14 @@ def import_transfers_command(args: argparse.Namespace) -> int:
 
 
 def _failure(result: dg.ExecuteInProcessResult) -> str:
+    """The root cause of a failed run's first failed step."""
     failure = next((e for e in result.all_events if e.is_step_failure), None)
-    return failure.step_failure_data.error.message if failure else "run failed"
+    if failure is None:
+        return "run failed"
+    error = failure.step_failure_data.error
+    while error.cause is not None:
+        error = error.cause
+    return error.message.strip()
 
 
 def _landed_counts(result: dg.ExecuteInProcessResult, network: str) -> str:

@@ -122,6 +122,9 @@ def read_landed_table(
     elif not spec.required_file:
         raw = pd.DataFrame(columns=spec.column_names)
     else:
-        raise FileNotFoundError(f"landed batch {landed_dir(network, day)} has no {spec.file}")
+        raise FileNotFoundError(
+            f"landed batch {landed_dir(network, day)} has no {spec.file}: land that day first "
+            "(aml-pipeline download)"
+        )
     df = conform_table(raw, spec)
     return df.sort_values(list(spec.key), kind="stable").reset_index(drop=True)

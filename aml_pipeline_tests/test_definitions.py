@@ -40,7 +40,10 @@ def test_assets_checks_and_jobs_are_exactly_the_expected_ones(make_defs):
         dg.AssetCheckKey(dg.AssetKey(["ethereum", a]), c) for a, c in CHECKS.items()
     }
     assert {j.name for j in defs.jobs} == {
-        "ingestion_job", "features_job", "training_job", "import_transfers_job"
+        "ingestion_job",
+        "features_job",
+        "training_job",
+        "import_transfers_job",
     }
     assert not list(defs.schedules or [])
     for key in graph.get_all_asset_keys():

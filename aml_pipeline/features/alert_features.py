@@ -254,6 +254,8 @@ def build_alert_features(
         prior = pd.DataFrame(index=alerts["address"], columns=list(HISTORY_FEATURES))
     prior = prior.astype("float64").fillna(0.0).reset_index(drop=True)
     out = pd.concat([out, _cluster_features(alerts, clusters), prior], axis=1)
+    for column in FEATURE_COLUMNS:  # plain numpy dtypes, whatever the inputs carried
+        out[column] = out[column].astype("int64" if column in CATEGORIES else "float64")
     return out[[*KEY_COLUMNS, *FEATURE_COLUMNS]]
 
 

@@ -69,4 +69,6 @@ def build_cluster_features(clusters: pd.DataFrame, alert_features: pd.DataFrame)
         )
     table = pd.DataFrame(aggregates).reindex(clusters["cluster_id"]).reset_index(drop=True)
     out = pd.concat([out, table.astype("float64")], axis=1)
+    for column in CLUSTER_FEATURE_COLUMNS:
+        out[column] = out[column].astype("int64" if column == "cluster_type" else "float64")
     return out[[*CLUSTER_KEY_COLUMNS, *CLUSTER_FEATURE_COLUMNS]]

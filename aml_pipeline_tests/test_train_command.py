@@ -1,0 +1,94 @@
+"""aml-pipeline train: refreshes features through Dagster, trains, registers, reproduces."""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+import pytest
+
+from aml_pipeline import cli
+
+RANGE = ["--start-date", "2025-03-01", "--end-date", "2025-03-08"]
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    monkeypatch.setenv("AML_DATA_ROOT", str(tmp_path / "data"))
+    monkeypatch.setenv("AML_SIM_PROFILE", "small")
+    monkeypatch.setenv("AML_LABELS_AS_OF", "2025-05-01")
+    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    return tmp_path
+
+
+def test_train_registers_three_models_and_retraining_is_byte_identical(home, capsys):
+    assert cli.main(["download", "--network", "ethereum", *RANGE]) == 0
+    capsys.readouterr()
+    args = [
+        "train",
+        "--network",
+        "ethereum",
+        *RANGE,
+        "--as-of",
+        "2025-04-20",
+        "--output",
+        str(home / "seed" / "alert_scorer.txt"),
+    ]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "alert_scorer v1.0.0: auc_roc" in out and "[champion]" in out
+    assert "baseline logistic_regression" in out and "ndcg@10" in out
+    assert cli.main(args) == 0
+    folder = home / "data" / "trained_models" / "ethereum"
+    for kind in ("alert_scorer", "alert_ranker", "cluster_scorer"):
+        first = (folder / f"{kind}_v1.0.0.txt").read_bytes()
+        assert first == (folder / f"{kind}_v1.1.0.txt").read_bytes(), kind
+    assert (home / "seed" / "alert_scorer.txt").read_bytes() == (
+        folder / "alert_scorer_v1.1.0.txt"
+    ).read_bytes()
+
+    registry = json.loads((folder / "model_metadata.json").read_text())
+    assert registry["champions"] == {
+        k: "1.0.0" for k in ("alert_scorer", "alert_ranker", "cluster_scorer")
+    }
+    entry = next(e for e in registry["versions"] if e["kind"] == "alert_scorer")
+    for field in (
+        "features",
+        "categories",
+        "params",
+        "training_range",
+        "as_of",
+        "data_sha256",
+        "rows",
+        "positives",
+        "metrics",
+        "library_versions",
+        "created_at",
+        "baselines",
+        "feature_schema_version",
+    ):
+        assert field in entry, field
+    assert entry["as_of"] == "2025-04-20"
+    assert entry["training_range"] == ["2025-03-01", "2025-03-08"]
+    assert entry["valid_days"] == ["2025-03-07", "2025-03-08"]
+
+    with dg.DagsterInstance.get() as instance:
+        key = dg.AssetKey(["ethereum", "alert_features"])
+        assert len(instance.get_materialized_partitions(key)) == 8
+        assert instance.get_latest_materialization_event(dg.AssetKey(["ethereum", "alert_scorer"]))
+
+
+def test_training_without_features_for_the_range_fails_clearly(home):
+    with pytest.raises(SystemExit, match=r"ethereum/2025-02-20 has no alerts.parquet: land"):
+        cli.main(
+            [
+                "train",
+                "--network",
+                "ethereum",
+                "--start-date",
+                "2025-02-20",
+                "--end-date",
+                "2025-02-21",
+            ]
+        )

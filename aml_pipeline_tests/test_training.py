@@ -1,0 +1,153 @@
+"""Training: labels only as known, time split, deterministic files, registry, schema."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aml_pipeline.assets.training import cluster_labels
+from aml_pipeline.contract.conform import conform_table, read_parquet_bytes
+from aml_pipeline.contract.schema import ALERTS, CLUSTERS, FEATURES
+from aml_pipeline.features.alert_features import (
+    CATEGORIES,
+    FEATURE_COLUMNS,
+    build_alert_features,
+    build_alert_history,
+)
+from aml_pipeline.models.registry import ModelRegistry, ModelSchemaError, check_schema
+from aml_pipeline.models.training import (
+    LABEL,
+    NotEnoughLabels,
+    TrainParams,
+    labelled,
+    time_split,
+    train_binary,
+    train_ranker,
+)
+from aml_pipeline.storage import LocalStorage
+from aml_pipeline_tests.conftest import small_source
+
+FIRST, DAYS = dt.date(2025, 4, 1), 10
+AS_OF = dt.date(2025, 6, 1)
+VOCAB = {c: len(v) for c, v in CATEGORIES.items()}
+FAST = TrainParams(max_rounds=60, early_stopping_rounds=20)
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[pd.DataFrame, pd.DataFrame]:
+    source, frames, labels, past = small_source(), [], [], []
+    for i in range(DAYS):
+        day = FIRST + dt.timedelta(i)
+        files = source.fetch("ethereum", day, 7).files
+        t = {
+            s.name: conform_table(read_parquet_bytes(files[s.file]), s)
+            for s in (ALERTS, FEATURES, CLUSTERS)
+        }
+        history = build_alert_history(pd.concat(past) if past else pd.DataFrame(), day)
+        frames.append(build_alert_features(t["alerts"], t["features"], t["clusters"], history))
+        labels.append(source.labels("ethereum", day, 7))
+        past.append(t["alerts"])
+    return pd.concat(frames, ignore_index=True), pd.concat(labels, ignore_index=True)
+
+
+def test_only_labels_known_on_the_as_of_date_are_used(data):
+    features, labels = data
+    early = labelled(features, labels, FIRST + dt.timedelta(DAYS))
+    late = labelled(features, labels, AS_OF)
+    assert 0 < len(early) < len(late)
+    known = labels.set_index("alert_id")["label_date"]
+    assert (early["alert_id"].map(known) <= FIRST + dt.timedelta(DAYS)).all()
+    assert list(late["processing_date"]) == sorted(late["processing_date"])
+
+
+def test_the_split_validates_on_the_latest_days(data):
+    frame = labelled(*data, AS_OF)
+    train, valid = time_split(frame, 0.2)
+    assert frame.loc[train, "processing_date"].max() < frame.loc[valid, "processing_date"].min()
+    assert frame.loc[valid, "processing_date"].nunique() == 2
+
+
+def test_scorer_beats_both_baselines_and_files_are_byte_identical(data):
+    frame = labelled(*data, AS_OF)
+    one = train_binary(
+        frame, list(FEATURE_COLUMNS), list(CATEGORIES), FAST, "alert_confidence_score", VOCAB
+    )
+    two = train_binary(
+        frame, list(FEATURE_COLUMNS), list(CATEGORIES), FAST, "alert_confidence_score", VOCAB
+    )
+    assert one.booster.model_to_string() == two.booster.model_to_string()
+    assert one.data["data_sha256"] == two.data["data_sha256"]
+    base = one.data["baselines"]
+    assert one.metrics["auc_roc"] > base["alert_confidence_score_only"]["auc_roc"] + 0.05
+    assert one.metrics["auc_roc"] > base["logistic_regression"]["auc_roc"]
+    assert one.params["deterministic"] and one.params["num_threads"] == 2
+    assert one.params["scale_pos_weight"] > 1  # imbalance handled on purpose
+
+
+def test_ranker_groups_by_day_and_beats_confidence(data):
+    frame = labelled(*data, AS_OF)
+    model = train_ranker(frame, list(FEATURE_COLUMNS), list(CATEGORIES), FAST)
+    baseline = model.data["baselines"]["alert_confidence_score_only"]
+    assert model.metrics["ndcg@10"] > baseline["ndcg@10"]
+    assert model.params["objective"] == "lambdarank"
+
+
+def test_too_few_labels_is_a_clear_error(data):
+    frame = labelled(*data, FIRST + dt.timedelta(DAYS - 2))
+    with pytest.raises(NotEnoughLabels, match=r"split has \d+ labelled rows and only one class"):
+        train_binary(
+            frame, list(FEATURE_COLUMNS), list(CATEGORIES), FAST, "alert_confidence_score", VOCAB
+        )
+
+
+def test_cluster_labels_need_every_member_or_one_sar():
+    clusters = pd.DataFrame(
+        {
+            "cluster_id": ["all-no", "one-yes", "unknown"],
+            "related_alert_ids": [["a", "b"], ["c", "d"], ["e", "f"]],
+        }
+    )
+    labels = pd.DataFrame(
+        {
+            "alert_id": ["a", "b", "c", "e", "f"],
+            LABEL: [False, False, True, False, False],
+            "label_date": [dt.date(2025, 1, 1)] * 4 + [dt.date(2025, 9, 1)],
+        }
+    )
+    out = cluster_labels(clusters, labels, dt.date(2025, 2, 1)).set_index("cluster_id")
+    assert out[LABEL].to_dict() == {"all-no": False, "one-yes": True}
+
+
+def test_registry_versions_champion_and_schema_check(data, tmp_path):
+    frame = labelled(*data, AS_OF)
+    model = train_binary(
+        frame, list(FEATURE_COLUMNS), list(CATEGORIES), FAST, "alert_confidence_score", VOCAB
+    )
+    registry = ModelRegistry(LocalStorage(tmp_path), "ethereum")
+    for _ in range(2):
+        version = registry.next_version("alert_scorer", 1)
+        registry.register(
+            "alert_scorer",
+            model.booster,
+            {
+                "version": version,
+                "features": model.features,
+                "feature_schema_version": 1,
+                "metrics": model.metrics,
+            },
+        )
+    assert [e["version"] for e in registry.entries("alert_scorer")] == ["1.0.0", "1.1.0"]
+    assert registry.champions() == {"alert_scorer": "1.0.0"}
+    files = sorted(p.name for p in (tmp_path / "trained_models" / "ethereum").iterdir())
+    assert files == ["alert_scorer_v1.0.0.txt", "alert_scorer_v1.1.0.txt", "model_metadata.json"]
+    assert json.loads((tmp_path / "trained_models/ethereum/model_metadata.json").read_text())
+    loaded = registry.load("alert_scorer")
+    scores = loaded.booster.predict(frame[loaded.features].head(5))
+    assert np.all((scores >= 0) & (scores <= 1))
+    check_schema(loaded, list(frame.columns))
+    with pytest.raises(ModelSchemaError, match=r"alert_scorer v1.0.0 .* lacks 1: \['kcore'\]"):
+        check_schema(loaded, [c for c in frame.columns if c != "kcore"])
