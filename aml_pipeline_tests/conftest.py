@@ -96,3 +96,14 @@ def make_defs(tmp_path: Path) -> Callable[..., dg.Definitions]:
         return build_definitions(settings_for(tmp_path, **overrides))
 
     return make
+
+
+@pytest.fixture
+def cli_home(tmp_path, monkeypatch):
+    """A project dir for CLI runs: its own DAGSTER_HOME, data root and small simulator."""
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    monkeypatch.setenv("AML_DATA_ROOT", str(tmp_path / "data"))
+    monkeypatch.setenv("AML_SIM_PROFILE", "small")
+    monkeypatch.setenv("AML_LABELS_AS_OF", "2025-05-01")
+    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    return tmp_path

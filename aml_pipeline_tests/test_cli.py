@@ -11,18 +11,7 @@ from aml_pipeline import cli
 from aml_pipeline_tests.conftest import NETWORK, batch_files, batch_tables, write_upstream
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    """A project dir with its own DAGSTER_HOME and data root."""
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
-    monkeypatch.setenv("AML_DATA_ROOT", str(tmp_path / "data"))
-    monkeypatch.setenv("AML_LABELS_AS_OF", "2025-03-01")
-    monkeypatch.setenv("AML_SIM_PROFILE", "small")
-    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    return tmp_path
-
-
-def test_download_lands_each_day_with_progress_and_records_runs(home, capsys):
+def test_download_lands_each_day_with_progress_and_records_runs(cli_home, capsys):
     code = cli.main(
         [
             "download",
@@ -40,18 +29,18 @@ def test_download_lands_each_day_with_progress_and_records_runs(home, capsys):
     assert code == 0
     assert "[1/2] ethereum 2025-01-02: landed (" in out
     assert "[2/2] ethereum 2025-01-03: landed (" in out
-    assert (home / "data" / "input" / NETWORK / "2025-01-03" / "alerts.parquet").is_file()
+    assert (cli_home / "data" / "input" / NETWORK / "2025-01-03" / "alerts.parquet").is_file()
     with dg.DagsterInstance.get() as instance:
         assert len(instance.get_run_records()) == 2
         key = dg.AssetKey([NETWORK, "landed_batch"])
         assert instance.get_materialized_partitions(key) == {"2025-01-02", "2025-01-03"}
 
 
-def test_download_refuses_a_bad_batch_with_the_report(home, capsys):
+def test_download_refuses_a_bad_batch_with_the_report(cli_home, capsys):
     day = dt.date(2025, 1, 10)
     tables = batch_tables(day)
     tables["alerts"]["alert_confidence_score"] = "high"
-    write_upstream(home / "sot", batch_files(tables, day), day)
+    write_upstream(cli_home / "sot", batch_files(tables, day), day)
     code = cli.main(
         [
             "download",
@@ -62,9 +51,9 @@ def test_download_refuses_a_bad_batch_with_the_report(home, capsys):
             "--end-date",
             "2025-01-10",
             "--source",
-            str(home / "sot"),
+            str(cli_home / "sot"),
             "--output-dir",
-            str(home / "landing"),
+            str(cli_home / "landing"),
         ]
     )
     err = capsys.readouterr().err
@@ -72,10 +61,10 @@ def test_download_refuses_a_bad_batch_with_the_report(home, capsys):
     assert "ethereum 2025-01-10: FAILED" in err
     assert "alerts.parquet column 'alert_confidence_score'" in err
     assert "cannot be cast to float: 'high'" in err
-    assert not (home / "landing").exists()
+    assert not (cli_home / "landing").exists()
 
 
-def test_unknown_network_and_bad_dates_are_rejected(home, capsys):
+def test_unknown_network_and_bad_dates_are_rejected(cli_home, capsys):
     with pytest.raises(SystemExit, match="not configured"):
         cli.main(
             [

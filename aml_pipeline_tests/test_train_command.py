@@ -12,17 +12,7 @@ from aml_pipeline import cli
 RANGE = ["--start-date", "2025-03-01", "--end-date", "2025-03-08"]
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
-    monkeypatch.setenv("AML_DATA_ROOT", str(tmp_path / "data"))
-    monkeypatch.setenv("AML_SIM_PROFILE", "small")
-    monkeypatch.setenv("AML_LABELS_AS_OF", "2025-05-01")
-    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    return tmp_path
-
-
-def test_train_registers_three_models_and_retraining_is_byte_identical(home, capsys):
+def test_train_registers_three_models_and_retraining_is_byte_identical(cli_home, capsys):
     assert cli.main(["download", "--network", "ethereum", *RANGE]) == 0
     capsys.readouterr()
     args = [
@@ -33,18 +23,18 @@ def test_train_registers_three_models_and_retraining_is_byte_identical(home, cap
         "--as-of",
         "2025-04-20",
         "--output",
-        str(home / "seed" / "alert_scorer.txt"),
+        str(cli_home / "seed" / "alert_scorer.txt"),
     ]
     assert cli.main(args) == 0
     out = capsys.readouterr().out
     assert "alert_scorer v1.0.0: auc_roc" in out and "[champion]" in out
     assert "baseline logistic_regression" in out and "ndcg@10" in out
     assert cli.main(args) == 0
-    folder = home / "data" / "trained_models" / "ethereum"
+    folder = cli_home / "data" / "trained_models" / "ethereum"
     for kind in ("alert_scorer", "alert_ranker", "cluster_scorer"):
         first = (folder / f"{kind}_v1.0.0.txt").read_bytes()
         assert first == (folder / f"{kind}_v1.1.0.txt").read_bytes(), kind
-    assert (home / "seed" / "alert_scorer.txt").read_bytes() == (
+    assert (cli_home / "seed" / "alert_scorer.txt").read_bytes() == (
         folder / "alert_scorer_v1.1.0.txt"
     ).read_bytes()
 
@@ -79,7 +69,7 @@ def test_train_registers_three_models_and_retraining_is_byte_identical(home, cap
         assert instance.get_latest_materialization_event(dg.AssetKey(["ethereum", "alert_scorer"]))
 
 
-def test_training_without_features_for_the_range_fails_clearly(home):
+def test_training_without_features_for_the_range_fails_clearly(cli_home):
     with pytest.raises(SystemExit, match=r"ethereum/2025-02-20 has no alerts.parquet: land"):
         cli.main(
             [

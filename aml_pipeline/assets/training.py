@@ -160,6 +160,26 @@ def build_model_assets(network: str) -> list[dg.AssetsDefinition]:
     alert_deps = [dg.AssetKey([network, "alert_features"]), dg.AssetKey([network, "ground_truth"])]
     vocab = {c: len(v) for c, v in CATEGORIES.items()}
 
+    def train_alert_model(
+        kind: str, config: TrainModelsConfig, pipeline: PipelineConfig
+    ) -> dg.MaterializeResult:
+        frame, as_of = _alert_training_frame(pipeline, network, config)
+        if kind == "alert_scorer":
+            model = train_binary(
+                frame,
+                list(FEATURE_COLUMNS),
+                list(CATEGORIES),
+                config.params(),
+                "alert_confidence_score",
+                vocab,
+            )
+        else:
+            model = train_ranker(frame, list(FEATURE_COLUMNS), list(CATEGORIES), config.params())
+        registry = ModelRegistry(pipeline.storage(), network)
+        categories = {k: list(v) for k, v in CATEGORIES.items()}
+        entry = _register(registry, kind, model, config, as_of, {"categories": categories})
+        return _result(entry, registry)
+
     @dg.asset(
         key=[network, "alert_scorer"],
         group_name=group,
@@ -169,21 +189,7 @@ def build_model_assets(network: str) -> list[dg.AssetsDefinition]:
         "per alert, with confidence-only and logistic-regression baselines.",
     )
     def alert_scorer(config: TrainModelsConfig, pipeline: PipelineConfig) -> dg.MaterializeResult:
-        frame, as_of = _alert_training_frame(pipeline, network, config)
-        model = train_binary(
-            frame,
-            list(FEATURE_COLUMNS),
-            list(CATEGORIES),
-            config.params(),
-            "alert_confidence_score",
-            vocab,
-        )
-        registry = ModelRegistry(pipeline.storage(), network)
-        categories = {k: list(v) for k, v in CATEGORIES.items()}
-        entry = _register(
-            registry, "alert_scorer", model, config, as_of, {"categories": categories}
-        )
-        return _result(entry, registry)
+        return train_alert_model("alert_scorer", config, pipeline)
 
     @dg.asset(
         key=[network, "alert_ranker"],
@@ -194,14 +200,7 @@ def build_model_assets(network: str) -> list[dg.AssetsDefinition]:
         "alerts (one query group per day), graded relevance from the ground truth.",
     )
     def alert_ranker(config: TrainModelsConfig, pipeline: PipelineConfig) -> dg.MaterializeResult:
-        frame, as_of = _alert_training_frame(pipeline, network, config)
-        model = train_ranker(frame, list(FEATURE_COLUMNS), list(CATEGORIES), config.params())
-        registry = ModelRegistry(pipeline.storage(), network)
-        categories = {k: list(v) for k, v in CATEGORIES.items()}
-        entry = _register(
-            registry, "alert_ranker", model, config, as_of, {"categories": categories}
-        )
-        return _result(entry, registry)
+        return train_alert_model("alert_ranker", config, pipeline)
 
     @dg.asset(
         key=[network, "cluster_scorer"],
