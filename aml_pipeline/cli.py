@@ -13,6 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from aml_pipeline.runs import run_range
 from aml_pipeline.settings import Settings, parse_networks
 
 
@@ -177,21 +178,14 @@ def _train(
     }
     job = defs.resolve_implicit_global_asset_job_def()
     with instance() as inst:
-        prepare = job.execute_in_process(
-            instance=inst,
-            run_config=run_config,
-            raise_on_error=False,
-            asset_selection=asset_keys([network], TRAIN_INPUTS),
-            tags={
-                "dagster/asset_partition_range_start": start.isoformat(),
-                "dagster/asset_partition_range_end": end.isoformat(),
-            },
-        )
-        if not prepare.success:
-            raise SystemExit(
-                f"preparing {start}..{end} failed (run {prepare.run_id}):\n{_failure(prepare)}"
-            )
-        print(f"features ready for {start}..{end} (run {prepare.run_id[:8]})", flush=True)
+        for prepare in run_range(
+            job, inst, start, end, run_config, asset_keys([network], TRAIN_INPUTS)
+        ):
+            if not prepare.success:
+                raise SystemExit(
+                    f"preparing {start}..{end} failed (run {prepare.run_id}):\n{_failure(prepare)}"
+                )
+        print(f"features ready for {start}..{end}", flush=True)
         ops = {f"{network}__{kind}": {"config": config} for kind in MODEL_ASSETS}
         result = defs.resolve_job_def("training_job").execute_in_process(
             instance=inst,

@@ -55,6 +55,13 @@ def test_assets_checks_and_jobs_are_exactly_the_expected_ones(make_defs):
         assert node.description, key
 
 
+def test_backfills_run_two_weeks_per_run(make_defs):
+    graph = make_defs().resolve_asset_graph()
+    for name in INGESTION + FEATURES:
+        policy = graph.get(dg.AssetKey(["ethereum", name])).backfill_policy
+        assert policy.max_partitions_per_run == 14, name
+
+
 def test_history_reads_only_earlier_days(make_defs):
     graph = make_defs().resolve_asset_graph()
     mapping = graph.get(dg.AssetKey(["ethereum", "alert_history"])).partition_mappings[

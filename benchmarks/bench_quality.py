@@ -24,12 +24,12 @@ from aml_pipeline.features.alert_features import CATEGORIES, FEATURE_COLUMNS
 from aml_pipeline.io_manager import read_parquet
 from aml_pipeline.models.registry import ModelRegistry
 from aml_pipeline.models.training import LABEL, labelled, logistic_baseline
+from aml_pipeline.runs import run_range
 from aml_pipeline.settings import Settings
 from aml_pipeline.storage import LocalStorage
 from aml_pipeline.transfers_import import import_transfers, read_labels, read_transfers
 
 AMLSIM = Path(__file__).resolve().parents[1].parent / "shared" / "extdata" / "amlsim_10k"
-RANGE = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
 
 
 def _read(root: Path, network: str, table: str, days: list[dt.date]):
@@ -42,10 +42,8 @@ def evaluate(name: str, settings: Settings, start: dt.date, cut: dt.date, end: d
     began = time.perf_counter()
     with dg.instance_for_test() as instance:
         for job in ("ingestion_job", "features_job"):
-            result = defs.resolve_job_def(job).execute_in_process(
-                instance=instance, tags=dict(zip(RANGE, (str(start), str(end)), strict=True))
-            )
-            assert result.success, job
+            results = run_range(defs.resolve_job_def(job), instance, start, end)
+            assert all(r.success for r in results), job
         config = {"start_date": str(start), "end_date": str(cut), "as_of": str(cut)}
         ops = {f"{network}__{kind}": {"config": config} for kind in MODEL_ASSETS}
         assert (

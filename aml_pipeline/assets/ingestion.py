@@ -22,12 +22,13 @@ from aml_pipeline.ingestion import (
     verify_landed,
 )
 from aml_pipeline.resources import PipelineConfig
+from aml_pipeline.runs import MAX_DAYS_PER_RUN
 from aml_pipeline.sources.base import BatchNotAvailable
 
-# Single-run backfills are what make a date range one run instead of one run per day.
-# The parameter is marked beta in Dagster 1.13; it is the supported way to do this.
+# Backfills run up to MAX_DAYS_PER_RUN days per run: a month is a few runs, not thirty
+# process start-ups, and memory stays bounded. The parameter is beta in Dagster 1.13.
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
-SINGLE_RUN = dg.BackfillPolicy.single_run()
+BACKFILL = dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_DAYS_PER_RUN)
 
 
 def daily_table_args(network: str, partitions: dg.PartitionsDefinition) -> dict[str, Any]:
@@ -35,7 +36,7 @@ def daily_table_args(network: str, partitions: dg.PartitionsDefinition) -> dict[
     return {
         "group_name": network,
         "partitions_def": partitions,
-        "backfill_policy": SINGLE_RUN,
+        "backfill_policy": BACKFILL,
         "io_manager_key": "warehouse_io_manager",
         "kinds": {"duckdb", "parquet", "pandas"},
     }
@@ -70,7 +71,7 @@ def _build_landed_batch(network: str, partitions: dg.PartitionsDefinition):
         key=key,
         group_name=network,
         partitions_def=partitions,
-        backfill_policy=SINGLE_RUN,
+        backfill_policy=BACKFILL,
         kinds={"parquet", "json"},
         description=(
             f"The day's {network} SOT batch, fetched from the configured source, validated "
