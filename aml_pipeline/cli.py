@@ -178,13 +178,11 @@ def _train(
     }
     job = defs.resolve_implicit_global_asset_job_def()
     with instance() as inst:
-        for prepare in run_range(
-            job, inst, start, end, run_config, asset_keys([network], TRAIN_INPUTS)
-        ):
-            if not prepare.success:
-                raise SystemExit(
-                    f"preparing {start}..{end} failed (run {prepare.run_id}):\n{_failure(prepare)}"
-                )
+        failed = run_range(job, inst, start, end, run_config, asset_keys([network], TRAIN_INPUTS))
+        if failed is not None:
+            raise SystemExit(
+                f"preparing {start}..{end} failed (run {failed.run_id}):\n{_failure(failed)}"
+            )
         print(f"features ready for {start}..{end}", flush=True)
         ops = {f"{network}__{kind}": {"config": config} for kind in MODEL_ASSETS}
         result = defs.resolve_job_def("training_job").execute_in_process(

@@ -30,9 +30,10 @@ def run_range(
     end: dt.date,
     run_config: dict | None = None,
     asset_selection: Sequence[dg.AssetKey] | None = None,
-) -> list[dg.ExecuteInProcessResult]:
-    """Materialize ``job`` over the range, one run per chunk, stopping at a failed chunk."""
-    results = []
+) -> dg.ExecuteInProcessResult | None:
+    """Materialize ``job`` over the range, one run per chunk; the first failed run's result,
+    or None when every chunk succeeded. Successful results are dropped at once: an
+    in-process result holds its outputs in memory."""
     for first, last in day_chunks(start, end):
         result = job.execute_in_process(
             instance=instance,
@@ -41,7 +42,6 @@ def run_range(
             tags={RANGE_START: first.isoformat(), RANGE_END: last.isoformat()},
             raise_on_error=False,
         )
-        results.append(result)
         if not result.success:
-            break
-    return results
+            return result
+    return None

@@ -42,8 +42,7 @@ def evaluate(name: str, settings: Settings, start: dt.date, cut: dt.date, end: d
     began = time.perf_counter()
     with dg.instance_for_test() as instance:
         for job in ("ingestion_job", "features_job"):
-            results = run_range(defs.resolve_job_def(job), instance, start, end)
-            assert all(r.success for r in results), job
+            assert run_range(defs.resolve_job_def(job), instance, start, end) is None, job
         config = {"start_date": str(start), "end_date": str(cut), "as_of": str(cut)}
         ops = {f"{network}__{kind}": {"config": config} for kind in MODEL_ASSETS}
         assert (

@@ -43,16 +43,21 @@ class TrainModelsConfig(dg.Config):
         description="Only labels known on this date count; "
         "empty = the pipeline's labels_as_of (today by default).",
     )
-    valid_fraction: float = Field(default=0.2, description="Latest share of days validated on.")
-    learning_rate: float = 0.05
-    num_leaves: int = 31
-    min_data_in_leaf: int = 40
-    feature_fraction: float = 0.9
-    lambda_l2: float = 1.0
-    max_rounds: int = 600
-    early_stopping_rounds: int = 50
-    seed: int = 42
-    num_threads: int = Field(default=2, description="Fixed for reproducible models.")
+    valid_fraction: float = Field(
+        default=TrainParams.valid_fraction, description="Latest share of days validated on."
+    )
+    # the defaults of models.training.TrainParams, so both stay one definition
+    learning_rate: float = TrainParams.learning_rate
+    num_leaves: int = TrainParams.num_leaves
+    min_data_in_leaf: int = TrainParams.min_data_in_leaf
+    feature_fraction: float = TrainParams.feature_fraction
+    lambda_l2: float = TrainParams.lambda_l2
+    max_rounds: int = TrainParams.max_rounds
+    early_stopping_rounds: int = TrainParams.early_stopping_rounds
+    seed: int = TrainParams.seed
+    num_threads: int = Field(
+        default=TrainParams.num_threads, description="Fixed for reproducible models."
+    )
 
     def params(self) -> TrainParams:
         return TrainParams(**{k: getattr(self, k) for k in TrainParams.__dataclass_fields__})

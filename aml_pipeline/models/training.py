@@ -36,15 +36,21 @@ class NotEnoughLabels(ValueError):
 
 @dataclass(frozen=True)
 class TrainParams:
-    """Hyperparameters shared by the three models."""
+    """Hyperparameters shared by the three models.
 
-    learning_rate: float = 0.05
-    num_leaves: int = 31
-    min_data_in_leaf: int = 40
-    feature_fraction: float = 0.9
-    lambda_l2: float = 1.0
-    max_rounds: int = 600
-    early_stopping_rounds: int = 50
+    The defaults are deliberately conservative (small trees, large leaves, column
+    subsampling, L2): labels known at a training cut are few and biased toward quickly
+    resolved cases, and on held-out later days these settings beat wider trees
+    (``make quality``).
+    """
+
+    learning_rate: float = 0.03
+    num_leaves: int = 7
+    min_data_in_leaf: int = 200
+    feature_fraction: float = 0.5
+    lambda_l2: float = 10.0
+    max_rounds: int = 1500
+    early_stopping_rounds: int = 100
     valid_fraction: float = 0.2
     seed: int = 42
     num_threads: int = 2
