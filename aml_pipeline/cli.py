@@ -131,7 +131,11 @@ def demo(args: argparse.Namespace) -> int:
         code = _ingest(network, days, {})
         if code:
             return code
-        print(f"training {network} on {days[0]}..{days[-1]} with the labels known today")
+        print(
+            f"training {network} on {days[0]}..{days[-1]} with the labels known today (most "
+            "labels of the last days are not known yet, so these validation figures are "
+            "noisy; `make quality` measures held-out days)"
+        )
         _print_metrics(_train(network, days[0], days[-1], None, {}))
     root = Path(settings.data_root).resolve()
     print(
