@@ -18,7 +18,7 @@ from aml_pipeline.features.alert_features import (
     FEATURE_SCHEMA_VERSION,
 )
 from aml_pipeline.features.cluster_features import CLUSTER_FEATURE_COLUMNS, CLUSTER_TYPES
-from aml_pipeline.io_manager import read_parquet
+from aml_pipeline.io_manager import DuckDBParquetIOManager, read_parquet
 from aml_pipeline.models.registry import ModelRegistry
 from aml_pipeline.models.training import (
     LABEL,
@@ -74,7 +74,8 @@ def read_days(
 ) -> pd.DataFrame:
     """One warehouse table over ``days`` in one scan; every day must be materialized."""
     storage = pipeline.storage()
-    keys = [f"warehouse/{network}/{table}/{d}.parquet" for d in days]
+    warehouse = DuckDBParquetIOManager(data_root=pipeline.data_root)
+    keys = [warehouse.key_for(dg.AssetKey([network, table]), str(d)) for d in days]
     missing = [str(d) for d, k in zip(days, keys, strict=True) if not storage.exists(k)]
     if missing:
         raise dg.Failure(
