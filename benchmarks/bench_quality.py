@@ -10,6 +10,8 @@ with ``import-transfers`` when ``../shared/extdata/amlsim_10k`` is present.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import datetime as dt
 import json
 import tempfile
@@ -108,8 +110,16 @@ def _settings(root: Path, network: str, **extra: str) -> Settings:
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--workdir",
+        default=None,
+        help="keep the landed data, features and models here (default: a "
+        "temporary directory, removed at the end)",
+    )
+    args = parser.parse_args()
+    with contextlib.ExitStack() as stack:
+        root = Path(args.workdir or stack.enter_context(tempfile.TemporaryDirectory()))
         sim = _settings(root / "sim", "ethereum")
         report = evaluate(
             "simulator demo profile",
