@@ -62,6 +62,10 @@ class TrainModelsConfig(dg.Config):
     def params(self) -> TrainParams:
         return TrainParams(**{k: getattr(self, k) for k in TrainParams.__dataclass_fields__})
 
+    def as_of_date(self, pipeline: PipelineConfig) -> dt.date:
+        """The configured as-of date, else the pipeline's (today unless set)."""
+        return dt.date.fromisoformat(self.as_of) if self.as_of else pipeline.as_of()
+
     def days(self) -> list[dt.date]:
         start, end = dt.date.fromisoformat(self.start_date), dt.date.fromisoformat(self.end_date)
         if end < start:
@@ -131,7 +135,7 @@ def _alert_training_frame(
     pipeline: PipelineConfig, network: str, config: TrainModelsConfig
 ) -> tuple[pd.DataFrame, dt.date]:
     days = config.days()
-    as_of = dt.date.fromisoformat(config.as_of) if config.as_of else pipeline.as_of()
+    as_of = config.as_of_date(pipeline)
     features = read_days(pipeline, network, "alert_features", days)
     labels = read_days(pipeline, network, "ground_truth", days)
     return labelled(features, labels, as_of), as_of
@@ -218,7 +222,7 @@ def build_model_assets(network: str) -> list[dg.AssetsDefinition]:
     )
     def cluster_scorer(config: TrainModelsConfig, pipeline: PipelineConfig) -> dg.MaterializeResult:
         days = config.days()
-        as_of = dt.date.fromisoformat(config.as_of) if config.as_of else pipeline.as_of()
+        as_of = config.as_of_date(pipeline)
         features = read_days(pipeline, network, "cluster_features", days)
         clusters = read_days(pipeline, network, "raw_clusters", days)
         labels = cluster_labels(clusters, read_days(pipeline, network, "ground_truth", days), as_of)
