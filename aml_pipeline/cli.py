@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import shutil
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -123,10 +125,12 @@ def download(args: argparse.Namespace) -> int:
 
 
 def demo(args: argparse.Namespace) -> int:
-    """Ingest the last ``--days`` complete days of every configured network, then train."""
+    """Ingest the last ``--days`` complete days of every network, train on the labels known
+    today, score and publish every day, and print a summary."""
     settings = Settings.from_env()
     end = dt.datetime.now(dt.UTC).date() - dt.timedelta(1)
     days = _days(end - dt.timedelta(args.days - 1), end)
+    models = {}
     for network in settings.networks:
         code = _ingest(network, days, {})
         if code:
@@ -136,16 +140,66 @@ def demo(args: argparse.Namespace) -> int:
             "labels of the last days are not known yet, so these validation figures are "
             "noisy; `make quality` measures held-out days)"
         )
-        _print_metrics(_train(network, days[0], days[-1], None, {}))
-    root = Path(settings.data_root).resolve()
-    print(
-        f"\nDemo done: {len(days)} days x {len(settings.networks)} network(s) "
-        f"from the '{settings.batch_source}' source.\n"
-        f"  landed batches : {root / 'input'}\n"
-        f"  warehouse      : {root / 'warehouse'} (one Parquet file per asset and day)\n"
-        "  see the runs   : make ui, then open http://127.0.0.1:3000"
-    )
+        models[network] = _train(network, days[0], days[-1], None, {})
+        _print_metrics(models[network])
+        code = _score(network, days[0], days[-1], ingest=False)
+        if code:
+            return code
+    print(summary(settings, days, models))
     return 0
+
+
+def summary(settings: Settings, days: list[dt.date], models: dict[str, dict]) -> str:
+    """What the demo did and where to look: counts, metrics, the last day's top alerts."""
+    from aml_pipeline.assets.scoring import output_dir
+
+    root = Path(settings.data_root).resolve()
+    lines = [
+        f"\nDemo done: {len(days)} days x {len(settings.networks)} network(s) "
+        f"from the '{settings.batch_source}' source."
+    ]
+    for network in settings.networks:
+        published = [d for d in days if (root / output_dir(network, d)).is_dir()]
+        scored = sum(
+            json.loads((root / output_dir(network, d) / "processing_metadata.json").read_text())[
+                "outputs"
+            ]["alert_scores.parquet"]["rows"]
+            for d in published
+        )
+        scorer = models[network]["alert_scorer"]
+        lines.append(
+            f"  {network}: {len(published)} days published, {scored} alerts scored; "
+            f"alert_scorer v{scorer['version']} validation AUC-ROC {scorer['auc_roc']:.3f}, "
+            f"AUC-PR {scorer['auc_pr']:.3f}"
+        )
+        last = root / output_dir(network, days[-1])
+        top = top_alerts(last, 5)
+        lines.append(f"  top alerts of {days[-1]} ({network}):")
+        lines.extend(f"    {row}" for row in top)
+    lines += [
+        f"  published results : {root / 'output'}/{{network}}/{{date}}/",
+        f"  models            : {root / 'trained_models'}",
+        f"  warehouse         : {root / 'warehouse'} (one Parquet file per asset and day)",
+        "  see the runs      : make ui, then open http://127.0.0.1:3000",
+    ]
+    return "\n".join(lines)
+
+
+def top_alerts(day_dir: Path, n: int) -> list[str]:
+    """The ``n`` highest-scored alerts of a published day, one line each."""
+    import duckdb
+
+    rows = duckdb.execute(
+        "SELECT alert_id, score, explain_json FROM read_parquet(?) "
+        "ORDER BY score DESC, alert_id LIMIT ?",
+        [str(day_dir / "alert_scores.parquet"), n],
+    ).fetchall()
+    lines = []
+    for alert_id, score, explanation in rows:
+        reasons = json.loads(explanation)["top_features"][:2] if explanation else []
+        why = ", ".join(f"{r['feature']} {r['contribution']:+.2f}" for r in reasons)
+        lines.append(f"{alert_id}  score {score:.3f}  ({why})")
+    return lines
 
 
 TRAIN_INPUTS = (
@@ -228,6 +282,52 @@ def train(args: argparse.Namespace) -> int:
         shutil.copyfile(source, args.output)
         print(f"alert scorer copied to {args.output}")
     return 0
+
+
+def _score(network: str, start: dt.date, end: dt.date, ingest: bool) -> int:
+    """Run the daily job's assets of ``network`` over the range in chunks of at most
+    MAX_DAYS_PER_RUN days (ingestion too unless ``ingest`` is false), printing progress."""
+    from aml_pipeline.definitions import DAILY_ASSETS, FEATURE_ASSETS, SCORING_ASSETS, asset_keys
+
+    settings = Settings.from_env()
+    if network not in settings.networks:
+        raise SystemExit(
+            f"network {network!r} is not configured (AML_NETWORKS={','.join(settings.networks)})"
+        )
+    names = DAILY_ASSETS if ingest else (*FEATURE_ASSETS, *SCORING_ASSETS)
+    defs = _definitions(settings)
+    total = len(_days(start, end))
+    done = 0
+    began = time.perf_counter()
+
+    def progress(first: dt.date, last: dt.date, result: dg.ExecuteInProcessResult) -> None:
+        nonlocal done
+        done += (last - first).days + 1
+        print(
+            f"[{done}/{total} days] {network} {first}..{last} scored and published "
+            f"(run {result.run_id[:8]}, {time.perf_counter() - began:.0f} s)",
+            flush=True,
+        )
+
+    with instance() as inst:
+        failed = run_range(
+            defs.resolve_job_def("daily_job"),
+            inst,
+            start,
+            end,
+            _run_config(settings, {}),
+            asset_keys([network], names),
+            on_chunk=progress,
+        )
+    if failed is not None:
+        print(f"scoring failed (run {failed.run_id}):\n{_failure(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def score(args: argparse.Namespace) -> int:
+    """Score and publish a date range (a backfill): ingest, features, score, publish."""
+    return _score(args.network, args.start_date, args.end_date, ingest=not args.no_ingest)
 
 
 def import_transfers_command(args: argparse.Namespace) -> int:
@@ -341,6 +441,19 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--window-days", type=int, default=7)
     im.add_argument("--label-delay-days", type=int, default=30)
     im.set_defaults(func=import_transfers_command)
+
+    sc = commands.add_parser(
+        "score", help="score, rank, explain and publish a date range (a backfill)"
+    )
+    sc.add_argument("--network", required=True)
+    sc.add_argument("--start-date", required=True, type=_date)
+    sc.add_argument("--end-date", required=True, type=_date)
+    sc.add_argument(
+        "--no-ingest",
+        action="store_true",
+        help="use the batches already landed instead of fetching them again",
+    )
+    sc.set_defaults(func=score)
 
     dm = commands.add_parser("demo", help="run the pipeline on the last days of the source")
     dm.add_argument("--days", type=int, default=21)

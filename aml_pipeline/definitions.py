@@ -6,7 +6,9 @@ import dagster as dg
 
 from aml_pipeline.assets.features import build_feature_assets
 from aml_pipeline.assets.ingestion import build_ingestion_assets
+from aml_pipeline.assets.scoring import SCORE_OUTPUTS, build_scoring_assets
 from aml_pipeline.assets.training import build_model_assets
+from aml_pipeline.automation import build_daily_schedule, build_new_batch_sensor
 from aml_pipeline.io_manager import DuckDBParquetIOManager
 from aml_pipeline.jobs import import_transfers_job
 from aml_pipeline.partitions import daily_partitions
@@ -24,6 +26,9 @@ INGESTION_ASSETS = (
 )
 FEATURE_ASSETS = ("alert_history", "alert_features", "cluster_features")
 MODEL_ASSETS = ("alert_scorer", "alert_ranker", "cluster_scorer")
+SCORING_ASSETS = (*SCORE_OUTPUTS, "published_scores")
+#: What the daily job materializes for a day (training is separate).
+DAILY_ASSETS = (*INGESTION_ASSETS, *FEATURE_ASSETS, *SCORING_ASSETS)
 
 
 def asset_keys(networks: list[str], names: tuple[str, ...]) -> list[dg.AssetKey]:
@@ -41,10 +46,18 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             *build_ingestion_assets(network, partitions),
             *build_feature_assets(network, partitions),
             *build_model_assets(network),
+            *build_scoring_assets(network, partitions),
         )
     ]
     networks = settings.networks
+    daily_job = dg.define_asset_job(
+        "daily_job",
+        selection=asset_keys(networks, DAILY_ASSETS),
+        description="The daily run: land each network's batch and labels, compute features, "
+        "score, rank and explain with the champion models, and publish to output/.",
+    )
     jobs = [
+        daily_job,
         dg.define_asset_job(
             "ingestion_job",
             selection=asset_keys(networks, INGESTION_ASSETS),
@@ -61,11 +74,23 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             selection=asset_keys(networks, MODEL_ASSETS),
             description="Train and register the alert scorer, alert ranker and cluster scorer.",
         ),
+        dg.define_asset_job(
+            "scoring_job",
+            selection=asset_keys(networks, SCORING_ASSETS),
+            description="Score, rank, explain and publish days whose features exist.",
+        ),
         import_transfers_job,
     ]
     return dg.Definitions(
         assets=assets,
         jobs=jobs,
+        schedules=[build_daily_schedule(daily_job, settings.schedule_hour)],
+        sensors=[
+            build_new_batch_sensor(daily_job, networks, DAILY_ASSETS, settings.sensor_lookback_days)
+        ],
+        # Steps run in the run's own process: a backfill chunk of 14 days is one process,
+        # not one per step (the machine has 2 cores; runs are what run in parallel).
+        executor=dg.in_process_executor,
         resources={
             "pipeline": PipelineConfig.from_settings(settings),
             "warehouse_io_manager": DuckDBParquetIOManager(data_root=settings.data_root),

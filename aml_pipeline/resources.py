@@ -44,6 +44,11 @@ class PipelineConfig(dg.ConfigurableResource):
     labels_as_of: str = Field(
         default="", description="Labels known on this ISO date are visible; empty = today UTC."
     )
+    explain_coverage: int = Field(
+        default=-1,
+        description="Alerts explained (tree SHAP) per day: -1 all, 0 none, N the N highest "
+        "scored (AML_EXPLAIN_COVERAGE).",
+    )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PipelineConfig:
@@ -57,6 +62,7 @@ class PipelineConfig(dg.ConfigurableResource):
             sim_seed=settings.sim_seed,
             partitions_start=settings.partitions_start,
             labels_as_of=settings.labels_as_of,
+            explain_coverage=settings.explain_coverage,
         )
 
     def storage(self) -> LocalStorage:

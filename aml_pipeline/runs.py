@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import dagster as dg
 
@@ -30,10 +30,12 @@ def run_range(
     end: dt.date,
     run_config: dict | None = None,
     asset_selection: Sequence[dg.AssetKey] | None = None,
+    on_chunk: Callable[[dt.date, dt.date, dg.ExecuteInProcessResult], None] | None = None,
 ) -> dg.ExecuteInProcessResult | None:
     """Materialize ``job`` over the range, one run per chunk; the first failed run's result,
-    or None when every chunk succeeded. Successful results are dropped at once: an
-    in-process result holds its outputs in memory."""
+    or None when every chunk succeeded. ``on_chunk`` sees each successful chunk's result
+    (progress); results are dropped at once: an in-process result holds its outputs in
+    memory."""
     for first, last in day_chunks(start, end):
         result = job.execute_in_process(
             instance=instance,
@@ -44,4 +46,6 @@ def run_range(
         )
         if not result.success:
             return result
+        if on_chunk is not None:
+            on_chunk(first, last, result)
     return None

@@ -11,6 +11,9 @@
 | AML_SIM_SEED          | 0              | simulator seed                                  |
 | AML_PARTITIONS_START  | 2025-01-01     | first day of the daily partitions               |
 | AML_LABELS_AS_OF      | (today, UTC)   | labels known on this date are visible (tests)   |
+| AML_EXPLAIN_COVERAGE  | -1             | alerts explained per day: -1 all, 0 none, N top |
+| AML_SCHEDULE_HOUR     | 2              | UTC hour of the daily scoring schedule          |
+| AML_SENSOR_LOOKBACK_DAYS | 7           | days the new-batch sensor looks back for gaps   |
 """
 
 from __future__ import annotations
@@ -27,6 +30,13 @@ SOURCES = ("simulated", "local")
 def _env(name: str, default: str) -> str:
     value = os.environ.get(name, "").strip()
     return value or default
+
+
+def _bounded_int(name: str, default: str, low: int, high: int) -> int:
+    value = int(_env(name, default))
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be between {low} and {high}, got {value}")
+    return value
 
 
 def parse_networks(text: str) -> list[str]:
@@ -53,6 +63,9 @@ class Settings:
     sim_seed: int
     partitions_start: str
     labels_as_of: str
+    explain_coverage: int = -1
+    schedule_hour: int = 2
+    sensor_lookback_days: int = 7
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -71,4 +84,7 @@ class Settings:
             sim_seed=int(_env("AML_SIM_SEED", "0")),
             partitions_start=start,
             labels_as_of=_env("AML_LABELS_AS_OF", ""),
+            explain_coverage=int(_env("AML_EXPLAIN_COVERAGE", "-1")),
+            schedule_hour=_bounded_int("AML_SCHEDULE_HOUR", "2", 0, 23),
+            sensor_lookback_days=_bounded_int("AML_SENSOR_LOOKBACK_DAYS", "7", 1, 366),
         )

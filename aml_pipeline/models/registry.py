@@ -13,6 +13,7 @@ from typing import Any
 
 import lightgbm as lgb
 
+from aml_pipeline.contract.files import sha256_hex
 from aml_pipeline.storage import Storage
 
 MODEL_KINDS = ("alert_scorer", "alert_ranker", "cluster_scorer")
@@ -31,6 +32,7 @@ class ModelNotFound(LookupError):
 class LoadedModel:
     booster: lgb.Booster
     entry: dict[str, Any]
+    sha256: str
 
     @property
     def version(self) -> str:
@@ -112,8 +114,8 @@ class ModelRegistry:
         entry = next((e for e in self.entries(kind) if e["version"] == version), None)
         if entry is None:
             raise ModelNotFound(f"{self.network} has no {kind} v{version}")
-        text = self.storage.read_bytes(self.model_key(kind, version)).decode()
-        return LoadedModel(lgb.Booster(model_str=text), entry)
+        data = self.storage.read_bytes(self.model_key(kind, version))
+        return LoadedModel(lgb.Booster(model_str=data.decode()), entry, sha256_hex(data))
 
 
 def check_schema(model: LoadedModel, columns: list[str]) -> None:

@@ -1,0 +1,264 @@
+"""Daily scoring assets of one network.
+
+``{network}__score`` is one step with four outputs: ``alert_scores``, ``alert_rankings``,
+``cluster_scores`` and ``scoring_manifest`` (which models, which inputs, how long). The
+``published_scores`` asset then writes the day's output directory
+``output/{network}/{date}/`` exactly as the seed lays it out, all files at once.
+"""
+
+import datetime as dt
+import json
+import time
+from collections.abc import Iterator
+
+import dagster as dg
+import pandas as pd
+
+from aml_pipeline.assets.ingestion import BACKFILL, partition_days
+from aml_pipeline.assets.metadata import frame_metadata
+from aml_pipeline.contract.files import parquet_bytes, sha256_hex
+from aml_pipeline.features.alert_features import CATEGORIES
+from aml_pipeline.features.cluster_features import CLUSTER_TYPES
+from aml_pipeline.ingestion import landed_dir, read_landed_meta
+from aml_pipeline.models.registry import MODEL_KINDS, LoadedModel, ModelNotFound, ModelRegistry
+from aml_pipeline.models.scoring import rank_frame, score_frame
+from aml_pipeline.provenance import code_version
+from aml_pipeline.resources import PipelineConfig
+
+SCORE_OUTPUTS = ("alert_scores", "alert_rankings", "cluster_scores", "scoring_manifest")
+OUTPUT_FILES = {
+    "alert_scores": "alert_scores.parquet",
+    "alert_rankings": "alert_rankings.parquet",
+    "cluster_scores": "cluster_scores.parquet",
+}
+PROCESSING_METADATA = "processing_metadata.json"
+_DESCRIPTIONS = {
+    "alert_scores": "P(SAR filed) per alert from the champion alert scorer, with its "
+    "per-alert latency and a tree-SHAP explanation (top features, signed contributions, "
+    "base value).",
+    "alert_rankings": "The day's alerts ordered by the champion ranker (rank 1 = most "
+    "suspicious; ties by alert_id).",
+    "cluster_scores": "P(any member SAR filed) per cluster from the champion cluster "
+    "scorer, with a tree-SHAP explanation.",
+    "scoring_manifest": "One row per day: the model versions and file hashes that scored "
+    "it, the run, the code version and the time of each stage.",
+}
+_COLUMN_TYPES = {"processing_date": "DATE", "window_days": "INTEGER", "rank": "INTEGER"}
+
+
+def output_dir(network: str, day: dt.date) -> str:
+    """The published directory of one network and day, relative to the data root."""
+    return f"output/{network}/{day.isoformat()}"
+
+
+def _load_champions(registry: ModelRegistry) -> dict[str, LoadedModel]:
+    try:
+        return {kind: registry.load(kind) for kind in MODEL_KINDS}
+    except ModelNotFound as exc:
+        raise dg.Failure(
+            description=f"{exc}. Train first: aml-pipeline train --network {registry.network} "
+            "--start-date D1 --end-date D2"
+        ) from exc
+
+
+def _stamp(frame: pd.DataFrame, network: str, day: dt.date, window_days: int) -> pd.DataFrame:
+    return frame.assign(
+        network=network,
+        processing_date=pd.Series([day] * len(frame), index=frame.index, dtype="object"),
+        window_days=pd.Series(window_days, index=frame.index, dtype="int32"),
+    )
+
+
+def _day(frame: pd.DataFrame, day: dt.date) -> pd.DataFrame:
+    return frame[frame["processing_date"] == day].reset_index(drop=True)
+
+
+def _schema_metadata() -> dict[str, dg.TableSchema]:
+    types = dg.TableSchema(
+        columns=[dg.TableColumn(name, type_) for name, type_ in _COLUMN_TYPES.items()]
+    )
+    return {"dagster/column_schema": types}
+
+
+def build_scoring_assets(
+    network: str, partitions: dg.PartitionsDefinition
+) -> list[dg.AssetsDefinition]:
+    """The scoring step and the publication asset of one network."""
+    group = f"{network}_scoring"
+
+    @dg.multi_asset(
+        name=f"{network}__score",
+        outs={
+            name: dg.AssetOut(
+                key=[network, name],
+                io_manager_key="warehouse_io_manager",
+                group_name=group,
+                kinds={"lightgbm", "parquet", "duckdb"},
+                description=_DESCRIPTIONS[name],
+                metadata=_schema_metadata(),
+            )
+            for name in SCORE_OUTPUTS
+        },
+        ins={
+            "alert_features": dg.AssetIn(key=[network, "alert_features"]),
+            "cluster_features": dg.AssetIn(key=[network, "cluster_features"]),
+        },
+        partitions_def=partitions,
+        backfill_policy=BACKFILL,
+    )
+    def score(
+        context: dg.AssetExecutionContext,
+        pipeline: PipelineConfig,
+        alert_features: pd.DataFrame,
+        cluster_features: pd.DataFrame,
+    ) -> Iterator[dg.Output]:
+        models = _load_champions(ModelRegistry(pipeline.storage(), network))
+        coverage = pipeline.explain_coverage
+        parts: dict[str, list[pd.DataFrame]] = {name: [] for name in SCORE_OUTPUTS}
+        for day in partition_days(context):
+            alerts, clusters = _day(alert_features, day), _day(cluster_features, day)
+            began = time.perf_counter()
+            scores = score_frame(models["alert_scorer"], alerts, "alert_id", CATEGORIES, coverage)
+            scored = time.perf_counter()
+            ranks = rank_frame(models["alert_ranker"], alerts)
+            ranked = time.perf_counter()
+            cluster_scores = score_frame(
+                models["cluster_scorer"],
+                clusters,
+                "cluster_id",
+                {"cluster_type": CLUSTER_TYPES},
+                coverage,
+            )
+            done = time.perf_counter()
+            for name, frame in (
+                ("alert_scores", scores),
+                ("alert_rankings", ranks),
+                ("cluster_scores", cluster_scores),
+            ):
+                parts[name].append(_stamp(frame, network, day, pipeline.window_days))
+            manifest = {
+                "processing_date": day,
+                "run_id": context.run.run_id,
+                "code_version": code_version(),
+                "explain_coverage": coverage,
+                "explained_alerts": int(scores["explain_json"].notna().sum()),
+                "alert_scoring_s": round(scored - began, 4),
+                "ranking_s": round(ranked - scored, 4),
+                "cluster_scoring_s": round(done - ranked, 4),
+                "scored_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            }
+            for kind, model in models.items():
+                manifest[f"{kind}_version"] = model.version
+                manifest[f"{kind}_sha256"] = model.sha256
+            parts["scoring_manifest"].append(pd.DataFrame([manifest]))
+        versions = {kind: model.version for kind, model in models.items()}
+        for name in SCORE_OUTPUTS:
+            frame = pd.concat(parts[name], ignore_index=True)
+            extra = {"model_versions": dg.MetadataValue.json(versions)}
+            if "score" in frame and len(frame):
+                extra["mean_score"] = float(frame["score"].mean())
+            yield dg.Output(frame, output_name=name, metadata=frame_metadata(frame, **extra))
+
+    @dg.asset(
+        key=[network, "published_scores"],
+        group_name=group,
+        partitions_def=partitions,
+        backfill_policy=BACKFILL,
+        kinds={"parquet", "json"},
+        ins={name: dg.AssetIn(key=[network, name]) for name in SCORE_OUTPUTS},
+        deps=[dg.AssetKey([network, "landed_batch"])],
+        description=f"The day's results published to output/{network}/{{date}}/: "
+        "alert_scores.parquet, alert_rankings.parquet, cluster_scores.parquet and "
+        "processing_metadata.json (inputs and their checksums, models and their hashes, "
+        "outputs and theirs, stage timings, run, code version). All files appear together "
+        "or not at all; a failed re-run leaves the published day as it was.",
+    )
+    def published_scores(
+        context: dg.AssetExecutionContext,
+        pipeline: PipelineConfig,
+        alert_scores: pd.DataFrame,
+        alert_rankings: pd.DataFrame,
+        cluster_scores: pd.DataFrame,
+        scoring_manifest: pd.DataFrame,
+    ) -> dg.MaterializeResult:
+        storage = pipeline.storage()
+        frames = {
+            "alert_scores": alert_scores,
+            "alert_rankings": alert_rankings,
+            "cluster_scores": cluster_scores,
+        }
+        counts = {}
+        for day in partition_days(context):
+            began = time.perf_counter()
+            files = {OUTPUT_FILES[name]: parquet_bytes(_day(f, day)) for name, f in frames.items()}
+            manifest = _day(scoring_manifest, day).iloc[0].to_dict()
+            meta = processing_metadata(
+                network,
+                day,
+                pipeline,
+                manifest,
+                {name: len(_day(f, day)) for name, f in frames.items()},
+                files,
+            )
+            meta["timings_s"]["publish"] = round(time.perf_counter() - began, 4)
+            files[PROCESSING_METADATA] = (json.dumps(meta, indent=2, default=str) + "\n").encode()
+            storage.publish_dir(output_dir(network, day), files)
+            counts[day.isoformat()] = meta["outputs"]["alert_scores.parquet"]["rows"]
+        return dg.MaterializeResult(
+            metadata={
+                "path": dg.MetadataValue.path(str(storage.local_path(f"output/{network}"))),
+                "alerts_published": dg.MetadataValue.json(counts),
+            }
+        )
+
+    return [score, published_scores]
+
+
+def processing_metadata(
+    network: str,
+    day: dt.date,
+    pipeline: PipelineConfig,
+    manifest: dict,
+    rows: dict[str, int],
+    files: dict[str, bytes],
+) -> dict:
+    """processing_metadata.json: what went in (with checksums), which models, what came
+    out (with checksums), how long each stage took, and which run and code did it."""
+    batch = read_landed_meta(pipeline.input_storage(), network, day)
+    return {
+        "network": network,
+        "processing_date": day.isoformat(),
+        "window_days": pipeline.window_days,
+        "status": "published",
+        "run_id": manifest["run_id"],
+        "code_version": manifest["code_version"],
+        "scored_at": manifest["scored_at"],
+        "published_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "inputs": {
+            "batch_id": batch.get("batch_id"),
+            "directory": landed_dir(network, day),
+            "counts": batch.get("counts", {}),
+            "sha256": batch.get("sha256", {}),
+        },
+        "models": {
+            kind: {
+                "version": manifest[f"{kind}_version"],
+                "file": f"trained_models/{network}/{kind}_v{manifest[f'{kind}_version']}.txt",
+                "sha256": manifest[f"{kind}_sha256"],
+            }
+            for kind in MODEL_KINDS
+        },
+        "outputs": {
+            OUTPUT_FILES[name]: {
+                "rows": rows[name],
+                "sha256": sha256_hex(files[OUTPUT_FILES[name]]),
+            }
+            for name in OUTPUT_FILES
+        },
+        "explain_coverage": int(manifest["explain_coverage"]),
+        "explained_alerts": int(manifest["explained_alerts"]),
+        "timings_s": {
+            stage: float(manifest[f"{stage}_s"])
+            for stage in ("alert_scoring", "ranking", "cluster_scoring")
+        },
+    }

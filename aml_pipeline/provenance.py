@@ -1,0 +1,21 @@
+"""Which code produced an output: the package version plus a hash of its source files."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from pathlib import Path
+
+import aml_pipeline
+
+_PACKAGE = Path(aml_pipeline.__file__).resolve().parent
+
+
+@functools.cache
+def code_version() -> str:
+    """``{version}+{sha256 of the package's .py files, first 12 hex digits}``."""
+    digest = hashlib.sha256()
+    for path in sorted(_PACKAGE.rglob("*.py")):
+        digest.update(path.relative_to(_PACKAGE).as_posix().encode())
+        digest.update(path.read_bytes())
+    return f"{aml_pipeline.__version__}+{digest.hexdigest()[:12]}"
