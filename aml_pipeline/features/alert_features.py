@@ -124,29 +124,45 @@ def encode(values: pd.Series, column: str) -> np.ndarray:
     )
 
 
+def list_length(values: object) -> float:
+    """Length of a list cell; NaN for a missing one."""
+    return float(len(values)) if values is not None and not isinstance(values, float) else np.nan
+
+
+def cluster_members(clusters: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(cluster row position, alert_id) for every member alert of every cluster: an
+    ``explode`` of ``related_alert_ids`` without copying the other columns."""
+    lists = [
+        () if ids is None or isinstance(ids, float) else ids
+        for ids in clusters["related_alert_ids"]
+    ]
+    rows = np.repeat(np.arange(len(lists)), [len(ids) for ids in lists])
+    alert_ids = np.array([a for ids in lists for a in ids], dtype=object)
+    return rows, alert_ids
+
+
 def _cluster_features(alerts: pd.DataFrame, clusters: pd.DataFrame) -> pd.DataFrame:
     empty = pd.DataFrame(index=alerts["alert_id"], columns=list(CLUSTER_FEATURES), dtype=float)
     if clusters.empty or alerts.empty:
         return empty.fillna(
             {"cluster_count": 0, "in_pattern_cluster": 0, "in_network_cluster": 0}
         ).reset_index(drop=True)
-    member = clusters[
-        [
-            "cluster_id",
-            "cluster_type",
-            "related_alert_ids",
-            "total_alerts",
-            "addresses_involved",
-            "total_volume_usd",
-            "severity_max",
-            "confidence_avg",
-        ]
-    ].explode("related_alert_ids")
-    member = member.rename(columns={"related_alert_ids": "alert_id"})
-    member["n_addresses"] = member["addresses_involved"].map(
-        lambda a: len(a) if a is not None else np.nan
+    per_cluster = pd.DataFrame(
+        {
+            "cluster_type": clusters["cluster_type"].to_numpy(dtype=object),
+            "total_alerts": pd.to_numeric(clusters["total_alerts"]).to_numpy(dtype=float),
+            "n_addresses": [list_length(a) for a in clusters["addresses_involved"]],
+            "total_volume_usd": pd.to_numeric(clusters["total_volume_usd"]).to_numpy(dtype=float),
+            "severity_max": clusters["severity_max"].to_numpy(dtype=object),
+            "confidence_avg": pd.to_numeric(clusters["confidence_avg"]).to_numpy(dtype=float),
+        }
     )
+    rows, alert_ids = cluster_members(clusters)
+    member = per_cluster.iloc[rows].reset_index(drop=True)
+    member["alert_id"] = alert_ids
     member["severity_rank"] = member["severity_max"].map(SEVERITY_RANK)
+    member["is_pattern"] = (member["cluster_type"] == "pattern").astype(float)
+    member["is_network"] = (member["cluster_type"] == "network").astype(float)
     volume = alerts.set_index("alert_id")["volume_usd"]
     member["share"] = member["alert_id"].map(volume) / member["total_volume_usd"].where(
         member["total_volume_usd"] > 0
@@ -161,12 +177,8 @@ def _cluster_features(alerts: pd.DataFrame, clusters: pd.DataFrame) -> pd.DataFr
             "cluster_max_severity": grouped["severity_rank"].max(),
             "cluster_mean_confidence": grouped["confidence_avg"].mean(),
             "cluster_volume_share": grouped["share"].max(),
-            "in_pattern_cluster": grouped["cluster_type"].agg(
-                lambda t: float((t == "pattern").any())
-            ),
-            "in_network_cluster": grouped["cluster_type"].agg(
-                lambda t: float((t == "network").any())
-            ),
+            "in_pattern_cluster": grouped["is_pattern"].max(),
+            "in_network_cluster": grouped["is_network"].max(),
         }
     )
     out = out.reindex(alerts["alert_id"])

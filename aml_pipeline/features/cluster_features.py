@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from aml_pipeline.features.alert_features import CATEGORIES, OTHER, SEVERITY_RANK
+from aml_pipeline.features.alert_features import (
+    CATEGORIES,
+    OTHER,
+    SEVERITY_RANK,
+    cluster_members,
+    list_length,
+)
 
 CLUSTER_TYPES = ("same_entity", "pattern", "network", "time_proximity", OTHER)
 #: Member alert features summarized per cluster by their mean and maximum.
@@ -44,29 +50,29 @@ def build_cluster_features(clusters: pd.DataFrame, alert_features: pd.DataFrame)
     lookup = {v: i for i, v in enumerate(CLUSTER_TYPES)}
     out["cluster_type"] = [lookup.get(t, lookup[OTHER]) for t in clusters["cluster_type"]]
     out["total_alerts"] = pd.to_numeric(clusters["total_alerts"]).astype(float)
-    out["address_count"] = clusters["addresses_involved"].map(
-        lambda a: float(len(a)) if a is not None and not isinstance(a, float) else np.nan
-    )
+    out["address_count"] = [list_length(a) for a in clusters["addresses_involved"]]
     out["log_total_volume_usd"] = np.log1p(
         pd.to_numeric(clusters["total_volume_usd"]).clip(lower=0).astype(float)
     )
     out["severity_max"] = clusters["severity_max"].map(SEVERITY_RANK).astype(float)
     out["confidence_avg"] = pd.to_numeric(clusters["confidence_avg"]).astype(float)
 
-    members = clusters[["cluster_id", "related_alert_ids"]].explode("related_alert_ids")
-    members = members.rename(columns={"related_alert_ids": "alert_id"}).merge(
+    rows, alert_ids = cluster_members(clusters)
+    members = pd.DataFrame(
+        {"cluster_id": clusters["cluster_id"].to_numpy(dtype=object)[rows], "alert_id": alert_ids}
+    ).merge(
         alert_features[["alert_id", *MEMBER_COLUMNS, "typology_type"]], on="alert_id", how="left"
     )
+    for code, typology in enumerate(TYPOLOGIES):
+        members[f"typology_{typology.lower()}"] = (members["typology_type"] == code).astype(float)
     grouped = members.groupby("cluster_id")
     aggregates = {}
     for column in MEMBER_COLUMNS:
         aggregates[f"mean_{column}"] = grouped[column].mean()
         aggregates[f"max_{column}"] = grouped[column].max()
     aggregates["distinct_typologies"] = grouped["typology_type"].nunique()
-    for code, typology in enumerate(TYPOLOGIES):
-        aggregates[f"typology_{typology.lower()}"] = grouped["typology_type"].agg(
-            lambda t, c=code: float((t == c).sum())
-        )
+    for typology in TYPOLOGIES:
+        aggregates[f"typology_{typology.lower()}"] = grouped[f"typology_{typology.lower()}"].sum()
     table = pd.DataFrame(aggregates).reindex(clusters["cluster_id"]).reset_index(drop=True)
     out = pd.concat([out, table.astype("float64")], axis=1)
     for column in CLUSTER_FEATURE_COLUMNS:

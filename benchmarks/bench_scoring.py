@@ -1,0 +1,259 @@
+"""Scoring benchmarks (``make bench``).
+
+1. One day of 100,000 alerts: features, scores, ranks, cluster scores and the published
+   files, without explanations; then exact tree-SHAP explanation throughput on its own.
+   The day is a simulated day's alerts (small profile) replicated under new ids.
+2. A 30-day backfill of simulated days through Dagster (``aml-pipeline score``: chunked
+   runs, in-process executor) next to a plain Python loop calling the same functions
+   (fetch, validate, land, features, score, publish) without Dagster. Each runs in its
+   own process on a fresh data root with the same trained models.
+
+Both need champion models: the benchmark first lands and trains 2025-03-01..08 like the
+tests do (small profile, labels as of 2025-05-01).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+NETWORK = "ethereum"
+BACKFILL = (dt.date(2025, 3, 9), dt.date(2025, 4, 7))
+DAY_ALERTS = 100_000
+
+
+def _env(root: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DAGSTER_HOME": str(root),
+        "AML_DATA_ROOT": str(root / "data"),
+        "AML_SIM_PROFILE": "small",
+        "AML_LABELS_AS_OF": "2025-05-01",
+    }
+
+
+def _cli(root: Path, *args: str) -> float:
+    began = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "aml_pipeline.cli", *args],
+        env=_env(root),
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return time.perf_counter() - began
+
+
+def _project(root: Path) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    return root
+
+
+def prepare(root: Path) -> None:
+    """Land and train 2025-03-01..08 in ``root`` (champion models for the benchmarks)."""
+    span = ["--network", NETWORK, "--start-date", "2025-03-01", "--end-date", "2025-03-08"]
+    _cli(_project(root), "download", *span)
+    _cli(root, "train", *span)
+
+
+def _replicate(tables: dict[str, pd.DataFrame], copies: int) -> dict[str, pd.DataFrame]:
+    """The day's alerts and clusters ``copies`` times under new ids (same addresses)."""
+    alerts, clusters = tables["alerts"], tables["clusters"]
+    out_alerts, out_clusters = [], []
+    for k in range(copies):
+        out_alerts.append(alerts.assign(alert_id=alerts["alert_id"] + f"-{k}"))
+        out_clusters.append(
+            clusters.assign(
+                cluster_id=clusters["cluster_id"] + f"-{k}",
+                related_alert_ids=clusters["related_alert_ids"].map(
+                    lambda ids, k=k: [f"{a}-{k}" for a in ids]
+                ),
+            )
+        )
+    return {
+        **tables,
+        "alerts": pd.concat(out_alerts, ignore_index=True),
+        "clusters": pd.concat(out_clusters, ignore_index=True),
+    }
+
+
+def bench_day(root: Path) -> dict:
+    """Score one 100,000-alert day end to end; then explanation throughput."""
+    from aml_pipeline.contract.files import parquet_bytes
+    from aml_pipeline.contract.schema import BATCH_TABLES
+    from aml_pipeline.features.alert_features import (
+        CATEGORIES,
+        build_alert_features,
+        build_alert_history,
+    )
+    from aml_pipeline.features.cluster_features import CLUSTER_TYPES, build_cluster_features
+    from aml_pipeline.ingestion import read_landed_table
+    from aml_pipeline.models.registry import ModelRegistry
+    from aml_pipeline.models.scoring import rank_frame, score_frame
+    from aml_pipeline.storage import LocalStorage
+
+    storage = LocalStorage(root / "data")
+    landed = LocalStorage(root / "data" / "input")
+    day = dt.date(2025, 3, 8)
+    tables = {t.name: read_landed_table(landed, NETWORK, day, t) for t in BATCH_TABLES}
+    prior = pd.concat(
+        read_landed_table(landed, NETWORK, day - dt.timedelta(i), BATCH_TABLES[0])
+        for i in range(1, 8)
+    )
+    tables = _replicate(tables, -(-DAY_ALERTS // len(tables["alerts"])))
+    tables["alerts"] = tables["alerts"].iloc[:DAY_ALERTS]
+    registry = ModelRegistry(storage, NETWORK)
+    models = {k: registry.load(k) for k in ("alert_scorer", "alert_ranker", "cluster_scorer")}
+
+    began = time.perf_counter()
+    history = build_alert_history(prior, day)
+    features = build_alert_features(
+        tables["alerts"], tables["features"], tables["clusters"], history
+    )
+    featured = time.perf_counter()
+    clusters = build_cluster_features(tables["clusters"], features)
+    scores = score_frame(models["alert_scorer"], features, "alert_id", CATEGORIES, 0)
+    ranks = rank_frame(models["alert_ranker"], features)
+    cluster_scores = score_frame(
+        models["cluster_scorer"], clusters, "cluster_id", {"cluster_type": CLUSTER_TYPES}, 0
+    )
+    scored = time.perf_counter()
+    storage.publish_dir(
+        "bench_output/day",
+        {
+            "alert_scores.parquet": parquet_bytes(scores),
+            "alert_rankings.parquet": parquet_bytes(ranks),
+            "cluster_scores.parquet": parquet_bytes(cluster_scores),
+        },
+    )
+    written = time.perf_counter()
+
+    sample = features.iloc[:20_000]
+    explain_began = time.perf_counter()
+    explained = score_frame(models["alert_scorer"], sample, "alert_id", CATEGORIES, -1)
+    explain_s = time.perf_counter() - explain_began
+    assert explained["explain_json"].notna().all()
+    return {
+        "alerts": len(features),
+        "clusters": len(clusters),
+        "alert_scorer_trees": models["alert_scorer"].booster.num_trees(),
+        "features_s": round(featured - began, 2),
+        "score_rank_clusters_s": round(scored - featured, 2),
+        "write_s": round(written - scored, 2),
+        "total_without_explanations_s": round(written - began, 2),
+        "explained_alerts_per_s": round(len(sample) / explain_s),
+        "mean_latency_ms_without_explanations": round(float(scores["latency_ms"].mean()), 4),
+        "mean_latency_ms_with_explanations": round(float(explained["latency_ms"].mean()), 4),
+    }
+
+
+def plain_loop(root: Path, start: dt.date, end: dt.date) -> None:
+    """The daily work for each day without Dagster: the functions the assets call."""
+    from aml_pipeline.assets.scoring import output_dir
+    from aml_pipeline.contract.files import parquet_bytes
+    from aml_pipeline.contract.schema import BATCH_TABLES
+    from aml_pipeline.features.alert_features import (
+        CATEGORIES,
+        build_alert_features,
+        build_alert_history,
+    )
+    from aml_pipeline.features.cluster_features import CLUSTER_TYPES, build_cluster_features
+    from aml_pipeline.ingestion import fetch_and_validate, land, read_landed_table
+    from aml_pipeline.models.registry import ModelRegistry
+    from aml_pipeline.models.scoring import rank_frame, score_frame
+    from aml_pipeline.resources import PipelineConfig
+    from aml_pipeline.settings import Settings
+
+    os.environ.update(_env(root))
+    pipeline = PipelineConfig.from_settings(Settings.from_env())
+    source, storage, landed = pipeline.source(), pipeline.storage(), pipeline.input_storage()
+    registry = ModelRegistry(storage, NETWORK)
+    models = {k: registry.load(k) for k in ("alert_scorer", "alert_ranker", "cluster_scorer")}
+    prior: list[pd.DataFrame] = []
+    day = start
+    while day <= end:
+        checked = fetch_and_validate(source, NETWORK, [day], pipeline.window_days)[0]
+        land(landed, checked)
+        tables = {t.name: read_landed_table(landed, NETWORK, day, t) for t in BATCH_TABLES}
+        source.fetch_labels(NETWORK, day, pipeline.window_days, pipeline.as_of())
+        history = build_alert_history(pd.concat(prior) if prior else tables["alerts"].iloc[:0], day)
+        features = build_alert_features(
+            tables["alerts"], tables["features"], tables["clusters"], history
+        )
+        clusters = build_cluster_features(tables["clusters"], features)
+        files = {
+            "alert_scores.parquet": parquet_bytes(
+                score_frame(models["alert_scorer"], features, "alert_id", CATEGORIES, -1)
+            ),
+            "alert_rankings.parquet": parquet_bytes(rank_frame(models["alert_ranker"], features)),
+            "cluster_scores.parquet": parquet_bytes(
+                score_frame(
+                    models["cluster_scorer"],
+                    clusters,
+                    "cluster_id",
+                    {"cluster_type": CLUSTER_TYPES},
+                    -1,
+                )
+            ),
+        }
+        storage.publish_dir(output_dir(NETWORK, day), files)
+        prior = [*prior[-29:], tables["alerts"]]
+        day += dt.timedelta(1)
+
+
+def bench_backfill(trained: Path, work: Path) -> dict:
+    """30 days through Dagster vs the plain loop, each in a fresh process and data root."""
+    span = [str(d) for d in BACKFILL]
+    results = {}
+    for mode in ("plain", "dagster"):
+        root = _project(work / mode)
+        shutil.copytree(trained / "data" / "trained_models", root / "data" / "trained_models")
+        if mode == "dagster":
+            seconds = _cli(root, "score", "--network", NETWORK, "--start-date", span[0],
+                           "--end-date", span[1])  # fmt: skip
+        else:
+            began = time.perf_counter()
+            subprocess.run(
+                [sys.executable, "-m", "benchmarks.bench_scoring", "--plain", str(root), *span],
+                env=_env(root),
+                check=True,
+            )
+            seconds = time.perf_counter() - began
+        published = len(list((root / "data" / "output" / NETWORK).iterdir()))
+        results[mode] = {"seconds": round(seconds, 1), "days_published": published}
+    results["ratio"] = round(results["dagster"]["seconds"] / results["plain"]["seconds"], 3)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--workdir", default=None, help="keep the data here")
+    parser.add_argument(
+        "--plain", nargs=3, metavar=("ROOT", "START", "END"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args()
+    if args.plain:
+        root, start, end = args.plain
+        plain_loop(Path(root), dt.date.fromisoformat(start), dt.date.fromisoformat(end))
+        return
+    with contextlib.ExitStack() as stack:
+        work = Path(args.workdir or stack.enter_context(tempfile.TemporaryDirectory()))
+        trained = work / "trained"
+        prepare(trained)
+        print(json.dumps({"day_100k_alerts": bench_day(trained)}), flush=True)
+        print(json.dumps({"backfill_30_days": bench_backfill(trained, work)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
