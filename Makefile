@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The Dagster instance is the project root's dagster.yaml; its state lives in data/dagster_home.
 export DAGSTER_HOME := $(CURDIR)
 
-.PHONY: install demo test lint ui bench quality clean-data
+.PHONY: install demo test lint ui api bench quality clean-data
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,12 +28,17 @@ lint: install
 bench: install
 	$(BIN)/python -m benchmarks.bench_simulator
 	$(BIN)/python -m benchmarks.bench_training
+	$(BIN)/python -m benchmarks.bench_scoring
+	$(BIN)/python -m benchmarks.bench_api
 
 quality: install
 	$(BIN)/python -m benchmarks.bench_quality
 
 ui: install
 	$(BIN)/dagster dev -w workspace.yaml
+
+api: install
+	$(BIN)/aml-pipeline serve
 
 clean-data:
 	rm -rf data/input data/warehouse data/output data/trained_models data/validation_results data/dagster_home

@@ -1,5 +1,6 @@
-"""When the daily job runs by itself: a schedule for yesterday and a sensor that runs
-every newly available (or missed) batch. Both are stopped until turned on in the UI."""
+"""When the daily job runs by itself: a schedule for yesterday, a sensor that runs every
+newly available (or missed) batch, and a sensor that refreshes old days' labels and tier 3
+evaluations as ground truth arrives. All are stopped until turned on in the UI."""
 
 import datetime as dt
 from typing import TYPE_CHECKING
@@ -105,3 +106,61 @@ def build_new_batch_sensor(
         return dg.SensorResult(skip_reason=dg.SkipReason(reason))
 
     return new_batch_sensor
+
+
+#: Days after a processing date at which its labels are fetched again (T+tau). Labels
+#: arrive weeks later; Dagster's eager/on-cron conditions only target the latest day.
+LABEL_HORIZONS = (7, 14, 30, 60, 90)
+
+
+def label_refreshes(
+    published: set[str], today: dt.date, horizons: tuple[int, ...] = LABEL_HORIZONS
+) -> list[tuple[str, int]]:
+    """(day, horizon) for each published day that has reached a horizon: the latest one
+    it reached, so every horizon refreshes a day once and missed ticks catch up."""
+    due = []
+    for day in sorted(published):
+        age = (today - dt.date.fromisoformat(day)).days
+        reached = [h for h in horizons if h <= age]
+        if reached and age <= horizons[-1]:
+            due.append((day, reached[-1]))
+    return due
+
+
+def build_label_arrival_sensor(
+    job: "UnresolvedAssetJobDefinition", networks: list[str]
+) -> dg.SensorDefinition:
+    """A sensor that re-fetches a published day's ground truth and re-runs its tier 3
+    evaluation at T+7, 14, 30, 60 and 90 days, one run per day and horizon."""
+
+    @dg.sensor(
+        name="label_arrival_sensor",
+        job=job,
+        minimum_interval_seconds=3600,
+        default_status=dg.DefaultSensorStatus.STOPPED,
+        description="Refreshes ground_truth and tier3_evaluation of published days at "
+        f"T+{', '.join(map(str, LABEL_HORIZONS))} days, as labels arrive.",
+    )
+    def label_arrival_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        requests = []
+        for network in networks:
+            published = context.instance.get_materialized_partitions(
+                dg.AssetKey([network, "published_scores"])
+            )
+            for day, horizon in label_refreshes(published, utc_today()):
+                requests.append(
+                    dg.RunRequest(
+                        run_key=f"{network}:{day}:labels:T+{horizon}",
+                        partition_key=day,
+                        asset_selection=[
+                            dg.AssetKey([network, "ground_truth"]),
+                            dg.AssetKey([network, "tier3_evaluation"]),
+                        ],
+                        tags={"network": network, "label_horizon_days": str(horizon)},
+                    )
+                )
+        if requests:
+            return dg.SensorResult(run_requests=requests)
+        return dg.SensorResult(skip_reason=dg.SkipReason("no published day reached a horizon"))
+
+    return label_arrival_sensor

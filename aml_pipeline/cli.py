@@ -287,14 +287,20 @@ def train(args: argparse.Namespace) -> int:
 def _score(network: str, start: dt.date, end: dt.date, ingest: bool) -> int:
     """Run the daily job's assets of ``network`` over the range in chunks of at most
     MAX_DAYS_PER_RUN days (ingestion too unless ``ingest`` is false), printing progress."""
-    from aml_pipeline.definitions import DAILY_ASSETS, FEATURE_ASSETS, SCORING_ASSETS, asset_keys
+    from aml_pipeline.definitions import (
+        DAILY_ASSETS,
+        EVALUATION_ASSETS,
+        FEATURE_ASSETS,
+        SCORING_ASSETS,
+        asset_keys,
+    )
 
     settings = Settings.from_env()
     if network not in settings.networks:
         raise SystemExit(
             f"network {network!r} is not configured (AML_NETWORKS={','.join(settings.networks)})"
         )
-    names = DAILY_ASSETS if ingest else (*FEATURE_ASSETS, *SCORING_ASSETS)
+    names = DAILY_ASSETS if ingest else (*FEATURE_ASSETS, *SCORING_ASSETS, *EVALUATION_ASSETS)
     defs = _definitions(settings)
     total = len(_days(start, end))
     done = 0
@@ -328,6 +334,59 @@ def _score(network: str, start: dt.date, end: dt.date, ingest: bool) -> int:
 def score(args: argparse.Namespace) -> int:
     """Score and publish a date range (a backfill): ingest, features, score, publish."""
     return _score(args.network, args.start_date, args.end_date, ingest=not args.no_ingest)
+
+
+def validate(args: argparse.Namespace) -> int:
+    """A/B test two alert-scorer files with the validators' tiers 1-3 (the seed's
+    validate_models.py); writes the JSON, comparison_report.md and its plots."""
+    from aml_pipeline.validation.ab_test import run_ab_test
+
+    _days(args.start_date, args.end_date)
+    try:
+        result = run_ab_test(
+            Path(args.model_a),
+            Path(args.model_b),
+            Path(args.test_data),
+            args.start_date,
+            args.end_date,
+            Path(args.ground_truth),
+            Path(args.output),
+            n_resamples=args.resamples,
+            seed=args.seed,
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"validation failed: {exc}", file=sys.stderr)
+        return 1
+    for name, aggregate in result["aggregate"].items():
+        pooled = aggregate["tier3"]["pooled"]["metrics"]
+        tiers = ", ".join(
+            f"{part} {aggregate[part]['mean_score']:.3f}"
+            for part in ("tier1", "tier2", "tier3", "total")
+            if aggregate[part]["mean_score"] is not None
+        )
+        aucs = ", ".join(f"{m} {pooled[m]:.3f}" for m in ("auc_roc", "auc_pr") if pooled.get(m))
+        print(f"  {name}: {tiers}; pooled {aucs}")
+    print(f"winner: {result['winner']}\n{result['recommendation']}")
+    print(f"written: {args.output} and {Path(args.output).parent / 'comparison_report.md'}")
+    return 0
+
+
+def promote(args: argparse.Namespace) -> int:
+    """Make a registered model version the champion used for scoring (recorded)."""
+    from aml_pipeline.models.registry import ModelNotFound, ModelRegistry
+    from aml_pipeline.storage import LocalStorage
+
+    registry = ModelRegistry(LocalStorage(Settings.from_env().data_root), args.network)
+    try:
+        record = registry.promote(args.kind, args.version, args.reason)
+    except ModelNotFound as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    print(
+        f"{args.network} {args.kind}: champion v{record['previous']} -> v{record['version']} "
+        f"(recorded in {registry.folder}/model_metadata.json)"
+    )
+    return 0
 
 
 def import_transfers_command(args: argparse.Namespace) -> int:
@@ -454,6 +513,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="use the batches already landed instead of fetching them again",
     )
     sc.set_defaults(func=score)
+
+    va = commands.add_parser(
+        "validate", help="A/B test two models with the validators' tiers 1-3 (a report)"
+    )
+    va.add_argument("--model-a", required=True, help="baseline model file (LightGBM .txt)")
+    va.add_argument("--model-b", required=True, help="challenger model file")
+    va.add_argument(
+        "--test-data", required=True, help="directory of {date}/ batches, e.g. data/input/NET"
+    )
+    va.add_argument("--start-date", required=True, type=_date)
+    va.add_argument("--end-date", required=True, type=_date)
+    va.add_argument("--ground-truth", required=True, help="Parquet/CSV with alert_id, is_sar_filed")
+    va.add_argument("--output", required=True, help="comparison JSON; the report goes beside it")
+    va.add_argument("--resamples", type=int, default=1000, help="paired bootstrap resamples")
+    va.add_argument("--seed", type=int, default=0)
+    va.set_defaults(func=validate)
+
+    pr = commands.add_parser("promote", help="make a model version the champion")
+    pr.add_argument("--network", required=True)
+    pr.add_argument(
+        "--kind", required=True, choices=["alert_scorer", "alert_ranker", "cluster_scorer"]
+    )
+    pr.add_argument("--version", required=True, help="e.g. 1.1.0")
+    pr.add_argument("--reason", default="", help="recorded with the promotion")
+    pr.set_defaults(func=promote)
 
     dm = commands.add_parser("demo", help="run the pipeline on the last days of the source")
     dm.add_argument("--days", type=int, default=21)

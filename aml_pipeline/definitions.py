@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import dagster as dg
 
+from aml_pipeline.assets.comparison import build_comparison_asset
+from aml_pipeline.assets.evaluation import EVALUATION_ASSETS, build_evaluation_assets
 from aml_pipeline.assets.features import build_feature_assets
 from aml_pipeline.assets.ingestion import build_ingestion_assets
 from aml_pipeline.assets.scoring import SCORE_OUTPUTS, build_scoring_assets
 from aml_pipeline.assets.training import build_model_assets
-from aml_pipeline.automation import build_daily_schedule, build_new_batch_sensor
+from aml_pipeline.automation import (
+    build_daily_schedule,
+    build_label_arrival_sensor,
+    build_new_batch_sensor,
+)
 from aml_pipeline.io_manager import DuckDBParquetIOManager
 from aml_pipeline.jobs import import_transfers_job
 from aml_pipeline.partitions import daily_partitions
@@ -28,7 +34,7 @@ FEATURE_ASSETS = ("alert_history", "alert_features", "cluster_features")
 MODEL_ASSETS = ("alert_scorer", "alert_ranker", "cluster_scorer")
 SCORING_ASSETS = (*SCORE_OUTPUTS, "published_scores")
 #: What the daily job materializes for a day (training is separate).
-DAILY_ASSETS = (*INGESTION_ASSETS, *FEATURE_ASSETS, *SCORING_ASSETS)
+DAILY_ASSETS = (*INGESTION_ASSETS, *FEATURE_ASSETS, *SCORING_ASSETS, *EVALUATION_ASSETS)
 
 
 def asset_keys(networks: list[str], names: tuple[str, ...]) -> list[dg.AssetKey]:
@@ -47,6 +53,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             *build_feature_assets(network, partitions),
             *build_model_assets(network),
             *build_scoring_assets(network, partitions),
+            *build_evaluation_assets(network, partitions),
+            build_comparison_asset(network),
         )
     ]
     networks = settings.networks
@@ -76,8 +84,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         ),
         dg.define_asset_job(
             "scoring_job",
-            selection=asset_keys(networks, SCORING_ASSETS),
-            description="Score, rank, explain and publish days whose features exist.",
+            selection=asset_keys(networks, (*SCORING_ASSETS, *EVALUATION_ASSETS)),
+            description="Score, rank, explain, validate (tiers 1-3) and publish days whose "
+            "features exist.",
         ),
         import_transfers_job,
     ]
@@ -86,7 +95,10 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         jobs=jobs,
         schedules=[build_daily_schedule(daily_job, settings.schedule_hour)],
         sensors=[
-            build_new_batch_sensor(daily_job, networks, DAILY_ASSETS, settings.sensor_lookback_days)
+            build_new_batch_sensor(
+                daily_job, networks, DAILY_ASSETS, settings.sensor_lookback_days
+            ),
+            build_label_arrival_sensor(daily_job, networks),
         ],
         # Steps run in the run's own process: a backfill chunk of 14 days is one process,
         # not one per step (the machine has 2 cores; runs are what run in parallel).

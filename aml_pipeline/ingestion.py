@@ -14,7 +14,7 @@ import pandas as pd
 
 from aml_pipeline.contract.conform import conform_table, read_parquet_bytes
 from aml_pipeline.contract.files import build_meta, sha256_hex
-from aml_pipeline.contract.schema import BATCH_TABLES, META_FILE, TableSpec
+from aml_pipeline.contract.schema import BATCH_TABLES, META_FILE, PATTERN_TRAPS_FILE, TableSpec
 from aml_pipeline.contract.validation import BatchRefused, ValidationReport, validate_batch
 from aml_pipeline.sources.base import BatchSource, FetchedBatch
 from aml_pipeline.storage import Storage
@@ -63,12 +63,15 @@ def land(storage: Storage, checked: CheckedBatch) -> dict[str, str]:
     """Publish a validated batch to ``{network}/{date}/`` in one atomic swap.
 
     Source files are kept byte for byte. A batch that came without an upstream META.json
-    gets one computed over its files. Returns the landed files' sha256 digests.
+    gets one computed over its data files (Parquet and pattern traps). Returns the landed
+    files' sha256 digests.
     """
     batch, report = checked.batch, checked.report
     files = dict(batch.files)
     if META_FILE not in files:
-        data_files = {n: b for n, b in files.items() if n.endswith(".parquet")}
+        data_files = {
+            n: b for n, b in files.items() if n.endswith(".parquet") or n == PATTERN_TRAPS_FILE
+        }
         files[META_FILE] = build_meta(
             batch.network,
             batch.processing_date.isoformat(),
@@ -109,6 +112,20 @@ def verify_landed(storage: Storage, network: str, day: dt.date) -> list[str]:
 def read_landed_meta(storage: Storage, network: str, day: dt.date) -> dict:
     """The landed batch's META.json."""
     return json.loads(storage.read_bytes(f"{landed_dir(network, day)}/{META_FILE}"))
+
+
+def read_landed_traps(storage: Storage, network: str, day: dt.date) -> list[dict]:
+    """The landed batch's pattern traps as ``[{"alert_id", "expected_score"}, ...]``;
+    empty when the batch came without ``pattern_traps.json``."""
+    key = f"{landed_dir(network, day)}/{PATTERN_TRAPS_FILE}"
+    if not storage.exists(key):
+        return []
+    traps = json.loads(storage.read_bytes(key))
+    if isinstance(traps, dict):  # the {"traps": [...]} form
+        traps = traps["traps"]
+    return [
+        {"alert_id": t["alert_id"], "expected_score": float(t["expected_score"])} for t in traps
+    ]
 
 
 def read_landed_table(

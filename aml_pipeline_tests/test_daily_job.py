@@ -168,3 +168,150 @@ def test_sensor_waits_for_models(tmp_path, monkeypatch):
         result = _tick(_settings(tmp_path), instance)
     assert not result.run_requests
     assert "no champion models yet for ethereum" in result.skip_reason.skip_message
+
+
+def _warehouse(home: Path, asset: str) -> pd.DataFrame:
+    folder = home / "data" / "warehouse" / "ethereum" / asset
+    return pd.concat(pd.read_parquet(p) for p in sorted(folder.glob("*.parquet")))
+
+
+def test_every_published_day_is_evaluated_on_all_tiers(home):
+    tier1, tier2, tier3 = (_warehouse(home, f"tier{i}_evaluation") for i in (1, 2, 3))
+    assert len(tier1) == len(tier2) == len(tier3) == 10
+    assert tier1["passed"].all() and (tier1["score"] == 0.2).all()
+    assert tier2["score"].between(0, 0.3).all()
+    details = json.loads(tier1["details_json"].iloc[0])
+    assert details["checks"]["determinism"]["status"] == "passed"
+    # labels as of 2025-05-01 cover these March days: every day has ground-truth metrics
+    metrics = [json.loads(d)["metrics"] for d in tier3["details_json"]]
+    assert all(0.5 < m["auc_roc"] <= 1 and m["n_positive"] > 0 for m in metrics)
+    assert tier3["score"].between(0, 0.5).all()
+
+    report = json.loads(
+        (home / "data/validation_results/ethereum/model_v1.0.0_evaluation.json").read_text()
+    )
+    assert report["summary"]["days"] == 10 and report["summary"]["tier1_passed_days"] == 10
+    day = report["days"]["2025-03-05"]
+    assert day["total"] == pytest.approx(
+        day["tier1"]["score"] + day["tier2"]["score"] + day["tier3"]["score"]
+    )
+
+
+def test_a_tier1_failure_blocks_publication(home, monkeypatch):
+    from aml_pipeline.assets import scoring
+
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("AML_DATA_ROOT", str(home / "data"))
+    monkeypatch.setenv("AML_SIM_PROFILE", "small")
+    folder = _day(home, "2025-03-08")
+    published = {p.name: p.read_bytes() for p in folder.iterdir()}
+    real = scoring.score_frame
+
+    def drops_an_alert(model, features, key, *args):
+        return real(model, features, key, *args).iloc[1:]
+
+    monkeypatch.setattr(scoring, "score_frame", drops_an_alert)
+    args = ["score", "--network", "ethereum", "--start-date", "2025-03-08",
+            "--end-date", "2025-03-08", "--no-ingest"]  # fmt: skip
+    assert cli.main(args) == 1
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == published
+    tier1 = pd.read_parquet(home / "data/warehouse/ethereum/tier1_evaluation/2025-03-08.parquet")
+    assert not tier1["passed"].iloc[0]
+    assert "completeness" in json.loads(tier1["details_json"].iloc[0])["failed_checks"]
+
+
+def test_label_refresh_horizons():
+    published = {"2024-12-01", "2025-01-01", "2025-03-01", "2025-03-10", "2025-03-18"}
+    due = automation.label_refreshes(published, dt.date(2025, 3, 20))
+    # 2024-12-01 is past the last horizon (90 days); 2025-03-18 has not reached T+7
+    assert due == [("2025-01-01", 60), ("2025-03-01", 14), ("2025-03-10", 7)]
+
+
+def test_label_sensor_refreshes_ground_truth_and_tier3(home, monkeypatch):
+    monkeypatch.setattr(automation, "utc_today", lambda: dt.date(2025, 3, 20))
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    sensor = build_definitions(_settings(home)).resolve_sensor_def("label_arrival_sensor")
+    with dg.DagsterInstance.get() as instance:
+        result = sensor(dg.build_sensor_context(instance=instance))
+    keys = {r.partition_key: r for r in result.run_requests}
+    assert sorted(keys) == [f"2025-03-{d:02d}" for d in range(1, 11)]
+    assert keys["2025-03-01"].run_key == "ethereum:2025-03-01:labels:T+14"
+    assert keys["2025-03-10"].run_key == "ethereum:2025-03-10:labels:T+7"
+    assert set(keys["2025-03-10"].asset_selection) == {
+        dg.AssetKey(["ethereum", "ground_truth"]),
+        dg.AssetKey(["ethereum", "tier3_evaluation"]),
+    }
+
+
+def _register_weakened_scorer(home: Path) -> None:
+    """alert_scorer v1.1.0: the same training, on shuffled labels."""
+    from aml_pipeline.features.alert_features import CATEGORIES, FEATURE_COLUMNS
+    from aml_pipeline.models.registry import ModelRegistry
+    from aml_pipeline.models.training import LABEL, TrainParams, labelled, train_binary
+    from aml_pipeline.storage import LocalStorage
+
+    frame = labelled(
+        _warehouse(home, "alert_features"), _warehouse(home, "ground_truth"), dt.date(2025, 5, 1)
+    )
+    frame = frame[frame["processing_date"] <= dt.date(2025, 3, 8)].reset_index(drop=True)
+    frame[LABEL] = frame[LABEL].sample(frac=1, random_state=0).to_numpy()
+    vocab = {c: len(v) for c, v in CATEGORIES.items()}
+    features = list(FEATURE_COLUMNS)
+    model = train_binary(
+        frame, features, list(CATEGORIES), TrainParams(), "alert_confidence_score", vocab
+    )
+    registry = ModelRegistry(LocalStorage(home / "data"), "ethereum")
+    registry.register(
+        "alert_scorer",
+        model.booster,
+        {"version": "1.1.0", "features": features, "note": "shuffled labels (test)"},
+    )
+
+
+def test_ab_comparison_picks_the_real_model_and_promotion_is_recorded(home, monkeypatch, capsys):
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("AML_DATA_ROOT", str(home / "data"))
+    _register_weakened_scorer(home)
+    defs = build_definitions(_settings(home))
+    config = {"start_date": "2025-03-09", "end_date": "2025-03-10", "resamples": 200}
+    with dg.DagsterInstance.get() as instance:
+        result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+            instance=instance,
+            asset_selection=[dg.AssetKey(["ethereum", "model_comparison"])],
+            run_config={"ops": {"ethereum__model_comparison": {"config": config}}},
+        )
+    meta = result.get_asset_materialization_events()[0].materialization.metadata
+    assert meta["model_a"].value == "1.0.0" and meta["model_b"].value == "1.1.0"
+    assert meta["winner"].value.startswith("A") and meta["significant"].value
+    assert meta["delta_pooled_auc_roc"].value < 0
+    folder = home / "data/validation_results/ethereum/v1.0.0_vs_v1.1.0"
+    report = (folder / "comparison_report.md").read_text()
+    assert "2025-03-09" in report and "roc_curves.png" in report
+    assert (folder / "roc_curves.png").stat().st_size > 0
+
+    # the same comparison from the command line, on the files
+    models = home / "data/trained_models/ethereum"
+    output = home / "ab" / "v1.0.0_vs_v1.1.0.json"
+    args = ["validate", "--model-a", str(models / "alert_scorer_v1.0.0.txt"),
+            "--model-b", str(models / "alert_scorer_v1.1.0.txt"),
+            "--test-data", str(home / "data/input/ethereum"),
+            "--start-date", "2025-03-09", "--end-date", "2025-03-10",
+            "--ground-truth", str(folder / "ground_truth.parquet"),
+            "--output", str(output), "--resamples", "200"]  # fmt: skip
+    capsys.readouterr()
+    assert cli.main(args) == 0
+    assert "winner: A (v1.0.0)" in capsys.readouterr().out
+    saved = json.loads(output.read_text())
+    assert set(saved["per_day"]) == {"2025-03-09", "2025-03-10"}
+    assert (output.parent / "comparison_report.md").is_file()
+
+    promote = ["promote", "--network", "ethereum", "--kind", "alert_scorer"]
+    assert cli.main([*promote, "--version", "1.1.0", "--reason", "test"]) == 0
+    assert cli.main([*promote, "--version", "1.0.0"]) == 0
+    assert cli.main([*promote, "--version", "9.9.9"]) == 1
+    registry = json.loads((models / "model_metadata.json").read_text())
+    assert registry["champions"]["alert_scorer"] == "1.0.0"
+    assert [(p["previous"], p["version"]) for p in registry["promotions"]] == [
+        ("1.0.0", "1.1.0"),
+        ("1.1.0", "1.0.0"),
+    ]

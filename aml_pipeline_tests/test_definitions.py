@@ -23,41 +23,53 @@ CHECKS = {
     "raw_clusters": "conforms_to_contract",
     "raw_money_flows": "conforms_to_contract",
     "ground_truth": "labels_known_in_time",
+    "tier1_evaluation": "tier1_passed",
 }
 
 
 FEATURES = ["alert_history", "alert_features", "cluster_features"]
 MODELS = ["alert_scorer", "alert_ranker", "cluster_scorer"]
+SCORING = ["alert_scores", "alert_rankings", "cluster_scores", "scoring_manifest"]
+SCORING += ["published_scores"]
+EVALUATION = ["tier1_evaluation", "tier2_evaluation", "tier3_evaluation"]
+GROUPS = {
+    **{n: "ethereum" for n in INGESTION + FEATURES},
+    **{n: "ethereum_models" for n in MODELS},
+    **{n: "ethereum_scoring" for n in SCORING},
+    **{n: "ethereum_validation" for n in [*EVALUATION, "model_comparison"]},
+}
+UNPARTITIONED = {*MODELS, "model_comparison"}
 
 
 def test_assets_checks_and_jobs_are_exactly_the_expected_ones(make_defs):
     defs = make_defs()
     graph = defs.resolve_asset_graph()
-    assert graph.get_all_asset_keys() == {
-        dg.AssetKey(["ethereum", n]) for n in INGESTION + FEATURES + MODELS
-    }
+    assert graph.get_all_asset_keys() == {dg.AssetKey(["ethereum", n]) for n in GROUPS}
     assert graph.asset_check_keys == {
         dg.AssetCheckKey(dg.AssetKey(["ethereum", a]), c) for a, c in CHECKS.items()
     }
     assert {j.name for j in defs.jobs} == {
+        "daily_job",
         "ingestion_job",
         "features_job",
         "training_job",
+        "scoring_job",
         "import_transfers_job",
     }
-    assert not list(defs.schedules or [])
+    assert [s.name for s in defs.schedules] == ["daily_scoring_schedule"]
+    assert {s.name for s in defs.sensors} == {"new_batch_sensor", "label_arrival_sensor"}
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
-        model = key.path[-1] in MODELS
-        assert node.group_name == ("ethereum_models" if model else "ethereum")
-        assert (node.partitions_def is None) == model
+        name = key.path[-1]
+        assert node.group_name == GROUPS[name], key
+        assert (node.partitions_def is None) == (name in UNPARTITIONED), key
         assert node.kinds, key
         assert node.description, key
 
 
 def test_backfills_run_two_weeks_per_run(make_defs):
     graph = make_defs().resolve_asset_graph()
-    for name in INGESTION + FEATURES:
+    for name in INGESTION + FEATURES + SCORING + EVALUATION:
         policy = graph.get(dg.AssetKey(["ethereum", name])).backfill_policy
         assert policy.max_partitions_per_run == 14, name
 
@@ -70,6 +82,12 @@ def test_history_reads_only_earlier_days(make_defs):
     assert (mapping.start_offset, mapping.end_offset) == (-30, -1)
 
 
+def test_publication_waits_for_tier1(make_defs):
+    graph = make_defs().resolve_asset_graph()
+    published = graph.get(dg.AssetKey(["ethereum", "published_scores"]))
+    assert dg.AssetKey(["ethereum", "tier1_evaluation"]) in published.parent_keys
+
+
 def test_every_contract_check_is_blocking(make_defs):
     graph = make_defs().resolve_asset_graph()
     for check_key in graph.asset_check_keys:
@@ -80,7 +98,8 @@ def test_one_shared_daily_partitioning_across_networks(make_defs):
     defs = make_defs(networks=["ethereum", "bitcoin"])
     graph = defs.resolve_asset_graph()
     groups = {graph.get(k).group_name for k in graph.get_all_asset_keys()}
-    assert groups == {"ethereum", "bitcoin", "ethereum_models", "bitcoin_models"}
+    suffixes = ("", "_models", "_scoring", "_validation")
+    assert groups == {f"{n}{s}" for n in ("ethereum", "bitcoin") for s in suffixes}
     partitioned = [k for k in graph.get_all_asset_keys() if graph.get(k).partitions_def]
     assert len({id(graph.get(k).partitions_def) for k in partitioned}) == 1
     only = graph.get(dg.AssetKey(["bitcoin", "raw_alerts"])).partitions_def

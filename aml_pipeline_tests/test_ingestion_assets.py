@@ -64,6 +64,7 @@ def test_a_day_lands_and_loads_with_metadata_and_passing_checks(make_defs, tmp_p
         "clusters.parquet",
         "features.parquet",
         "money_flows.parquet",
+        "pattern_traps.json",
     ]
     mats = {
         e.asset_key.path[-1]: e.materialization for e in result.get_asset_materialization_events()

@@ -5,8 +5,9 @@
    The day is a simulated day's alerts (small profile) replicated under new ids.
 2. A 30-day backfill of simulated days through Dagster (``aml-pipeline score``: chunked
    runs, in-process executor) next to a plain Python loop calling the same functions
-   (fetch, validate, land, features, score, publish) without Dagster. Each runs in its
-   own process on a fresh data root with the same trained models.
+   (fetch, validate, land, the warehouse tables, features, scores, validators, publish)
+   without Dagster. Each runs in its own process on a fresh data root with the same
+   trained models; the difference is Dagster's orchestration and event log.
 
 Both need champion models: the benchmark first lands and trains 2025-03-01..08 like the
 tests do (small profile, labels as of 2025-05-01).
@@ -159,7 +160,8 @@ def bench_day(root: Path) -> dict:
 
 
 def plain_loop(root: Path, start: dt.date, end: dt.date) -> None:
-    """The daily work for each day without Dagster: the functions the assets call."""
+    """The daily job's work for each day without Dagster: the functions its assets call,
+    writing the same warehouse tables (through the IO manager's writer) and outputs."""
     from aml_pipeline.assets.scoring import output_dir
     from aml_pipeline.contract.files import parquet_bytes
     from aml_pipeline.contract.schema import BATCH_TABLES
@@ -169,11 +171,18 @@ def plain_loop(root: Path, start: dt.date, end: dt.date) -> None:
         build_alert_history,
     )
     from aml_pipeline.features.cluster_features import CLUSTER_TYPES, build_cluster_features
-    from aml_pipeline.ingestion import fetch_and_validate, land, read_landed_table
+    from aml_pipeline.ingestion import (
+        fetch_and_validate,
+        land,
+        read_landed_table,
+        read_landed_traps,
+    )
+    from aml_pipeline.io_manager import write_parquet
     from aml_pipeline.models.registry import ModelRegistry
     from aml_pipeline.models.scoring import rank_frame, score_frame
     from aml_pipeline.resources import PipelineConfig
     from aml_pipeline.settings import Settings
+    from aml_pipeline.validation import Tier1Validator, Tier2Validator, Tier3Validator
 
     os.environ.update(_env(root))
     pipeline = PipelineConfig.from_settings(Settings.from_env())
@@ -183,29 +192,53 @@ def plain_loop(root: Path, start: dt.date, end: dt.date) -> None:
     prior: list[pd.DataFrame] = []
     day = start
     while day <= end:
+
+        def keep(name: str, frame: pd.DataFrame, day: dt.date = day) -> pd.DataFrame:
+            write_parquet(storage, f"warehouse/{NETWORK}/{name}/{day}.parquet", frame)
+            return frame
+
         checked = fetch_and_validate(source, NETWORK, [day], pipeline.window_days)[0]
         land(landed, checked)
-        tables = {t.name: read_landed_table(landed, NETWORK, day, t) for t in BATCH_TABLES}
-        source.fetch_labels(NETWORK, day, pipeline.window_days, pipeline.as_of())
-        history = build_alert_history(pd.concat(prior) if prior else tables["alerts"].iloc[:0], day)
-        features = build_alert_features(
-            tables["alerts"], tables["features"], tables["clusters"], history
+        tables = {
+            t.name: keep(f"raw_{t.name}", read_landed_table(landed, NETWORK, day, t))
+            for t in BATCH_TABLES
+        }
+        labels = keep(
+            "ground_truth",
+            source.fetch_labels(NETWORK, day, pipeline.window_days, pipeline.as_of()),
         )
-        clusters = build_cluster_features(tables["clusters"], features)
+        history = keep(
+            "alert_history",
+            build_alert_history(pd.concat(prior) if prior else tables["alerts"].iloc[:0], day),
+        )
+        features = keep(
+            "alert_features",
+            build_alert_features(tables["alerts"], tables["features"], tables["clusters"], history),
+        )
+        clusters = keep("cluster_features", build_cluster_features(tables["clusters"], features))
+        scores = keep(
+            "alert_scores",
+            score_frame(models["alert_scorer"], features, "alert_id", CATEGORIES, -1),
+        )
+        ranks = keep("alert_rankings", rank_frame(models["alert_ranker"], features))
+        cluster_scores = keep(
+            "cluster_scores",
+            score_frame(
+                models["cluster_scorer"],
+                clusters,
+                "cluster_id",
+                {"cluster_type": CLUSTER_TYPES},
+                -1,
+            ),
+        )
+        rescored = score_frame(models["alert_scorer"], features, "alert_id", CATEGORIES, 0)
+        Tier1Validator().validate(scores, tables["alerts"], rescored)
+        Tier2Validator().validate(scores, read_landed_traps(landed, NETWORK, day))
+        Tier3Validator().validate(scores, labels)
         files = {
-            "alert_scores.parquet": parquet_bytes(
-                score_frame(models["alert_scorer"], features, "alert_id", CATEGORIES, -1)
-            ),
-            "alert_rankings.parquet": parquet_bytes(rank_frame(models["alert_ranker"], features)),
-            "cluster_scores.parquet": parquet_bytes(
-                score_frame(
-                    models["cluster_scorer"],
-                    clusters,
-                    "cluster_id",
-                    {"cluster_type": CLUSTER_TYPES},
-                    -1,
-                )
-            ),
+            "alert_scores.parquet": parquet_bytes(scores),
+            "alert_rankings.parquet": parquet_bytes(ranks),
+            "cluster_scores.parquet": parquet_bytes(cluster_scores),
         }
         storage.publish_dir(output_dir(NETWORK, day), files)
         prior = [*prior[-29:], tables["alerts"]]

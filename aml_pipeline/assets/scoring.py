@@ -166,12 +166,13 @@ def build_scoring_assets(
         backfill_policy=BACKFILL,
         kinds={"parquet", "json"},
         ins={name: dg.AssetIn(key=[network, name]) for name in SCORE_OUTPUTS},
-        deps=[dg.AssetKey([network, "landed_batch"])],
+        deps=[dg.AssetKey([network, "landed_batch"]), dg.AssetKey([network, "tier1_evaluation"])],
         description=f"The day's results published to output/{network}/{{date}}/: "
         "alert_scores.parquet, alert_rankings.parquet, cluster_scores.parquet and "
         "processing_metadata.json (inputs and their checksums, models and their hashes, "
-        "outputs and theirs, stage timings, run, code version). All files appear together "
-        "or not at all; a failed re-run leaves the published day as it was.",
+        "outputs and theirs, stage timings, run, code version). Only days that passed "
+        "tier 1 are published; all files appear together or not at all, and a failed "
+        "re-run leaves the published day as it was.",
     )
     def published_scores(
         context: dg.AssetExecutionContext,

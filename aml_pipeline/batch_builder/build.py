@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,7 @@ from aml_pipeline.batch_builder.detectors import Detectors, confidence, severity
 from aml_pipeline.batch_builder.features import address_features
 from aml_pipeline.batch_builder.flows import money_flows
 from aml_pipeline.batch_builder.graph import khop_features
+from aml_pipeline.batch_builder.traps import select_traps, traps_bytes
 from aml_pipeline.batch_builder.window import Window
 from aml_pipeline.contract.files import build_meta, parquet_bytes
 from aml_pipeline.contract.schema import (
@@ -22,23 +24,31 @@ from aml_pipeline.contract.schema import (
     BATCH_TABLES,
     FEATURES,
     META_FILE,
+    PATTERN_TRAPS_FILE,
     UPSTREAM_DROPPED_FEATURES,
 )
 
 
 @dataclass(frozen=True)
 class BuiltBatch:
-    """The four tables of one batch, ready to serialize."""
+    """The four tables of one batch, ready to serialize with its pattern traps."""
 
     network: str
     day: dt.date
     window_days: int
     tables: dict[str, pd.DataFrame]
 
+    @property
+    def traps(self) -> list[dict[str, Any]]:
+        """The batch's pattern traps (see ``batch_builder.traps``)."""
+        return select_traps(self.tables["alerts"], self.network, self.day)
+
     def files(self) -> dict[str, bytes]:
-        """Parquet files plus META.json with counts and checksums (deterministic bytes)."""
+        """Parquet files, pattern_traps.json and META.json with counts (tables) and
+        checksums (every file); deterministic bytes."""
         specs = {t.name: t for t in BATCH_TABLES}
         files = {specs[name].file: parquet_bytes(df) for name, df in self.tables.items()}
+        files[PATTERN_TRAPS_FILE] = traps_bytes(self.traps)
         files[META_FILE] = build_meta(
             self.network,
             self.day.isoformat(),

@@ -403,6 +403,11 @@ BATCH_TABLES: tuple[TableSpec, ...] = (ALERTS, FEATURES, CLUSTERS, MONEY_FLOWS)
 
 META_FILE = "META.json"
 SEED_META_FILE = "metadata.json"
+
+#: Optional JSON file of canary alerts: a list (or ``{"traps": [...]}``) of
+#: ``{"alert_id": str, "expected_score": float in [0, 1]}``, each alert_id one of the
+#: batch's alerts and listed once. Covered by META.json's sha256 map, not by its counts.
+PATTERN_TRAPS_FILE = "pattern_traps.json"
 SCHEMA_VERSION = "1.0.0"
 
 #: META.json fields as upstream writes them (all required in the upstream layout).

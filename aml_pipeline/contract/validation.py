@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -19,6 +21,7 @@ from aml_pipeline.contract.schema import (
     FEATURES,
     META_FIELDS,
     META_FILE,
+    PATTERN_TRAPS_FILE,
     TableSpec,
     batch_id,
 )
@@ -95,6 +98,77 @@ class BatchRefused(Exception):
 def _examples(values: list[object]) -> str:
     shown = ", ".join(repr(v) for v in values[:_MAX_EXAMPLES])
     return shown + (", ..." if len(values) > _MAX_EXAMPLES else "")
+
+
+def _listing(items: list[str]) -> str:
+    return ", ".join(items[:_MAX_EXAMPLES]) + (", ..." if len(items) > _MAX_EXAMPLES else "")
+
+
+def _check_traps(report: ValidationReport, data: bytes, alert_ids: set[str] | None) -> None:
+    """Check pattern_traps.json: a list (or ``{"traps": [...]}``) of objects, each with a
+    distinct string ``alert_id`` among ``alert_ids`` (unchecked when None) and a finite
+    ``expected_score`` in [0, 1]."""
+    file = PATTERN_TRAPS_FILE
+    try:
+        traps = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        report.add("error", file, "", f"not valid JSON: {exc}")
+        return
+    if isinstance(traps, dict):
+        traps = traps.get("traps")
+    if not isinstance(traps, list):
+        report.add("error", file, "", "must be a list of traps or an object {'traps': [...]}")
+        return
+    not_objects, bad_ids, bad_scores, ids = [], [], [], []
+    for i, trap in enumerate(traps):
+        if not isinstance(trap, dict):
+            not_objects.append(f"trap #{i}")
+            continue
+        alert_id = trap.get("alert_id")
+        score = trap.get("expected_score")
+        if isinstance(alert_id, str) and alert_id:
+            ids.append(alert_id)
+        else:
+            bad_ids.append(f"trap #{i} ({'missing' if alert_id is None else repr(alert_id)})")
+        if (
+            isinstance(score, bool)
+            or not isinstance(score, int | float)
+            or not (math.isfinite(score) and 0.0 <= score <= 1.0)
+        ):
+            bad_scores.append(f"trap #{i} ({'missing' if score is None else repr(score)})")
+    if not_objects:
+        message = f"{len(not_objects)} trap(s) are not objects: {_listing(not_objects)}"
+        report.add("error", file, "", message)
+    if bad_ids:
+        report.add(
+            "error",
+            file,
+            "alert_id",
+            f"{len(bad_ids)} trap(s) without a non-empty string alert_id: {_listing(bad_ids)}",
+        )
+    if bad_scores:
+        report.add(
+            "error",
+            file,
+            "expected_score",
+            f"{len(bad_scores)} trap(s) without a finite number in [0, 1]: {_listing(bad_scores)}",
+        )
+    duplicated = sorted(a for a, n in Counter(ids).items() if n > 1)
+    if duplicated:
+        report.add(
+            "error",
+            file,
+            "alert_id",
+            f"{len(duplicated)} alert_id(s) listed more than once: {_examples(duplicated)}",
+        )
+    unknown = sorted(set(ids) - alert_ids) if alert_ids is not None else []
+    if unknown:
+        report.add(
+            "error",
+            file,
+            "alert_id",
+            f"{len(unknown)} alert_id(s) not among the batch's alerts: {_examples(unknown)}",
+        )
 
 
 def _check_table(
@@ -242,7 +316,8 @@ def validate_batch(
 ) -> ValidationReport:
     """Validate a batch held in memory; every problem is reported, none raised.
 
-    ``files`` maps file names (``alerts.parquet``, ``META.json``...) to their bytes.
+    ``files`` maps file names (``alerts.parquet``, ``META.json``...) to their bytes; the
+    optional ``pattern_traps.json`` is checked against the batch's alerts when present.
     With ``meta_required`` (upstream layout) ``meta_file`` must exist with every field;
     otherwise (seed layout) it is optional and whatever it states is still verified.
     """
@@ -283,6 +358,12 @@ def validate_batch(
         report.add("error", meta_file, "", "missing required file")
 
     alerts, features = frames.get("alerts"), frames.get("features")
+    if PATTERN_TRAPS_FILE in files:
+        has_ids = alerts is not None and "alert_id" in alerts
+        known = set(alerts["alert_id"].dropna()) if has_ids else None
+        _check_traps(report, files[PATTERN_TRAPS_FILE], known)
+    else:
+        report.add("info", PATTERN_TRAPS_FILE, "", "optional file absent; no pattern traps")
     if (
         alerts is not None
         and features is not None

@@ -7,6 +7,7 @@ holding every version's metadata and the champion of each model kind.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -98,13 +99,23 @@ class ModelRegistry:
         self._write(registry)
         return entry
 
-    def promote(self, kind: str, version: str) -> None:
-        """Make ``version`` the champion used for scoring."""
+    def promote(self, kind: str, version: str, reason: str = "") -> dict[str, Any]:
+        """Make ``version`` the champion used for scoring; the change is recorded in the
+        registry's ``promotions`` history, and returned."""
         if not any(e["version"] == version for e in self.entries(kind)):
             raise ModelNotFound(f"{self.network} has no {kind} v{version}")
         registry = self._read()
+        record = {
+            "kind": kind,
+            "version": version,
+            "previous": registry["champions"].get(kind),
+            "reason": reason,
+            "promoted_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
         registry["champions"][kind] = version
+        registry.setdefault("promotions", []).append(record)
         self._write(registry)
+        return record
 
     def load(self, kind: str, version: str | None = None) -> LoadedModel:
         """A model by version, or the champion."""

@@ -1,10 +1,11 @@
 """Batches read from a local directory in the seed or the upstream layout.
 
 * seed layout: ``{root}/{date}/alerts.parquet, features.parquet, clusters.parquet,
-  [money_flows.parquet], [metadata.json]`` and ``{root}/ground_truth.parquet``
-  (one directory per network).
-* upstream layout: ``{root}/snapshots/{network}/{date}/{window_days}/`` with META.json and
-  the Parquet files, and ``{root}/ground-truth/{network}/ground_truth.parquet``.
+  [money_flows.parquet], [pattern_traps.json], [metadata.json]`` and
+  ``{root}/ground_truth.parquet`` (one directory per network).
+* upstream layout: ``{root}/snapshots/{network}/{date}/{window_days}/`` with META.json,
+  the Parquet files and [pattern_traps.json], and
+  ``{root}/ground-truth/{network}/ground_truth.parquet``.
 
 Upstream's undated ``address-labels/`` snapshot is deliberately not used as ground truth:
 it has no history, so using it for past dates would leak the future.
@@ -21,12 +22,13 @@ from aml_pipeline.contract.schema import (
     BATCH_TABLES,
     GROUND_TRUTH,
     META_FILE,
+    PATTERN_TRAPS_FILE,
     SEED_META_FILE,
 )
 from aml_pipeline.sources.base import BatchNotAvailable, BatchSource, FetchedBatch, known_labels
 from aml_pipeline.storage import Storage
 
-_BATCH_FILES = (*(t.file for t in BATCH_TABLES), META_FILE, SEED_META_FILE)
+_BATCH_FILES = (*(t.file for t in BATCH_TABLES), PATTERN_TRAPS_FILE, META_FILE, SEED_META_FILE)
 
 
 def _parse_date(name: str) -> dt.date | None:

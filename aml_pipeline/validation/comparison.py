@@ -1,0 +1,355 @@
+"""A/B comparison of two models that scored the same days.
+
+Each model is validated per day with all three tiers; the labelled alerts of all days are
+then pooled (only alerts both models scored with a finite score, so the comparison is
+paired) and a paired bootstrap gives confidence intervals for the AUC-ROC and AUC-PR
+differences B - A. The winner is decided on pooled AUC-ROC; the recommendation states
+whether the difference is significant (the CI excludes 0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import precision_recall_curve, roc_curve
+
+from aml_pipeline.validation.tier3_validator import (
+    LABEL,
+    labels_frame,
+    score_ranking,
+    scores_frame,
+)
+from aml_pipeline.validation.validator_utils import SCORE_DECIMALS, to_jsonable, validate_day
+
+DayFrames = Mapping[str, pd.DataFrame]
+#: Index draws per bootstrap chunk; bounds memory (about 16 bytes per draw) on big days.
+BOOTSTRAP_CHUNK_DRAWS = 2_000_000
+MAX_CURVE_POINTS = 500
+TIERS = ("tier1", "tier2", "tier3")
+
+
+class _GroupedScores:
+    """One model's scores as tie groups (ascending), for fast resampled AUCs.
+
+    A bootstrap resample is a vector of alert indices; counting the negatives and positives
+    drawn into each tie group is one ``bincount`` per chunk of resamples. Both AUCs only
+    need the cumulative counts at groups holding a positive.
+    """
+
+    def __init__(self, scores: np.ndarray, y_true: np.ndarray) -> None:
+        _, group = np.unique(scores, return_inverse=True)
+        self.n_groups = int(group.max()) + 1
+        self.key = group + self.n_groups * y_true.astype(np.int64)
+
+    def metrics(self, draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """AUC-ROC and AUC-PR per row of ``draws`` (NaN for single-class rows).
+
+        Equal to ``roc_auc_score`` (ties count one half) and ``average_precision_score``.
+        """
+        (k, n), width = draws.shape, 2 * self.n_groups
+        keys = self.key[draws] + width * np.arange(k)[:, None]
+        counts = np.bincount(keys.ravel(), minlength=k * width).reshape(k, 2, self.n_groups)
+        neg, pos = counts[:, 0], counts[:, 1]
+        cum_neg = np.cumsum(neg, axis=1)
+        rows, cols = np.nonzero(pos)  # row-major: groups ascending within each row
+        p, tied_neg = pos[rows, cols], neg[rows, cols]
+        n_pos = np.bincount(rows, weights=p, minlength=k)
+        n_neg = n - n_pos
+        pos_below = np.cumsum(p) - p
+        pos_below -= pos_below[np.searchsorted(rows, rows)]  # restart the count on each row
+        neg_below = cum_neg[rows, cols] - tied_neg
+        wins = p * (neg_below + 0.5 * tied_neg)
+        true_pos = n_pos[rows] - pos_below
+        precision_mass = p * true_pos / (true_pos + n_neg[rows] - neg_below)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            auc_roc = np.bincount(rows, weights=wins, minlength=k) / (n_pos * n_neg)
+            auc_pr = np.bincount(rows, weights=precision_mass, minlength=k) / n_pos
+        single_class = (n_pos == 0) | (n_neg == 0)
+        auc_roc[single_class] = auc_pr[single_class] = np.nan
+        return auc_roc, auc_pr
+
+
+def _interval(diffs: np.ndarray, estimate: float, confidence: float) -> dict[str, Any]:
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(diffs, [tail, 100 - tail])
+    return {
+        "estimate": estimate,
+        "ci_low": float(low),
+        "ci_high": float(high),
+        "significant": bool(low > 0 or high < 0),
+    }
+
+
+def _no_interval(base: dict[str, Any], reason: str) -> dict[str, Any]:
+    empty = {"estimate": None, "ci_low": None, "ci_high": None, "significant": False}
+    return {**base, "n_valid": 0, "reason": reason, "auc_roc_diff": empty, "auc_pr_diff": empty}
+
+
+def paired_bootstrap(
+    y_true: np.ndarray,
+    scores_a: np.ndarray,
+    scores_b: np.ndarray,
+    *,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> dict[str, Any]:
+    """Percentile CIs of AUC-ROC and AUC-PR differences (B - A) over paired resamples.
+
+    Every resample draws the same alert indices for both models; resamples holding a
+    single class are skipped and counted. Deterministic for a given ``seed``.
+    """
+    if n_resamples < 1 or not 0 < confidence < 1:
+        raise ValueError("n_resamples must be >= 1 and confidence within (0, 1)")
+    y_true = np.asarray(y_true, dtype=bool)
+    n = len(y_true)
+    base = {"n_alerts": n, "n_resamples": n_resamples, "seed": seed, "confidence": confidence}
+    if n == 0 or y_true.all() or not y_true.any():
+        reason = "no paired labelled alerts" if n == 0 else "pooled labels hold a single class"
+        return _no_interval(base, reason)
+    a, b = _GroupedScores(scores_a, y_true), _GroupedScores(scores_b, y_true)
+    everything = np.arange(n)[None, :]
+    (roc_a,), (pr_a,) = a.metrics(everything)
+    (roc_b,), (pr_b,) = b.metrics(everything)
+    rng = np.random.default_rng(seed)
+    chunk = max(1, BOOTSTRAP_CHUNK_DRAWS // n)
+    roc_diffs, pr_diffs = [], []
+    for start in range(0, n_resamples, chunk):
+        draws = rng.integers(0, n, size=(min(chunk, n_resamples - start), n))
+        (ra, pa), (rb, pb) = a.metrics(draws), b.metrics(draws)
+        roc_diffs.append(rb - ra)
+        pr_diffs.append(pb - pa)
+    roc_diff, pr_diff = np.concatenate(roc_diffs), np.concatenate(pr_diffs)
+    valid = np.isfinite(roc_diff)
+    if not valid.any():
+        return _no_interval(base, "every bootstrap resample held a single class")
+    return {
+        **base,
+        "n_valid": int(valid.sum()),
+        "reason": None,
+        "auc_roc_diff": _interval(roc_diff[valid], roc_b - roc_a, confidence),
+        "auc_pr_diff": _interval(pr_diff[valid], pr_b - pr_a, confidence),
+    }
+
+
+def _thin(*arrays: np.ndarray) -> list[list[float]]:
+    """At most MAX_CURVE_POINTS evenly spaced points of each array, ends kept."""
+    keep = np.unique(np.linspace(0, len(arrays[0]) - 1, MAX_CURVE_POINTS).round().astype(int))
+    return [array[keep].tolist() for array in arrays]
+
+
+def _curves(y_true: np.ndarray, scores: np.ndarray) -> dict[str, Any] | None:
+    """ROC and PR curve points for plotting, or None when a curve is undefined."""
+    if y_true.all() or not y_true.any():
+        return None
+    fpr, tpr, _ = roc_curve(y_true, scores)
+    precision, recall, _ = precision_recall_curve(y_true, scores)
+    fpr, tpr = _thin(fpr, tpr)
+    recall, precision = _thin(recall, precision)
+    return {"roc": {"fpr": fpr, "tpr": tpr}, "pr": {"recall": recall, "precision": precision}}
+
+
+def _day_labels(ground_truth: pd.DataFrame, day: str) -> pd.DataFrame:
+    """Ground truth for ``day``: filtered on processing_date when that column exists."""
+    if "processing_date" not in ground_truth.columns:
+        return ground_truth
+    dates = pd.to_datetime(ground_truth["processing_date"]).dt.strftime("%Y-%m-%d")
+    return ground_truth[(dates == pd.Timestamp(day).strftime("%Y-%m-%d")).to_numpy()]
+
+
+def _pooled_pairs(
+    scores: Mapping[str, DayFrames], labels_by_day: DayFrames, names: Sequence[str]
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Labelled alerts of all days with both models' finite scores (``a``, ``b``), and counts."""
+    frames = []
+    for day, day_truth in labels_by_day.items():
+        merged = labels_frame(day_truth)
+        for suffix, name in zip(("a", "b"), names, strict=True):
+            day_scores = scores_frame(scores[name][day]).rename(columns={"score": suffix})
+            merged = merged.merge(day_scores, on="alert_id", how="left")
+        frames.append(merged)
+    pooled = pd.concat(frames, ignore_index=True)
+    scored_a, scored_b = pooled["a"].notna(), pooled["b"].notna()
+    finite = np.isfinite(pooled["a"].to_numpy()) & np.isfinite(pooled["b"].to_numpy())
+    counts = {
+        "n_labelled": len(pooled),
+        "n_scored_by_one_model": int((scored_a ^ scored_b).sum()),
+        "n_non_finite_excluded": int((scored_a & scored_b & ~finite).sum()),
+    }
+    return pooled[finite].reset_index(drop=True), counts
+
+
+def _diff(b: float | None, a: float | None) -> float | None:
+    return None if a is None or b is None else round(b - a, SCORE_DECIMALS)
+
+
+def _metric(day_result: Mapping[str, Any], name: str) -> float | None:
+    return day_result["tier3"]["metrics"].get(name)
+
+
+def _day_delta(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, float | None]:
+    """B - A for each tier score, the total and the day's AUCs."""
+    delta = {tier: _diff(b[tier]["score"], a[tier]["score"]) for tier in TIERS}
+    delta["total"] = _diff(b["total_score"], a["total_score"])
+    for metric in ("auc_roc", "auc_pr"):
+        delta[metric] = _diff(_metric(b, metric), _metric(a, metric))
+    return delta
+
+
+def _mean(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
+def _aggregate(runs: list[Mapping[str, Any]], pooled: Mapping[str, Any]) -> dict[str, Any]:
+    """One model's tier scores over the days, plus Tier 3 on the pooled paired alerts."""
+    tier3 = [run["tier3"]["score"] for run in runs if run["tier3"]["score"] is not None]
+    return {
+        "n_days": len(runs),
+        "tier1": {
+            "mean_score": _mean([run["tier1"]["score"] for run in runs]),
+            "days_passed": sum(run["tier1"]["passed"] for run in runs),
+        },
+        "tier2": {
+            "mean_score": _mean([run["tier2"]["score"] for run in runs]),
+            "days_passed": sum(run["tier2"]["passed"] for run in runs),
+        },
+        "tier3": {"mean_score": _mean(tier3), "days_scored": len(tier3), "pooled": pooled},
+        "total": {"mean_score": _mean([run["total_score"] for run in runs])},
+    }
+
+
+def _aggregate_delta(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, float | None]:
+    delta = {
+        part: _diff(b[part]["mean_score"], a[part]["mean_score"]) for part in (*TIERS, "total")
+    }
+    pooled_a, pooled_b = a["tier3"]["pooled"], b["tier3"]["pooled"]
+    delta["pooled_tier3"] = _diff(pooled_b["score"], pooled_a["score"])
+    for metric in ("auc_roc", "auc_pr"):
+        delta[f"pooled_{metric}"] = _diff(
+            pooled_b["metrics"].get(metric), pooled_a["metrics"].get(metric)
+        )
+    return delta
+
+
+def _verdict(
+    names: Sequence[str], bootstrap: Mapping[str, Any], aggregate: Mapping[str, Any]
+) -> tuple[str | None, bool, str]:
+    """Winner (on pooled AUC-ROC), significance and a recommendation sentence."""
+    name_a, name_b = names
+    roc, pr = bootstrap["auc_roc_diff"], bootstrap["auc_pr_diff"]
+    warnings = "".join(
+        f" Warning: {name} failed Tier 1 on {agg['n_days'] - agg['tier1']['days_passed']}"
+        f" of {agg['n_days']} day(s)."
+        for name, agg in aggregate.items()
+        if agg["tier1"]["days_passed"] < agg["n_days"]
+    )
+    if roc["estimate"] is None:
+        return None, False, f"No verdict: {bootstrap['reason']}.{warnings}"
+    estimate = roc["estimate"]
+    winner = name_b if estimate > 0 else name_a if estimate < 0 else "tie"
+    level = f"{100 * bootstrap['confidence']:g}% CI [{roc['ci_low']:+.4f}, {roc['ci_high']:+.4f}]"
+    change = f"AUC-ROC {name_b} - {name_a} = {estimate:+.4f}, {level}"
+    pr_note = (
+        f" AUC-PR difference {pr['estimate']:+.4f} is "
+        f"{'significant' if pr['significant'] else 'not significant'}."
+    )
+    if roc["significant"]:
+        action = f"adopt {name_b}" if winner == name_b else f"keep {name_a}"
+        text = f"{winner} is significantly better ({change} excludes 0): {action}."
+    else:
+        text = f"No significant difference ({change} includes 0): keep {name_a}."
+    return winner, bool(roc["significant"]), text + pr_note + warnings
+
+
+def _check_inputs(scores: Mapping[str, DayFrames], days: Sequence[str]) -> list[str]:
+    names = list(scores)
+    if len(names) != 2:
+        raise ValueError(f"expected scores of exactly 2 models, got {len(names)}: {names}")
+    if not days:
+        raise ValueError("no days to compare")
+    for name in names:
+        if set(scores[name]) != set(days):
+            raise ValueError(
+                f"model {name!r} scored days {sorted(scores[name])}, expected {sorted(days)}"
+            )
+    return names
+
+
+def compare_models(
+    scores: Mapping[str, DayFrames],
+    alerts: DayFrames,
+    ground_truth: pd.DataFrame,
+    pattern_traps: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+    *,
+    rescored: Mapping[str, DayFrames] | None = None,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> dict[str, Any]:
+    """Compare model A (baseline) with model B on the same days; JSON-safe result.
+
+    Args:
+        scores: ``{model_name: {day: scores_df}}`` for exactly two models, A first.
+        alerts: ``{day: alerts_df}``; both models must score exactly these days.
+        ground_truth: ``alert_id``, ``is_sar_filed`` and optionally ``processing_date``
+            (then day keys must be ISO dates and each day uses its own labels).
+        pattern_traps: ``{day: traps}``; days without traps use none.
+        rescored: ``{model_name: {day: rescored_df}}`` for the Tier 1 determinism check.
+        n_resamples, seed, confidence: paired bootstrap settings.
+    """
+    days = sorted(alerts)
+    names = _check_inputs(scores, days)
+    traps, rescored = pattern_traps or {}, rescored or {}
+    labels_by_day = {day: _day_labels(ground_truth, day) for day in days}
+    per_day = {}
+    for day in days:
+        runs = {
+            name: validate_day(
+                scores[name][day],
+                alerts[day],
+                traps.get(day, []),
+                labels_by_day[day],
+                rescored.get(name, {}).get(day),
+            )
+            for name in names
+        }
+        per_day[day] = {"models": runs, "delta": _day_delta(*runs.values())}
+    pooled, pool_counts = _pooled_pairs(scores, labels_by_day, names)
+    y_true = pooled[LABEL].to_numpy(dtype=bool)
+    columns = dict(zip(names, ("a", "b"), strict=True))
+    aggregate = {
+        name: _aggregate(
+            [per_day[day]["models"][name] for day in days],
+            score_ranking(y_true, pooled[column].to_numpy()),
+        )
+        for name, column in columns.items()
+    }
+    bootstrap = paired_bootstrap(
+        y_true,
+        pooled["a"].to_numpy(),
+        pooled["b"].to_numpy(),
+        n_resamples=n_resamples,
+        seed=seed,
+        confidence=confidence,
+    )
+    winner, significant, recommendation = _verdict(names, bootstrap, aggregate)
+    return to_jsonable(
+        {
+            "models": {"a": names[0], "b": names[1]},
+            "days": days,
+            "per_day": per_day,
+            "aggregate": aggregate,
+            "delta": _aggregate_delta(*aggregate.values()),
+            "pooled": pool_counts | {"n_paired": len(pooled)},
+            "bootstrap": bootstrap,
+            "curves": {
+                name: _curves(y_true, pooled[column].to_numpy()) for name, column in columns.items()
+            },
+            "winner": winner,
+            "significant": significant,
+            "recommendation": recommendation,
+        }
+    )

@@ -1,0 +1,198 @@
+"""Write a model comparison (``compare_models`` result) as JSON, markdown and PNG curves.
+
+Every file is written to a temporary file in the target directory and moved into place
+with ``os.replace``, so readers never see a half-written report. Plots use matplotlib's
+Agg canvas directly (no pyplot, no global backend switch).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from aml_pipeline.validation.validator_utils import to_jsonable
+
+MARKDOWN_NAME = "comparison_report.md"
+ROC_PNG = "roc_curves.png"
+PR_PNG = "pr_curves.png"
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write`` on a temporary file beside ``path``, then move it onto ``path``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_text(path: Path, text: str) -> None:
+    _atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def _fmt(value: Any, digits: int = 4, signed: bool = False) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool) or not isinstance(value, float):
+        return str(value)
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def _table(header: list[str], rows: list[list[Any]], signed: bool = False) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_fmt(cell, signed=signed) for cell in row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def _plot(path: Path, result: Mapping[str, Any], kind: str) -> None:
+    """ROC (``kind="roc"``) or precision-recall curves of both models into one PNG."""
+    x_key, y_key, x_label, y_label = (
+        ("fpr", "tpr", "False positive rate", "True positive rate")
+        if kind == "roc"
+        else ("recall", "precision", "Recall", "Precision")
+    )
+    figure = Figure(figsize=(6, 5), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    metric, short = ("auc_roc", "AUC") if kind == "roc" else ("auc_pr", "AP")
+    for name, model_curves in result["curves"].items():
+        value = result["aggregate"][name]["tier3"]["pooled"]["metrics"][metric]
+        curve = model_curves[kind]
+        axes.plot(curve[x_key], curve[y_key], label=f"{name} ({short} {value:.3f})")
+    if kind == "roc":
+        axes.plot([0, 1], [0, 1], linestyle="--", color="grey", label="chance")
+    axes.set(xlabel=x_label, ylabel=y_label, xlim=(0, 1), ylim=(0, 1.02))
+    axes.set_title("ROC curves" if kind == "roc" else "Precision-recall curves")
+    axes.legend(loc="lower right" if kind == "roc" else "upper right")
+    axes.grid(alpha=0.3)
+    _atomic_write(path, lambda tmp: figure.savefig(tmp, format="png"))
+
+
+def _summary(result: Mapping[str, Any]) -> list[str]:
+    names = result["models"]
+    boot = result["bootstrap"]
+    return [
+        "# Model comparison report",
+        "",
+        "## Summary",
+        "",
+        f"- Model A (baseline): **{names['a']}**; model B (candidate): **{names['b']}**",
+        f"- Days: {len(result['days'])} ({', '.join(result['days'])})",
+        f"- Paired labelled alerts: {result['pooled']['n_paired']}",
+        f"- Winner (pooled AUC-ROC): **{result['winner'] or 'n/a'}**; "
+        f"significant: **{'yes' if result['significant'] else 'no'}**",
+        f"- Bootstrap: {boot['n_valid']} valid of {boot['n_resamples']} paired resamples, "
+        f"seed {boot['seed']}",
+        "",
+        f"> {result['recommendation']}",
+        "",
+    ]
+
+
+def _tier_tables(result: Mapping[str, Any]) -> list[str]:
+    lines = ["## Tier scores (mean over days)", ""]
+    rows = []
+    for name, agg in result["aggregate"].items():
+        n_days = agg["n_days"]
+        rows.append(
+            [
+                name,
+                agg["tier1"]["mean_score"],
+                f"{agg['tier1']['days_passed']}/{n_days}",
+                agg["tier2"]["mean_score"],
+                f"{agg['tier2']['days_passed']}/{n_days}",
+                agg["tier3"]["mean_score"],
+                f"{agg['tier3']['days_scored']}/{n_days}",
+                agg["total"]["mean_score"],
+            ]
+        )
+    header = ["Model", "Tier 1", "T1 passed", "Tier 2", "T2 passed", "Tier 3", "T3 scored"]
+    lines += _table([*header, "Total"], rows)
+    lines += ["## Pooled Tier 3 (paired labelled alerts)", ""]
+    metrics = ("n_samples", "n_positive", "auc_roc", "auc_pr", "best_f1", "best_f1_threshold")
+    rows = [
+        [name, agg["tier3"]["pooled"]["score"]]
+        + [agg["tier3"]["pooled"]["metrics"].get(m) for m in metrics]
+        for name, agg in result["aggregate"].items()
+    ]
+    return lines + _table(["Model", "Tier 3 score", *metrics], rows)
+
+
+def _per_day_tables(result: Mapping[str, Any]) -> list[str]:
+    lines = ["## Per day", ""]
+    header = ["Day", "Tier 1", "Tier 2", "Tier 3", "Total", "AUC-ROC", "AUC-PR", "Tier 3 note"]
+    for name in result["models"].values():
+        rows = []
+        for day in result["days"]:
+            run = result["per_day"][day]["models"][name]
+            metrics = run["tier3"]["metrics"]
+            rows.append(
+                [
+                    day,
+                    *(run[tier]["score"] for tier in ("tier1", "tier2", "tier3")),
+                    run["total_score"],
+                    metrics.get("auc_roc"),
+                    metrics.get("auc_pr"),
+                    run["tier3"]["reason"] or "",
+                ]
+            )
+        lines += [f"### {name}", "", *_table(header, rows)]
+    delta_keys = ("tier1", "tier2", "tier3", "total", "auc_roc", "auc_pr")
+    deltas = {day: result["per_day"][day]["delta"] for day in result["days"]}
+    rows = [[day, *(delta[k] for k in delta_keys)] for day, delta in deltas.items()]
+    return [*lines, "### Deltas (B - A)", "", *_table(["Day", *delta_keys], rows, signed=True)]
+
+
+def _delta_section(result: Mapping[str, Any]) -> list[str]:
+    boot = result["bootstrap"]
+    level = f"{100 * boot['confidence']:g}%"
+    lines = ["## Deltas (B - A) and confidence intervals", ""]
+    lines += _table(["Quantity", "B - A"], [[k, v] for k, v in result["delta"].items()], True)
+    rows = [
+        [metric, d["estimate"], d["ci_low"], d["ci_high"], "yes" if d["significant"] else "no"]
+        for metric, d in (("AUC-ROC", boot["auc_roc_diff"]), ("AUC-PR", boot["auc_pr_diff"]))
+    ]
+    header = ["Metric", "Difference", f"{level} CI low", f"{level} CI high", "Significant"]
+    return lines + _table(header, rows, signed=True)
+
+
+def _curve_section(result: Mapping[str, Any], directory: Path) -> list[str]:
+    curves = result["curves"]
+    lines = ["## Curves (pooled paired alerts)", ""]
+    if any(model_curves is None for model_curves in curves.values()):
+        return [*lines, "Curves unavailable: the pooled alerts hold a single class or none.", ""]
+    _plot(directory / ROC_PNG, result, "roc")
+    _plot(directory / PR_PNG, result, "pr")
+    return [*lines, f"![ROC curves]({ROC_PNG})", "", f"![Precision-recall curves]({PR_PNG})", ""]
+
+
+def write_comparison_report(result: Mapping[str, Any], output_json: Path) -> Path:
+    """Write ``result`` to ``output_json`` and ``comparison_report.md`` (+ PNGs) beside it.
+
+    Returns the markdown path; its image links are relative to its directory.
+    """
+    output_json = Path(output_json)
+    output_json.parent.mkdir(parents=True, exist_ok=True)
+    result = to_jsonable(result)
+    _write_text(output_json, json.dumps(result, indent=2, allow_nan=False) + "\n")
+    lines = [
+        *_summary(result),
+        *_tier_tables(result),
+        *_delta_section(result),
+        *_per_day_tables(result),
+        *_curve_section(result, output_json.parent),
+        f"Full results: [{output_json.name}]({output_json.name})",
+    ]
+    markdown = output_json.parent / MARKDOWN_NAME
+    _write_text(markdown, "\n".join(lines) + "\n")
+    return markdown

@@ -1,0 +1,167 @@
+"""A/B test of two model files on simulated test days (``aml_pipeline.validation.ab_test``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import pytest
+
+from aml_pipeline.features.alert_features import CATEGORIES, FEATURE_COLUMNS
+from aml_pipeline.models.registry import REGISTRY_FILE, ModelSchemaError
+from aml_pipeline.validation.ab_test import (
+    build_test_features,
+    load_model_file,
+    read_test_days,
+    run_ab_test,
+)
+from aml_pipeline.validation.report import MARKDOWN_NAME, PR_PNG, ROC_PNG
+from aml_pipeline_tests.conftest import NETWORK, small_source
+
+DAYS = [dt.date(2025, 3, d) for d in range(1, 7)]
+TRAIN_DAYS, TEST_DAYS = DAYS[:4], DAYS[4:]
+AS_OF = dt.date(2025, 6, 1)
+PARAMS = {
+    "objective": "binary",
+    "learning_rate": 0.1,
+    "num_leaves": 7,
+    "min_data_in_leaf": 20,
+    "seed": 0,
+    "deterministic": True,
+    "force_row_wise": True,
+    "num_threads": 1,
+    "verbose": -1,
+}
+
+
+@dataclass(frozen=True)
+class Setup:
+    test_data: Path
+    ground_truth: Path
+    model_a: Path
+    model_b: Path
+
+
+def _train(frame: pd.DataFrame, features: list[str], labels: np.ndarray) -> lgb.Booster:
+    categorical = [c for c in features if c in CATEGORIES]
+    data = lgb.Dataset(frame[features], labels, categorical_feature=categorical)
+    return lgb.train(PARAMS, data, num_boost_round=40)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Setup:
+    """Six simulated days, their labels, a decent model A and a label-shuffled model B."""
+    root = tmp_path_factory.mktemp("ab")
+    test_data = root / "test_data"
+    labels = []
+    for day in DAYS:
+        folder = test_data / day.isoformat()
+        folder.mkdir(parents=True)
+        for name, data in small_source().fetch(NETWORK, day, 7).files.items():
+            (folder / name).write_bytes(data)
+        labels.append(small_source().fetch_labels(NETWORK, day, 7, AS_OF))
+    ground_truth = root / "ground_truth.parquet"
+    pd.concat(labels, ignore_index=True).to_parquet(ground_truth)
+
+    features = build_test_features(test_data, read_test_days(test_data, DAYS[0], DAYS[3]))
+    frame = pd.concat(features.values(), ignore_index=True).merge(
+        pd.concat(labels)[["alert_id", "is_sar_filed"]], on="alert_id"
+    )
+    y = frame["is_sar_filed"].to_numpy(dtype=int)
+    models = root / "models"
+    models.mkdir()
+    model_a, model_b = models / "alert_scorer_v1.0.0.txt", models / "alert_scorer_v1.1.0.txt"
+    _train(frame, list(FEATURE_COLUMNS), y).save_model(model_a)
+    shuffled = np.random.default_rng(0).permutation(y)
+    _train(frame, list(FEATURE_COLUMNS), shuffled).save_model(model_b)
+    return Setup(test_data, ground_truth, model_a, model_b)
+
+
+def test_ab_test_prefers_the_better_model(setup: Setup, tmp_path: Path) -> None:
+    output = tmp_path / "report" / "comparison.json"
+    result = run_ab_test(
+        setup.model_a,
+        setup.model_b,
+        setup.test_data,
+        TEST_DAYS[0],
+        TEST_DAYS[-1],
+        setup.ground_truth,
+        output,
+        n_resamples=200,
+    )
+    names = result["models"]
+    assert names == {"a": "A (v1.0.0)", "b": "B (v1.1.0)"}
+    assert result["winner"] == names["a"]
+    assert result["significant"]
+    assert result["bootstrap"]["auc_roc_diff"]["ci_high"] < 0
+    assert result["days"] == [day.isoformat() for day in TEST_DAYS]
+    for day in result["days"]:
+        for name in names.values():
+            run = result["per_day"][day]["models"][name]
+            assert run["tier1"]["passed"], run["tier1"]["failed_checks"]
+            assert run["tier1"]["checks"]["determinism"]["status"] == "passed"
+            assert run["tier3"]["score"] is not None
+    auc_a = result["aggregate"][names["a"]]["tier3"]["pooled"]["metrics"]["auc_roc"]
+    assert auc_a > 0.7
+
+    inputs = result["inputs"]
+    assert inputs["model_a"]["sha256"] == hashlib.sha256(setup.model_a.read_bytes()).hexdigest()
+    assert (inputs["model_a"]["version"], inputs["model_b"]["version"]) == ("1.0.0", "1.1.0")
+    assert (inputs["start_date"], inputs["end_date"]) == ("2025-03-05", "2025-03-06")
+    assert json.loads(output.read_text()) == result
+    for name in (MARKDOWN_NAME, ROC_PNG, PR_PNG):
+        assert (output.parent / name).stat().st_size > 0
+
+
+def test_missing_day_is_named(setup: Setup) -> None:
+    with pytest.raises(FileNotFoundError, match="2025-03-07, 2025-03-08"):
+        read_test_days(setup.test_data, DAYS[-1], dt.date(2025, 3, 8))
+
+
+def test_network_folder_layout(setup: Setup, tmp_path: Path) -> None:
+    (tmp_path / NETWORK).symlink_to(setup.test_data, target_is_directory=True)
+    days = read_test_days(tmp_path, TEST_DAYS[0], TEST_DAYS[0])
+    batch = days[TEST_DAYS[0]]
+    assert len(batch.alerts) > 0 and not batch.clusters.empty
+    assert batch.pattern_traps
+
+
+def test_model_with_foreign_features_is_refused(setup: Setup, tmp_path: Path) -> None:
+    x = pd.DataFrame({"not_a_feature": np.arange(100.0), "log_volume_usd": np.ones(100)})
+    path = tmp_path / "alert_scorer_v2.0.0.txt"
+    _train(x, list(x.columns), np.arange(100) % 2).save_model(path)
+    with pytest.raises(ModelSchemaError, match=r"v2\.0\.0 .*lacks 1: \['not_a_feature'\]"):
+        run_ab_test(
+            setup.model_a,
+            path,
+            setup.test_data,
+            TEST_DAYS[0],
+            TEST_DAYS[0],
+            setup.ground_truth,
+            tmp_path / "out.json",
+        )
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_load_model_file_metadata(setup: Setup, tmp_path: Path) -> None:
+    model = tmp_path / "candidate.txt"
+    model.write_bytes(setup.model_a.read_bytes())
+    assert load_model_file(model).version == "candidate"
+    entry = {"file": model.name, "version": "1.4.0", "kind": "alert_scorer"}
+    entry["features"] = list(FEATURE_COLUMNS)
+    (tmp_path / REGISTRY_FILE).write_text(json.dumps({"versions": [entry]}))
+    loaded = load_model_file(model)
+    assert (loaded.version, loaded.entry["kind"]) == ("1.4.0", "alert_scorer")
+
+    broken = tmp_path / "broken.txt"
+    broken.write_text("not a model")
+    with pytest.raises(ValueError, match=r"broken\.txt"):
+        load_model_file(broken)
+    with pytest.raises(FileNotFoundError, match=r"absent\.txt"):
+        load_model_file(tmp_path / "absent.txt")
