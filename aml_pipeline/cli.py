@@ -187,13 +187,14 @@ def summary(settings: Settings, days: list[dt.date], models: dict[str, dict]) ->
 
 def top_alerts(day_dir: Path, n: int) -> list[str]:
     """The ``n`` highest-scored alerts of a published day, one line each."""
-    import duckdb
+    from aml_pipeline.io_manager import duckdb_cursor
 
-    rows = duckdb.execute(
-        "SELECT alert_id, score, explain_json FROM read_parquet(?) "
-        "ORDER BY score DESC, alert_id LIMIT ?",
-        [str(day_dir / "alert_scores.parquet"), n],
-    ).fetchall()
+    with duckdb_cursor() as con:
+        rows = con.execute(
+            "SELECT alert_id, score, explain_json FROM read_parquet(?) "
+            "ORDER BY score DESC, alert_id LIMIT ?",
+            [str(day_dir / "alert_scores.parquet"), n],
+        ).fetchall()
     lines = []
     for alert_id, score, explanation in rows:
         reasons = json.loads(explanation)["top_features"][:2] if explanation else []
@@ -389,6 +390,17 @@ def promote(args: argparse.Namespace) -> int:
     return 0
 
 
+def serve(args: argparse.Namespace) -> int:
+    """Serve the published results over HTTP (read-only) until interrupted."""
+    from aml_pipeline.api import server
+
+    settings = Settings.from_env()
+    print(f"serving {Path(settings.data_root).resolve()} on http://{args.host}:{args.port} "
+          f"(OpenAPI docs at /docs)", flush=True)  # fmt: skip
+    server.serve(args.host, args.port, settings.data_root, settings.networks[0], settings.networks)
+    return 0
+
+
 def import_transfers_command(args: argparse.Namespace) -> int:
     """Build batches from a transfers file through the ``import_transfers_job``."""
     try:
@@ -538,6 +550,11 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--version", required=True, help="e.g. 1.1.0")
     pr.add_argument("--reason", default="", help="recorded with the promotion")
     pr.set_defaults(func=promote)
+
+    se = commands.add_parser("serve", help="serve published results over HTTP (read-only)")
+    se.add_argument("--host", default="127.0.0.1")
+    se.add_argument("--port", type=int, default=8000)
+    se.set_defaults(func=serve)
 
     dm = commands.add_parser("demo", help="run the pipeline on the last days of the source")
     dm.add_argument("--days", type=int, default=21)

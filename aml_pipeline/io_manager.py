@@ -1,15 +1,18 @@
 """An IO manager that keeps each partition of a DataFrame asset as one Parquet file.
 
 DuckDB is the engine: it writes every file (``COPY ... TO ?``) and reads one partition
-or a whole range back in a single ``read_parquet`` scan. Each call opens its own
-in-memory DuckDB connection, so no database file is ever shared between processes.
+or a whole range back in a single ``read_parquet`` scan. Each call works on its own cursor
+of a process-local in-memory DuckDB database (a cursor costs microseconds, a connection
+~17 ms), so no database file exists and nothing is shared between processes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import dagster as dg
 import duckdb
@@ -44,31 +47,42 @@ def _select_sql(df: pd.DataFrame, declared: dict[str, str]) -> str:
     return "SELECT " + (", ".join(parts) or "*") + " FROM frame"
 
 
+_DATABASE: dict[int, duckdb.DuckDBPyConnection] = {}
+
+
+@contextlib.contextmanager
+def duckdb_cursor() -> Iterator[duckdb.DuckDBPyConnection]:
+    """A fresh cursor on this process's in-memory DuckDB database (created on first use,
+    again after a fork); closed on exit, with everything registered on it."""
+    pid = os.getpid()
+    if pid not in _DATABASE:
+        _DATABASE.clear()
+        _DATABASE[pid] = duckdb.connect()
+    cursor = _DATABASE[pid].cursor()
+    try:
+        yield cursor
+    finally:
+        cursor.close()
+
+
 def write_parquet(
     storage: LocalStorage, key: str, df: pd.DataFrame, declared: dict[str, str] | None = None
 ) -> None:
     """Atomically write ``df`` as the Parquet file ``key`` through DuckDB."""
-    con = duckdb.connect()
-    try:
+    with duckdb_cursor() as con, storage.writing(key) as tmp:
         con.register("frame", df)
-        with storage.writing(key) as tmp:
-            con.execute(
-                f"COPY ({_select_sql(df, declared or {})}) TO ? (FORMAT parquet, COMPRESSION zstd)",
-                [str(tmp)],
-            )
-    finally:
-        con.close()
+        con.execute(
+            f"COPY ({_select_sql(df, declared or {})}) TO ? (FORMAT parquet, COMPRESSION zstd)",
+            [str(tmp)],
+        )
 
 
 def read_parquet(paths: Sequence[str]) -> pd.DataFrame:
     """Read one or more Parquet files in one DuckDB scan; DATE columns come back as dates."""
-    con = duckdb.connect()
-    try:
+    with duckdb_cursor() as con:
         result = con.execute("SELECT * FROM read_parquet(?, union_by_name = true)", [list(paths)])
         date_cols = [d[0] for d in result.description if str(d[1]) == "DATE"]
         df = result.df()
-    finally:
-        con.close()
     for col in date_cols:
         df[col] = pd.Series(
             [None if pd.isna(v) else v.date() for v in df[col]], index=df.index, dtype="object"

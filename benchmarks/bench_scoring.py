@@ -5,12 +5,14 @@
    The day is a simulated day's alerts (small profile) replicated under new ids.
 2. A 30-day backfill of simulated days through Dagster (``aml-pipeline score``: chunked
    runs, in-process executor) next to a plain Python loop calling the same functions
-   (fetch, validate, land, the warehouse tables, features, scores, validators, publish)
-   without Dagster. Each runs in its own process on a fresh data root with the same
-   trained models; the difference is Dagster's orchestration and event log.
+   (fetch, validate, land and verify, the warehouse tables, features, scores, validators,
+   processing metadata, publish) without Dagster. Each runs in its own process on a fresh
+   data root with the same trained models; the difference is Dagster's orchestration and
+   event log.
 
 Both need champion models: the benchmark first lands and trains 2025-03-01..08 like the
-tests do (small profile, labels as of 2025-05-01).
+tests do (labels as of 2025-05-01). The simulator profile is ``AML_SIM_PROFILE`` (default
+``small``, whose days are cheap, so Dagster's share shows most; ``demo`` is what users run).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def _env(root: Path) -> dict[str, str]:
         **os.environ,
         "DAGSTER_HOME": str(root),
         "AML_DATA_ROOT": str(root / "data"),
-        "AML_SIM_PROFILE": "small",
+        "AML_SIM_PROFILE": os.environ.get("AML_SIM_PROFILE", "small"),
         "AML_LABELS_AS_OF": "2025-05-01",
     }
 
@@ -163,7 +165,7 @@ def plain_loop(root: Path, start: dt.date, end: dt.date) -> None:
     """The daily job's work for each day without Dagster: the functions its assets call,
     writing the same warehouse tables (through the IO manager's writer) and outputs."""
     from aml_pipeline.assets.scoring import output_dir
-    from aml_pipeline.contract.files import parquet_bytes
+    from aml_pipeline.contract.files import parquet_bytes, sha256_hex
     from aml_pipeline.contract.schema import BATCH_TABLES
     from aml_pipeline.features.alert_features import (
         CATEGORIES,
@@ -174,15 +176,22 @@ def plain_loop(root: Path, start: dt.date, end: dt.date) -> None:
     from aml_pipeline.ingestion import (
         fetch_and_validate,
         land,
+        read_landed_meta,
         read_landed_table,
         read_landed_traps,
+        verify_landed,
     )
     from aml_pipeline.io_manager import write_parquet
     from aml_pipeline.models.registry import ModelRegistry
     from aml_pipeline.models.scoring import rank_frame, score_frame
     from aml_pipeline.resources import PipelineConfig
     from aml_pipeline.settings import Settings
-    from aml_pipeline.validation import Tier1Validator, Tier2Validator, Tier3Validator
+    from aml_pipeline.validation import (
+        Tier1Validator,
+        Tier2Validator,
+        Tier3Validator,
+        to_jsonable,
+    )
 
     os.environ.update(_env(root))
     pipeline = PipelineConfig.from_settings(Settings.from_env())
@@ -199,6 +208,7 @@ def plain_loop(root: Path, start: dt.date, end: dt.date) -> None:
 
         checked = fetch_and_validate(source, NETWORK, [day], pipeline.window_days)[0]
         land(landed, checked)
+        assert not verify_landed(landed, NETWORK, day)
         tables = {
             t.name: keep(f"raw_{t.name}", read_landed_table(landed, NETWORK, day, t))
             for t in BATCH_TABLES
@@ -232,14 +242,24 @@ def plain_loop(root: Path, start: dt.date, end: dt.date) -> None:
             ),
         )
         rescored = score_frame(models["alert_scorer"], features, "alert_id", CATEGORIES, 0)
-        Tier1Validator().validate(scores, tables["alerts"], rescored)
-        Tier2Validator().validate(scores, read_landed_traps(landed, NETWORK, day))
-        Tier3Validator().validate(scores, labels)
+        results = {
+            "tier1": Tier1Validator().validate(scores, tables["alerts"], rescored),
+            "tier2": Tier2Validator().validate(scores, read_landed_traps(landed, NETWORK, day)),
+            "tier3": Tier3Validator().validate(scores, labels),
+        }
+        for tier, result in results.items():
+            keep(f"{tier}_evaluation", pd.DataFrame([{"details": json.dumps(to_jsonable(result))}]))
         files = {
             "alert_scores.parquet": parquet_bytes(scores),
             "alert_rankings.parquet": parquet_bytes(ranks),
             "cluster_scores.parquet": parquet_bytes(cluster_scores),
         }
+        meta = {
+            "inputs": read_landed_meta(landed, NETWORK, day),
+            "models": {k: m.sha256 for k, m in models.items()},
+            "outputs": {name: sha256_hex(data) for name, data in files.items()},
+        }
+        files["processing_metadata.json"] = json.dumps(meta).encode()
         storage.publish_dir(output_dir(NETWORK, day), files)
         prior = [*prior[-29:], tables["alerts"]]
         day += dt.timedelta(1)

@@ -1,0 +1,429 @@
+"""The read-only results HTTP API: ``create_app`` builds the FastAPI app and its routes.
+
+Parameters are validated (network pattern and membership, strict ISO dates, bounded
+paging) before any path is formed or query runs; errors answer 404/422 with a short
+message and never expose paths, SQL or tracebacks.
+"""
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path as FilePath
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from aml_pipeline.api.database import (
+    ALERT_RANKINGS,
+    ALERT_SCORES,
+    CLUSTER_SCORES,
+    LATEST,
+    MAX_LIMIT,
+    MAX_OFFSET,
+    InvalidParameter,
+    NotFound,
+    ResultsDatabase,
+    parse_date,
+)
+
+DATE_PATTERN = r"^(latest|[0-9]{4}-[0-9]{2}-[0-9]{2})$"
+NETWORK_PATTERN = r"^[a-z0-9_]+$"
+EXAMPLE_DATE = "2025-01-10"
+
+
+# -- response models --
+
+
+class ErrorMessage(BaseModel):
+    """An error response."""
+
+    detail: str = Field(description="What went wrong.", examples=["no published results"])
+
+
+class Health(BaseModel):
+    """Liveness of the API process."""
+
+    status: Literal["ok"] = "ok"
+
+
+class NetworkInfo(BaseModel):
+    """A configured network and its published days."""
+
+    name: str = Field(description="Network name.", examples=["ethereum"])
+    latest_date: dt.date | None = Field(description="Newest published day, if any.")
+    available_days: int = Field(description="Number of published days.", ge=0)
+
+
+class Networks(BaseModel):
+    """The configured networks."""
+
+    default_network: str = Field(description="Network used when none is given.")
+    networks: list[NetworkInfo]
+
+
+class AvailableDates(BaseModel):
+    """A network's published days, newest first."""
+
+    network: str
+    count: int = Field(ge=0)
+    dates: list[dt.date] = Field(description="Published days, newest first.")
+
+
+class LatestDate(BaseModel):
+    """A network's newest published day."""
+
+    network: str
+    processing_date: dt.date
+
+
+class FeatureContribution(BaseModel):
+    """One feature's contribution to a score."""
+
+    feature: str = Field(description="Feature name.")
+    value: float | None = Field(description="The feature's value (null if missing).")
+    contribution: float = Field(description="Contribution to the raw score.")
+
+
+class Explanation(BaseModel):
+    """Why a model gave a score: the base value and the largest contributions."""
+
+    model_version: str | None = None
+    base_value: float | None = Field(default=None, description="Model output before features.")
+    top_features: list[FeatureContribution] = Field(default_factory=list)
+
+
+class AlertScore(BaseModel):
+    """An alert's score."""
+
+    alert_id: str
+    score: float = Field(description="Score in [0, 1], higher is more suspicious.")
+    model_version: str
+    latency_ms: float | None = Field(description="Scoring latency of the alert's batch.")
+
+
+class AlertRanking(BaseModel):
+    """An alert's rank among the day's alerts."""
+
+    alert_id: str
+    rank: int = Field(ge=1, description="1 is the most suspicious alert of the day.")
+    score: float
+    model_version: str
+
+
+class ClusterScore(BaseModel):
+    """A cluster's score and its explanation."""
+
+    cluster_id: str
+    score: float
+    model_version: str
+    explanation: Explanation
+
+
+class PageInfo(BaseModel):
+    """Which rows of a day a page holds."""
+
+    network: str
+    processing_date: dt.date
+    total: int = Field(ge=0, description="Rows matching the filter, over all pages.")
+    limit: int
+    offset: int
+
+
+class AlertScoresPage(PageInfo):
+    """A page of alert scores, by score descending then alert_id."""
+
+    rows: list[AlertScore]
+
+
+class AlertRankingsPage(PageInfo):
+    """A page of alert rankings, by rank."""
+
+    rows: list[AlertRanking]
+
+
+class ClusterScoresPage(PageInfo):
+    """A page of cluster scores, by score descending then cluster_id."""
+
+    rows: list[ClusterScore]
+
+
+class AlertScoreDetail(AlertScore):
+    """One alert's score with its rank and explanation."""
+
+    network: str
+    processing_date: dt.date
+    rank: int | None = Field(description="The alert's rank that day, if ranked.")
+    explanation: Explanation
+
+
+class TierEvaluation(BaseModel):
+    """One validation tier's result for a day."""
+
+    tier: Literal["tier1", "tier2", "tier3"]
+    model_version: str | None
+    passed: bool | None = Field(description="Null when the tier cannot decide yet.")
+    score: float | None
+    details: Any = Field(description="The tier's details as published.")
+
+
+class Evaluations(BaseModel):
+    """The validation tiers evaluated for a day (tier3 appears once labels are known)."""
+
+    network: str
+    processing_date: dt.date
+    tiers: list[TierEvaluation]
+
+
+class Models(BaseModel):
+    """A network's model registry."""
+
+    network: str
+    champions: dict[str, str] = Field(
+        description="Champion version per model kind.", examples=[{"alert_scorer": "1.0.0"}]
+    )
+    registry: dict[str, Any] = Field(description="The registry's metadata as published.")
+
+
+# -- parameters --
+
+
+@dataclass(frozen=True)
+class Paging:
+    """Validated paging and filter parameters."""
+
+    limit: int
+    offset: int
+    min_score: float | None
+
+
+def _paging(
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_LIMIT, description="Rows per page.", examples=[100])
+    ] = 100,
+    offset: Annotated[
+        int, Query(ge=0, le=MAX_OFFSET, description="Rows to skip.", examples=[0])
+    ] = 0,
+    min_score: Annotated[
+        float | None,
+        Query(
+            ge=0,
+            le=1,
+            allow_inf_nan=False,
+            description="Only rows with score >= min_score.",
+            examples=[0.5],
+        ),
+    ] = None,
+) -> Paging:
+    return Paging(limit, offset, min_score)
+
+
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorMessage}}
+
+
+def _invalid(exc: InvalidParameter) -> RequestValidationError:
+    """A 422 shaped like FastAPI's own validation errors."""
+    where = "query" if exc.field == "network" else "path"
+    return RequestValidationError(
+        [{"type": "value_error", "loc": (where, exc.field), "msg": str(exc)}]
+    )
+
+
+def _date_param(
+    date: Annotated[
+        str,
+        Path(
+            max_length=10,
+            pattern=DATE_PATTERN,
+            description="Processing date (YYYY-MM-DD) or `latest` for the newest day.",
+            examples=[EXAMPLE_DATE, LATEST],
+            openapi_examples={
+                "day": {"summary": "A processing date", "value": EXAMPLE_DATE},
+                "latest": {"summary": "The newest published day", "value": LATEST},
+            },
+        ),
+    ],
+) -> str:
+    """The date as given, once it is `latest` or a valid calendar date (else 422)."""
+    if date != LATEST:
+        try:
+            parse_date(date)
+        except InvalidParameter as exc:
+            raise _invalid(exc) from None
+    return date
+
+
+PagingDep = Annotated[Paging, Depends(_paging)]
+DateDep = Annotated[str, Depends(_date_param)]
+
+
+async def _unprocessable(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 with where and what was wrong; the rejected input is not echoed back."""
+    errors = [{k: e[k] for k in ("type", "loc", "msg")} for e in exc.errors()]
+    return JSONResponse({"detail": errors}, status_code=422)
+
+
+async def _not_found(request: Request, exc: NotFound) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=404)
+
+
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    """A generic 500 (the server still logs the traceback)."""
+    return JSONResponse({"detail": "internal server error"}, status_code=500)
+
+
+def create_app(data_root: FilePath, networks: list[str], default_network: str) -> FastAPI:
+    """The results API over ``data_root`` for ``networks`` (``default_network`` if none given)."""
+    db = ResultsDatabase(data_root, networks)
+    if default_network not in db.networks:
+        raise ValueError(f"default network {default_network!r} is not in {networks}")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        db.close()
+
+    app = FastAPI(
+        title="AML pipeline results API",
+        version="1.0.0",
+        summary="Read-only access to published alert scores, rankings and evaluations.",
+        description=(
+            "Serves the pipeline's published daily results per network. `{date}` is a "
+            "processing date (YYYY-MM-DD) or `latest`; `network` defaults to the configured "
+            "default network."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.db = db
+    app.add_exception_handler(RequestValidationError, _unprocessable)
+    app.add_exception_handler(NotFound, _not_found)
+    app.add_exception_handler(Exception, _internal_error)
+
+    def network_param(
+        network: Annotated[
+            str,
+            Query(
+                max_length=64,
+                pattern=NETWORK_PATTERN,
+                description="Network to query; one of the configured networks.",
+                examples=[default_network],
+                json_schema_extra={"enum": list(db.networks)},
+            ),
+        ] = default_network,
+    ) -> str:
+        try:
+            return db.check_network(network)
+        except InvalidParameter as exc:
+            raise _invalid(exc) from None
+
+    NetworkDep = Annotated[str, Depends(network_param)]
+
+    def page_info(network: str, day: dt.date, paging: Paging, total: int) -> dict[str, Any]:
+        return {
+            "network": network,
+            "processing_date": day,
+            "total": total,
+            "limit": paging.limit,
+            "offset": paging.offset,
+        }
+
+    @app.get("/health", tags=["service"], summary="Liveness check")
+    def health() -> Health:
+        """The process is up."""
+        return Health()
+
+    @app.get("/networks", tags=["service"], summary="Configured networks")
+    def list_networks() -> Networks:
+        """The configured networks with their newest day and number of published days."""
+        infos = []
+        for name in db.networks:
+            dates = db.available_dates(name)
+            infos.append(
+                NetworkInfo(
+                    name=name, latest_date=dates[0] if dates else None, available_days=len(dates)
+                )
+            )
+        return Networks(default_network=default_network, networks=infos)
+
+    @app.get("/dates/available", tags=["dates"], summary="Published days, newest first")
+    def available_dates(network: NetworkDep) -> AvailableDates:
+        """The days whose results are published, newest first."""
+        dates = db.available_dates(network)
+        return AvailableDates(network=network, count=len(dates), dates=dates)
+
+    @app.get("/dates/latest", tags=["dates"], summary="Newest published day", responses=_NOT_FOUND)
+    def latest_date(network: NetworkDep) -> LatestDate:
+        """The newest published day; 404 if the network has none."""
+        return LatestDate(network=network, processing_date=db.resolve_day(network, LATEST))
+
+    @app.get("/scores/alerts/{date}", tags=["scores"], summary="Alert scores", responses=_NOT_FOUND)
+    def alert_scores(network: NetworkDep, requested: DateDep, paging: PagingDep) -> AlertScoresPage:
+        """A page of the day's alert scores, by score descending then alert_id."""
+        day = db.resolve_day(network, requested)
+        page = db.page(ALERT_SCORES, network, day, paging.limit, paging.offset, paging.min_score)
+        return AlertScoresPage(**page_info(network, day, paging, page.total), rows=page.rows)
+
+    @app.get(
+        "/scores/alerts/{date}/{alert_id}",
+        tags=["scores"],
+        summary="One alert's score and explanation",
+        responses=_NOT_FOUND,
+    )
+    def alert_score(
+        network: NetworkDep,
+        requested: DateDep,
+        alert_id: Annotated[
+            str,
+            Path(min_length=1, max_length=256, description="The alert's id.", examples=["a-1"]),
+        ],
+    ) -> AlertScoreDetail:
+        """One alert's score, rank and explanation; 404 if the day or alert is unknown."""
+        day = db.resolve_day(network, requested)
+        row = db.alert_score(network, day, alert_id)
+        return AlertScoreDetail(network=network, processing_date=day, **row)
+
+    @app.get(
+        "/rankings/alerts/{date}", tags=["scores"], summary="Alert rankings", responses=_NOT_FOUND
+    )
+    def alert_rankings(
+        network: NetworkDep, requested: DateDep, paging: PagingDep
+    ) -> AlertRankingsPage:
+        """A page of the day's alert rankings, by rank."""
+        day = db.resolve_day(network, requested)
+        page = db.page(ALERT_RANKINGS, network, day, paging.limit, paging.offset, paging.min_score)
+        return AlertRankingsPage(**page_info(network, day, paging, page.total), rows=page.rows)
+
+    @app.get(
+        "/scores/clusters/{date}", tags=["scores"], summary="Cluster scores", responses=_NOT_FOUND
+    )
+    def cluster_scores(
+        network: NetworkDep, requested: DateDep, paging: PagingDep
+    ) -> ClusterScoresPage:
+        """A page of the day's cluster scores with explanations, by score descending."""
+        day = db.resolve_day(network, requested)
+        page = db.page(CLUSTER_SCORES, network, day, paging.limit, paging.offset, paging.min_score)
+        return ClusterScoresPage(**page_info(network, day, paging, page.total), rows=page.rows)
+
+    @app.get(
+        "/evaluations/{date}",
+        tags=["evaluations"],
+        summary="Validation tiers evaluated for a day",
+        responses=_NOT_FOUND,
+    )
+    def evaluations(network: NetworkDep, requested: DateDep) -> Evaluations:
+        """The validation tiers evaluated for the day so far (possibly none)."""
+        day = db.resolve_day(network, requested)
+        return Evaluations(network=network, processing_date=day, tiers=db.evaluations(network, day))
+
+    @app.get(
+        "/models", tags=["models"], summary="Model registry and champions", responses=_NOT_FOUND
+    )
+    def models(network: NetworkDep) -> Models:
+        """The network's model registry and its champion versions."""
+        registry = db.model_registry(network)
+        return Models(network=network, champions=registry.get("champions") or {}, registry=registry)
+
+    return app

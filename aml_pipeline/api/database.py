@@ -1,0 +1,276 @@
+"""Read-only DuckDB query layer over the pipeline's published Parquet results.
+
+The seed's hybrid approach: the Parquet files stay the source of truth and DuckDB queries
+them in place, nothing is imported or copied. Unlike the seed's views over a glob of every
+day, a query for one day resolves that day's file from the validated network and date and
+reads only it, so its cost does not grow with history, and a newly published day is
+visible at once (dates are listed from the directories on every call, nothing is cached).
+
+Every SQL statement is a constant; values and file paths are bound parameters. The DuckDB
+connection is sandboxed to ``data_root`` (no other file, no extension loading, configuration
+locked) and each call runs on its own cursor, so request threads never share one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+NETWORK_RE = re.compile(r"[a-z0-9_]+")
+DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+LATEST = "latest"
+MAX_LIMIT = 10_000
+MAX_OFFSET = 1_000_000_000
+TIERS = ("tier1", "tier2", "tier3")
+
+ALERT_SCORES = "alert_scores.parquet"
+ALERT_RANKINGS = "alert_rankings.parquet"
+CLUSTER_SCORES = "cluster_scores.parquet"
+MODEL_METADATA = "model_metadata.json"
+
+_MIN_SCORE = "($min_score::DOUBLE IS NULL OR score >= $min_score::DOUBLE)"
+_PAGES = {
+    ALERT_SCORES: (
+        "SELECT alert_id, score, model_version, latency_ms FROM read_parquet($path) "
+        f"WHERE {_MIN_SCORE} ORDER BY score DESC, alert_id LIMIT $limit OFFSET $offset"
+    ),
+    ALERT_RANKINGS: (
+        "SELECT alert_id, rank, score, model_version FROM read_parquet($path) "
+        f"WHERE {_MIN_SCORE} ORDER BY rank, alert_id LIMIT $limit OFFSET $offset"
+    ),
+    CLUSTER_SCORES: (
+        "SELECT cluster_id, score, model_version, explain_json FROM read_parquet($path) "
+        f"WHERE {_MIN_SCORE} ORDER BY score DESC, cluster_id LIMIT $limit OFFSET $offset"
+    ),
+}
+_COUNT = f"SELECT count(*) AS total FROM read_parquet($path) WHERE {_MIN_SCORE}"
+_ALERT = (
+    "SELECT alert_id, score, model_version, latency_ms, explain_json, "
+    "(SELECT min(rank) FROM read_parquet($rankings) WHERE alert_id = $alert_id) AS rank "
+    "FROM read_parquet($scores) WHERE alert_id = $alert_id LIMIT 1"
+)
+_EVALUATION = (
+    "SELECT model_version, passed, score, details_json FROM read_parquet($path) "
+    "WHERE processing_date = $day"
+)
+
+
+class InvalidParameter(ValueError):
+    """A malformed or unconfigured network or date (the API answers 422)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class NotFound(LookupError):
+    """No published data for the request (the API answers 404)."""
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a day's rows and the number of rows matching the filter."""
+
+    total: int
+    rows: list[dict[str, Any]]
+
+
+def parse_date(text: str) -> dt.date:
+    """Parse a strict ``YYYY-MM-DD`` calendar date, else raise ``InvalidParameter``."""
+    if not DATE_RE.fullmatch(text):
+        raise InvalidParameter("date", "date must be YYYY-MM-DD or 'latest'")
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise InvalidParameter("date", "date is not a valid calendar date") from None
+
+
+def _day_dir_name(name: str) -> dt.date | None:
+    """The date a directory named ``YYYY-MM-DD`` stands for (staging dirs and others: None)."""
+    try:
+        return parse_date(name)
+    except InvalidParameter:
+        return None
+
+
+class ResultsDatabase:
+    """Queries over ``{data_root}/output``, ``warehouse`` evaluations and ``trained_models``."""
+
+    def __init__(self, data_root: str | os.PathLike[str], networks: Sequence[str]) -> None:
+        self.data_root = Path(data_root).resolve()
+        for network in networks:
+            if not NETWORK_RE.fullmatch(network):
+                raise ValueError(f"invalid network name {network!r}")
+        self.networks = tuple(networks)
+        self._conn: duckdb.DuckDBPyConnection | None = None
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Close the DuckDB connection (the next query opens a new one)."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    # -- validation: every path below is formed only from values that passed these --
+
+    def check_network(self, network: str) -> str:
+        """Return ``network`` if it is well formed and configured, else raise."""
+        if not NETWORK_RE.fullmatch(network):
+            raise InvalidParameter("network", "network must match ^[a-z0-9_]+$")
+        if network not in self.networks:
+            raise InvalidParameter("network", f"network must be one of {list(self.networks)}")
+        return network
+
+    def resolve_day(self, network: str, text: str) -> dt.date:
+        """The available day ``text`` names (``latest`` or ``YYYY-MM-DD``), else raise."""
+        network = self.check_network(network)
+        if text == LATEST:
+            day = self.latest_date(network)
+            if day is None:
+                raise NotFound(f"no published results for network {network!r}")
+            return day
+        day = parse_date(text)
+        if not self.has_day(network, day):
+            raise NotFound(f"no published results for network {network!r} on {day}")
+        return day
+
+    # -- listing: directory listings, cheap and never cached --
+
+    def _day_dir(self, network: str, day: dt.date) -> Path:
+        return self.data_root / "output" / self.check_network(network) / day.isoformat()
+
+    def has_day(self, network: str, day: dt.date) -> bool:
+        """Whether the day is published (its directory holds ``alert_scores.parquet``)."""
+        return (self._day_dir(network, day) / ALERT_SCORES).is_file()
+
+    def _listed_days(self, network: str) -> list[dt.date]:
+        try:
+            names = os.listdir(self.data_root / "output" / self.check_network(network))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return sorted(filter(None, map(_day_dir_name, names)), reverse=True)
+
+    def available_dates(self, network: str) -> list[dt.date]:
+        """The network's published days, newest first."""
+        return [d for d in self._listed_days(network) if self.has_day(network, d)]
+
+    def latest_date(self, network: str) -> dt.date | None:
+        """The network's newest published day, if any."""
+        return next((d for d in self._listed_days(network) if self.has_day(network, d)), None)
+
+    # -- queries --
+
+    @contextmanager
+    def _cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with self._lock:
+            if self._conn is None:
+                self._conn = self._connect()
+            cursor = self._conn.cursor()
+        try:
+            yield cursor
+        finally:
+            cursor.close()
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        conn = duckdb.connect(":memory:")
+        conn.execute("SET allowed_directories = $dirs", {"dirs": [f"{self.data_root}{os.sep}"]})
+        conn.execute("SET enable_external_access = false")
+        conn.execute("SET autoload_known_extensions = false")
+        conn.execute("SET lock_configuration = true")
+        return conn
+
+    def _rows(self, sql: str, params: dict[str, Any], *files: Path) -> list[dict[str, Any]]:
+        """Run one parameterized query; a file that vanished meanwhile means not found."""
+        with self._cursor() as cursor:
+            try:
+                cursor.execute(sql, params)
+            except duckdb.IOException:
+                if all(f.is_file() for f in files):
+                    raise
+                raise NotFound("the requested results are no longer published") from None
+            columns = [c[0] for c in cursor.description]
+            return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+    def _day_file(self, network: str, day: dt.date, name: str) -> Path:
+        if not self.has_day(network, day):
+            raise NotFound(f"no published results for network {network!r} on {day}")
+        path = self._day_dir(network, day) / name
+        if not path.is_file():
+            raise NotFound(f"no {name.removesuffix('.parquet')} for network {network!r} on {day}")
+        return path
+
+    def page(
+        self,
+        name: str,
+        network: str,
+        day: dt.date,
+        limit: int = 100,
+        offset: int = 0,
+        min_score: float | None = None,
+    ) -> Page:
+        """A page of one published table of the day (``ALERT_SCORES``: by score descending
+        then alert_id; ``ALERT_RANKINGS``: by rank; ``CLUSTER_SCORES``: by score
+        descending, explanations parsed)."""
+        if not (1 <= limit <= MAX_LIMIT and 0 <= offset <= MAX_OFFSET):
+            raise ValueError("limit or offset out of range")
+        path = self._day_file(network, day, name)
+        params: dict[str, Any] = {"path": str(path), "min_score": min_score}
+        total = self._rows(_COUNT, params, path)[0]["total"]
+        rows = self._rows(_PAGES[name], {**params, "limit": limit, "offset": offset}, path)
+        for row in rows:
+            if "explain_json" in row:
+                row["explanation"] = json.loads(row.pop("explain_json"))
+        return Page(total=total, rows=rows)
+
+    def alert_score(self, network: str, day: dt.date, alert_id: str) -> dict[str, Any]:
+        """One alert's score, rank and parsed explanation, else raise ``NotFound``."""
+        scores = self._day_file(network, day, ALERT_SCORES)
+        rankings = self._day_file(network, day, ALERT_RANKINGS)
+        params = {"scores": str(scores), "rankings": str(rankings), "alert_id": alert_id}
+        rows = self._rows(_ALERT, params, scores, rankings)
+        if not rows:
+            raise NotFound(f"alert {alert_id!r} not found for network {network!r} on {day}")
+        row = rows[0]
+        row["explanation"] = json.loads(row.pop("explain_json"))
+        return row
+
+    def evaluations(self, network: str, day: dt.date) -> list[dict[str, Any]]:
+        """The day's tier evaluations present in the warehouse (possibly none)."""
+        if not self.has_day(network, day):
+            raise NotFound(f"no published results for network {network!r} on {day}")
+        found = []
+        for tier in TIERS:
+            path = (
+                self.data_root
+                / "warehouse"
+                / self.check_network(network)
+                / f"{tier}_evaluation"
+                / f"{day.isoformat()}.parquet"
+            )
+            if path.is_file():
+                for row in self._rows(_EVALUATION, {"path": str(path), "day": day}, path):
+                    details = row.pop("details_json")
+                    found.append({"tier": tier, **row, "details": json.loads(details or "null")})
+        return found
+
+    def model_registry(self, network: str) -> dict[str, Any]:
+        """The network's model registry (``model_metadata.json``) as published."""
+        path = self.data_root / "trained_models" / self.check_network(network) / MODEL_METADATA
+        try:
+            registry = json.loads(path.read_bytes())
+        except FileNotFoundError:
+            raise NotFound(f"no model registry for network {network!r}") from None
+        if not isinstance(registry, dict):
+            raise ValueError("model registry is not a JSON object")
+        return registry

@@ -1,0 +1,492 @@
+"""The results API: routes, validation and error bodies, partition pruning, a real server."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from aml_pipeline.api.app import create_app
+from aml_pipeline.api.database import (
+    ALERT_SCORES,
+    InvalidParameter,
+    ResultsDatabase,
+    parse_date,
+)
+from aml_pipeline.storage import LocalStorage
+
+NETWORK = "ethereum"
+NETWORKS = ["ethereum", "bitcoin"]
+DAYS = [dt.date(2025, 1, 8), dt.date(2025, 1, 9), dt.date(2025, 1, 10)]
+LAST = DAYS[-1]
+# (alert_id, score): a tie at 0.9 is broken by alert_id
+SCORES = [("a-3", 0.2), ("a-1", 0.9), ("a-2", 0.9), ("a-4", 0.55), ("a-5", 0.05)]
+
+
+def _explanation(version: str, feature: str) -> str:
+    top = [
+        {"feature": feature, "value": 1.5, "contribution": 0.7},
+        {"feature": "degree", "value": None, "contribution": -0.1},
+    ]
+    return json.dumps({"model_version": version, "base_value": -1.0, "top_features": top})
+
+
+def _parquet(columns: dict[str, pa.Array]) -> bytes:
+    buf = io.BytesIO()
+    pq.write_table(pa.table(columns), buf)
+    return buf.getvalue()
+
+
+def day_files(day: dt.date, scores: list[tuple[str, float]] = SCORES) -> dict[str, bytes]:
+    """A published day directory's files, as the pipeline writes them."""
+    n = len(scores)
+    ids = [a for a, _ in scores]
+    values = [s for _, s in scores]
+
+    def common(rows: int) -> dict[str, pa.Array]:
+        return {
+            "network": pa.array([NETWORK] * rows),
+            "processing_date": pa.array([day] * rows, pa.date32()),
+            "window_days": pa.array([7] * rows, pa.int32()),
+        }
+
+    ranked = sorted(scores, key=lambda r: (-r[1], r[0]))
+    return {
+        "alert_scores.parquet": _parquet(
+            {
+                "alert_id": pa.array(ids),
+                "score": pa.array(values, pa.float64()),
+                "model_version": pa.array(["1.0.0"] * n),
+                "latency_ms": pa.array([12.5] * n, pa.float64()),
+                "explain_json": pa.array([_explanation("1.0.0", f"f_{a}") for a in ids]),
+                **common(n),
+            }
+        ),
+        "alert_rankings.parquet": _parquet(
+            {
+                "alert_id": pa.array([a for a, _ in ranked]),
+                "rank": pa.array(range(1, n + 1), pa.int32()),
+                "score": pa.array([s for _, s in ranked], pa.float64()),
+                "model_version": pa.array(["1.0.0"] * n),
+                **common(n),
+            }
+        ),
+        "cluster_scores.parquet": _parquet(
+            {
+                "cluster_id": pa.array(["c-1", "c-2"]),
+                "score": pa.array([0.3, 0.8], pa.float64()),
+                "model_version": pa.array(["1.0.0"] * 2),
+                "explain_json": pa.array([_explanation("1.0.0", "size")] * 2),
+                **common(2),
+            }
+        ),
+        "processing_metadata.json": json.dumps({"status": "success", "alerts": n}).encode(),
+    }
+
+
+def _evaluation(root: Path, tier: str, day: dt.date, passed: bool | None) -> None:
+    path = root / "warehouse" / NETWORK / f"{tier}_evaluation" / f"{day}.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(
+        _parquet(
+            {
+                "network": pa.array([NETWORK]),
+                "processing_date": pa.array([day], pa.date32()),
+                "model_version": pa.array(["1.0.0"]),
+                "passed": pa.array([passed], pa.bool_()),
+                "score": pa.array([0.97 if passed else None], pa.float64()),
+                "details_json": pa.array([json.dumps({"checks": {"determinism": True}})]),
+            }
+        )
+    )
+
+
+@pytest.fixture
+def data_root(tmp_path: Path) -> Path:
+    """Three published ethereum days, evaluations, a registry; bitcoin has nothing."""
+    output = tmp_path / "output" / NETWORK
+    for day in DAYS:
+        (output / str(day)).mkdir(parents=True)
+        for name, data in day_files(day).items():
+            (output / str(day) / name).write_bytes(data)
+    (output / ".2025-01-11.abc.staging").mkdir()  # an unfinished publish
+    (output / ".2025-01-11.abc.staging" / "alert_scores.parquet").write_bytes(b"partial")
+    (output / "2025-01-12").mkdir()  # no alert_scores.parquet: not available
+    (output / "notes").mkdir()
+    _evaluation(tmp_path, "tier1", LAST, True)
+    _evaluation(tmp_path, "tier2", LAST, None)
+    registry = {"versions": [{"version": "1.0.0"}], "champions": {"alert_scorer": "1.0.0"}}
+    models = tmp_path / "trained_models" / NETWORK / "model_metadata.json"
+    models.parent.mkdir(parents=True)
+    models.write_text(json.dumps(registry))
+    return tmp_path
+
+
+@pytest.fixture
+def client(data_root: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(data_root, NETWORKS, NETWORK)) as test_client:
+        yield test_client
+
+
+def test_health_and_networks(client: TestClient) -> None:
+    assert client.get("/health").json() == {"status": "ok"}
+    assert client.get("/networks").json() == {
+        "default_network": NETWORK,
+        "networks": [
+            {"name": NETWORK, "latest_date": str(LAST), "available_days": 3},
+            {"name": "bitcoin", "latest_date": None, "available_days": 0},
+        ],
+    }
+
+
+def test_dates(client: TestClient) -> None:
+    body = client.get("/dates/available").json()
+    assert body == {"network": NETWORK, "count": 3, "dates": [str(d) for d in reversed(DAYS)]}
+    assert client.get("/dates/latest").json() == {"network": NETWORK, "processing_date": str(LAST)}
+    assert client.get("/dates/available", params={"network": "bitcoin"}).json()["dates"] == []
+    missing = client.get("/dates/latest", params={"network": "bitcoin"})
+    assert missing.status_code == 404
+    assert "bitcoin" in missing.json()["detail"]
+
+
+def test_alert_scores_sorted_paged_and_filtered(client: TestClient) -> None:
+    body = client.get(f"/scores/alerts/{LAST}").json()
+    assert body["network"] == NETWORK and body["processing_date"] == str(LAST)
+    assert (body["total"], body["limit"], body["offset"]) == (5, 100, 0)
+    assert [r["alert_id"] for r in body["rows"]] == ["a-1", "a-2", "a-4", "a-3", "a-5"]
+    assert body["rows"][0] == {
+        "alert_id": "a-1",
+        "score": 0.9,
+        "model_version": "1.0.0",
+        "latency_ms": 12.5,
+    }
+    page = client.get(f"/scores/alerts/{LAST}", params={"limit": 2, "offset": 1}).json()
+    assert page["total"] == 5 and [r["alert_id"] for r in page["rows"]] == ["a-2", "a-4"]
+    high = client.get(f"/scores/alerts/{LAST}", params={"min_score": 0.5}).json()
+    assert high["total"] == 3 and len(high["rows"]) == 3
+    beyond = client.get(f"/scores/alerts/{LAST}", params={"offset": 50}).json()
+    assert beyond["total"] == 5 and beyond["rows"] == []
+    assert client.get("/scores/alerts/latest").json() == body
+
+
+def test_rankings_and_clusters(client: TestClient) -> None:
+    ranks = client.get("/rankings/alerts/latest").json()
+    assert ranks["total"] == 5
+    assert [(r["rank"], r["alert_id"]) for r in ranks["rows"]][:3] == [
+        (1, "a-1"),
+        (2, "a-2"),
+        (3, "a-4"),
+    ]
+    clusters = client.get(f"/scores/clusters/{DAYS[0]}", params={"min_score": 0.5}).json()
+    assert clusters["total"] == 1
+    (row,) = clusters["rows"]
+    assert row["cluster_id"] == "c-2" and row["explanation"]["top_features"][0]["feature"] == "size"
+
+
+def test_one_alert_with_explanation(client: TestClient) -> None:
+    body = client.get(f"/scores/alerts/{LAST}/a-4").json()
+    assert body["alert_id"] == "a-4" and body["rank"] == 3 and body["score"] == 0.55
+    assert body["explanation"] == {
+        "model_version": "1.0.0",
+        "base_value": -1.0,
+        "top_features": [
+            {"feature": "f_a-4", "value": 1.5, "contribution": 0.7},
+            {"feature": "degree", "value": None, "contribution": -0.1},
+        ],
+    }
+    missing = client.get(f"/scores/alerts/{LAST}/nope")
+    assert missing.status_code == 404 and "nope" in missing.json()["detail"]
+    injected = client.get(f"/scores/alerts/{LAST}/x' OR '1'='1")
+    assert injected.status_code == 404
+
+
+def test_evaluations_and_models(client: TestClient) -> None:
+    body = client.get("/evaluations/latest").json()
+    assert [t["tier"] for t in body["tiers"]] == ["tier1", "tier2"]
+    assert body["tiers"][0] == {
+        "tier": "tier1",
+        "model_version": "1.0.0",
+        "passed": True,
+        "score": 0.97,
+        "details": {"checks": {"determinism": True}},
+    }
+    assert body["tiers"][1]["passed"] is None
+    assert client.get(f"/evaluations/{DAYS[0]}").json()["tiers"] == []
+    assert client.get("/evaluations/2024-12-31").status_code == 404
+    models = client.get("/models").json()
+    assert models["champions"] == {"alert_scorer": "1.0.0"}
+    assert models["registry"]["versions"] == [{"version": "1.0.0"}]
+    assert client.get("/models", params={"network": "bitcoin"}).status_code == 404
+
+
+ROUTES = ["/scores/alerts/{}", "/rankings/alerts/{}", "/scores/clusters/{}", "/evaluations/{}"]
+BAD_DATES = [
+    "2025-01-10' OR 1=1 --",
+    "latest;DROP TABLE x",
+    "2025-1-10",
+    "20250110",
+    "2025-02-30",
+    "2025-W02-5",
+    "\u0662\u0660\u0662\u0665-\u0660\u0661-\u0661\u0660",  # Arabic-Indic digits
+    "'; SELECT * FROM read_csv('passwd') --",
+]
+BAD_NETWORKS = ["unknown", "Ethereum", "eth-1", "ethereum'--", "../../etc", "ethereum\n", ""]
+BAD_PARAMS = [
+    {"limit": 0},
+    {"limit": 10_001},
+    {"limit": -1},
+    {"limit": "abc"},
+    {"limit": "1; DROP"},
+    {"offset": -1},
+    {"offset": 10**30},
+    {"min_score": 1.5},
+    {"min_score": -0.1},
+    {"min_score": "nan"},
+    {"min_score": "0.5 OR 1=1"},
+]
+
+
+@pytest.fixture
+def no_queries(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> TestClient:
+    """A client whose database fails the test if any query runs."""
+
+    def forbidden() -> None:
+        raise AssertionError("a query ran")
+
+    monkeypatch.setattr(client.app.state.db, "_cursor", forbidden)
+    return client
+
+
+def _assert_clean(text: str, data_root: Path) -> None:
+    for leak in (str(data_root), "Traceback", "SELECT", "read_parquet", "duckdb"):
+        assert leak not in text
+
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize("date", BAD_DATES)
+def test_malformed_dates_are_rejected_before_any_query(
+    no_queries: TestClient, data_root: Path, route: str, date: str
+) -> None:
+    response = no_queries.get(route.format(date))
+    assert response.status_code == 422, response.text
+    _assert_clean(response.text, data_root)
+
+
+@pytest.mark.parametrize("network", BAD_NETWORKS)
+@pytest.mark.parametrize("route", [*ROUTES, "/dates/available", "/dates/latest", "/models"])
+def test_malformed_or_unknown_networks_are_rejected(
+    no_queries: TestClient, data_root: Path, route: str, network: str
+) -> None:
+    response = no_queries.get(route.format("latest"), params={"network": network})
+    assert response.status_code == 422, response.text
+    _assert_clean(response.text, data_root)
+
+
+@pytest.mark.parametrize("route", ROUTES[:3])
+@pytest.mark.parametrize("params", BAD_PARAMS)
+def test_bad_paging_parameters_are_rejected(
+    no_queries: TestClient, data_root: Path, route: str, params: dict
+) -> None:
+    response = no_queries.get(route.format(LAST), params=params)
+    assert response.status_code == 422, response.text
+    _assert_clean(response.text, data_root)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/scores/alerts/..%2F..%2Fetc",
+        "/scores/alerts/..%2F..%2Fetc%2Fpasswd/x",
+        "/scores/alerts/%2E%2E",
+        "/evaluations/..%2F2025-01-10",
+        "/scores/alerts/latest?network=..%2F..%2Fetc",
+        "/dates/available?network=ethereum%2F..%2Fbitcoin",
+    ],
+)
+def test_path_traversal_is_rejected(no_queries: TestClient, data_root: Path, url: str) -> None:
+    response = no_queries.get(url)
+    assert response.status_code in (404, 422), response.text
+    _assert_clean(response.text, data_root)
+
+
+def test_unknown_date_and_alert_are_404(client: TestClient, data_root: Path) -> None:
+    for url in (
+        "/scores/alerts/2025-01-07",
+        "/scores/alerts/2025-01-12",
+        "/rankings/alerts/2030-01-01",
+    ):
+        response = client.get(url)
+        assert response.status_code == 404
+        assert response.json()["detail"].startswith("no published results")
+        _assert_clean(response.text, data_root)
+    assert client.get("/scores/alerts/latest", params={"network": "bitcoin"}).status_code == 404
+    # a malformed parameter wins over an unknown day
+    assert client.get("/scores/alerts/2025-01-07", params={"limit": 0}).status_code == 422
+
+
+def test_internal_errors_are_generic(data_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = create_app(data_root, NETWORKS, NETWORK)
+
+    def broken(*args: object) -> None:
+        raise RuntimeError(f"secret {data_root} SELECT * FROM read_parquet")
+
+    monkeypatch.setattr(app.state.db, "page", broken)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/scores/alerts/latest")
+    assert response.status_code == 500
+    assert response.json() == {"detail": "internal server error"}
+
+
+def test_a_day_query_reads_only_that_days_files(client: TestClient, data_root: Path) -> None:
+    output = data_root / "output" / NETWORK
+    for day in DAYS[:-1]:
+        for name in ("alert_scores.parquet", "alert_rankings.parquet", "cluster_scores.parquet"):
+            (output / str(day) / name).write_bytes(b"not parquet")
+    for url in (
+        "/scores/alerts/latest",
+        f"/rankings/alerts/{LAST}",
+        f"/scores/clusters/{LAST}",
+        f"/scores/alerts/{LAST}/a-1",
+        "/dates/available",
+    ):
+        assert client.get(url).status_code == 200, url
+    with TestClient(client.app, raise_server_exceptions=False) as raw:
+        corrupt = raw.get(f"/scores/alerts/{DAYS[0]}")
+    assert corrupt.status_code == 500 and corrupt.json() == {"detail": "internal server error"}
+
+
+def test_newly_published_days_are_visible_without_restart(
+    client: TestClient, data_root: Path
+) -> None:
+    assert client.get("/dates/latest").json()["processing_date"] == str(LAST)
+    new_day = dt.date(2025, 1, 11)
+    LocalStorage(data_root).publish_dir(
+        f"output/{NETWORK}/{new_day}", day_files(new_day, [("b-1", 0.4)])
+    )
+    assert client.get("/dates/latest").json()["processing_date"] == str(new_day)
+    assert client.get("/dates/available").json()["count"] == 4
+    rows = client.get("/scores/alerts/latest").json()["rows"]
+    assert [r["alert_id"] for r in rows] == ["b-1"]
+    LocalStorage(data_root).publish_dir(
+        f"output/{NETWORK}/{new_day}", day_files(new_day, [("b-2", 0.6)])
+    )  # a re-run replaces the day: the new content is served, not a cached copy
+    assert client.get(f"/scores/alerts/{new_day}/b-2").json()["score"] == 0.6
+
+
+def test_openapi_documents_routes_parameters_and_models(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    assert set(spec["paths"]) == {
+        "/health",
+        "/networks",
+        "/dates/available",
+        "/dates/latest",
+        "/scores/alerts/{date}",
+        "/scores/alerts/{date}/{alert_id}",
+        "/rankings/alerts/{date}",
+        "/scores/clusters/{date}",
+        "/evaluations/{date}",
+        "/models",
+    }
+    params = {p["name"]: p for p in spec["paths"]["/scores/alerts/{date}"]["get"]["parameters"]}
+    assert set(params) == {"date", "network", "limit", "offset", "min_score"}
+    assert all(p["description"] and p["schema"]["examples"] for p in params.values())
+    assert params["date"]["examples"]["latest"]["value"] == "latest"
+    assert params["network"]["schema"]["enum"] == NETWORKS
+    assert params["limit"]["schema"]["maximum"] == 10_000
+    responses = spec["paths"]["/scores/alerts/{date}"]["get"]["responses"]
+    assert {"200", "404", "422"} <= set(responses)
+    assert "AlertScoresPage" in spec["components"]["schemas"]
+
+
+def test_database_validation_and_sandbox(data_root: Path) -> None:
+    db = ResultsDatabase(data_root, NETWORKS)
+    for text in ("20250110", "2025-1-10", "latest", "2025-01-10\n", "2025-13-01"):
+        with pytest.raises(InvalidParameter):
+            parse_date(text)
+    with pytest.raises(InvalidParameter):
+        db.check_network("ethereum\n")
+    with pytest.raises(InvalidParameter):
+        db.resolve_day("ethereum", "../2025-01-10")
+    with pytest.raises(duckdb.PermissionException):  # DuckDB reads nothing outside data_root
+        db._rows("SELECT * FROM read_csv($path)", {"path": "/etc/passwd"})
+    with pytest.raises(duckdb.InvalidInputException):  # nor can a query lift the sandbox
+        db._rows("SET enable_external_access = true", {})
+    assert db.page(ALERT_SCORES, NETWORK, LAST, limit=1).rows[0]["alert_id"] == "a-1"
+    db.close()
+    assert db.latest_date(NETWORK) == LAST and db.page(ALERT_SCORES, NETWORK, LAST).total == 5
+
+
+@contextmanager
+def running_server(app: FastAPI) -> Iterator[str]:
+    """Run ``app`` with uvicorn on a free loopback port in a thread; yield its base URL."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
+            time.sleep(0.01)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+    assert not thread.is_alive()
+
+
+_LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
+
+
+def _get(url: str) -> tuple[int, dict]:
+    try:
+        with _LOOPBACK.open(url, timeout=10) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+
+
+def test_real_uvicorn_server_on_loopback(data_root: Path) -> None:
+    app = create_app(data_root, NETWORKS, NETWORK)
+    with running_server(app) as base_url:
+        assert _get(f"{base_url}/health") == (200, {"status": "ok"})
+        urls = [f"{base_url}/scores/alerts/{d}" for d in DAYS] * 10
+        urls += [f"{base_url}/scores/alerts/latest/a-2"] * 10
+        with ThreadPoolExecutor(8) as pool:
+            responses = list(pool.map(_get, urls))
+        assert all(status == 200 for status, _ in responses)
+        assert {body["rows"][0]["alert_id"] for _, body in responses[:30]} == {"a-1"}
+        assert responses[-1][1]["rank"] == 2
+        status, body = _get(f"{base_url}/scores/alerts/latest;DROP")
+        assert status == 422 and "DROP" not in json.dumps(body)
+
+
+def test_serve_command_passes_the_configured_networks(monkeypatch, tmp_path):
+    from aml_pipeline import cli
+    from aml_pipeline.api import server
+
+    calls = []
+    monkeypatch.setattr(server, "serve", lambda *args: calls.append(args))
+    monkeypatch.setenv("AML_NETWORKS", "ethereum,bitcoin")
+    monkeypatch.setenv("AML_DATA_ROOT", str(tmp_path))
+    assert cli.main(["serve", "--port", "8123"]) == 0
+    assert calls == [("127.0.0.1", 8123, str(tmp_path), "ethereum", ["ethereum", "bitcoin"])]
