@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from aml_pipeline.models.registry import MODEL_KINDS, ModelRegistry
+from aml_pipeline.partitions import date_range
 from aml_pipeline.resources import PipelineConfig
+from aml_pipeline.runs import MAX_DAYS_PER_RUN, RANGE_END, RANGE_START
 
 if TYPE_CHECKING:  # what define_asset_job returns; not exported by dagster
     from dagster._core.definitions.unresolved_asset_job_definition import (
@@ -16,8 +18,11 @@ if TYPE_CHECKING:  # what define_asset_job returns; not exported by dagster
     )
 
 
-def build_daily_schedule(job: "UnresolvedAssetJobDefinition", hour: int) -> dg.ScheduleDefinition:
-    """Every day at ``hour``:00 UTC, run the job for the previous (last complete) day."""
+def build_daily_schedule(
+    job: "UnresolvedAssetJobDefinition", networks: list[str], hour: int
+) -> dg.ScheduleDefinition:
+    """Every day at ``hour``:00 UTC, run the job for the previous (last complete) day,
+    unless every network has published it or a run is already processing it."""
 
     @dg.schedule(
         name="daily_scoring_schedule",
@@ -27,9 +32,21 @@ def build_daily_schedule(job: "UnresolvedAssetJobDefinition", hour: int) -> dg.S
         default_status=dg.DefaultScheduleStatus.STOPPED,
         description=f"Ingest, featurize, score and publish yesterday's batch at {hour:02d}:00 UTC.",
     )
-    def daily_scoring_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    def daily_scoring_schedule(
+        context: dg.ScheduleEvaluationContext,
+    ) -> dg.RunRequest | dg.SkipReason:
         day = context.scheduled_execution_time.astimezone(dt.UTC).date() - dt.timedelta(1)
-        return dg.RunRequest(run_key=day.isoformat(), partition_key=day.isoformat())
+        key = day.isoformat()
+        published = all(
+            key
+            in context.instance.get_materialized_partitions(
+                dg.AssetKey([network, "published_scores"])
+            )
+            for network in networks
+        )
+        if published or key in _in_flight_days(context.instance, job.name):
+            return dg.SkipReason(f"{key} is already published or being processed")
+        return dg.RunRequest(run_key=key, partition_key=key)
 
     return daily_scoring_schedule
 
@@ -60,14 +77,57 @@ def _missing_days(
     return sorted(d for d in available if d.isoformat() not in published)
 
 
+def _in_flight_days(instance: dg.DagsterInstance, job_name: str) -> set[str]:
+    """Days that a queued or running run of the job already covers."""
+    runs = instance.get_runs(
+        filters=dg.RunsFilter(
+            job_name=job_name,
+            statuses=[
+                dg.DagsterRunStatus.QUEUED,
+                dg.DagsterRunStatus.NOT_STARTED,
+                dg.DagsterRunStatus.STARTING,
+                dg.DagsterRunStatus.STARTED,
+            ],
+        )
+    )
+    days = set()
+    for run in runs:
+        if "dagster/partition" in run.tags:
+            days.add(run.tags["dagster/partition"])
+        elif RANGE_START in run.tags:
+            first = dt.date.fromisoformat(run.tags[RANGE_START])
+            last = dt.date.fromisoformat(run.tags[RANGE_END])
+            days.update(d.isoformat() for d in date_range(first, last))
+    return days
+
+
+def contiguous_chunks(days: list[dt.date]) -> list[tuple[dt.date, dt.date]]:
+    """Sorted days grouped into runs of consecutive days, at most MAX_DAYS_PER_RUN each."""
+    chunks: list[tuple[dt.date, dt.date]] = []
+    for day in sorted(days):
+        if chunks and day - chunks[-1][1] == dt.timedelta(1):
+            first, _ = chunks[-1]
+            if (day - first).days < MAX_DAYS_PER_RUN:
+                chunks[-1] = (first, day)
+                continue
+        chunks.append((day, day))
+    return chunks
+
+
 def build_new_batch_sensor(
     job: "UnresolvedAssetJobDefinition",
     networks: list[str],
     daily_assets: tuple[str, ...],
     lookback_days: int,
 ) -> dg.SensorDefinition:
-    """A sensor that runs the daily job for each batch the source has and the network has
-    not published, within the last ``lookback_days`` days (so missed days are caught up)."""
+    """A sensor that runs the daily job for the batches the source has and the network has
+    not published, within the last ``lookback_days`` days (so missed days are caught up).
+
+    Consecutive missing days go in one ranged run, in order, so a day's look-back features
+    never read an earlier day that is still being processed; days a queued or running run
+    covers are left to it; a failed range is requested again the next day (the run key
+    carries the date), not in a loop.
+    """
 
     @dg.sensor(
         name="new_batch_sensor",
@@ -81,23 +141,29 @@ def build_new_batch_sensor(
         context: dg.SensorEvaluationContext, pipeline: PipelineConfig
     ) -> dg.SensorResult:
         requests, waiting = [], []
+        busy = _in_flight_days(context.instance, job.name)
+        today = utc_today()
         for network in networks:
             champions = ModelRegistry(pipeline.storage(), network).champions()
             if not set(MODEL_KINDS) <= set(champions):
                 waiting.append(network)
                 continue
-            for day in _missing_days(context, pipeline, network, lookback_days):
+            missing = _missing_days(context, pipeline, network, lookback_days)
+            for first, last in contiguous_chunks([d for d in missing if d.isoformat() not in busy]):
                 requests.append(
                     dg.RunRequest(
-                        run_key=f"{network}:{day.isoformat()}",
-                        partition_key=day.isoformat(),
+                        run_key=f"{network}:{first}..{last}@{today}",
                         asset_selection=[dg.AssetKey([network, a]) for a in daily_assets],
-                        tags={"network": network},
+                        tags={
+                            "network": network,
+                            RANGE_START: first.isoformat(),
+                            RANGE_END: last.isoformat(),
+                        },
                     )
                 )
         if requests:
             return dg.SensorResult(run_requests=requests)
-        reason = "every available batch is published"
+        reason = "every available batch is published or being processed"
         if waiting:
             reason = (
                 f"no champion models yet for {', '.join(waiting)} (run aml-pipeline train); "

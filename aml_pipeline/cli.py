@@ -4,13 +4,14 @@ in the persistent instance under DAGSTER_HOME, so the UI shows what it did."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import dagster as dg
@@ -27,8 +28,12 @@ def _project_home() -> Path | None:
     return None
 
 
-def instance() -> dg.DagsterInstance:
-    """The persistent Dagster instance (DAGSTER_HOME, else the project root)."""
+@contextlib.contextmanager
+def instance() -> Iterator[dg.DagsterInstance]:
+    """The persistent Dagster instance (DAGSTER_HOME, else the project root), disposed on
+    exit. Not entered with ``with``: Dagster 1.13's ``DagsterInstance.__exit__`` leaves its
+    definitions-state storage set in a context variable, which breaks later definition
+    loads in the same process once the instance is gone."""
     if not os.environ.get("DAGSTER_HOME"):
         home = _project_home()
         if home is None:
@@ -37,7 +42,11 @@ def instance() -> dg.DagsterInstance:
                 "the working directory; run from the project root"
             )
         os.environ["DAGSTER_HOME"] = str(home)
-    return dg.DagsterInstance.get()
+    current = dg.DagsterInstance.get()
+    try:
+        yield current
+    finally:
+        current.dispose()
 
 
 def _date(text: str) -> dt.date:
@@ -159,18 +168,24 @@ def summary(settings: Settings, days: list[dt.date], models: dict[str, dict]) ->
         f"from the '{settings.batch_source}' source."
     ]
     for network in settings.networks:
-        published = [d for d in days if (root / output_dir(network, d)).is_dir()]
-        scored = sum(
-            json.loads((root / output_dir(network, d) / "processing_metadata.json").read_text())[
-                "outputs"
-            ]["alert_scores.parquet"]["rows"]
-            for d in published
+        metadata = [
+            json.loads((root / output_dir(network, d) / "processing_metadata.json").read_text())
+            for d in days
+            if (root / output_dir(network, d)).is_dir()
+        ]
+        scored = sum(m["outputs"]["alert_scores.parquet"]["rows"] for m in metadata)
+        used = sorted({m["models"]["alert_scorer"]["version"] for m in metadata})
+        trained = models[network]["alert_scorer"]
+        figures = ", ".join(
+            f"{name} {trained[key]:.3f}"
+            for name, key in (("AUC-ROC", "auc_roc"), ("AUC-PR", "auc_pr"))
+            if trained.get(key) is not None
         )
-        scorer = models[network]["alert_scorer"]
         lines.append(
-            f"  {network}: {len(published)} days published, {scored} alerts scored; "
-            f"alert_scorer v{scorer['version']} validation AUC-ROC {scorer['auc_roc']:.3f}, "
-            f"AUC-PR {scorer['auc_pr']:.3f}"
+            f"  {network}: {len(metadata)} days published, {scored} alerts scored by "
+            f"alert_scorer v{', v'.join(used)}; trained now: v{trained['version']} "
+            f"(validation {figures or 'n/a'})"
+            + ("" if trained["champion"] else "; promote it with aml-pipeline promote")
         )
         last = root / output_dir(network, days[-1])
         top = top_alerts(last, 5)

@@ -93,7 +93,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=assets,
         jobs=jobs,
-        schedules=[build_daily_schedule(daily_job, settings.schedule_hour)],
+        schedules=[build_daily_schedule(daily_job, networks, settings.schedule_hour)],
         sensors=[
             build_new_batch_sensor(
                 daily_job, networks, DAILY_ASSETS, settings.sensor_lookback_days

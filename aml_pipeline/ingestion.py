@@ -18,6 +18,7 @@ from aml_pipeline.contract.schema import BATCH_TABLES, META_FILE, PATTERN_TRAPS_
 from aml_pipeline.contract.validation import BatchRefused, ValidationReport, validate_batch
 from aml_pipeline.sources.base import BatchSource, FetchedBatch
 from aml_pipeline.storage import Storage
+from aml_pipeline.validation.validator_utils import parse_pattern_traps
 
 LANDING_FILE = "LANDING.json"
 
@@ -120,12 +121,7 @@ def read_landed_traps(storage: Storage, network: str, day: dt.date) -> list[dict
     key = f"{landed_dir(network, day)}/{PATTERN_TRAPS_FILE}"
     if not storage.exists(key):
         return []
-    traps = json.loads(storage.read_bytes(key))
-    if isinstance(traps, dict):  # the {"traps": [...]} form
-        traps = traps["traps"]
-    return [
-        {"alert_id": t["alert_id"], "expected_score": float(t["expected_score"])} for t in traps
-    ]
+    return parse_pattern_traps(json.loads(storage.read_bytes(key)), f"{storage!r}/{key}")
 
 
 def read_landed_table(

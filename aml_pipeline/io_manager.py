@@ -47,18 +47,27 @@ def _select_sql(df: pd.DataFrame, declared: dict[str, str]) -> str:
     return "SELECT " + (", ".join(parts) or "*") + " FROM frame"
 
 
-_DATABASE: dict[int, duckdb.DuckDBPyConnection] = {}
+_DATABASE: list[duckdb.DuckDBPyConnection] = []
+
+
+def _close_database() -> None:
+    """Close the process's DuckDB database; the next cursor opens a new one."""
+    while _DATABASE:
+        _DATABASE.pop().close()
+
+
+# DuckDB runs threads: a fork while its database is open can leave the child with locks
+# that no thread will release. Close it first (the parent reopens it on its next call).
+os.register_at_fork(before=_close_database)
 
 
 @contextlib.contextmanager
 def duckdb_cursor() -> Iterator[duckdb.DuckDBPyConnection]:
-    """A fresh cursor on this process's in-memory DuckDB database (created on first use,
-    again after a fork); closed on exit, with everything registered on it."""
-    pid = os.getpid()
-    if pid not in _DATABASE:
-        _DATABASE.clear()
-        _DATABASE[pid] = duckdb.connect()
-    cursor = _DATABASE[pid].cursor()
+    """A fresh cursor on this process's in-memory DuckDB database (opened on first use);
+    closed on exit, with everything registered on it."""
+    if not _DATABASE:
+        _DATABASE.append(duckdb.connect())
+    cursor = _DATABASE[0].cursor()
     try:
         yield cursor
     finally:
@@ -90,10 +99,18 @@ def read_parquet(paths: Sequence[str]) -> pd.DataFrame:
     return df
 
 
+#: Output metadata: column -> DuckDB type to store it as, for assets without a declared
+#: column schema (e.g. ``{"processing_date": "DATE"}``).
+STORAGE_TYPES_KEY = "storage_types"
+
+
 def _declared_types(metadata: dict | None) -> dict[str, str]:
-    schema = (metadata or {}).get(COLUMN_SCHEMA_KEY)
+    """Storage types from the declared column schema, else from ``storage_types``."""
+    metadata = metadata or {}
+    schema = metadata.get(COLUMN_SCHEMA_KEY)
     if schema is None:
-        return {}
+        types = metadata.get(STORAGE_TYPES_KEY)
+        return dict(getattr(types, "value", types) or {})
     schema = getattr(schema, "schema", schema)
     return {c.name: c.type for c in schema.columns}
 

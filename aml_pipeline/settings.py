@@ -32,8 +32,15 @@ def _env(name: str, default: str) -> str:
     return value or default
 
 
+def _int(name: str, default: str) -> int:
+    try:
+        return int(_env(name, default))
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {_env(name, default)!r}") from None
+
+
 def _bounded_int(name: str, default: str, low: int, high: int) -> int:
-    value = int(_env(name, default))
+    value = _int(name, default)
     if not low <= value <= high:
         raise ValueError(f"{name} must be between {low} and {high}, got {value}")
     return value
@@ -76,15 +83,15 @@ class Settings:
         dt.date.fromisoformat(start)
         return cls(
             networks=parse_networks(_env("AML_NETWORKS", "ethereum")),
-            window_days=int(_env("AML_WINDOW_DAYS", "7")),
+            window_days=_int("AML_WINDOW_DAYS", "7"),
             data_root=_env("AML_DATA_ROOT", "./data"),
             batch_source=source,
             source_dir=_env("AML_SOURCE_DIR", ""),
             sim_profile=_env("AML_SIM_PROFILE", "demo"),
-            sim_seed=int(_env("AML_SIM_SEED", "0")),
+            sim_seed=_int("AML_SIM_SEED", "0"),
             partitions_start=start,
             labels_as_of=_env("AML_LABELS_AS_OF", ""),
-            explain_coverage=int(_env("AML_EXPLAIN_COVERAGE", "-1")),
+            explain_coverage=_int("AML_EXPLAIN_COVERAGE", "-1"),
             schedule_hour=_bounded_int("AML_SCHEDULE_HOUR", "2", 0, 23),
             sensor_lookback_days=_bounded_int("AML_SENSOR_LOOKBACK_DAYS", "7", 1, 366),
         )

@@ -8,6 +8,7 @@ only has to provide the same methods.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import uuid
@@ -43,6 +44,8 @@ class Storage(Protocol):
     def local_path(self, key: str) -> Path: ...
 
     def writing(self, key: str) -> contextlib.AbstractContextManager[Path]: ...
+
+    def locked(self, key: str) -> contextlib.AbstractContextManager[None]: ...
 
     def publish_dir(self, key: str, files: Mapping[str, bytes]) -> None: ...
 
@@ -96,6 +99,19 @@ class LocalStorage:
             os.replace(tmp, final)
         finally:
             tmp.unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def locked(self, key: str) -> Iterator[None]:
+        """Hold an exclusive inter-process lock for a read-modify-write of ``key`` (a
+        ``.{name}.lock`` file beside it, locked with ``flock``)."""
+        path = self.local_path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.with_name(f".{path.name}.lock"), "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def write_bytes(self, key: str, data: bytes) -> None:
         with self.writing(key) as tmp:

@@ -10,6 +10,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pytest
+from dagster._core.storage.defs_state.base import _current_storage
 
 from aml_pipeline.contract.conform import read_parquet_bytes
 from aml_pipeline.contract.files import build_meta, parquet_bytes
@@ -86,6 +87,15 @@ def settings_for(tmp_path: Path, **overrides: object) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(autouse=True)
+def _forget_disposed_instances():
+    """Dagster 1.13's ``DagsterInstance.__exit__`` leaves the instance's definitions-state
+    storage in a context variable; a later test that loads definitions would then reach a
+    disposed instance. Clear it after every test (the variable is Dagster-internal)."""
+    yield
+    _current_storage.set(None)
 
 
 @pytest.fixture

@@ -44,6 +44,7 @@ def _explanation(version: str, feature: str) -> str:
     top = [
         {"feature": feature, "value": 1.5, "contribution": 0.7},
         {"feature": "degree", "value": None, "contribution": -0.1},
+        {"feature": "typology_type", "value": "FAN_IN", "contribution": 0.05},
     ]
     return json.dumps({"model_version": version, "base_value": -1.0, "top_features": top})
 
@@ -75,7 +76,11 @@ def day_files(day: dt.date, scores: list[tuple[str, float]] = SCORES) -> dict[st
                 "score": pa.array(values, pa.float64()),
                 "model_version": pa.array(["1.0.0"] * n),
                 "latency_ms": pa.array([12.5] * n, pa.float64()),
-                "explain_json": pa.array([_explanation("1.0.0", f"f_{a}") for a in ids]),
+                # a-5 was outside the explanation coverage: no explanation
+                "explain_json": pa.array(
+                    [None if a == "a-5" else _explanation("1.0.0", f"f_{a}") for a in ids],
+                    pa.string(),
+                ),
                 **common(n),
             }
         ),
@@ -209,6 +214,7 @@ def test_one_alert_with_explanation(client: TestClient) -> None:
         "top_features": [
             {"feature": "f_a-4", "value": 1.5, "contribution": 0.7},
             {"feature": "degree", "value": None, "contribution": -0.1},
+            {"feature": "typology_type", "value": "FAN_IN", "contribution": 0.05},
         ],
     }
     missing = client.get(f"/scores/alerts/{LAST}/nope")
@@ -490,3 +496,15 @@ def test_serve_command_passes_the_configured_networks(monkeypatch, tmp_path):
     monkeypatch.setenv("AML_DATA_ROOT", str(tmp_path))
     assert cli.main(["serve", "--port", "8123"]) == 0
     assert calls == [("127.0.0.1", 8123, str(tmp_path), "ethereum", ["ethereum", "bitcoin"])]
+
+
+def test_explanations_carry_category_names_and_may_be_absent(client: TestClient) -> None:
+    explained = client.get(f"/scores/alerts/{LAST}/a-1").json()["explanation"]
+    assert {"feature": "typology_type", "value": "FAN_IN", "contribution": 0.05} in explained[
+        "top_features"
+    ]
+    assert client.get(f"/scores/alerts/{LAST}/a-5").json()["explanation"] is None
+    page = client.get(f"/scores/alerts/{LAST}", params={"limit": 10}).json()
+    assert {row["alert_id"] for row in page["rows"]} >= {"a-5"}
+    clusters = client.get(f"/scores/clusters/{LAST}").json()["rows"]
+    assert clusters[0]["explanation"]["top_features"][2]["value"] == "FAN_IN"

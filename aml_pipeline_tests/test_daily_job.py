@@ -15,6 +15,7 @@ import pytest
 from aml_pipeline import automation, cli
 from aml_pipeline.definitions import build_definitions
 from aml_pipeline.resources import PipelineConfig
+from aml_pipeline.runs import RANGE_END, RANGE_START
 from aml_pipeline.settings import Settings
 
 TRAIN = ["--start-date", "2025-03-01", "--end-date", "2025-03-08"]
@@ -36,6 +37,12 @@ def home(tmp_path_factory):
         assert cli.main(["score", "--network", "ethereum", "--start-date", "2025-03-01",
                          "--end-date", "2025-03-10"]) == 0  # fmt: skip
         yield root
+
+
+def _named(definitions, name: str):
+    """A schedule or sensor by name, without building a repository (which binds global
+    load state to the instance of the moment)."""
+    return next(d for d in definitions if d.name == name)
 
 
 def _day(home: Path, day: str) -> Path:
@@ -107,17 +114,43 @@ def test_rescoring_is_idempotent_and_a_failed_rerun_keeps_the_published_day(home
 
 def test_schedule_targets_the_previous_utc_day(tmp_path):
     defs = build_definitions(_settings(tmp_path))
-    schedule = defs.resolve_schedule_def("daily_scoring_schedule")
+    schedule = _named(defs.schedules, "daily_scoring_schedule")
     assert schedule.cron_schedule == "0 2 * * *"
     assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
     with dg.instance_for_test() as instance:
         context = dg.build_schedule_context(
-            instance=instance,
-            scheduled_execution_time=dt.datetime(2025, 3, 11, 2, tzinfo=dt.UTC),
-            repository_def=defs.get_repository_def(),
+            instance=instance, scheduled_execution_time=dt.datetime(2025, 3, 11, 2, tzinfo=dt.UTC)
         )
-        requests = list(schedule.evaluate_tick(context).run_requests)
-    assert [r.partition_key for r in requests] == ["2025-03-10"]
+        request = schedule(context)
+    assert request.partition_key == "2025-03-10" and request.run_key == "2025-03-10"
+
+
+def test_schedule_skips_a_published_day(home, monkeypatch):
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    defs = build_definitions(_settings(home))
+    schedule = _named(defs.schedules, "daily_scoring_schedule")
+    with dg.DagsterInstance.get() as instance:
+        context = dg.build_schedule_context(
+            instance=instance, scheduled_execution_time=dt.datetime(2025, 3, 10, 2, tzinfo=dt.UTC)
+        )
+        result = schedule(context)
+    assert isinstance(result, dg.SkipReason)
+    assert "2025-03-09 is already published" in result.skip_message
+
+
+def test_consecutive_days_are_chunked():
+    days = [dt.date(2025, 1, d) for d in (1, 2, 3, 5, 6)] + [
+        dt.date(2025, 2, 1) + dt.timedelta(i) for i in range(16)
+    ]
+    chunks = automation.contiguous_chunks(days)
+    assert chunks[:2] == [
+        (dt.date(2025, 1, 1), dt.date(2025, 1, 3)),
+        (dt.date(2025, 1, 5), dt.date(2025, 1, 6)),
+    ]
+    assert chunks[2:] == [
+        (dt.date(2025, 2, 1), dt.date(2025, 2, 14)),
+        (dt.date(2025, 2, 15), dt.date(2025, 2, 16)),
+    ]
 
 
 def _settings(root: Path, **extra: object) -> Settings:
@@ -137,7 +170,7 @@ def _settings(root: Path, **extra: object) -> Settings:
 
 
 def _tick(settings: Settings, instance: dg.DagsterInstance) -> dg.SensorResult:
-    sensor = build_definitions(settings).resolve_sensor_def("new_batch_sensor")
+    sensor = _named(build_definitions(settings).sensors, "new_batch_sensor")
     context = dg.build_sensor_context(
         instance=instance, resources={"pipeline": PipelineConfig.from_settings(settings)}
     )
@@ -150,14 +183,11 @@ def test_sensor_runs_new_and_missed_days_once_models_exist(home, monkeypatch):
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     with dg.DagsterInstance.get() as instance:
         result = _tick(settings, instance)
-    # look-back 7 days: 03-07..03-13; 03-07..03-10 are published, 11-13 were missed
-    assert [r.partition_key for r in result.run_requests] == [
-        "2025-03-11",
-        "2025-03-12",
-        "2025-03-13",
-    ]
-    request = result.run_requests[0]
-    assert request.run_key == "ethereum:2025-03-11"
+    # look-back 7 days: 03-07..03-13; 03-07..03-10 are published, 11-13 were missed and
+    # go in one ranged run, so each day's history sees the day before it
+    (request,) = result.run_requests
+    assert request.tags[RANGE_START] == "2025-03-11" and request.tags[RANGE_END] == "2025-03-13"
+    assert request.run_key == "ethereum:2025-03-11..2025-03-13@2025-03-14"
     assert dg.AssetKey(["ethereum", "published_scores"]) in request.asset_selection
     assert dg.AssetKey(["ethereum", "alert_scorer"]) not in request.asset_selection
 
@@ -191,6 +221,9 @@ def test_every_published_day_is_evaluated_on_all_tiers(home):
         (home / "data/validation_results/ethereum/model_v1.0.0_evaluation.json").read_text()
     )
     assert report["summary"]["days"] == 10 and report["summary"]["tier1_passed_days"] == 10
+    # trained on 03-01..08: those days are in-sample and left out of the summary
+    assert report["summary"]["in_sample_days"] == 8
+    assert report["summary"]["held_out_days_with_tier3"] == 2
     day = report["days"]["2025-03-05"]
     assert day["total"] == pytest.approx(
         day["tier1"]["score"] + day["tier2"]["score"] + day["tier3"]["score"]
@@ -230,7 +263,7 @@ def test_label_refresh_horizons():
 def test_label_sensor_refreshes_ground_truth_and_tier3(home, monkeypatch):
     monkeypatch.setattr(automation, "utc_today", lambda: dt.date(2025, 3, 20))
     monkeypatch.setenv("DAGSTER_HOME", str(home))
-    sensor = build_definitions(_settings(home)).resolve_sensor_def("label_arrival_sensor")
+    sensor = _named(build_definitions(_settings(home)).sensors, "label_arrival_sensor")
     with dg.DagsterInstance.get() as instance:
         result = sensor(dg.build_sensor_context(instance=instance))
     keys = {r.partition_key: r for r in result.run_requests}

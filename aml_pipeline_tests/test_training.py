@@ -142,7 +142,8 @@ def test_registry_versions_champion_and_schema_check(data, tmp_path):
         )
     assert [e["version"] for e in registry.entries("alert_scorer")] == ["1.0.0", "1.1.0"]
     assert registry.champions() == {"alert_scorer": "1.0.0"}
-    files = sorted(p.name for p in (tmp_path / "trained_models" / "ethereum").iterdir())
+    folder = tmp_path / "trained_models" / "ethereum"
+    files = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))  # not locks
     assert files == ["alert_scorer_v1.0.0.txt", "alert_scorer_v1.1.0.txt", "model_metadata.json"]
     assert json.loads((tmp_path / "trained_models/ethereum/model_metadata.json").read_text())
     loaded = registry.load("alert_scorer")

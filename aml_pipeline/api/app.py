@@ -84,7 +84,9 @@ class FeatureContribution(BaseModel):
     """One feature's contribution to a score."""
 
     feature: str = Field(description="Feature name.")
-    value: float | None = Field(description="The feature's value (null if missing).")
+    value: float | str | None = Field(
+        description="The feature's value: a number, a category name, or null if missing."
+    )
     contribution: float = Field(description="Contribution to the raw score.")
 
 
@@ -120,7 +122,9 @@ class ClusterScore(BaseModel):
     cluster_id: str
     score: float
     model_version: str
-    explanation: Explanation
+    explanation: Explanation | None = Field(
+        default=None, description="Null when the day's explanation coverage left it out."
+    )
 
 
 class PageInfo(BaseModel):
@@ -157,7 +161,9 @@ class AlertScoreDetail(AlertScore):
     network: str
     processing_date: dt.date
     rank: int | None = Field(description="The alert's rank that day, if ranked.")
-    explanation: Explanation
+    explanation: Explanation | None = Field(
+        default=None, description="Null when the day's explanation coverage left it out."
+    )
 
 
 class TierEvaluation(BaseModel):

@@ -65,6 +65,11 @@ _EVALUATION = (
 )
 
 
+def _explanation(text: str | None) -> dict[str, Any] | None:
+    """A published explain_json (null when explanations did not cover the row)."""
+    return None if text is None else json.loads(text)
+
+
 class InvalidParameter(ValueError):
     """A malformed or unconfigured network or date (the API answers 422)."""
 
@@ -230,7 +235,7 @@ class ResultsDatabase:
         rows = self._rows(_PAGES[name], {**params, "limit": limit, "offset": offset}, path)
         for row in rows:
             if "explain_json" in row:
-                row["explanation"] = json.loads(row.pop("explain_json"))
+                row["explanation"] = _explanation(row.pop("explain_json"))
         return Page(total=total, rows=rows)
 
     def alert_score(self, network: str, day: dt.date, alert_id: str) -> dict[str, Any]:
@@ -242,7 +247,7 @@ class ResultsDatabase:
         if not rows:
             raise NotFound(f"alert {alert_id!r} not found for network {network!r} on {day}")
         row = rows[0]
-        row["explanation"] = json.loads(row.pop("explain_json"))
+        row["explanation"] = _explanation(row.pop("explain_json"))
         return row
 
     def evaluations(self, network: str, day: dt.date) -> list[dict[str, Any]]:

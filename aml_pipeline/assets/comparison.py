@@ -52,13 +52,24 @@ def build_comparison_asset(network: str) -> dg.AssetsDefinition:
         versions = [e["version"] for e in registry.entries("alert_scorer")]
         if not versions:
             raise dg.Failure(description=f"{network} has no alert_scorer yet: train one first")
-        a = config.model_a or registry.champions()["alert_scorer"]
+        a = config.model_a or registry.champions().get("alert_scorer", "")
         b = config.model_b or versions[-1]
-        if a == b:
-            raise dg.Failure(description=f"model A and model B are both v{a}; name two versions")
-        folder = f"validation_results/{network}/v{a}_vs_v{b}"
+        if not a or a == b:
+            raise dg.Failure(
+                description=f"name two different versions (model A {a or 'no champion'}, "
+                f"model B {b})"
+            )
         days = _range(config.start_date, config.end_date)
-        labels = read_days(pipeline, network, "ground_truth", days)
+        for version in (a, b):
+            _check_held_out(registry, version, days)
+        folder = f"validation_results/{network}/v{a}_vs_v{b}"
+        labels = read_days(
+            pipeline,
+            network,
+            "ground_truth",
+            days,
+            "the test range (aml-pipeline score or download lands it)",
+        )
         storage.write_bytes(f"{folder}/ground_truth.parquet", parquet_bytes(labels))
         result = run_ab_test(
             storage.local_path(registry.model_key("alert_scorer", a)),
@@ -95,6 +106,19 @@ def build_comparison_asset(network: str) -> dg.AssetsDefinition:
         )
 
     return model_comparison
+
+
+def _check_held_out(registry: ModelRegistry, version: str, days: list[dt.date]) -> None:
+    """Refuse a test range that overlaps the days a model was trained on."""
+    entry = next((e for e in registry.entries("alert_scorer") if e["version"] == version), None)
+    if entry is None:
+        raise dg.Failure(description=f"{registry.network} has no alert_scorer v{version}")
+    first, last = entry.get("training_range", ["", ""])
+    if first and first <= days[-1].isoformat() and days[0].isoformat() <= last:
+        raise dg.Failure(
+            description=f"alert_scorer v{version} was trained on {first}..{last}, which "
+            f"overlaps the test range {days[0]}..{days[-1]}: compare on held-out days"
+        )
 
 
 def _range(start: str, end: str) -> list[dt.date]:

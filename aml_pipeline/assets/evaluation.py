@@ -205,63 +205,78 @@ def build_evaluation_assets(
     return [tier1_evaluation, tier2_evaluation, tier3_evaluation]
 
 
-def _stored(storage: LocalStorage, network: str, asset: str) -> pd.DataFrame:
-    folder = f"warehouse/{network}/{asset}"
-    files = [f"{folder}/{n}" for n in storage.list_dir(folder) if n.endswith(".parquet")]
-    if not files:
-        return _frame([])
-    return read_parquet([str(storage.local_path(f)) for f in files])
+def _stored_row(storage: LocalStorage, network: str, tier: str, day: dt.date) -> dict | None:
+    key = f"warehouse/{network}/{tier}_evaluation/{day.isoformat()}.parquet"
+    if not storage.exists(key):
+        return None
+    return json.loads(read_parquet([str(storage.local_path(key))])["details_json"].iloc[0])
+
+
+def _training_range(registry: ModelRegistry, version: str) -> tuple[str, str] | None:
+    entry = next((e for e in registry.entries("alert_scorer") if e["version"] == version), None)
+    return tuple(entry["training_range"]) if entry and "training_range" in entry else None
 
 
 def write_model_evaluations(
     storage: LocalStorage, network: str, tier3_rows: pd.DataFrame
 ) -> list[str]:
-    """Rewrite ``validation_results/{network}/model_v{version}_evaluation.json`` for every
-    model version in ``tier3_rows``: each evaluated day's tiers and their total, plus a
-    summary. Stored tier 1 and 2 results are read back; ``tier3_rows`` replace the stored
-    tier 3 rows of their days. Returns the written keys."""
-    tiers = {tier: _stored(storage, network, f"{tier}_evaluation") for tier in TIERS}
-    replaced = tiers["tier3"]["processing_date"].isin(set(tier3_rows["processing_date"]))
-    tiers["tier3"] = pd.concat([tiers["tier3"][~replaced], tier3_rows], ignore_index=True)
+    """Record each day of ``tier3_rows`` with its stored tier 1 and 2 results in
+    ``validation_results/{network}/days/{date}.json``, then rewrite
+    ``model_v{version}_evaluation.json`` for each version from all its day files (under a
+    lock, so concurrent runs never drop each other's days). Days inside the model's
+    training range are marked ``in_sample`` and left out of the summary. Returns the
+    model files written."""
+    registry = ModelRegistry(storage, network)
+    folder = f"validation_results/{network}"
+    for _, row in tier3_rows.iterrows():
+        day, version = row["processing_date"], row["model_version"]
+        trained = _training_range(registry, version)
+        record = {
+            "model_version": version,
+            "in_sample": bool(trained and trained[0] <= day.isoformat() <= trained[1]),
+            "tier1": _stored_row(storage, network, "tier1", day),
+            "tier2": _stored_row(storage, network, "tier2", day),
+            "tier3": json.loads(row["details_json"]),
+        }
+        if record["tier1"] and record["tier2"]:
+            record["total"] = total_score(
+                record["tier1"]["score"], record["tier2"]["score"], record["tier3"]["score"]
+            )
+        storage.write_bytes(f"{folder}/days/{day.isoformat()}.json", _json(record))
     written = []
     for version in sorted(set(tier3_rows["model_version"]) - {""}):
-        by_day: dict[str, dict[str, Any]] = {}
-        for tier, frame in tiers.items():
-            for _, row in frame[frame["model_version"] == version].iterrows():
-                by_day.setdefault(str(row["processing_date"]), {})[tier] = json.loads(
-                    row["details_json"]
-                )
-        days = {}
-        for day, results in sorted(by_day.items()):
-            if "tier1" in results and "tier2" in results:
-                results["total"] = total_score(
-                    results["tier1"]["score"],
-                    results["tier2"]["score"],
-                    results.get("tier3", {}).get("score"),
-                )
-            days[day] = results
-        totals = [d["total"] for d in days.values() if "total" in d]
-        aucs = [
-            d["tier3"]["metrics"]["auc_roc"]
-            for d in days.values()
-            if d.get("tier3", {}).get("score") is not None
-        ]
-        report = {
-            "network": network,
-            "model_version": version,
-            "updated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "summary": {
-                "days": len(days),
-                "tier1_passed_days": sum(
-                    1 for d in days.values() if d.get("tier1", {}).get("passed")
-                ),
-                "days_with_tier3": len(aucs),
-                "mean_total_score": sum(totals) / len(totals) if totals else None,
-                "mean_auc_roc": sum(aucs) / len(aucs) if aucs else None,
-            },
-            "days": days,
-        }
-        key = f"validation_results/{network}/model_v{version}_evaluation.json"
-        storage.write_bytes(key, (json.dumps(report, indent=2) + "\n").encode())
+        key = f"{folder}/model_v{version}_evaluation.json"
+        with storage.locked(key):
+            storage.write_bytes(key, _json(_model_report(storage, network, version)))
         written.append(key)
     return written
+
+
+def _model_report(storage: LocalStorage, network: str, version: str) -> dict[str, Any]:
+    folder = f"validation_results/{network}/days"
+    days = {}
+    for name in storage.list_dir(folder):
+        record = json.loads(storage.read_bytes(f"{folder}/{name}"))
+        if record["model_version"] == version:
+            days[name.removesuffix(".json")] = record
+    held_out = [d for d in days.values() if not d["in_sample"]]
+    totals = [d["total"] for d in held_out if "total" in d]
+    aucs = [d["tier3"]["metrics"]["auc_roc"] for d in held_out if d["tier3"]["score"] is not None]
+    return {
+        "network": network,
+        "model_version": version,
+        "updated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "summary": {
+            "days": len(days),
+            "in_sample_days": len(days) - len(held_out),
+            "tier1_passed_days": sum(1 for d in days.values() if (d["tier1"] or {}).get("passed")),
+            "held_out_days_with_tier3": len(aucs),
+            "mean_total_score_held_out": sum(totals) / len(totals) if totals else None,
+            "mean_auc_roc_held_out": sum(aucs) / len(aucs) if aucs else None,
+        },
+        "days": dict(sorted(days.items())),
+    }
+
+
+def _json(value: Any) -> bytes:
+    return (json.dumps(to_jsonable(value), indent=2) + "\n").encode()

@@ -20,6 +20,7 @@ from aml_pipeline.contract.files import parquet_bytes, sha256_hex
 from aml_pipeline.features.alert_features import CATEGORIES
 from aml_pipeline.features.cluster_features import CLUSTER_TYPES
 from aml_pipeline.ingestion import landed_dir, read_landed_meta
+from aml_pipeline.io_manager import STORAGE_TYPES_KEY
 from aml_pipeline.models.registry import MODEL_KINDS, LoadedModel, ModelNotFound, ModelRegistry
 from aml_pipeline.models.scoring import rank_frame, score_frame
 from aml_pipeline.provenance import code_version
@@ -43,7 +44,8 @@ _DESCRIPTIONS = {
     "scoring_manifest": "One row per day: the model versions and file hashes that scored "
     "it, the run, the code version and the time of each stage.",
 }
-_COLUMN_TYPES = {"processing_date": "DATE", "window_days": "INTEGER", "rank": "INTEGER"}
+#: How the IO manager stores these columns (the rest as pandas gives them).
+_STORAGE_TYPES = {"processing_date": "DATE", "window_days": "INTEGER", "rank": "INTEGER"}
 
 
 def output_dir(network: str, day: dt.date) -> str:
@@ -73,13 +75,6 @@ def _day(frame: pd.DataFrame, day: dt.date) -> pd.DataFrame:
     return frame[frame["processing_date"] == day].reset_index(drop=True)
 
 
-def _schema_metadata() -> dict[str, dg.TableSchema]:
-    types = dg.TableSchema(
-        columns=[dg.TableColumn(name, type_) for name, type_ in _COLUMN_TYPES.items()]
-    )
-    return {"dagster/column_schema": types}
-
-
 def build_scoring_assets(
     network: str, partitions: dg.PartitionsDefinition
 ) -> list[dg.AssetsDefinition]:
@@ -95,7 +90,7 @@ def build_scoring_assets(
                 group_name=group,
                 kinds={"lightgbm", "parquet", "duckdb"},
                 description=_DESCRIPTIONS[name],
-                metadata=_schema_metadata(),
+                metadata={STORAGE_TYPES_KEY: _STORAGE_TYPES},
             )
             for name in SCORE_OUTPUTS
         },
@@ -165,14 +160,18 @@ def build_scoring_assets(
         partitions_def=partitions,
         backfill_policy=BACKFILL,
         kinds={"parquet", "json"},
-        ins={name: dg.AssetIn(key=[network, name]) for name in SCORE_OUTPUTS},
-        deps=[dg.AssetKey([network, "landed_batch"]), dg.AssetKey([network, "tier1_evaluation"])],
+        ins={
+            **{name: dg.AssetIn(key=[network, name]) for name in SCORE_OUTPUTS},
+            "tier1": dg.AssetIn(key=[network, "tier1_evaluation"]),
+        },
+        deps=[dg.AssetKey([network, "landed_batch"])],
         description=f"The day's results published to output/{network}/{{date}}/: "
         "alert_scores.parquet, alert_rankings.parquet, cluster_scores.parquet and "
         "processing_metadata.json (inputs and their checksums, models and their hashes, "
-        "outputs and theirs, stage timings, run, code version). Only days that passed "
-        "tier 1 are published; all files appear together or not at all, and a failed "
-        "re-run leaves the published day as it was.",
+        "outputs and theirs, stage timings, run, code version). Nothing is published "
+        "unless every day of the run passed tier 1 (the blocking check stops the run; "
+        "a stored failing evaluation is refused here too); a day's files appear together "
+        "or not at all, and a failed re-run leaves the published day as it was.",
     )
     def published_scores(
         context: dg.AssetExecutionContext,
@@ -181,7 +180,15 @@ def build_scoring_assets(
         alert_rankings: pd.DataFrame,
         cluster_scores: pd.DataFrame,
         scoring_manifest: pd.DataFrame,
+        tier1: pd.DataFrame,
     ) -> dg.MaterializeResult:
+        failed = tier1.loc[~tier1["passed"].fillna(False).astype(bool), "processing_date"]
+        if len(failed):
+            raise dg.Failure(
+                description="tier 1 failed on "
+                + ", ".join(sorted(str(d) for d in failed))
+                + ": nothing of this run is published (see tier1_evaluation)"
+            )
         storage = pipeline.storage()
         frames = {
             "alert_scores": alert_scores,
@@ -226,6 +233,7 @@ def processing_metadata(
     """processing_metadata.json: what went in (with checksums), which models, what came
     out (with checksums), how long each stage took, and which run and code did it."""
     batch = read_landed_meta(pipeline.input_storage(), network, day)
+    registry = ModelRegistry(pipeline.storage(), network)
     return {
         "network": network,
         "processing_date": day.isoformat(),
@@ -244,7 +252,7 @@ def processing_metadata(
         "models": {
             kind: {
                 "version": manifest[f"{kind}_version"],
-                "file": f"trained_models/{network}/{kind}_v{manifest[f'{kind}_version']}.txt",
+                "file": registry.model_key(kind, manifest[f"{kind}_version"]),
                 "sha256": manifest[f"{kind}_sha256"],
             }
             for kind in MODEL_KINDS

@@ -74,9 +74,14 @@ class TrainModelsConfig(dg.Config):
 
 
 def read_days(
-    pipeline: PipelineConfig, network: str, table: str, days: list[dt.date]
+    pipeline: PipelineConfig,
+    network: str,
+    table: str,
+    days: list[dt.date],
+    purpose: str = "the training range (aml-pipeline train materializes it)",
 ) -> pd.DataFrame:
-    """One warehouse table over ``days`` in one scan; every day must be materialized."""
+    """One warehouse table over ``days`` in one scan; every day must be materialized
+    (``purpose`` names the range in the error)."""
     storage = pipeline.storage()
     warehouse = DuckDBParquetIOManager(data_root=pipeline.data_root)
     keys = [warehouse.key_for(dg.AssetKey([network, table]), str(d)) for d in days]
@@ -84,8 +89,8 @@ def read_days(
     if missing:
         raise dg.Failure(
             description=f"{network}/{table} is not materialized for {len(missing)} day(s) of "
-            f"the training range ({', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}); "
-            "materialize it first (aml-pipeline train does)"
+            f"{purpose}: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}; "
+            "materialize it first"
         )
     return read_parquet([str(storage.local_path(k)) for k in keys])
 

@@ -88,33 +88,37 @@ class ModelRegistry:
             raise ValueError(f"unknown model kind {kind!r}")
         version = entry["version"]
         self.storage.write_bytes(self.model_key(kind, version), booster.model_to_string().encode())
-        registry = self._read()
-        registry["versions"] = [
-            e for e in registry["versions"] if not (e["kind"] == kind and e["version"] == version)
-        ]
         entry = {**entry, "kind": kind, "file": self.model_key(kind, version).split("/")[-1]}
-        registry["versions"].append(entry)
-        if promote_if_first and kind not in registry["champions"]:
-            registry["champions"][kind] = version
-        self._write(registry)
+        with self.storage.locked(f"{self.folder}/{REGISTRY_FILE}"):
+            registry = self._read()
+            registry["versions"] = [
+                e
+                for e in registry["versions"]
+                if not (e["kind"] == kind and e["version"] == version)
+            ]
+            registry["versions"].append(entry)
+            if promote_if_first and kind not in registry["champions"]:
+                registry["champions"][kind] = version
+            self._write(registry)
         return entry
 
     def promote(self, kind: str, version: str, reason: str = "") -> dict[str, Any]:
         """Make ``version`` the champion used for scoring; the change is recorded in the
         registry's ``promotions`` history, and returned."""
-        if not any(e["version"] == version for e in self.entries(kind)):
-            raise ModelNotFound(f"{self.network} has no {kind} v{version}")
-        registry = self._read()
-        record = {
-            "kind": kind,
-            "version": version,
-            "previous": registry["champions"].get(kind),
-            "reason": reason,
-            "promoted_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        }
-        registry["champions"][kind] = version
-        registry.setdefault("promotions", []).append(record)
-        self._write(registry)
+        with self.storage.locked(f"{self.folder}/{REGISTRY_FILE}"):
+            registry = self._read()
+            if not any(e["kind"] == kind and e["version"] == version for e in registry["versions"]):
+                raise ModelNotFound(f"{self.network} has no {kind} v{version}")
+            record = {
+                "kind": kind,
+                "version": version,
+                "previous": registry["champions"].get(kind),
+                "reason": reason,
+                "promoted_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            }
+            registry["champions"][kind] = version
+            registry.setdefault("promotions", []).append(record)
+            self._write(registry)
         return record
 
     def load(self, kind: str, version: str | None = None) -> LoadedModel:

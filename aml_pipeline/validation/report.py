@@ -8,8 +8,6 @@ Agg canvas directly (no pyplot, no global backend switch).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from aml_pipeline.storage import LocalStorage
 from aml_pipeline.validation.validator_utils import to_jsonable
 
 MARKDOWN_NAME = "comparison_report.md"
@@ -25,15 +24,10 @@ PR_PNG = "pr_curves.png"
 
 
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write`` on a temporary file beside ``path``, then move it onto ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Call ``write`` on a temporary file beside ``path``, then move it onto ``path``
+    (the storage layer's fsync + rename)."""
+    with LocalStorage(path.parent).writing(path.name) as tmp:
+        write(tmp)
 
 
 def _write_text(path: Path, text: str) -> None:
