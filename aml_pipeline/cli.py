@@ -134,22 +134,26 @@ def download(args: argparse.Namespace) -> int:
 
 
 def demo(args: argparse.Namespace) -> int:
-    """Ingest the last ``--days`` complete days of every network, train on the labels known
-    today, score and publish every day, and print a summary."""
+    """Ingest the last ``--days`` complete days of every network, train on the oldest
+    ``--train-days`` of them (whose labels are the most complete today), score, validate
+    and publish every day, and print a summary."""
     settings = Settings.from_env()
-    end = dt.datetime.now(dt.UTC).date() - dt.timedelta(1)
+    if not 2 <= args.train_days < args.days:
+        raise SystemExit("--train-days must be at least 2 and fewer than --days")
+    end = args.end_date or dt.datetime.now(dt.UTC).date() - dt.timedelta(1)
     days = _days(end - dt.timedelta(args.days - 1), end)
+    trained = days[: args.train_days]
     models = {}
     for network in settings.networks:
         code = _ingest(network, days, {})
         if code:
             return code
         print(
-            f"training {network} on {days[0]}..{days[-1]} with the labels known today (most "
-            "labels of the last days are not known yet, so these validation figures are "
-            "noisy; `make quality` measures held-out days)"
+            f"training {network} on {trained[0]}..{trained[-1]} with the labels known today "
+            f"(labels arrive 5 to 60 days after an alert, so the oldest days have the most); "
+            f"{trained[-1] + dt.timedelta(1)}..{days[-1]} are held out"
         )
-        models[network] = _train(network, days[0], days[-1], None, {})
+        models[network] = _train(network, trained[0], trained[-1], None, {})
         _print_metrics(models[network])
         code = _score(network, days[0], days[-1], ingest=False)
         if code:
@@ -187,6 +191,15 @@ def summary(settings: Settings, days: list[dt.date], models: dict[str, dict]) ->
             f"(validation {figures or 'n/a'})"
             + ("" if trained["champion"] else "; promote it with aml-pipeline promote")
         )
+        evaluation = root / "validation_results" / network / f"model_v{used[-1]}_evaluation.json"
+        if evaluation.is_file():
+            held_out = json.loads(evaluation.read_text())["summary"]
+            auc = held_out["mean_auc_roc_held_out"]
+            lines.append(
+                f"  held-out days, tier 3 with the labels known so far: mean AUC-ROC "
+                f"{'n/a' if auc is None else f'{auc:.3f}'} over "
+                f"{held_out['held_out_days_with_tier3']} days ({evaluation})"
+            )
         last = root / output_dir(network, days[-1])
         top = top_alerts(last, 5)
         lines.append(f"  top alerts of {days[-1]} ({network}):")
@@ -572,7 +585,11 @@ def build_parser() -> argparse.ArgumentParser:
     se.set_defaults(func=serve)
 
     dm = commands.add_parser("demo", help="run the pipeline on the last days of the source")
-    dm.add_argument("--days", type=int, default=21)
+    dm.add_argument("--days", type=int, default=42, help="days to ingest, score and publish")
+    dm.add_argument("--train-days", type=int, default=21, help="the oldest of them, to train on")
+    dm.add_argument(
+        "--end-date", type=_date, default=None, help="last day (default: yesterday, UTC)"
+    )
     dm.set_defaults(func=demo)
     return parser
 

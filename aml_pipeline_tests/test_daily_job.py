@@ -348,3 +348,16 @@ def test_ab_comparison_picks_the_real_model_and_promotion_is_recorded(home, monk
         ("1.0.0", "1.1.0"),
         ("1.1.0", "1.0.0"),
     ]
+
+
+def test_demo_ingests_trains_on_the_oldest_days_scores_and_summarizes(cli_home, capsys):
+    args = ["demo", "--days", "8", "--train-days", "6", "--end-date", "2025-03-10"]
+    assert cli.main(args) == 0  # labels as known on 2025-05-01 (cli_home)
+    out = capsys.readouterr().out
+    assert "training ethereum on 2025-03-03..2025-03-08" in out
+    assert "2025-03-09..2025-03-10 are held out" in out
+    assert "ethereum: 8 days published" in out and "alert_scorer v1.0.0" in out
+    assert "top alerts of 2025-03-10 (ethereum):" in out and "score 0." in out
+    assert "held-out days, tier 3" in out
+    assert "over 2 days" in out  # the two held-out days have ground-truth metrics
+    assert len(list((cli_home / "data" / "output" / "ethereum").iterdir())) == 8
