@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
+from aml_pipeline.dates import date_range
 from aml_pipeline.models.registry import MODEL_KINDS, ModelRegistry
-from aml_pipeline.partitions import date_range
 from aml_pipeline.resources import PipelineConfig
 from aml_pipeline.runs import MAX_DAYS_PER_RUN, RANGE_END, RANGE_START
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from aml_pipeline.dates import date_range
 from aml_pipeline.runs import run_range
 from aml_pipeline.settings import Settings, parse_networks
 
@@ -59,7 +60,7 @@ def _date(text: str) -> dt.date:
 def _days(start: dt.date, end: dt.date) -> list[dt.date]:
     if end < start:
         raise SystemExit(f"--end-date {end} is before --start-date {start}")
-    return [start + dt.timedelta(i) for i in range((end - start).days + 1)]
+    return date_range(start, end)
 
 
 def _source_config(source: str | None) -> dict[str, str]:
@@ -209,6 +210,7 @@ def summary(settings: Settings, days: list[dt.date], models: dict[str, dict]) ->
         f"  models            : {root / 'trained_models'}",
         f"  warehouse         : {root / 'warehouse'} (one Parquet file per asset and day)",
         "  see the runs      : make ui, then open http://127.0.0.1:3000",
+        "  query the results : make api, then open http://127.0.0.1:8000/docs",
     ]
     return "\n".join(lines)
 

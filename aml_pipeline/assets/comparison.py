@@ -8,6 +8,7 @@ from pydantic import Field
 
 from aml_pipeline.assets.training import read_days
 from aml_pipeline.contract.files import parquet_bytes
+from aml_pipeline.dates import date_range
 from aml_pipeline.models.registry import ModelRegistry
 from aml_pipeline.resources import PipelineConfig
 from aml_pipeline.validation.ab_test import run_ab_test
@@ -122,7 +123,7 @@ def _check_held_out(registry: ModelRegistry, version: str, days: list[dt.date]) 
 
 
 def _range(start: str, end: str) -> list[dt.date]:
-    first, last = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
-    if last < first:
-        raise dg.Failure(description=f"end_date {last} is before start_date {first}")
-    return [first + dt.timedelta(i) for i in range((last - first).days + 1)]
+    try:
+        return date_range(dt.date.fromisoformat(start), dt.date.fromisoformat(end))
+    except ValueError as exc:
+        raise dg.Failure(description=f"test range: {exc}") from exc

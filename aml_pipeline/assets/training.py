@@ -12,6 +12,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from aml_pipeline.dates import date_range
 from aml_pipeline.features.alert_features import (
     CATEGORIES,
     FEATURE_COLUMNS,
@@ -67,10 +68,9 @@ class TrainModelsConfig(dg.Config):
         return dt.date.fromisoformat(self.as_of) if self.as_of else pipeline.as_of()
 
     def days(self) -> list[dt.date]:
-        start, end = dt.date.fromisoformat(self.start_date), dt.date.fromisoformat(self.end_date)
-        if end < start:
-            raise ValueError(f"end_date {end} is before start_date {start}")
-        return [start + dt.timedelta(i) for i in range((end - start).days + 1)]
+        return date_range(
+            dt.date.fromisoformat(self.start_date), dt.date.fromisoformat(self.end_date)
+        )
 
 
 def read_days(

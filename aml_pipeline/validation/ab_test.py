@@ -23,6 +23,7 @@ import pandas as pd
 
 from aml_pipeline.contract.files import sha256_hex
 from aml_pipeline.contract.schema import ALERTS, CLUSTERS, FEATURES, PATTERN_TRAPS_FILE, TableSpec
+from aml_pipeline.dates import date_range
 from aml_pipeline.features.alert_features import (
     CATEGORIES,
     FEATURE_COLUMNS,
@@ -117,16 +118,10 @@ def _read_table(root: Path, day: dt.date, spec: TableSpec) -> pd.DataFrame:
     return read_landed_table(LocalStorage(root.parent), root.name, day, spec)
 
 
-def _date_range(start: dt.date, end: dt.date) -> list[dt.date]:
-    if start > end:
-        raise ValueError(f"start date {start} is after end date {end}")
-    return [start + dt.timedelta(d) for d in range((end - start).days + 1)]
-
-
 def read_test_days(test_data: Path, start: dt.date, end: dt.date) -> dict[dt.date, DayBatch]:
     """The batch of every day from ``start`` to ``end``; a missing day folder is an error."""
     root = _days_root(Path(test_data).resolve())
-    days = _date_range(start, end)
+    days = date_range(start, end)
     missing = [day.isoformat() for day in days if not (root / day.isoformat()).is_dir()]
     if missing:
         raise FileNotFoundError(f"{root}: no day folder for {', '.join(missing)}")
@@ -153,7 +148,7 @@ def build_test_features(
     root = _days_root(Path(test_data).resolve())
     first = min(days) - dt.timedelta(HISTORY_DAYS)
     alerts = {day: batch.alerts for day, batch in days.items()}
-    for day in _date_range(first, min(days) - dt.timedelta(1)):
+    for day in date_range(first, min(days) - dt.timedelta(1)):
         if (root / day.isoformat()).is_dir():
             alerts[day] = _read_table(root, day, ALERTS)
     out = {}
