@@ -29,6 +29,7 @@ bench: install
 	$(BIN)/python -m benchmarks.bench_simulator
 	$(BIN)/python -m benchmarks.bench_training
 	$(BIN)/python -m benchmarks.bench_scoring
+	AML_SIM_PROFILE=demo $(BIN)/python -m benchmarks.bench_scoring
 	$(BIN)/python -m benchmarks.bench_api
 
 quality: install
