@@ -91,11 +91,10 @@ def read_parquet(paths: Sequence[str]) -> pd.DataFrame:
     with duckdb_cursor() as con:
         result = con.execute("SELECT * FROM read_parquet(?, union_by_name = true)", [list(paths)])
         date_cols = [d[0] for d in result.description if str(d[1]) == "DATE"]
-        df = result.df()
+        df = result.df(date_as_object=True)
     for col in date_cols:
-        df[col] = pd.Series(
-            [None if pd.isna(v) else v.date() for v in df[col]], index=df.index, dtype="object"
-        )
+        if df[col].isna().any():  # NULL dates come back as NaT; the tables use None
+            df[col] = df[col].astype("object").where(df[col].notna(), None)
     return df
 
 
