@@ -73,6 +73,16 @@ def _source_config(source: str | None) -> dict[str, str]:
     raise SystemExit(f"--source must be 'simulated' or an existing directory, got {source!r}")
 
 
+def _settings_for(network: str) -> Settings:
+    """The environment's settings; exits if ``network`` is not one of its networks."""
+    settings = Settings.from_env()
+    if network not in settings.networks:
+        raise SystemExit(
+            f"network {network!r} is not configured (AML_NETWORKS={','.join(settings.networks)})"
+        )
+    return settings
+
+
 def _definitions(settings: Settings) -> dg.Definitions:
     """Definitions for the environment as it is now (tests change it between calls)."""
     from aml_pipeline.definitions import build_definitions
@@ -93,12 +103,8 @@ def _run_config(settings: Settings, overrides: dict[str, str]) -> dict:
 
 def _ingest(network: str, days: list[dt.date], overrides: dict[str, str]) -> int:
     """Run the network's ingestion assets for each day, one Dagster run per day."""
-    settings = Settings.from_env()
+    settings = _settings_for(network)
     defs = _definitions(settings)
-    if network not in settings.networks:
-        raise SystemExit(
-            f"network {network!r} is not configured (AML_NETWORKS={','.join(settings.networks)})"
-        )
     run_config = _run_config(settings, overrides)
     job = defs.resolve_job_def("ingestion_job")
     selection = dg.AssetSelection.groups(network).resolve(defs.resolve_asset_graph())
@@ -251,11 +257,7 @@ def _train(
     three models in a second; returns each model's materialization metadata."""
     from aml_pipeline.definitions import MODEL_ASSETS, asset_keys
 
-    settings = Settings.from_env()
-    if network not in settings.networks:
-        raise SystemExit(
-            f"network {network!r} is not configured (AML_NETWORKS={','.join(settings.networks)})"
-        )
+    settings = _settings_for(network)
     if as_of is not None:
         overrides = {**overrides, "labels_as_of": as_of.isoformat()}
     defs = _definitions(settings)
@@ -326,11 +328,7 @@ def _score(network: str, start: dt.date, end: dt.date, ingest: bool) -> int:
         asset_keys,
     )
 
-    settings = Settings.from_env()
-    if network not in settings.networks:
-        raise SystemExit(
-            f"network {network!r} is not configured (AML_NETWORKS={','.join(settings.networks)})"
-        )
+    settings = _settings_for(network)
     names = DAILY_ASSETS if ingest else (*FEATURE_ASSETS, *SCORING_ASSETS, *EVALUATION_ASSETS)
     defs = _definitions(settings)
     total = len(_days(start, end))

@@ -15,7 +15,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from aml_pipeline.assets.ingestion import BACKFILL, partition_days
+from aml_pipeline.assets.ingestion import BACKFILL, day_rows, partition_days
 from aml_pipeline.assets.metadata import frame_metadata
 from aml_pipeline.features.alert_features import CATEGORIES
 from aml_pipeline.ingestion import read_landed_traps
@@ -40,10 +40,6 @@ _PLOTTED = {
     "tier2": ("score",),
     "tier3": ("score", "auc_roc", "auc_pr", "n_samples", "n_positive"),
 }
-
-
-def _day(frame: pd.DataFrame, day: dt.date) -> pd.DataFrame:
-    return frame[frame["processing_date"] == day].reset_index(drop=True)
 
 
 def _row(network: str, day: dt.date, version: str, result: dict[str, Any]) -> dict[str, Any]:
@@ -134,13 +130,15 @@ def build_evaluation_assets(
         registry = ModelRegistry(pipeline.storage(), network)
         rows = []
         for day in partition_days(context):
-            scores = _day(alert_scores, day)
+            scores = day_rows(alert_scores, day)
             version = _version(scores)
             rescored = None
             if version:
                 model = registry.load("alert_scorer", version)
-                rescored = score_frame(model, _day(alert_features, day), "alert_id", CATEGORIES, 0)
-            result = Tier1Validator().validate(scores, _day(alerts, day), rescored)
+                rescored = score_frame(
+                    model, day_rows(alert_features, day), "alert_id", CATEGORIES, 0
+                )
+            result = Tier1Validator().validate(scores, day_rows(alerts, day), rescored)
             rows.append(_row(network, day, version, result))
         frame = _frame(rows)
         yield dg.Output(frame, metadata=_metadata("tier1", frame))
@@ -164,7 +162,7 @@ def build_evaluation_assets(
         storage = pipeline.input_storage()
         rows = []
         for day in partition_days(context):
-            scores = _day(alert_scores, day)
+            scores = day_rows(alert_scores, day)
             traps = read_landed_traps(storage, network, day)
             result = Tier2Validator().validate(scores, traps)
             rows.append(_row(network, day, _version(scores), result))
@@ -192,8 +190,8 @@ def build_evaluation_assets(
     ) -> dg.Output[pd.DataFrame]:
         rows = []
         for day in partition_days(context):
-            scores = _day(alert_scores, day)
-            result = Tier3Validator().validate(scores, _day(ground_truth, day))
+            scores = day_rows(alert_scores, day)
+            result = Tier3Validator().validate(scores, day_rows(ground_truth, day))
             result["passed"] = None
             rows.append(_row(network, day, _version(scores), result))
         frame = _frame(rows)

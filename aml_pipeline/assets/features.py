@@ -1,13 +1,12 @@
 """Daily model-feature assets of one network: alert_history, alert_features and
 cluster_features."""
 
-import datetime as dt
 import warnings
 
 import dagster as dg
 import pandas as pd
 
-from aml_pipeline.assets.ingestion import daily_table_args, partition_days
+from aml_pipeline.assets.ingestion import daily_table_args, day_rows, partition_days
 from aml_pipeline.assets.metadata import frame_metadata
 from aml_pipeline.features.alert_features import (
     CATEGORIES,
@@ -28,10 +27,6 @@ warnings.filterwarnings(
 HISTORY = dg.TimeWindowPartitionMapping(
     start_offset=-HISTORY_DAYS, end_offset=-1, allow_nonexistent_upstream_partitions=True
 )
-
-
-def _day(frame: pd.DataFrame, day: dt.date) -> pd.DataFrame:
-    return frame if frame.empty else frame[frame["processing_date"] == day]
 
 
 def _lineage(network: str) -> dg.TableColumnLineage:
@@ -103,10 +98,10 @@ def build_feature_assets(
     ) -> dg.Output[pd.DataFrame]:
         frames = [
             build_alert_features(
-                _day(alerts, day),
-                _day(address_features, day),
-                _day(clusters, day),
-                _day(history, day),
+                day_rows(alerts, day),
+                day_rows(address_features, day),
+                day_rows(clusters, day),
+                day_rows(history, day),
             )
             for day in partition_days(context)
         ]
@@ -137,7 +132,7 @@ def build_feature_assets(
         context: dg.AssetExecutionContext, clusters: pd.DataFrame, alert_features: pd.DataFrame
     ) -> dg.Output[pd.DataFrame]:
         frames = [
-            build_cluster_features(_day(clusters, day), _day(alert_features, day))
+            build_cluster_features(day_rows(clusters, day), day_rows(alert_features, day))
             for day in partition_days(context)
         ]
         df = pd.concat(frames, ignore_index=True)

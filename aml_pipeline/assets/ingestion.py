@@ -46,6 +46,13 @@ def partition_days(context: dg.AssetExecutionContext) -> list[dt.date]:
     return [dt.date.fromisoformat(k) for k in context.partition_keys]
 
 
+def day_rows(frame: pd.DataFrame, day: dt.date) -> pd.DataFrame:
+    """The rows of one processing day of a multi-day input (an empty input as it is)."""
+    if frame.empty:
+        return frame
+    return frame[frame["processing_date"] == day].reset_index(drop=True)
+
+
 def _contract_problems(
     df: pd.DataFrame, spec: TableSpec, days: list[dt.date], window_days: int
 ) -> list[str]:

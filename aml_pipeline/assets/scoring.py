@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import dagster as dg
 import pandas as pd
 
-from aml_pipeline.assets.ingestion import BACKFILL, partition_days
+from aml_pipeline.assets.ingestion import BACKFILL, day_rows, partition_days
 from aml_pipeline.assets.metadata import frame_metadata
 from aml_pipeline.contract.files import parquet_bytes, sha256_hex
 from aml_pipeline.features.alert_features import CATEGORIES
@@ -71,10 +71,6 @@ def _stamp(frame: pd.DataFrame, network: str, day: dt.date, window_days: int) ->
     )
 
 
-def _day(frame: pd.DataFrame, day: dt.date) -> pd.DataFrame:
-    return frame[frame["processing_date"] == day].reset_index(drop=True)
-
-
 def build_scoring_assets(
     network: str, partitions: dg.PartitionsDefinition
 ) -> list[dg.AssetsDefinition]:
@@ -111,7 +107,7 @@ def build_scoring_assets(
         coverage = pipeline.explain_coverage
         parts: dict[str, list[pd.DataFrame]] = {name: [] for name in SCORE_OUTPUTS}
         for day in partition_days(context):
-            alerts, clusters = _day(alert_features, day), _day(cluster_features, day)
+            alerts, clusters = day_rows(alert_features, day), day_rows(cluster_features, day)
             began = time.perf_counter()
             scores = score_frame(models["alert_scorer"], alerts, "alert_id", CATEGORIES, coverage)
             scored = time.perf_counter()
@@ -198,14 +194,15 @@ def build_scoring_assets(
         counts = {}
         for day in partition_days(context):
             began = time.perf_counter()
-            files = {OUTPUT_FILES[name]: parquet_bytes(_day(f, day)) for name, f in frames.items()}
-            manifest = _day(scoring_manifest, day).iloc[0].to_dict()
+            today = {name: day_rows(f, day) for name, f in frames.items()}
+            files = {OUTPUT_FILES[name]: parquet_bytes(f) for name, f in today.items()}
+            manifest = day_rows(scoring_manifest, day).iloc[0].to_dict()
             meta = processing_metadata(
                 network,
                 day,
                 pipeline,
                 manifest,
-                {name: len(_day(f, day)) for name, f in frames.items()},
+                {name: len(f) for name, f in today.items()},
                 files,
             )
             meta["timings_s"]["publish"] = round(time.perf_counter() - began, 4)
