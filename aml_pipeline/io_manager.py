@@ -24,6 +24,8 @@ COLUMN_SCHEMA_KEY = "dagster/column_schema"
 #: Input metadata flag: partitions never materialized are skipped instead of an error
 #: (look-back inputs whose early days predate the data).
 ALLOW_MISSING_KEY = "allow_missing_partitions"
+#: Input metadata: read only these columns.
+COLUMNS_KEY = "columns"
 _SAFE_TYPE = re.compile(r"^[A-Z]+(\[\])?$")
 
 
@@ -86,10 +88,14 @@ def write_parquet(
         )
 
 
-def read_parquet(paths: Sequence[str]) -> pd.DataFrame:
-    """Read one or more Parquet files in one DuckDB scan; DATE columns come back as dates."""
+def read_parquet(paths: Sequence[str], columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """Read one or more Parquet files in one DuckDB scan (only ``columns`` if given); DATE
+    columns come back as dates."""
+    select = ", ".join(quote_ident(c) for c in columns) if columns else "*"
     with duckdb_cursor() as con:
-        result = con.execute("SELECT * FROM read_parquet(?, union_by_name = true)", [list(paths)])
+        result = con.execute(
+            f"SELECT {select} FROM read_parquet(?, union_by_name = true)", [list(paths)]
+        )
         date_cols = [d[0] for d in result.description if str(d[1]) == "DATE"]
         df = result.df(date_as_object=True)
     for col in date_cols:
@@ -118,7 +124,8 @@ class DuckDBParquetIOManager(dg.ConfigurableIOManager):
     """One Parquet file per asset partition under ``{data_root}/{prefix}/{asset key}/``.
 
     Inputs read every partition they map to and fail if one is missing, unless the
-    input's metadata sets ``allow_missing_partitions``.
+    input's metadata sets ``allow_missing_partitions``; an input whose metadata lists
+    ``columns`` reads only those.
 
     Multi-partition outputs (single-run backfills) are split on ``processing_date`` and
     written one file per day; range inputs are read back in one scan. Columns named in
@@ -170,6 +177,7 @@ class DuckDBParquetIOManager(dg.ConfigurableIOManager):
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
         asset_key = context.asset_key
         keys = list(context.asset_partition_keys) if context.has_asset_partitions else [None]
+        columns = (context.definition_metadata or {}).get(COLUMNS_KEY)
         storage_keys = [self.key_for(asset_key, k) for k in keys]
         missing = [
             k for k, sk in zip(keys, storage_keys, strict=True) if not self.storage.exists(sk)
@@ -177,10 +185,10 @@ class DuckDBParquetIOManager(dg.ConfigurableIOManager):
         if missing and (context.definition_metadata or {}).get(ALLOW_MISSING_KEY):
             storage_keys = [sk for sk in storage_keys if self.storage.exists(sk)]
             if not storage_keys:
-                return pd.DataFrame()
+                return pd.DataFrame(columns=columns)
         elif missing:
             raise FileNotFoundError(
                 f"{asset_key.to_user_string()} has no stored partition(s) {missing[:5]}: "
                 "materialize them first"
             )
-        return read_parquet([str(self.storage.local_path(k)) for k in storage_keys])
+        return read_parquet([str(self.storage.local_path(k)) for k in storage_keys], columns)

@@ -69,7 +69,9 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Setup:
     ground_truth = root / "ground_truth.parquet"
     pd.concat(labels, ignore_index=True).to_parquet(ground_truth)
 
-    features = build_test_features(test_data, read_test_days(test_data, DAYS[0], DAYS[3]))
+    features = build_test_features(
+        test_data, read_test_days(test_data, DAYS[0], DAYS[3]), pd.concat(labels)
+    )
     frame = pd.concat(features.values(), ignore_index=True).merge(
         pd.concat(labels)[["alert_id", "is_sar_filed"]], on="alert_id"
     )

@@ -102,7 +102,7 @@ def test_rescoring_is_idempotent_and_a_failed_rerun_keeps_the_published_day(home
     pd.testing.assert_series_equal(before["score"], after["score"])
 
     published = {p.name: p.read_bytes() for p in folder.iterdir()}
-    model = home / "data" / "trained_models" / "ethereum" / "alert_scorer_v1.0.0.txt"
+    model = home / "data" / "trained_models" / "ethereum" / "alert_scorer_v2.0.0.txt"
     good = model.read_bytes()
     model.write_bytes(b"tree\nnot a model\n")
     try:
@@ -218,7 +218,7 @@ def test_every_published_day_is_evaluated_on_all_tiers(home):
     assert tier3["score"].between(0, 0.5).all()
 
     report = json.loads(
-        (home / "data/validation_results/ethereum/model_v1.0.0_evaluation.json").read_text()
+        (home / "data/validation_results/ethereum/model_v2.0.0_evaluation.json").read_text()
     )
     assert report["summary"]["days"] == 10 and report["summary"]["tier1_passed_days"] == 10
     # trained on 03-01..08: those days are in-sample and left out of the summary
@@ -277,7 +277,7 @@ def test_label_sensor_refreshes_ground_truth_and_tier3(home, monkeypatch):
 
 
 def _register_weakened_scorer(home: Path) -> None:
-    """alert_scorer v1.1.0: the same training, on shuffled labels."""
+    """alert_scorer v2.1.0: the same training, on shuffled labels."""
     from aml_pipeline.features.alert_features import CATEGORIES, FEATURE_COLUMNS
     from aml_pipeline.models.registry import ModelRegistry
     from aml_pipeline.models.training import LABEL, TrainParams, labelled, train_binary
@@ -297,7 +297,7 @@ def _register_weakened_scorer(home: Path) -> None:
     registry.register(
         "alert_scorer",
         model.booster,
-        {"version": "1.1.0", "features": features, "note": "shuffled labels (test)"},
+        {"version": "2.1.0", "features": features, "note": "shuffled labels (test)"},
     )
 
 
@@ -314,39 +314,39 @@ def test_ab_comparison_picks_the_real_model_and_promotion_is_recorded(home, monk
             run_config={"ops": {"ethereum__model_comparison": {"config": config}}},
         )
     meta = result.get_asset_materialization_events()[0].materialization.metadata
-    assert meta["model_a"].value == "1.0.0" and meta["model_b"].value == "1.1.0"
+    assert meta["model_a"].value == "2.0.0" and meta["model_b"].value == "2.1.0"
     assert meta["winner"].value.startswith("A") and meta["significant"].value
     assert meta["delta_pooled_auc_roc"].value < 0
-    folder = home / "data/validation_results/ethereum/v1.0.0_vs_v1.1.0"
+    folder = home / "data/validation_results/ethereum/v2.0.0_vs_v2.1.0"
     report = (folder / "comparison_report.md").read_text()
     assert "2025-03-09" in report and "roc_curves.png" in report
     assert (folder / "roc_curves.png").stat().st_size > 0
 
     # the same comparison from the command line, on the files
     models = home / "data/trained_models/ethereum"
-    output = home / "ab" / "v1.0.0_vs_v1.1.0.json"
-    args = ["validate", "--model-a", str(models / "alert_scorer_v1.0.0.txt"),
-            "--model-b", str(models / "alert_scorer_v1.1.0.txt"),
+    output = home / "ab" / "v2.0.0_vs_v2.1.0.json"
+    args = ["validate", "--model-a", str(models / "alert_scorer_v2.0.0.txt"),
+            "--model-b", str(models / "alert_scorer_v2.1.0.txt"),
             "--test-data", str(home / "data/input/ethereum"),
             "--start-date", "2025-03-09", "--end-date", "2025-03-10",
             "--ground-truth", str(folder / "ground_truth.parquet"),
             "--output", str(output), "--resamples", "200"]  # fmt: skip
     capsys.readouterr()
     assert cli.main(args) == 0
-    assert "winner: A (v1.0.0)" in capsys.readouterr().out
+    assert "winner: A (v2.0.0)" in capsys.readouterr().out
     saved = json.loads(output.read_text())
     assert set(saved["per_day"]) == {"2025-03-09", "2025-03-10"}
     assert (output.parent / "comparison_report.md").is_file()
 
     promote = ["promote", "--network", "ethereum", "--kind", "alert_scorer"]
-    assert cli.main([*promote, "--version", "1.1.0", "--reason", "test"]) == 0
-    assert cli.main([*promote, "--version", "1.0.0"]) == 0
+    assert cli.main([*promote, "--version", "2.1.0", "--reason", "test"]) == 0
+    assert cli.main([*promote, "--version", "2.0.0"]) == 0
     assert cli.main([*promote, "--version", "9.9.9"]) == 1
     registry = json.loads((models / "model_metadata.json").read_text())
-    assert registry["champions"]["alert_scorer"] == "1.0.0"
+    assert registry["champions"]["alert_scorer"] == "2.0.0"
     assert [(p["previous"], p["version"]) for p in registry["promotions"]] == [
-        ("1.0.0", "1.1.0"),
-        ("1.1.0", "1.0.0"),
+        ("2.0.0", "2.1.0"),
+        ("2.1.0", "2.0.0"),
     ]
 
 
@@ -356,7 +356,7 @@ def test_demo_ingests_trains_on_the_oldest_days_scores_and_summarizes(cli_home, 
     out = capsys.readouterr().out
     assert "training ethereum on 2025-03-03..2025-03-08" in out
     assert "2025-03-09..2025-03-10 are held out" in out
-    assert "ethereum: 8 days published" in out and "alert_scorer v1.0.0" in out
+    assert "ethereum: 8 days published" in out and "alert_scorer v2.0.0" in out
     assert "top alerts of 2025-03-10 (ethereum):" in out and "score 0." in out
     assert "held-out days, tier 3" in out
     assert "over 2 days" in out  # the two held-out days have ground-truth metrics

@@ -76,10 +76,10 @@ def test_backfills_run_two_weeks_per_run(make_defs):
 
 def test_history_reads_only_earlier_days(make_defs):
     graph = make_defs().resolve_asset_graph()
-    mapping = graph.get(dg.AssetKey(["ethereum", "alert_history"])).partition_mappings[
-        dg.AssetKey(["ethereum", "raw_alerts"])
-    ]
-    assert (mapping.start_offset, mapping.end_offset) == (-30, -1)
+    mappings = graph.get(dg.AssetKey(["ethereum", "alert_history"])).partition_mappings
+    for upstream in ("raw_alerts", "ground_truth"):  # never the day itself
+        mapping = mappings[dg.AssetKey(["ethereum", upstream])]
+        assert (mapping.start_offset, mapping.end_offset) == (-180, -1), upstream
 
 
 def test_publication_waits_for_tier1(make_defs):

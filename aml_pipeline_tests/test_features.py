@@ -1,5 +1,5 @@
-"""Alert and cluster features: one function for training and scoring, no labels, no
-range statistics, robust to missing rows and columns."""
+"""Alert and cluster features: one function for training and scoring, no label known on
+or after the alert's day, no range statistics, robust to missing rows and columns."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from aml_pipeline.features.alert_features import (
     CATEGORIES,
     FEATURE_COLUMNS,
     KEY_COLUMNS,
+    LABEL_HISTORY_FEATURES,
     OTHER,
     build_alert_features,
     build_alert_history,
@@ -38,7 +39,8 @@ def test_one_row_per_alert_with_exactly_the_feature_columns(tables):
     out = build_alert_features(tables["alerts"], tables["features"], tables["clusters"])
     assert list(out.columns) == [*KEY_COLUMNS, *FEATURE_COLUMNS]
     assert len(out) == len(tables["alerts"]) and out["alert_id"].is_unique
-    assert not any(word in c for c in FEATURE_COLUMNS for word in ("sar", "label", "truth"))
+    from_labels = {c for c in FEATURE_COLUMNS for w in ("sar", "label", "truth") if w in c}
+    assert from_labels == set(LABEL_HISTORY_FEATURES)  # only labels known before the day
     again = build_alert_features(tables["alerts"], tables["features"], tables["clusters"])
     pd.testing.assert_frame_equal(out, again)
 
@@ -89,6 +91,7 @@ def test_history_counts_only_earlier_days_within_30():
             "typology_type": ["X", "FAN_IN", "CYCLE_DETECTION", "FAN_IN", "FAN_IN"],
         }
     )
+    prior["alert_id"] = [f"p{i}" for i in range(len(prior))]
     history = build_alert_history(prior, DAY).set_index("address")
     assert history.loc["a", "prior_alerts_30d"] == 2  # day-30 and day-1; not day-31, not today
     assert history.loc["a", "prior_typologies_30d"] == 2
@@ -126,3 +129,62 @@ def test_cluster_features_aggregate_members(tables):
         members["alert_confidence_score"].max()
     )
     assert row["total_alerts"] == len(one["related_alert_ids"])
+
+
+def test_label_history_uses_only_labels_known_before_the_day():
+    days_ago = [200, 100, 40, 20, 10, 5, 3, 0]
+    prior = pd.DataFrame(
+        {
+            "alert_id": [f"a{n}" for n in days_ago],
+            "address": "a",
+            "processing_date": [DAY - dt.timedelta(n) for n in days_ago],
+            "typology_type": "FAN_IN",
+        }
+    )
+    known_after = {200: 1, 100: 5, 40: 5, 20: 30, 10: 10, 5: 4, 3: 3, 0: 0}  # days later
+    labels = pd.DataFrame(
+        {
+            "alert_id": prior["alert_id"],
+            "processing_date": prior["processing_date"],
+            "is_sar_filed": [True, True, False, True, True, False, False, True],
+            "label_date": [DAY - dt.timedelta(n) + dt.timedelta(known_after[n]) for n in days_ago],
+        }
+    )
+    row = build_alert_history(prior, DAY, labels).set_index("address").loc["a"]
+    # a200 is older than the window; a20 becomes known 10 days from now, a10 and a0 today
+    # (label_date == day is not before the day); known: a100 (SAR), a40, a5.
+    assert row["known_labels_180d"] == 3
+    assert row["known_sar_180d"] == 1
+    assert row["known_sar_rate_180d"] == pytest.approx(1 / 3)
+    assert row["days_since_known_sar"] == 100
+    assert row["history_coverage_days"] == 100  # the oldest alert inside the window
+    # Labels that become known later never change an earlier day's row.
+    later = labels.copy()
+    later.loc[later["alert_id"] == "a20", "label_date"] = DAY + dt.timedelta(400)
+    pd.testing.assert_frame_equal(
+        build_alert_history(prior, DAY, labels), build_alert_history(prior, DAY, later)
+    )
+    # Without known labels the counts are 0 and the rate and days are missing.
+    alerts = prior.tail(1).assign(
+        alert_id="x",
+        pattern_type="",
+        severity="low",
+        suspected_address_type="unknown",
+        pattern_id="",
+        alert_confidence_score=0.5,
+        volume_usd=1.0,
+        risk_indicators=[[]],
+    )
+    bare = build_alert_features(
+        alerts, pd.DataFrame({"address": []}), pd.DataFrame(), build_alert_history(prior, DAY)
+    ).iloc[0]
+    assert bare["known_labels_180d"] == 0 and bare["known_sar_180d"] == 0
+    assert np.isnan(bare["known_sar_rate_180d"]) and np.isnan(bare["days_since_known_sar"])
+    assert bare["history_coverage_days"] == 100
+    full = build_alert_features(
+        alerts,
+        pd.DataFrame({"address": []}),
+        pd.DataFrame(),
+        build_alert_history(prior, DAY, labels),
+    ).iloc[0]
+    assert full["known_sar_180d"] == 1 and full["days_since_known_sar"] == 100

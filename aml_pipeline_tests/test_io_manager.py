@@ -54,11 +54,12 @@ def _write(manager, keys: list[str], df: pd.DataFrame) -> None:
     manager.handle_output(context, df)
 
 
-def _read(manager, start: str, end: str) -> pd.DataFrame:
+def _read(manager, start: str, end: str, **metadata) -> pd.DataFrame:
     context = dg.build_input_context(
         asset_key=dg.AssetKey(["net", "table"]),
         asset_partitions_def=PARTITIONS,
         asset_partition_key_range=dg.PartitionKeyRange(start, end),
+        definition_metadata=metadata,
     )
     return manager.load_input(context)
 
@@ -154,6 +155,16 @@ def test_reading_a_range_with_a_missing_partition_names_it(manager):
     _write(manager, ["2025-01-10"], frame(dt.date(2025, 1, 10)))
     with pytest.raises(FileNotFoundError, match=r"2025-01-11"):
         _read(manager, "2025-01-10", "2025-01-11")
+
+
+def test_an_input_reads_only_its_columns_and_may_skip_missing_days(manager):
+    _write(manager, ["2025-01-10"], frame(dt.date(2025, 1, 10)))
+    got = _read(
+        manager, "2025-01-09", "2025-01-10", allow_missing_partitions=True, columns=["x", "id"]
+    )
+    assert list(got.columns) == ["x", "id"] and len(got) == 3
+    none = _read(manager, "2025-01-01", "2025-01-02", allow_missing_partitions=True, columns=["id"])
+    assert none.empty and list(none.columns) == ["id"]
 
 
 def test_read_parquet_scans_many_files_in_one_query(tmp_path, manager):

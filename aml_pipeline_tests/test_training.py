@@ -15,6 +15,7 @@ from aml_pipeline.contract.schema import ALERTS, CLUSTERS, FEATURES
 from aml_pipeline.features.alert_features import (
     CATEGORIES,
     FEATURE_COLUMNS,
+    MONOTONE,
     build_alert_features,
     build_alert_history,
 )
@@ -47,7 +48,11 @@ def data() -> tuple[pd.DataFrame, pd.DataFrame]:
             s.name: conform_table(read_parquet_bytes(files[s.file]), s)
             for s in (ALERTS, FEATURES, CLUSTERS)
         }
-        history = build_alert_history(pd.concat(past) if past else pd.DataFrame(), day)
+        history = build_alert_history(
+            pd.concat(past) if past else pd.DataFrame(),
+            day,
+            pd.concat(labels) if labels else None,
+        )
         frames.append(build_alert_features(t["alerts"], t["features"], t["clusters"], history))
         labels.append(source.labels("ethereum", day, 7))
         past.append(t["alerts"])
@@ -86,6 +91,23 @@ def test_scorer_beats_both_baselines_and_files_are_byte_identical(data):
     assert one.metrics["auc_roc"] > base["logistic_regression"]["auc_roc"]
     assert one.params["deterministic"] and one.params["num_threads"] == 2
     assert one.params["scale_pos_weight"] > 1  # imbalance handled on purpose
+
+
+def test_the_alert_models_keep_the_known_label_directions(data):
+    frame = labelled(*data, AS_OF)
+    features = list(FEATURE_COLUMNS)
+    model = train_binary(
+        frame, features, list(CATEGORIES), FAST, "alert_confidence_score", VOCAB, MONOTONE
+    )
+    constraints = dict(zip(features, model.params["monotone_constraints"], strict=True))
+    assert {f: c for f, c in constraints.items() if c} == MONOTONE
+    rows = frame[features].head(200)
+    for column, direction in MONOTONE.items():
+        low, high = rows.assign(**{column: 0.0}), rows.assign(**{column: 150.0})
+        gap = model.booster.predict(high) - model.booster.predict(low)
+        assert (direction * gap >= -1e-12).all(), column
+    ranker = train_ranker(frame, features, list(CATEGORIES), FAST, MONOTONE)
+    assert ranker.params["monotone_constraints"] == model.params["monotone_constraints"]
 
 
 def test_ranker_groups_by_day_and_beats_confidence(data):

@@ -65,7 +65,8 @@ def evaluate(name: str, settings: Settings, start: dt.date, cut: dt.date, end: d
         _read(root, network, "ground_truth", test_days),
         late,
     )
-    model = ModelRegistry(LocalStorage(root), network).load("alert_scorer")
+    registry = ModelRegistry(LocalStorage(root), network)
+    model = registry.load("alert_scorer", registry.entries("alert_scorer")[-1]["version"])
     y = test[LABEL].to_numpy()
     scores = {
         "alert_scorer": model.booster.predict(test[model.features]),

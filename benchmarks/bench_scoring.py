@@ -169,6 +169,7 @@ def plain_loop(root: Path, start: dt.date, end: dt.date) -> None:
     from aml_pipeline.contract.schema import BATCH_TABLES
     from aml_pipeline.features.alert_features import (
         CATEGORIES,
+        LABEL_HISTORY_DAYS,
         build_alert_features,
         build_alert_history,
     )
@@ -199,6 +200,7 @@ def plain_loop(root: Path, start: dt.date, end: dt.date) -> None:
     registry = ModelRegistry(storage, NETWORK)
     models = {k: registry.load(k) for k in ("alert_scorer", "alert_ranker", "cluster_scorer")}
     prior: list[pd.DataFrame] = []
+    prior_labels: list[pd.DataFrame] = []
     day = start
     while day <= end:
 
@@ -219,7 +221,11 @@ def plain_loop(root: Path, start: dt.date, end: dt.date) -> None:
         )
         history = keep(
             "alert_history",
-            build_alert_history(pd.concat(prior) if prior else tables["alerts"].iloc[:0], day),
+            build_alert_history(
+                pd.concat(prior) if prior else tables["alerts"].iloc[:0],
+                day,
+                pd.concat(prior_labels) if prior_labels else None,
+            ),
         )
         features = keep(
             "alert_features",
@@ -261,7 +267,8 @@ def plain_loop(root: Path, start: dt.date, end: dt.date) -> None:
         }
         files["processing_metadata.json"] = json.dumps(meta).encode()
         storage.publish_dir(output_dir(NETWORK, day), files)
-        prior = [*prior[-29:], tables["alerts"]]
+        prior = [*prior[-(LABEL_HISTORY_DAYS - 1) :], tables["alerts"]]
+        prior_labels = [*prior_labels[-(LABEL_HISTORY_DAYS - 1) :], labels]
         day += dt.timedelta(1)
 
 

@@ -13,31 +13,42 @@ from aml_pipeline.features.alert_features import (
     FEATURE_COLUMNS,
     FEATURE_SCHEMA_VERSION,
     HISTORY_DAYS,
+    HISTORY_LINEAGE,
+    LABEL_HISTORY_DAYS,
     LINEAGE,
     build_alert_features,
     build_alert_history,
 )
 from aml_pipeline.features.cluster_features import CLUSTER_FEATURE_COLUMNS, build_cluster_features
-from aml_pipeline.io_manager import ALLOW_MISSING_KEY
+from aml_pipeline.io_manager import ALLOW_MISSING_KEY, COLUMNS_KEY
 
 # Look-back inputs must reach before the first partition; the flag is beta in Dagster 1.13.
 warnings.filterwarnings(
     "ignore", message="Parameter `allow_nonexistent_upstream_partitions`", category=dg.BetaWarning
 )
 HISTORY = dg.TimeWindowPartitionMapping(
-    start_offset=-HISTORY_DAYS, end_offset=-1, allow_nonexistent_upstream_partitions=True
+    start_offset=-LABEL_HISTORY_DAYS, end_offset=-1, allow_nonexistent_upstream_partitions=True
 )
 
 
-def _lineage(network: str) -> dg.TableColumnLineage:
+def _lineage(network: str, lineage: dict[str, list[tuple[str, str]]]) -> dg.TableColumnLineage:
     return dg.TableColumnLineage(
         deps_by_column={
             column: [
                 dg.TableColumnDep(asset_key=dg.AssetKey([network, table]), column_name=raw)
-                for table, raw in LINEAGE[column]
+                for table, raw in deps
             ]
-            for column in FEATURE_COLUMNS
+            for column, deps in lineage.items()
         }
+    )
+
+
+def _history_in(network: str, table: str, columns: list[str]) -> dg.AssetIn:
+    """Earlier days of ``table`` (``HISTORY``), only ``columns``; missing days are empty."""
+    return dg.AssetIn(
+        key=[network, table],
+        partition_mapping=HISTORY,
+        metadata={ALLOW_MISSING_KEY: True, COLUMNS_KEY: columns},
     )
 
 
@@ -49,23 +60,34 @@ def build_feature_assets(
     @dg.asset(
         key=[network, "alert_history"],
         ins={
-            "prior_alerts": dg.AssetIn(
-                key=[network, "raw_alerts"],
-                partition_mapping=HISTORY,
-                metadata={ALLOW_MISSING_KEY: True},
-            )
+            "prior_alerts": _history_in(
+                network,
+                "raw_alerts",
+                ["alert_id", "address", "processing_date", "typology_type"],
+            ),
+            "prior_labels": _history_in(
+                network,
+                "ground_truth",
+                ["alert_id", "processing_date", "is_sar_filed", "label_date"],
+            ),
         },
         description=(
-            f"Per address alerted in the {HISTORY_DAYS} days before the day: how often, on how "
-            "many days, with how many typologies. Reads only earlier days (partition mapping "
-            f"-{HISTORY_DAYS}..-1); days before the data began count as no alerts."
+            f"Per address with earlier alerts: how often it was alerted in the {HISTORY_DAYS} "
+            "days before the day, on how many days, with how many typologies; and how many "
+            f"of its alerts of the {LABEL_HISTORY_DAYS} days before were labelled, and "
+            "SAR-filed, by labels known before the day (label_date < day). Reads only "
+            f"earlier days (partition mapping -{LABEL_HISTORY_DAYS}..-1); days before the "
+            "data began count as no alerts."
         ),
+        metadata={"dagster/column_lineage": _lineage(network, HISTORY_LINEAGE)},
         **daily_table_args(network, partitions),
     )
     def alert_history(
-        context: dg.AssetExecutionContext, prior_alerts: pd.DataFrame
+        context: dg.AssetExecutionContext, prior_alerts: pd.DataFrame, prior_labels: pd.DataFrame
     ) -> dg.Output[pd.DataFrame]:
-        frames = [build_alert_history(prior_alerts, day) for day in partition_days(context)]
+        frames = [
+            build_alert_history(prior_alerts, day, prior_labels) for day in partition_days(context)
+        ]
         df = pd.concat(frames, ignore_index=True)
         return dg.Output(df, metadata=frame_metadata(df))
 
@@ -79,13 +101,13 @@ def build_feature_assets(
         },
         description=(
             "One row per alert: the alert, its address's contract features, its clusters and "
-            f"the address's alerts of the previous {HISTORY_DAYS} days. The one feature "
-            "function training and scoring share; no labels."
+            "the address's alert history (alert counts; labels known before the day). The "
+            "one feature function training and scoring share; no label of the day or later."
         ),
         metadata={
             "feature_schema_version": FEATURE_SCHEMA_VERSION,
             "categories": dg.MetadataValue.json({k: list(v) for k, v in CATEGORIES.items()}),
-            "dagster/column_lineage": _lineage(network),
+            "dagster/column_lineage": _lineage(network, {c: LINEAGE[c] for c in FEATURE_COLUMNS}),
         },
         **daily_table_args(network, partitions),
     )

@@ -17,6 +17,7 @@ from aml_pipeline.features.alert_features import (
     CATEGORIES,
     FEATURE_COLUMNS,
     FEATURE_SCHEMA_VERSION,
+    MONOTONE,
 )
 from aml_pipeline.features.cluster_features import CLUSTER_FEATURE_COLUMNS, CLUSTER_TYPES
 from aml_pipeline.io_manager import DuckDBParquetIOManager, read_parquet
@@ -187,9 +188,12 @@ def build_model_assets(network: str) -> list[dg.AssetsDefinition]:
                 config.params(),
                 "alert_confidence_score",
                 vocab,
+                MONOTONE,
             )
         else:
-            model = train_ranker(frame, list(FEATURE_COLUMNS), list(CATEGORIES), config.params())
+            model = train_ranker(
+                frame, list(FEATURE_COLUMNS), list(CATEGORIES), config.params(), MONOTONE
+            )
         registry = ModelRegistry(pipeline.storage(), network)
         categories = {k: list(v) for k, v in CATEGORIES.items()}
         entry = _register(registry, kind, model, config, as_of, {"categories": categories})

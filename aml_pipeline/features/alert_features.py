@@ -1,10 +1,12 @@
 """Alert-level model features, computed the same way for training and for scoring.
 
 Every value comes from data available on the alert's processing date: the alert itself,
-its address's contract features, the day's clusters, and earlier days' alerts. No label
-and no statistic over "whatever range was loaded" is used, so a row means the same thing
-whenever it is computed. Categoricals use fixed, recorded vocabularies; values outside
-them share one ``__other__`` code.
+its address's contract features, the day's clusters, earlier days' alerts, and the labels
+of earlier alerts on the same address that were known before the day (``label_date``
+before the processing date). No label known on or after the day and no statistic over
+"whatever range was loaded" is used, so a row means the same thing whenever it is
+computed. Categoricals use fixed, recorded vocabularies; values outside them share one
+``__other__`` code.
 """
 
 from __future__ import annotations
@@ -17,9 +19,13 @@ import pandas as pd
 from aml_pipeline.contract.schema import FEATURES
 from aml_pipeline.domain import HOUR_MS
 
-FEATURE_SCHEMA_VERSION = 1
+FEATURE_SCHEMA_VERSION = 2
 OTHER = "__other__"
+#: Days of earlier alerts behind the alert-count history features.
 HISTORY_DAYS = 30
+#: Days of earlier alerts whose known labels feed the label-history features; long
+#: enough for labels that arrive weeks after the activity.
+LABEL_HISTORY_DAYS = 180
 
 #: Categorical feature -> its fixed vocabulary (code = position; OTHER is the last code).
 CATEGORIES: dict[str, tuple[str, ...]] = {
@@ -102,7 +108,29 @@ CLUSTER_FEATURES = (
     "in_pattern_cluster",
     "in_network_cluster",
 )
-HISTORY_FEATURES = ("prior_alerts_30d", "prior_alert_days_30d", "prior_typologies_30d")
+ALERT_COUNT_FEATURES = ("prior_alerts_30d", "prior_alert_days_30d", "prior_typologies_30d")
+#: From labels of the address's alerts in the LABEL_HISTORY_DAYS before the day that were
+#: known before the day: how many, how many SAR-filed, that share, and days since the
+#: latest SAR-filed one. The rate and the days are missing without such a label.
+LABEL_HISTORY_FEATURES = (
+    "known_labels_180d",
+    "known_sar_180d",
+    "known_sar_rate_180d",
+    "days_since_known_sar",
+)
+#: Days of earlier alert data the look-back window holds (0 to LABEL_HISTORY_DAYS; the same
+#: for every address of a day): tells the models when the history features were still
+#: filling up because the data had only just begun.
+COVERAGE_FEATURE = "history_coverage_days"
+HISTORY_FEATURES = (*ALERT_COUNT_FEATURES, *LABEL_HISTORY_FEATURES, COVERAGE_FEATURE)
+#: Required direction of the score in a feature, for the alert models.
+MONOTONE: dict[str, int] = {
+    "known_sar_180d": 1,
+    "known_sar_rate_180d": 1,
+    "days_since_known_sar": -1,
+}
+#: History columns that are counts (0 without history); the others stay missing.
+_HISTORY_COUNTS = (*ALERT_COUNT_FEATURES, "known_labels_180d", "known_sar_180d")
 #: Every model input column, in a fixed order.
 FEATURE_COLUMNS: tuple[str, ...] = (
     *ALERT_FEATURES,
@@ -188,23 +216,66 @@ def _cluster_features(alerts: pd.DataFrame, clusters: pd.DataFrame) -> pd.DataFr
     return out.reset_index(drop=True).astype("float64")
 
 
-def build_alert_history(prior_alerts: pd.DataFrame, day: dt.date) -> pd.DataFrame:
-    """Per address alerted in the ``HISTORY_DAYS`` days before ``day``: how often, on how
-    many days, with how many typologies (only rows dated before ``day`` are used)."""
+def _known_labels(
+    prior_alerts: pd.DataFrame, prior_labels: pd.DataFrame, day: dt.date
+) -> pd.DataFrame:
+    """Labels of alerts in the ``LABEL_HISTORY_DAYS`` before ``day`` that were known before
+    ``day``, with the alert's address."""
+    first = day - dt.timedelta(LABEL_HISTORY_DAYS)
+    dates, known_on = prior_labels["processing_date"], prior_labels["label_date"]
+    known = prior_labels[(dates >= first) & (dates < day) & (known_on < day)]
+    return known[["alert_id", "processing_date", "is_sar_filed"]].merge(
+        prior_alerts[["alert_id", "address"]].drop_duplicates("alert_id"), on="alert_id"
+    )
+
+
+def build_alert_history(
+    prior_alerts: pd.DataFrame, day: dt.date, prior_labels: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Per address with earlier alerts: how often it was alerted in the ``HISTORY_DAYS``
+    before ``day``, on how many days, with how many typologies; what was known about its
+    alerts of the ``LABEL_HISTORY_DAYS`` before ``day`` (``LABEL_HISTORY_FEATURES``); and
+    the day's ``COVERAGE_FEATURE``.
+
+    ``prior_alerts`` needs ``alert_id``, ``address``, ``processing_date`` and
+    ``typology_type``; ``prior_labels`` is ground truth (``alert_id``,
+    ``processing_date``, ``is_sar_filed``, ``label_date``). Only alerts dated before
+    ``day`` and labels whose ``label_date`` is before ``day`` are used.
+    """
     columns = ["address", "processing_date", *HISTORY_FEATURES]
     if prior_alerts.empty:
         return pd.DataFrame(columns=columns)
-    first = day - dt.timedelta(HISTORY_DAYS)
     dates = prior_alerts["processing_date"]
-    prior = prior_alerts[(dates >= first) & (dates < day)]
+    window = dates[(dates >= day - dt.timedelta(LABEL_HISTORY_DAYS)) & (dates < day)]
+    prior = prior_alerts[(dates >= day - dt.timedelta(HISTORY_DAYS)) & (dates < day)]
     grouped = prior.groupby("address", sort=True)
-    stats = pd.DataFrame(
+    counts = pd.DataFrame(
         {
             "prior_alerts_30d": grouped.size(),
             "prior_alert_days_30d": grouped["processing_date"].nunique(),
             "prior_typologies_30d": grouped["typology_type"].nunique(),
         }
-    ).astype("float64")
+    )
+    if prior_labels is not None and not prior_labels.empty:
+        known = _known_labels(prior_alerts, prior_labels, day)
+    else:
+        known = pd.DataFrame(columns=["address", "processing_date", "is_sar_filed"])
+    sar = known["is_sar_filed"].astype(bool)
+    by_address = known.groupby("address", sort=True)
+    labels = pd.DataFrame(
+        {
+            "known_labels_180d": by_address.size(),
+            "known_sar_180d": sar.groupby(known["address"]).sum(),
+            "days_since_known_sar": known[sar]
+            .groupby("address")["processing_date"]
+            .max()
+            .map(lambda d: float((day - d).days)),
+        }
+    )
+    stats = counts.join(labels, how="outer").astype("float64")
+    stats["known_sar_rate_180d"] = stats["known_sar_180d"] / stats["known_labels_180d"]
+    stats[list(_HISTORY_COUNTS)] = stats[list(_HISTORY_COUNTS)].fillna(0.0)
+    stats[COVERAGE_FEATURE] = float((day - window.min()).days) if len(window) else 0.0
     stats = stats.rename_axis("address").reset_index()
     stats["processing_date"] = [day] * len(stats)
     return stats[columns]
@@ -219,8 +290,8 @@ def build_alert_features(
     """One row per alert of one day: keys plus every column of ``FEATURE_COLUMNS``.
 
     ``address_features`` may lack rows or optional columns (missing values result);
-    ``history`` holds earlier days' alerts (``address``, ``processing_date``,
-    ``typology_type``), only rows before the alerts' day are used.
+    ``history`` is ``build_alert_history`` of the alerts' day (addresses without a row
+    have no history: zero counts, missing rate and days).
     """
     days = set(alerts["processing_date"])
     if len(days) > 1:
@@ -262,9 +333,13 @@ def build_alert_features(
             .set_index("address")
             .reindex(alerts["address"])[list(HISTORY_FEATURES)]
         )
+        coverage = float(history[COVERAGE_FEATURE].max())
     else:
         prior = pd.DataFrame(index=alerts["address"], columns=list(HISTORY_FEATURES))
-    prior = prior.astype("float64").fillna(0.0).reset_index(drop=True)
+        coverage = 0.0
+    prior = prior.astype("float64").reset_index(drop=True)
+    prior[list(_HISTORY_COUNTS)] = prior[list(_HISTORY_COUNTS)].fillna(0.0)
+    prior[COVERAGE_FEATURE] = coverage  # addresses without history too
     out = pd.concat([out, _cluster_features(alerts, clusters), prior], axis=1)
     for column in FEATURE_COLUMNS:  # plain numpy dtypes, whatever the inputs carried
         out[column] = out[column].astype("int64" if column in CATEGORIES else "float64")
@@ -293,4 +368,21 @@ LINEAGE: dict[str, list[tuple[str, str]]] = {
         for c in CLUSTER_FEATURES
     },
     **{c: [("alert_history", c)] for c in HISTORY_FEATURES},
+}
+#: alert_history column -> the (table, column) pairs it is computed from.
+HISTORY_LINEAGE: dict[str, list[tuple[str, str]]] = {
+    **{
+        c: [("raw_alerts", "address"), ("raw_alerts", "processing_date")]
+        for c in ALERT_COUNT_FEATURES
+    },
+    "prior_typologies_30d": [("raw_alerts", "address"), ("raw_alerts", "typology_type")],
+    COVERAGE_FEATURE: [("raw_alerts", "processing_date")],
+    **{
+        c: [
+            ("raw_alerts", "address"),
+            ("ground_truth", "is_sar_filed"),
+            ("ground_truth", "label_date"),
+        ]
+        for c in LABEL_HISTORY_FEATURES
+    },
 }

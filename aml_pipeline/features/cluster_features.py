@@ -27,6 +27,7 @@ MEMBER_COLUMNS = (
     "night_transaction_ratio",
     "amount_predictability",
     "prior_alerts_30d",
+    "known_sar_180d",
 )
 TYPOLOGIES = tuple(t for t in CATEGORIES["typology_type"] if t != OTHER)
 CLUSTER_FEATURE_COLUMNS: tuple[str, ...] = (

@@ -188,8 +188,10 @@ def train_binary(
     params: TrainParams,
     baseline_column: str,
     vocab_sizes: dict[str, int],
+    monotone: dict[str, int] | None = None,
 ) -> TrainedModel:
-    """A binary classifier of ``LABEL``; class imbalance via ``scale_pos_weight``."""
+    """A binary classifier of ``LABEL``; class imbalance via ``scale_pos_weight``;
+    ``monotone`` maps features to a required direction (+1 / -1)."""
     train, valid = time_split(frame, params.valid_fraction)
     y = frame[LABEL].to_numpy()
     _check_classes(y[train], "training")
@@ -197,7 +199,10 @@ def train_binary(
     x = frame[features]
     pos = int(y[train].sum())
     lgb_params = params.lgb_params(
-        "binary", metric="auc", scale_pos_weight=(len(y[train]) - pos) / pos
+        "binary",
+        metric="auc",
+        scale_pos_weight=(len(y[train]) - pos) / pos,
+        **_monotone_params(features, monotone),
     )
     dtrain = lgb.Dataset(x[train], y[train], categorical_feature=categorical)
     dvalid = lgb.Dataset(x[valid], y[valid], reference=dtrain)
@@ -225,6 +230,12 @@ def train_binary(
     )
 
 
+def _monotone_params(features: list[str], monotone: dict[str, int] | None) -> dict[str, Any]:
+    if not monotone:
+        return {}
+    return {"monotone_constraints": [monotone.get(f, 0) for f in features]}
+
+
 def relevance(frame: pd.DataFrame) -> np.ndarray:
     """Graded relevance: 0 no SAR, 1 SAR, 2 SAR at or above the day's median SAR volume."""
     sar = frame[LABEL].to_numpy() == 1
@@ -246,9 +257,14 @@ def _ndcg(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray, k: int) ->
 
 
 def train_ranker(
-    frame: pd.DataFrame, features: list[str], categorical: list[str], params: TrainParams
+    frame: pd.DataFrame,
+    features: list[str],
+    categorical: list[str],
+    params: TrainParams,
+    monotone: dict[str, int] | None = None,
 ) -> TrainedModel:
-    """LambdaRank with one query group per day (frames are one network each)."""
+    """LambdaRank with one query group per day (frames are one network each); ``monotone``
+    as for ``train_binary``."""
     train, valid = time_split(frame, params.valid_fraction)
     rel = relevance(frame)
     _check_classes((rel[train] > 0).astype(int), "training")
@@ -259,7 +275,11 @@ def train_ranker(
         for part, mask in (("train", train), ("valid", valid))
     }
     lgb_params = params.lgb_params(
-        "lambdarank", metric="ndcg", eval_at=list(NDCG_AT), label_gain=[0, 1, 3]
+        "lambdarank",
+        metric="ndcg",
+        eval_at=list(NDCG_AT),
+        label_gain=[0, 1, 3],
+        **_monotone_params(features, monotone),
     )
     dtrain = lgb.Dataset(
         x[train],

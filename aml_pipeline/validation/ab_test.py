@@ -27,7 +27,7 @@ from aml_pipeline.dates import date_range
 from aml_pipeline.features.alert_features import (
     CATEGORIES,
     FEATURE_COLUMNS,
-    HISTORY_DAYS,
+    LABEL_HISTORY_DAYS,
     build_alert_features,
     build_alert_history,
 )
@@ -138,33 +138,38 @@ def read_test_days(test_data: Path, start: dt.date, end: dt.date) -> dict[dt.dat
 
 
 def build_test_features(
-    test_data: Path, days: dict[dt.date, DayBatch]
+    test_data: Path, days: dict[dt.date, DayBatch], labels: pd.DataFrame
 ) -> dict[dt.date, pd.DataFrame]:
     """Alert features of each day, as training and scoring build them.
 
-    The history uses the alerts of the ``HISTORY_DAYS`` days before each day: test days
-    plus earlier day folders of ``test_data``; absent days count as no alerts.
+    The history uses the alerts of the ``LABEL_HISTORY_DAYS`` days before each day (test
+    days plus earlier day folders of ``test_data``; absent days count as no alerts) and
+    those of ``labels`` that were known before the day; labels without ``label_date`` and
+    ``processing_date`` are never known early.
     """
     root = _days_root(Path(test_data).resolve())
-    first = min(days) - dt.timedelta(HISTORY_DAYS)
+    first = min(days) - dt.timedelta(LABEL_HISTORY_DAYS)
     alerts = {day: batch.alerts for day, batch in days.items()}
     for day in date_range(first, min(days) - dt.timedelta(1)):
         if (root / day.isoformat()).is_dir():
             alerts[day] = _read_table(root, day, ALERTS)
-    out = {}
-    for day, batch in days.items():
-        prior = [
-            frame
-            for d, frame in alerts.items()
-            if day - dt.timedelta(HISTORY_DAYS) <= d < day and not frame.empty
-        ]
-        history = build_alert_history(
-            pd.concat(prior, ignore_index=True) if prior else pd.DataFrame(), day
+    known = labels if {"label_date", "processing_date"} <= set(labels.columns) else None
+    if known is not None:
+        known = known.assign(
+            processing_date=pd.to_datetime(known["processing_date"]).dt.date,
+            label_date=pd.to_datetime(known["label_date"]).dt.date,
         )
-        out[day] = build_alert_features(
-            batch.alerts, batch.address_features, batch.clusters, history
+    frames = [a for a in alerts.values() if not a.empty]
+    everything = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return {
+        day: build_alert_features(
+            batch.alerts,
+            batch.address_features,
+            batch.clusters,
+            build_alert_history(everything, day, known),
         )
-    return out
+        for day, batch in days.items()
+    }
 
 
 def read_ground_truth(path: Path) -> pd.DataFrame:
@@ -216,7 +221,7 @@ def run_ab_test(
         check_schema(model, list(FEATURE_COLUMNS))
     labels = read_ground_truth(ground_truth)
     days = read_test_days(test_data, start, end)
-    features = build_test_features(test_data, days)
+    features = build_test_features(test_data, days, labels)
     names = {label: f"{label} (v{model.version})" for label, model in models.items()}
     scores: dict[str, dict[str, pd.DataFrame]] = {name: {} for name in names.values()}
     rescored: dict[str, dict[str, pd.DataFrame]] = {name: {} for name in names.values()}
