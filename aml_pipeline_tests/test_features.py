@@ -158,6 +158,9 @@ def test_label_history_uses_only_labels_known_before_the_day():
     assert row["known_sar_rate_180d"] == pytest.approx(1 / 3)
     assert row["days_since_known_sar"] == 100
     assert row["history_coverage_days"] == 100  # the oldest alert inside the window
+    # An address alerted only long ago still has a row, so the day keeps its coverage.
+    old = build_alert_history(prior[prior["alert_id"] == "a100"], DAY).set_index("address")
+    assert old.loc["a", "prior_alerts_30d"] == 0 and old.loc["a", "history_coverage_days"] == 100
     # Labels that become known later never change an earlier day's row.
     later = labels.copy()
     later.loc[later["alert_id"] == "a20", "label_date"] = DAY + dt.timedelta(400)

@@ -72,12 +72,12 @@ def build_feature_assets(
             ),
         },
         description=(
-            f"Per address with earlier alerts: how often it was alerted in the {HISTORY_DAYS} "
-            "days before the day, on how many days, with how many typologies; and how many "
-            f"of its alerts of the {LABEL_HISTORY_DAYS} days before were labelled, and "
-            "SAR-filed, by labels known before the day (label_date < day). Reads only "
-            f"earlier days (partition mapping -{LABEL_HISTORY_DAYS}..-1); days before the "
-            "data began count as no alerts."
+            f"Per address alerted in the {LABEL_HISTORY_DAYS} days before the day: how often "
+            f"it was alerted in the last {HISTORY_DAYS} days, on how many days, with how many "
+            "typologies; how many of its alerts were labelled, and SAR-filed, by labels known "
+            "before the day (label_date < day); and how many days of data the look-back "
+            f"holds. Reads only earlier days (partition mapping -{LABEL_HISTORY_DAYS}..-1); "
+            "days before the data began count as no alerts."
         ),
         metadata={"dagster/column_lineage": _lineage(network, HISTORY_LINEAGE)},
         **daily_table_args(network, partitions),

@@ -232,10 +232,10 @@ def _known_labels(
 def build_alert_history(
     prior_alerts: pd.DataFrame, day: dt.date, prior_labels: pd.DataFrame | None = None
 ) -> pd.DataFrame:
-    """Per address with earlier alerts: how often it was alerted in the ``HISTORY_DAYS``
-    before ``day``, on how many days, with how many typologies; what was known about its
-    alerts of the ``LABEL_HISTORY_DAYS`` before ``day`` (``LABEL_HISTORY_FEATURES``); and
-    the day's ``COVERAGE_FEATURE``.
+    """Per address alerted in the ``LABEL_HISTORY_DAYS`` before ``day``: how often it was
+    alerted in the ``HISTORY_DAYS`` before ``day``, on how many days, with how many
+    typologies; what was known about its alerts of the ``LABEL_HISTORY_DAYS`` before
+    ``day`` (``LABEL_HISTORY_FEATURES``); and the day's ``COVERAGE_FEATURE``.
 
     ``prior_alerts`` needs ``alert_id``, ``address``, ``processing_date`` and
     ``typology_type``; ``prior_labels`` is ground truth (``alert_id``,
@@ -246,7 +246,7 @@ def build_alert_history(
     if prior_alerts.empty:
         return pd.DataFrame(columns=columns)
     dates = prior_alerts["processing_date"]
-    window = dates[(dates >= day - dt.timedelta(LABEL_HISTORY_DAYS)) & (dates < day)]
+    window = prior_alerts[(dates >= day - dt.timedelta(LABEL_HISTORY_DAYS)) & (dates < day)]
     prior = prior_alerts[(dates >= day - dt.timedelta(HISTORY_DAYS)) & (dates < day)]
     grouped = prior.groupby("address", sort=True)
     counts = pd.DataFrame(
@@ -272,10 +272,12 @@ def build_alert_history(
             .map(lambda d: float((day - d).days)),
         }
     )
-    stats = counts.join(labels, how="outer").astype("float64")
+    addresses = pd.Index(sorted(set(window["address"])), name="address")
+    stats = counts.join(labels, how="outer").reindex(addresses).astype("float64")
     stats["known_sar_rate_180d"] = stats["known_sar_180d"] / stats["known_labels_180d"]
     stats[list(_HISTORY_COUNTS)] = stats[list(_HISTORY_COUNTS)].fillna(0.0)
-    stats[COVERAGE_FEATURE] = float((day - window.min()).days) if len(window) else 0.0
+    oldest = window["processing_date"].min() if len(window) else day
+    stats[COVERAGE_FEATURE] = float((day - oldest).days)
     stats = stats.rename_axis("address").reset_index()
     stats["processing_date"] = [day] * len(stats)
     return stats[columns]
