@@ -64,7 +64,7 @@ def _matrix() -> pd.DataFrame:
 def run(mode: str) -> dict:
     import lightgbm as lgb
 
-    from aml_pipeline.features.alert_features import CATEGORIES, FEATURE_COLUMNS
+    from aml_pipeline.features.alert_features import CATEGORIES, FEATURE_COLUMNS, MONOTONE
     from aml_pipeline.models.training import TrainParams, time_split, train_binary
 
     frame = _matrix()
@@ -73,14 +73,24 @@ def run(mode: str) -> dict:
     start = time.perf_counter()
     if mode == "pipeline":
         model = train_binary(
-            frame, list(FEATURE_COLUMNS), list(CATEGORIES), params, "alert_confidence_score", vocab
+            frame,
+            list(FEATURE_COLUMNS),
+            list(CATEGORIES),
+            params,
+            "alert_confidence_score",
+            vocab,
+            MONOTONE,
         )
         rounds = model.booster.num_trees()
     else:
         train, _ = time_split(frame, params.valid_fraction)
         y = frame["is_sar_filed"].to_numpy()
         pos = y[train].sum()
-        lgb_params = params.lgb_params("binary", scale_pos_weight=(train.sum() - pos) / pos)
+        lgb_params = params.lgb_params(
+            "binary",
+            scale_pos_weight=(train.sum() - pos) / pos,
+            monotone_constraints=[MONOTONE.get(f, 0) for f in FEATURE_COLUMNS],
+        )
         booster = lgb.train(
             lgb_params,
             lgb.Dataset(
