@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path as FilePath
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -135,6 +135,9 @@ class PageInfo(BaseModel):
     total: int = Field(ge=0, description="Rows matching the filter, over all pages.")
     limit: int
     offset: int
+
+
+PageT = TypeVar("PageT", bound=PageInfo)
 
 
 class AlertScoresPage(PageInfo):
@@ -327,14 +330,20 @@ def create_app(data_root: FilePath, networks: list[str], default_network: str) -
 
     NetworkDep = Annotated[str, Depends(network_param)]
 
-    def page_info(network: str, day: dt.date, paging: Paging, total: int) -> dict[str, Any]:
-        return {
-            "network": network,
-            "processing_date": day,
-            "total": total,
-            "limit": paging.limit,
-            "offset": paging.offset,
-        }
+    def day_page(
+        model: type[PageT], table: str, network: str, requested: str, paging: Paging
+    ) -> PageT:
+        """``model`` holding one page of ``table`` on the requested day."""
+        day = db.resolve_day(network, requested)
+        page = db.page(table, network, day, paging.limit, paging.offset, paging.min_score)
+        return model(
+            network=network,
+            processing_date=day,
+            total=page.total,
+            limit=paging.limit,
+            offset=paging.offset,
+            rows=page.rows,
+        )
 
     @app.get("/health", tags=["service"], summary="Liveness check")
     def health() -> Health:
@@ -368,9 +377,7 @@ def create_app(data_root: FilePath, networks: list[str], default_network: str) -
     @app.get("/scores/alerts/{date}", tags=["scores"], summary="Alert scores", responses=_NOT_FOUND)
     def alert_scores(network: NetworkDep, requested: DateDep, paging: PagingDep) -> AlertScoresPage:
         """A page of the day's alert scores, by score descending then alert_id."""
-        day = db.resolve_day(network, requested)
-        page = db.page(ALERT_SCORES, network, day, paging.limit, paging.offset, paging.min_score)
-        return AlertScoresPage(**page_info(network, day, paging, page.total), rows=page.rows)
+        return day_page(AlertScoresPage, ALERT_SCORES, network, requested, paging)
 
     @app.get(
         "/scores/alerts/{date}/{alert_id}",
@@ -398,9 +405,7 @@ def create_app(data_root: FilePath, networks: list[str], default_network: str) -
         network: NetworkDep, requested: DateDep, paging: PagingDep
     ) -> AlertRankingsPage:
         """A page of the day's alert rankings, by rank."""
-        day = db.resolve_day(network, requested)
-        page = db.page(ALERT_RANKINGS, network, day, paging.limit, paging.offset, paging.min_score)
-        return AlertRankingsPage(**page_info(network, day, paging, page.total), rows=page.rows)
+        return day_page(AlertRankingsPage, ALERT_RANKINGS, network, requested, paging)
 
     @app.get(
         "/scores/clusters/{date}", tags=["scores"], summary="Cluster scores", responses=_NOT_FOUND
@@ -409,9 +414,7 @@ def create_app(data_root: FilePath, networks: list[str], default_network: str) -
         network: NetworkDep, requested: DateDep, paging: PagingDep
     ) -> ClusterScoresPage:
         """A page of the day's cluster scores with explanations, by score descending."""
-        day = db.resolve_day(network, requested)
-        page = db.page(CLUSTER_SCORES, network, day, paging.limit, paging.offset, paging.min_score)
-        return ClusterScoresPage(**page_info(network, day, paging, page.total), rows=page.rows)
+        return day_page(ClusterScoresPage, CLUSTER_SCORES, network, requested, paging)
 
     @app.get(
         "/evaluations/{date}",
