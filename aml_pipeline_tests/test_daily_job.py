@@ -9,7 +9,10 @@ import json
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from aml_pipeline import automation, cli
@@ -203,6 +206,22 @@ def test_sensor_waits_for_models(tmp_path, monkeypatch):
 def _warehouse(home: Path, asset: str) -> pd.DataFrame:
     folder = home / "data" / "warehouse" / "ethereum" / asset
     return pd.concat(pd.read_parquet(p) for p in sorted(folder.glob("*.parquet")))
+
+
+def test_every_warehouse_table_is_typed_on_every_day(home):
+    """Empty days (the first day's alert history) keep typed columns, so a plain DuckDB
+    glob over a table's files reads, as the README's queries do."""
+    tables = sorted((home / "data" / "warehouse" / "ethereum").iterdir())
+    assert {"alert_history", "alert_features", "cluster_features"} <= {t.name for t in tables}
+    assert pq.read_metadata(tables[0].parent / "alert_history" / "2025-03-01.parquet").num_rows == 0
+    for table in tables:
+        files = sorted(table.glob("*.parquet"))
+        for path in files:
+            schema = pq.read_schema(path)
+            assert not [f.name for f in schema if f.type == pa.null()], path
+        rows = sum(pq.read_metadata(p).num_rows for p in files)
+        glob = str(table / "*.parquet")
+        assert duckdb.execute("SELECT count(*) FROM read_parquet(?)", [glob]).fetchone() == (rows,)
 
 
 def test_every_published_day_is_evaluated_on_all_tiers(home):

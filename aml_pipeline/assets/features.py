@@ -7,7 +7,7 @@ import dagster as dg
 import pandas as pd
 
 from aml_pipeline.assets.ingestion import daily_table_args, day_rows, partition_days
-from aml_pipeline.assets.metadata import frame_metadata
+from aml_pipeline.assets.metadata import frame_metadata, storage_types
 from aml_pipeline.features.alert_features import (
     CATEGORIES,
     FEATURE_COLUMNS,
@@ -79,7 +79,10 @@ def build_feature_assets(
             f"holds. Reads only earlier days (partition mapping -{LABEL_HISTORY_DAYS}..-1); "
             "days before the data began count as no alerts."
         ),
-        metadata={"dagster/column_lineage": _lineage(network, HISTORY_LINEAGE)},
+        metadata={
+            "dagster/column_lineage": _lineage(network, HISTORY_LINEAGE),
+            **storage_types(),
+        },
         **daily_table_args(network, partitions),
     )
     def alert_history(
@@ -108,6 +111,7 @@ def build_feature_assets(
             "feature_schema_version": FEATURE_SCHEMA_VERSION,
             "categories": dg.MetadataValue.json({k: list(v) for k, v in CATEGORIES.items()}),
             "dagster/column_lineage": _lineage(network, {c: LINEAGE[c] for c in FEATURE_COLUMNS}),
+            **storage_types(),
         },
         **daily_table_args(network, partitions),
     )
@@ -147,7 +151,10 @@ def build_feature_assets(
         },
         description="One row per cluster: its own columns and aggregates of its member "
         "alerts' features.",
-        metadata={"feature_columns": dg.MetadataValue.json(list(CLUSTER_FEATURE_COLUMNS))},
+        metadata={
+            "feature_columns": dg.MetadataValue.json(list(CLUSTER_FEATURE_COLUMNS)),
+            **storage_types(),
+        },
         **daily_table_args(network, partitions),
     )
     def cluster_features(

@@ -8,6 +8,7 @@ import dagster as dg
 import pandas as pd
 
 from aml_pipeline.contract.schema import DUCKDB_TYPES, TableSpec
+from aml_pipeline.io_manager import STORAGE_TYPES_KEY
 
 _PANDAS_TO_DUCKDB = {
     "int64": "BIGINT",
@@ -17,6 +18,20 @@ _PANDAS_TO_DUCKDB = {
     "boolean": "BOOLEAN",
     "str": "VARCHAR",
 }
+
+#: DuckDB types of the key columns the derived tables share. Declared so that an empty
+#: day's file is typed too: a column of an empty frame would otherwise be stored as NULL.
+KEY_STORAGE_TYPES = {
+    "alert_id": "VARCHAR",
+    "cluster_id": "VARCHAR",
+    "address": "VARCHAR",
+    "processing_date": "DATE",
+}
+
+
+def storage_types(**extra: str) -> dict[str, dict[str, str]]:
+    """Definition metadata declaring ``KEY_STORAGE_TYPES`` and ``extra`` column types."""
+    return {STORAGE_TYPES_KEY: {**KEY_STORAGE_TYPES, **extra}}
 
 
 def table_schema(spec: TableSpec) -> dg.TableSchema:

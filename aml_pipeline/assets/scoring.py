@@ -15,12 +15,11 @@ import dagster as dg
 import pandas as pd
 
 from aml_pipeline.assets.ingestion import BACKFILL, day_rows, partition_days
-from aml_pipeline.assets.metadata import frame_metadata
+from aml_pipeline.assets.metadata import frame_metadata, storage_types
 from aml_pipeline.contract.files import parquet_bytes, sha256_hex
 from aml_pipeline.features.alert_features import CATEGORIES
 from aml_pipeline.features.cluster_features import CLUSTER_TYPES
 from aml_pipeline.ingestion import landed_dir, read_landed_meta
-from aml_pipeline.io_manager import STORAGE_TYPES_KEY
 from aml_pipeline.models.registry import MODEL_KINDS, LoadedModel, ModelNotFound, ModelRegistry
 from aml_pipeline.models.scoring import rank_frame, score_frame
 from aml_pipeline.provenance import code_version
@@ -44,10 +43,9 @@ _DESCRIPTIONS = {
     "scoring_manifest": "One row per day: the model versions and file hashes that scored "
     "it, the run, the code version and the time of each stage.",
 }
+
+
 #: How the IO manager stores these columns (the rest as pandas gives them).
-_STORAGE_TYPES = {"processing_date": "DATE", "window_days": "INTEGER", "rank": "INTEGER"}
-
-
 def output_dir(network: str, day: dt.date) -> str:
     """The published directory of one network and day, relative to the data root."""
     return f"output/{network}/{day.isoformat()}"
@@ -86,7 +84,7 @@ def build_scoring_assets(
                 group_name=group,
                 kinds={"lightgbm", "parquet", "duckdb"},
                 description=_DESCRIPTIONS[name],
-                metadata={STORAGE_TYPES_KEY: _STORAGE_TYPES},
+                metadata=storage_types(window_days="INTEGER", rank="INTEGER"),
             )
             for name in SCORE_OUTPUTS
         },

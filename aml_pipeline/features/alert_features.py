@@ -244,7 +244,7 @@ def build_alert_history(
     """
     columns = ["address", "processing_date", *HISTORY_FEATURES]
     if prior_alerts.empty:
-        return pd.DataFrame(columns=columns)
+        return pd.DataFrame(columns=columns).astype(dict.fromkeys(HISTORY_FEATURES, "float64"))
     dates = prior_alerts["processing_date"]
     window = prior_alerts[(dates >= day - dt.timedelta(LABEL_HISTORY_DAYS)) & (dates < day)]
     prior = prior_alerts[(dates >= day - dt.timedelta(HISTORY_DAYS)) & (dates < day)]
