@@ -45,7 +45,6 @@ _DESCRIPTIONS = {
 }
 
 
-#: How the IO manager stores these columns (the rest as pandas gives them).
 def output_dir(network: str, day: dt.date) -> str:
     """The published directory of one network and day, relative to the data root."""
     return f"output/{network}/{day.isoformat()}"
