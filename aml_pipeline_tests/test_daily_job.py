@@ -209,8 +209,8 @@ def _warehouse(home: Path, asset: str) -> pd.DataFrame:
 
 
 def test_every_warehouse_table_is_typed_on_every_day(home):
-    """Empty days (the first day's alert history) keep typed columns, so a plain DuckDB
-    glob over a table's files reads, as the README's queries do."""
+    """Empty days (the first day's alert history) keep typed columns, so an ad-hoc DuckDB
+    query over a table's files reads without ``union_by_name``."""
     tables = sorted((home / "data" / "warehouse" / "ethereum").iterdir())
     assert {"alert_history", "alert_features", "cluster_features"} <= {t.name for t in tables}
     assert pq.read_metadata(tables[0].parent / "alert_history" / "2025-03-01.parquet").num_rows == 0

@@ -111,7 +111,7 @@ def build_comparison_asset(network: str) -> dg.AssetsDefinition:
 
 def _check_held_out(registry: ModelRegistry, version: str, days: list[dt.date]) -> None:
     """Refuse a test range that overlaps the days a model was trained on."""
-    entry = next((e for e in registry.entries("alert_scorer") if e["version"] == version), None)
+    entry = registry.entry("alert_scorer", version)
     if entry is None:
         raise dg.Failure(description=f"{registry.network} has no alert_scorer v{version}")
     first, last = entry.get("training_range", ["", ""])

@@ -211,7 +211,7 @@ def _stored_row(storage: LocalStorage, network: str, tier: str, day: dt.date) ->
 
 
 def _training_range(registry: ModelRegistry, version: str) -> tuple[str, str] | None:
-    entry = next((e for e in registry.entries("alert_scorer") if e["version"] == version), None)
+    entry = registry.entry("alert_scorer", version)
     return tuple(entry["training_range"]) if entry and "training_range" in entry else None
 
 
@@ -226,9 +226,11 @@ def write_model_evaluations(
     model files written."""
     registry = ModelRegistry(storage, network)
     folder = f"validation_results/{network}"
+    versions = set(tier3_rows["model_version"])
+    trained_on = {version: _training_range(registry, version) for version in versions}
     for _, row in tier3_rows.iterrows():
         day, version = row["processing_date"], row["model_version"]
-        trained = _training_range(registry, version)
+        trained = trained_on[version]
         record = {
             "model_version": version,
             "in_sample": bool(trained and trained[0] <= day.isoformat() <= trained[1]),
@@ -242,7 +244,7 @@ def write_model_evaluations(
             )
         storage.write_bytes(f"{folder}/days/{day.isoformat()}.json", _json(record))
     written = []
-    for version in sorted(set(tier3_rows["model_version"]) - {""}):
+    for version in sorted(versions - {""}):
         key = f"{folder}/model_v{version}_evaluation.json"
         with storage.locked(key):
             storage.write_bytes(key, _json(_model_report(storage, network, version)))

@@ -65,6 +65,10 @@ class ModelRegistry:
         """Every recorded version (of ``kind``), oldest first."""
         return [e for e in self._read()["versions"] if kind is None or e["kind"] == kind]
 
+    def entry(self, kind: str, version: str) -> dict[str, Any] | None:
+        """The recorded entry of ``kind`` ``version``, or None."""
+        return next((e for e in self.entries(kind) if e["version"] == version), None)
+
     def champions(self) -> dict[str, str]:
         return dict(self._read()["champions"])
 
@@ -126,7 +130,7 @@ class ModelRegistry:
         version = version or self.champions().get(kind)
         if version is None:
             raise ModelNotFound(f"{self.network} has no champion {kind}: train one first")
-        entry = next((e for e in self.entries(kind) if e["version"] == version), None)
+        entry = self.entry(kind, version)
         if entry is None:
             raise ModelNotFound(f"{self.network} has no {kind} v{version}")
         data = self.storage.read_bytes(self.model_key(kind, version))
