@@ -68,7 +68,7 @@ def _missing_days(
     )
     available = {
         d
-        for d in pipeline.source().available_dates(network, pipeline.window_days)
+        for d in pipeline.source(network).available_dates(network, pipeline.window_days)
         if first <= d < today
     }
     published = context.instance.get_materialized_partitions(

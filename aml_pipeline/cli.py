@@ -17,8 +17,10 @@ from pathlib import Path
 import dagster as dg
 
 from aml_pipeline.dates import date_range
+from aml_pipeline.resources import PipelineConfig
 from aml_pipeline.runs import run_range
 from aml_pipeline.settings import Settings, parse_networks
+from aml_pipeline.sources.record import SourceMismatch, check_requested
 
 
 def _project_home() -> Path | None:
@@ -83,6 +85,29 @@ def _settings_for(network: str) -> Settings:
     return settings
 
 
+def _partition_days(settings: Settings, start: dt.date, end: dt.date) -> list[dt.date]:
+    """The days from ``start`` to ``end``; exits, naming the setting, unless every one is a
+    daily partition (from AML_PARTITIONS_START to the last day that is over, UTC)."""
+    days = _days(start, end)
+    first = dt.date.fromisoformat(settings.partitions_start)
+    last = dt.datetime.now(dt.UTC).date() - dt.timedelta(1)
+    if start < first:
+        raise SystemExit(
+            f"{start} is before the first daily partition {first}: set "
+            f"AML_PARTITIONS_START={start} (or earlier) and run the command again"
+        )
+    if end > last:
+        raise SystemExit(
+            f"{end} has no daily partition yet: the last one is {last} (a day becomes a "
+            "partition once it is over, UTC)"
+        )
+    return days
+
+
+def _pipeline(settings: Settings, overrides: dict[str, str]) -> PipelineConfig:
+    return PipelineConfig(**{**PipelineConfig.from_settings(settings).model_dump(), **overrides})
+
+
 def _definitions(settings: Settings) -> dg.Definitions:
     """Definitions for the environment as it is now (tests change it between calls)."""
     from aml_pipeline.definitions import build_definitions
@@ -92,11 +117,8 @@ def _definitions(settings: Settings) -> dg.Definitions:
 
 def _run_config(settings: Settings, overrides: dict[str, str]) -> dict:
     """Run config that sets the pipeline resource to the settings plus ``overrides``."""
-    from aml_pipeline.resources import PipelineConfig
-
-    config = {**PipelineConfig.from_settings(settings).model_dump(), **overrides}
     return {
-        "resources": {"pipeline": {"config": config}},
+        "resources": {"pipeline": {"config": _pipeline(settings, overrides).model_dump()}},
         "loggers": {"console": {"config": {"log_level": "WARNING"}}},
     }
 
@@ -133,11 +155,31 @@ def _ingest(network: str, days: list[dt.date], overrides: dict[str, str]) -> int
 
 
 def download(args: argparse.Namespace) -> int:
-    """Land verified batches for ``--network`` over a date range (the seed's download)."""
+    """Land verified batches for ``--network`` over a date range (the seed's download).
+
+    The network's first landing records its source; a later ``--source`` that names
+    another one is refused before any run."""
+    settings = _settings_for(args.network)
+    days = _partition_days(settings, args.start_date, args.end_date)
     overrides = _source_config(args.source)
     if args.output_dir:
         overrides["input_dir"] = str(Path(args.output_dir).resolve())
-    return _ingest(args.network, _days(args.start_date, args.end_date), overrides)
+    pipeline = _pipeline(settings, overrides)
+    if args.source is not None:
+        try:
+            check_requested(
+                pipeline.input_storage(),
+                args.network,
+                pipeline.configured_source(),
+                str(pipeline.input_storage().root),
+            )
+        except SourceMismatch as exc:
+            raise SystemExit(str(exc)) from None
+    code = _ingest(args.network, days, overrides)
+    problem = pipeline.source(args.network).labels_problem(args.network)
+    if problem:
+        print(f"warning: {problem}", file=sys.stderr)
+    return code
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -148,7 +190,7 @@ def demo(args: argparse.Namespace) -> int:
     if not 2 <= args.train_days < args.days:
         raise SystemExit("--train-days must be at least 2 and fewer than --days")
     end = args.end_date or dt.datetime.now(dt.UTC).date() - dt.timedelta(1)
-    days = _days(end - dt.timedelta(args.days - 1), end)
+    days = _partition_days(settings, end - dt.timedelta(args.days - 1), end)
     trained = days[: args.train_days]
     models = {}
     for network in settings.networks:
@@ -258,6 +300,7 @@ def _train(
     from aml_pipeline.definitions import MODEL_ASSETS, asset_keys
 
     settings = _settings_for(network)
+    _partition_days(settings, start, end)
     if as_of is not None:
         overrides = {**overrides, "labels_as_of": as_of.isoformat()}
     defs = _definitions(settings)
@@ -331,7 +374,7 @@ def _score(network: str, start: dt.date, end: dt.date, ingest: bool) -> int:
     settings = _settings_for(network)
     names = DAILY_ASSETS if ingest else (*FEATURE_ASSETS, *SCORING_ASSETS, *EVALUATION_ASSETS)
     defs = _definitions(settings)
-    total = len(_days(start, end))
+    total = len(_partition_days(settings, start, end))
     done = 0
     began = time.perf_counter()
 
@@ -471,13 +514,14 @@ def import_transfers_command(args: argparse.Namespace) -> int:
 
 
 def _failure(result: dg.ExecuteInProcessResult) -> str:
-    """The root cause of a failed run's first failed step."""
+    """Why a failed run's first failed step failed: its ``dg.Failure`` description, else the
+    root cause."""
     failure = next((e for e in result.all_events if e.is_step_failure), None)
     if failure is None:
         return "run failed"
     error = failure.step_failure_data.error
-    while error.cause is not None:
-        error = error.cause
+    while error.cause is not None and error.cls_name != "Failure":
+        error = error.cause  # a Failure's description is written for the user
     return error.message.strip()
 
 

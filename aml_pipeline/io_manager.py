@@ -178,6 +178,9 @@ class DuckDBParquetIOManager(dg.ConfigurableIOManager):
         asset_key = context.asset_key
         keys = list(context.asset_partition_keys) if context.has_asset_partitions else [None]
         columns = (context.definition_metadata or {}).get(COLUMNS_KEY)
+        if not keys:
+            # a look-back of the first partition maps to no partition at all
+            return pd.DataFrame(columns=columns)
         storage_keys = [self.key_for(asset_key, k) for k in keys]
         missing = [
             k for k, sk in zip(keys, storage_keys, strict=True) if not self.storage.exists(sk)

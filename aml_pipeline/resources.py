@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
@@ -12,6 +13,7 @@ from aml_pipeline.settings import Settings
 from aml_pipeline.simulator.profiles import parse_profile
 from aml_pipeline.sources.base import BatchSource
 from aml_pipeline.sources.local import LocalDirectorySource
+from aml_pipeline.sources.record import SourceSpec, read_record
 from aml_pipeline.sources.simulated import SimulatedSource
 from aml_pipeline.storage import LocalStorage
 
@@ -79,12 +81,20 @@ class PipelineConfig(dg.ConfigurableResource):
             return dt.date.fromisoformat(self.labels_as_of)
         return dt.datetime.now(dt.UTC).date()
 
-    def source(self) -> BatchSource:
-        """The configured batch source."""
-        if self.batch_source == "simulated":
-            return _simulated_source(self.sim_profile, self.partitions_start, self.sim_seed)
+    def configured_source(self) -> SourceSpec:
+        """The source this configuration names (used for a network's first landing)."""
         if self.batch_source == "local":
-            if not self.source_dir:
-                raise ValueError("the local source needs AML_SOURCE_DIR (source_dir)")
-            return LocalDirectorySource(LocalStorage(self.source_dir))
-        raise ValueError(f"unknown batch source {self.batch_source!r}")
+            folder = str(Path(self.source_dir).resolve()) if self.source_dir else ""
+            return SourceSpec("local", source_dir=folder)
+        return SourceSpec(self.batch_source, sim_profile=self.sim_profile, sim_seed=self.sim_seed)
+
+    def source_spec(self, network: str) -> SourceSpec:
+        """The network's source: the one recorded at its first landing, else the configured."""
+        return read_record(self.input_storage(), network) or self.configured_source()
+
+    def source(self, network: str) -> BatchSource:
+        """The batch source of ``network`` (see ``source_spec``)."""
+        spec = self.source_spec(network)
+        if spec.kind == "simulated":
+            return _simulated_source(spec.sim_profile, self.partitions_start, spec.sim_seed)
+        return LocalDirectorySource(LocalStorage(spec.source_dir))

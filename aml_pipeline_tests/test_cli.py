@@ -5,10 +5,23 @@ from __future__ import annotations
 import datetime as dt
 
 import dagster as dg
+import pandas as pd
 import pytest
 
 from aml_pipeline import cli
-from aml_pipeline_tests.conftest import NETWORK, batch_files, batch_tables, write_upstream
+from aml_pipeline.contract.files import parquet_bytes
+from aml_pipeline.sources.local import LocalDirectorySource
+from aml_pipeline_tests.conftest import (
+    NETWORK,
+    batch_files,
+    batch_tables,
+    small_source,
+    write_upstream,
+)
+
+
+def _download(*args: str) -> int:
+    return cli.main(["download", "--network", NETWORK, *args])
 
 
 def test_download_lands_each_day_with_progress_and_records_runs(cli_home, capsys):
@@ -18,7 +31,7 @@ def test_download_lands_each_day_with_progress_and_records_runs(cli_home, capsys
             "--network",
             NETWORK,
             "--start-date",
-            "2025-01-02",
+            "2025-01-01",
             "--end-date",
             "2025-01-03",
             "--source",
@@ -26,14 +39,18 @@ def test_download_lands_each_day_with_progress_and_records_runs(cli_home, capsys
         ]
     )
     out = capsys.readouterr().out
-    assert code == 0
-    assert "[1/2] ethereum 2025-01-02: landed (" in out
-    assert "[2/2] ethereum 2025-01-03: landed (" in out
+    assert code == 0  # the first partition day (nothing before it) lands too
+    assert "[1/3] ethereum 2025-01-01: landed (" in out
+    assert "[3/3] ethereum 2025-01-03: landed (" in out
     assert (cli_home / "data" / "input" / NETWORK / "2025-01-03" / "alerts.parquet").is_file()
     with dg.DagsterInstance.get() as instance:
-        assert len(instance.get_run_records()) == 2
+        assert len(instance.get_run_records()) == 3
         key = dg.AssetKey([NETWORK, "landed_batch"])
-        assert instance.get_materialized_partitions(key) == {"2025-01-02", "2025-01-03"}
+        assert instance.get_materialized_partitions(key) == {
+            "2025-01-01",
+            "2025-01-02",
+            "2025-01-03",
+        }
 
 
 def test_download_refuses_a_bad_batch_with_the_report(cli_home, capsys):
@@ -90,3 +107,65 @@ def test_unknown_network_and_bad_dates_are_rejected(cli_home, capsys):
             ]
         )
     assert "not an ISO date" in capsys.readouterr().err
+
+
+def test_dates_outside_the_partitions_are_refused_naming_the_setting(cli_home):
+    with pytest.raises(SystemExit, match="set AML_PARTITIONS_START=2017-01-01 "):
+        _download("--start-date", "2017-01-01", "--end-date", "2017-01-03")
+    tomorrow = (dt.datetime.now(dt.UTC).date() + dt.timedelta(1)).isoformat()
+    with pytest.raises(SystemExit, match="has no daily partition yet"):
+        cli.main(["score", "--network", NETWORK, "--start-date", "2025-01-01",
+                  "--end-date", tomorrow])  # fmt: skip
+    with dg.DagsterInstance.get() as instance:
+        assert not instance.get_run_records()  # refused before any run
+
+
+def _upstream_dir(root, days, labels=True):
+    """An upstream-layout SOT directory with the small simulator's batches of ``days``
+    and, if ``labels``, every one of their labels."""
+    for day in days:
+        write_upstream(root, small_source().fetch(NETWORK, day, 7).files, day)
+    if labels:
+        frames = [small_source().labels(NETWORK, day, 7) for day in days]
+        folder = root / "ground-truth" / NETWORK
+        folder.mkdir(parents=True)
+        (folder / "ground_truth.parquet").write_bytes(parquet_bytes(pd.concat(frames)))
+    return root
+
+
+def test_a_network_keeps_the_source_it_was_first_landed_from(cli_home, capsys):
+    days = [dt.date(2025, 1, 10), dt.date(2025, 1, 11)]
+    sot = _upstream_dir(cli_home / "sot", days)
+    assert _download("--start-date", "2025-01-10", "--end-date", "2025-01-10",
+                     "--source", str(sot)) == 0  # fmt: skip
+    # a later command without --source (train and score refresh labels this way) and the
+    # UI's default configuration both use the recorded directory, not the simulator
+    assert _download("--start-date", "2025-01-11", "--end-date", "2025-01-11") == 0
+    landing = cli_home / "data" / "input" / NETWORK
+    assert "sot')/snapshots/ethereum/2025-01-11" in (landing / "2025-01-11" / "LANDING.json").read_text()
+    from aml_pipeline.resources import PipelineConfig
+    from aml_pipeline.settings import Settings
+
+    pipeline = PipelineConfig.from_settings(Settings.from_env())
+    assert pipeline.batch_source == "simulated"
+    source = pipeline.source(NETWORK)
+    assert isinstance(source, LocalDirectorySource) and source.storage.root == sot.resolve()
+
+    with pytest.raises(SystemExit, match=r"first landed from the local directory .*sot"):
+        _download("--start-date", "2025-01-11", "--end-date", "2025-01-11",
+                  "--source", "simulated")  # fmt: skip
+
+
+def test_a_source_without_its_labels_file_says_where_it_looked(cli_home, capsys):
+    days = [dt.date(2025, 1, 10), dt.date(2025, 1, 11)]
+    sot = _upstream_dir(cli_home / "sot", days, labels=False)
+    (sot / "ground_truth.parquet").write_bytes(b"misplaced")
+    span = ["--start-date", "2025-01-10", "--end-date", "2025-01-11"]
+    assert _download(*span, "--source", str(sot)) == 0
+    err = capsys.readouterr().err
+    assert "ground-truth/ethereum/ground_truth.parquet" in err and "found none" in err
+    assert "ground_truth.parquet at the root is not read" in err
+    with pytest.raises(SystemExit) as failed:
+        cli.main(["train", "--network", NETWORK, *span])
+    assert "labelled rows" in str(failed.value)
+    assert "looked for" in str(failed.value) and "ground-truth/ethereum" in str(failed.value)

@@ -24,6 +24,7 @@ from aml_pipeline.ingestion import (
 from aml_pipeline.resources import PipelineConfig
 from aml_pipeline.runs import MAX_DAYS_PER_RUN
 from aml_pipeline.sources.base import BatchNotAvailable
+from aml_pipeline.sources.record import read_record, write_record
 
 # Backfills run up to MAX_DAYS_PER_RUN days per run: a month is a few runs, not thirty
 # process start-ups, and memory stays bounded. The parameter is beta in Dagster 1.13.
@@ -97,7 +98,15 @@ def _build_landed_batch(network: str, partitions: dg.PartitionsDefinition):
     def landed_batch(
         context: dg.AssetExecutionContext, pipeline: PipelineConfig
     ) -> Iterator[dg.MaterializeResult]:
-        source, storage, days = pipeline.source(), pipeline.input_storage(), partition_days(context)
+        storage, days = pipeline.input_storage(), partition_days(context)
+        recorded = read_record(storage, network)
+        spec = recorded or pipeline.configured_source()
+        if recorded is not None and recorded.identity() != pipeline.configured_source().identity():
+            context.log.warning(
+                f"{network} is landed from {recorded.describe()}, its recorded source; the "
+                f"configured source ({pipeline.configured_source().describe()}) is not used"
+            )
+        source = pipeline.source(network)
         try:
             checked = fetch_and_validate(source, network, days, pipeline.window_days)
         except BatchNotAvailable as exc:
@@ -107,6 +116,8 @@ def _build_landed_batch(network: str, partitions: dg.PartitionsDefinition):
                 description=f"batch refused:\n{exc.report.format()}",
                 metadata={"validation_report": dg.MetadataValue.json(exc.report.to_dict())},
             ) from exc
+        if recorded is None:
+            write_record(storage, network, spec)
         digests = {}
         for item in checked:
             digests[item.batch.processing_date.isoformat()] = land(storage, item)
@@ -117,6 +128,7 @@ def _build_landed_batch(network: str, partitions: dg.PartitionsDefinition):
             metadata={
                 "days": len(days),
                 "origin": checked[0].batch.origin,
+                "source": spec.describe(),
                 "landed_dirs": dg.MetadataValue.json(
                     [str(storage.local_path(landed_dir(network, d))) for d in days[:31]]
                 ),
@@ -242,7 +254,10 @@ def _build_ground_truth(network: str, partitions: dg.PartitionsDefinition):
     def ground_truth(
         context: dg.AssetExecutionContext, pipeline: PipelineConfig, alerts: pd.DataFrame
     ) -> Iterator[dg.Output | dg.AssetCheckResult]:
-        source, as_of = pipeline.source(), pipeline.as_of()
+        source, as_of = pipeline.source(network), pipeline.as_of()
+        labels_problem = source.labels_problem(network)
+        if labels_problem:
+            context.log.warning(labels_problem)
         frames = [
             source.fetch_labels(network, day, pipeline.window_days, as_of)
             for day in partition_days(context)
@@ -263,6 +278,7 @@ def _build_ground_truth(network: str, partitions: dg.PartitionsDefinition):
                 positives=n_pos,
                 label_coverage=float(len(labels) / len(alerts)) if len(alerts) else 0.0,
                 dropped_unknown_alerts=int(orphan.sum()),
+                labels_file=labels_problem or "found",
             ),
         )
         problems = _contract_problems(labels, GROUND_TRUTH, partition_days(context), 0)

@@ -6,6 +6,7 @@ metadata in ``trained_models/{network}/``.
 """
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 import dagster as dg
@@ -24,6 +25,7 @@ from aml_pipeline.io_manager import DuckDBParquetIOManager, read_parquet
 from aml_pipeline.models.registry import ModelRegistry
 from aml_pipeline.models.training import (
     LABEL,
+    NotEnoughLabels,
     TrainedModel,
     TrainParams,
     labelled,
@@ -170,6 +172,15 @@ def cluster_labels(
     return out
 
 
+def _fit(pipeline: PipelineConfig, network: str, train: Callable[[], TrainedModel]) -> TrainedModel:
+    """``train()``, its ``NotEnoughLabels`` refusal saying why no labels came, if it knows."""
+    try:
+        return train()
+    except NotEnoughLabels as exc:
+        problem = pipeline.source(network).labels_problem(network)
+        raise dg.Failure(description=f"{exc}" + (f"; {problem}" if problem else "")) from exc
+
+
 def build_model_assets(network: str) -> list[dg.AssetsDefinition]:
     """The three model assets of one network."""
     group = f"{network}_models"
@@ -181,18 +192,26 @@ def build_model_assets(network: str) -> list[dg.AssetsDefinition]:
     ) -> dg.MaterializeResult:
         frame, as_of = _alert_training_frame(pipeline, network, config)
         if kind == "alert_scorer":
-            model = train_binary(
-                frame,
-                list(FEATURE_COLUMNS),
-                list(CATEGORIES),
-                config.params(),
-                "alert_confidence_score",
-                vocab,
-                MONOTONE,
+            model = _fit(
+                pipeline,
+                network,
+                lambda: train_binary(
+                    frame,
+                    list(FEATURE_COLUMNS),
+                    list(CATEGORIES),
+                    config.params(),
+                    "alert_confidence_score",
+                    vocab,
+                    MONOTONE,
+                ),
             )
         else:
-            model = train_ranker(
-                frame, list(FEATURE_COLUMNS), list(CATEGORIES), config.params(), MONOTONE
+            model = _fit(
+                pipeline,
+                network,
+                lambda: train_ranker(
+                    frame, list(FEATURE_COLUMNS), list(CATEGORIES), config.params(), MONOTONE
+                ),
             )
         registry = ModelRegistry(pipeline.storage(), network)
         categories = {k: list(v) for k, v in CATEGORIES.items()}
@@ -236,13 +255,17 @@ def build_model_assets(network: str) -> list[dg.AssetsDefinition]:
         clusters = read_days(pipeline, network, "raw_clusters", days)
         labels = cluster_labels(clusters, read_days(pipeline, network, "ground_truth", days), as_of)
         frame = labelled(features, labels, as_of, key="cluster_id")
-        model = train_binary(
-            frame,
-            list(CLUSTER_FEATURE_COLUMNS),
-            ["cluster_type"],
-            config.params(),
-            "confidence_avg",
-            {"cluster_type": len(CLUSTER_TYPES)},
+        model = _fit(
+            pipeline,
+            network,
+            lambda: train_binary(
+                frame,
+                list(CLUSTER_FEATURE_COLUMNS),
+                ["cluster_type"],
+                config.params(),
+                "confidence_avg",
+                {"cluster_type": len(CLUSTER_TYPES)},
+            ),
         )
         registry = ModelRegistry(pipeline.storage(), network)
         entry = _register(

@@ -52,6 +52,10 @@ class BatchSource(abc.ABC):
         Columns as ``contract.schema.GROUND_TRUTH``; an empty frame when none are known.
         """
 
+    def labels_problem(self, network: str) -> str | None:
+        """Why the source can serve no labels for ``network`` at all (None when it can)."""
+        return None
+
 
 def known_labels(labels: pd.DataFrame, processing_date: dt.date, as_of: dt.date) -> pd.DataFrame:
     """Rows of ``labels`` for ``processing_date`` that were known by ``as_of``."""

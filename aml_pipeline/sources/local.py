@@ -80,14 +80,29 @@ class LocalDirectorySource(BatchSource):
             meta_required=upstream,
         )
 
+    def labels_key(self, network: str) -> str:
+        """Where the layout keeps the network's labels."""
+        if self.upstream_layout:
+            return f"ground-truth/{network}/{GROUND_TRUTH.file}"
+        return GROUND_TRUTH.file
+
+    def labels_problem(self, network: str) -> str | None:
+        key = self.labels_key(network)
+        if self.storage.exists(key):
+            return None
+        layout = "upstream" if self.upstream_layout else "seed"
+        hint = ""
+        if self.upstream_layout and self.storage.exists(GROUND_TRUTH.file):
+            hint = f" ({GROUND_TRUTH.file} at the root is not read in the upstream layout)"
+        return (
+            f"no labels for {network}: looked for {self.storage!r}/{key} (the {layout} "
+            f"layout's labels file) and found none{hint}"
+        )
+
     def fetch_labels(
         self, network: str, processing_date: dt.date, window_days: int, as_of: dt.date
     ) -> pd.DataFrame:
-        key = (
-            f"ground-truth/{network}/{GROUND_TRUTH.file}"
-            if self.upstream_layout
-            else GROUND_TRUTH.file
-        )
+        key = self.labels_key(network)
         if not self.storage.exists(key):
             return known_labels(
                 pd.DataFrame(columns=GROUND_TRUTH.column_names), processing_date, as_of
