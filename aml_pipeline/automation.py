@@ -1,8 +1,9 @@
 """When the daily job runs by itself: a schedule for yesterday, a sensor that runs every
-newly available (or missed) batch, and a sensor that refreshes old days' labels and tier 3
-evaluations as ground truth arrives. All are stopped until turned on in the UI."""
+newly available (or missed) batch, and a sensor that re-evaluates tier 3 of old days when
+their labels arrive. All are stopped until turned on in the UI."""
 
 import datetime as dt
+import json
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -174,59 +175,76 @@ def build_new_batch_sensor(
     return new_batch_sensor
 
 
-#: Days after a processing date at which its labels are fetched again (T+tau). Labels
-#: arrive weeks later; Dagster's eager/on-cron conditions only target the latest day.
-LABEL_HORIZONS = (7, 14, 30, 60, 90)
-
-
-def label_refreshes(
-    published: set[str], today: dt.date, horizons: tuple[int, ...] = LABEL_HORIZONS
-) -> list[tuple[str, int]]:
-    """(day, horizon) for each published day that has reached a horizon: the latest one
-    it reached, so every horizon refreshes a day once and missed ticks catch up."""
-    due = []
-    for day in sorted(published):
-        age = (today - dt.date.fromisoformat(day)).days
-        reached = [h for h in horizons if h <= age]
-        if reached and age <= horizons[-1]:
-            due.append((day, reached[-1]))
-    return due
+def label_arrivals(
+    instance: dg.DagsterInstance, network: str, after_storage_id: int | None
+) -> tuple[set[str], int | None]:
+    """The alert days whose labels arrived in ``label_events`` materialized after the
+    storage id, and the newest storage id seen (the sensor's cursor)."""
+    days: set[str] = set()
+    newest = after_storage_id
+    cursor = None
+    while True:
+        result = instance.fetch_materializations(
+            dg.AssetRecordsFilter(
+                asset_key=dg.AssetKey([network, "label_events"]),
+                after_storage_id=after_storage_id,
+            ),
+            limit=1000,
+            cursor=cursor,
+            ascending=True,
+        )
+        for record in result.records:
+            alert_days = record.asset_materialization.metadata.get("alert_days")
+            days.update(alert_days.value if alert_days is not None else [])
+            newest = max(newest or 0, record.storage_id)
+        if not result.has_more:
+            return days, newest
+        cursor = result.cursor
 
 
 def build_label_arrival_sensor(
     job: "UnresolvedAssetJobDefinition", networks: list[str]
 ) -> dg.SensorDefinition:
-    """A sensor that re-fetches a published day's ground truth and re-runs its tier 3
-    evaluation at T+7, 14, 30, 60 and 90 days, one run per day and horizon."""
+    """A sensor that re-runs ``tier3_evaluation`` of the scored days whose labels arrived:
+    it reads each new ``label_events`` materialization's ``alert_days`` and requests one
+    run per range of consecutive such days (at most MAX_DAYS_PER_RUN each)."""
 
     @dg.sensor(
         name="label_arrival_sensor",
         job=job,
         minimum_interval_seconds=3600,
         default_status=dg.DefaultSensorStatus.STOPPED,
-        description="Refreshes ground_truth and tier3_evaluation of published days at "
-        f"T+{', '.join(map(str, LABEL_HORIZONS))} days, as labels arrive.",
+        description="Re-runs tier3_evaluation of each scored day whose labels arrived in a "
+        "new label_events partition (T+tau as it happens, no fixed horizons).",
     )
     def label_arrival_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        cursor = json.loads(context.cursor) if context.cursor else {}
         requests = []
         for network in networks:
-            published = context.instance.get_materialized_partitions(
-                dg.AssetKey([network, "published_scores"])
+            arrived, newest = label_arrivals(context.instance, network, cursor.get(network))
+            if newest is None or newest == cursor.get(network):
+                continue
+            scored = context.instance.get_materialized_partitions(
+                dg.AssetKey([network, "alert_scores"])
             )
-            for day, horizon in label_refreshes(published, utc_today()):
+            days = [dt.date.fromisoformat(d) for d in sorted(arrived & scored)]
+            for first, last in contiguous_chunks(days):
                 requests.append(
                     dg.RunRequest(
-                        run_key=f"{network}:{day}:labels:T+{horizon}",
-                        partition_key=day,
-                        asset_selection=[
-                            dg.AssetKey([network, "ground_truth"]),
-                            dg.AssetKey([network, "tier3_evaluation"]),
-                        ],
-                        tags={"network": network, "label_horizon_days": str(horizon)},
+                        run_key=f"{network}:labels@{newest}:{first}..{last}",
+                        asset_selection=[dg.AssetKey([network, "tier3_evaluation"])],
+                        tags={
+                            "network": network,
+                            RANGE_START: first.isoformat(),
+                            RANGE_END: last.isoformat(),
+                        },
                     )
                 )
-        if requests:
-            return dg.SensorResult(run_requests=requests)
-        return dg.SensorResult(skip_reason=dg.SkipReason("no published day reached a horizon"))
+            cursor[network] = newest
+        return dg.SensorResult(
+            run_requests=requests,
+            cursor=json.dumps(cursor, sort_keys=True),
+            skip_reason=None if requests else dg.SkipReason("no new labels for a scored day"),
+        )
 
     return label_arrival_sensor

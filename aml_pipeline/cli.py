@@ -11,14 +11,14 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import dagster as dg
 
 from aml_pipeline.dates import date_range
 from aml_pipeline.resources import PipelineConfig
-from aml_pipeline.runs import run_range
+from aml_pipeline.runs import RANGE_END, RANGE_START, run_range
 from aml_pipeline.settings import Settings, parse_networks
 from aml_pipeline.sources.record import SourceMismatch, check_requested
 
@@ -85,12 +85,17 @@ def _settings_for(network: str) -> Settings:
     return settings
 
 
+def _last_partition() -> dt.date:
+    """The last daily partition: the last UTC day that is over."""
+    return dt.datetime.now(dt.UTC).date() - dt.timedelta(1)
+
+
 def _partition_days(settings: Settings, start: dt.date, end: dt.date) -> list[dt.date]:
     """The days from ``start`` to ``end``; exits, naming the setting, unless every one is a
     daily partition (from AML_PARTITIONS_START to the last day that is over, UTC)."""
     days = _days(start, end)
     first = dt.date.fromisoformat(settings.partitions_start)
-    last = dt.datetime.now(dt.UTC).date() - dt.timedelta(1)
+    last = _last_partition()
     if start < first:
         raise SystemExit(
             f"{start} is before the first daily partition {first}: set "
@@ -123,34 +128,59 @@ def _run_config(settings: Settings, overrides: dict[str, str]) -> dict:
     }
 
 
-def _ingest(network: str, days: list[dt.date], overrides: dict[str, str]) -> int:
-    """Run the network's ingestion assets for each day, one Dagster run per day."""
+def _materialize(
+    network: str,
+    days: list[dt.date],
+    names: tuple[str, ...],
+    overrides: dict[str, str] | None = None,
+    on_chunk: Callable[[dt.date, dt.date, dg.ExecuteInProcessResult], None] | None = None,
+) -> dg.ExecuteInProcessResult | None:
+    """Materialize the network's daily assets ``names`` over the consecutive ``days`` in
+    runs of at most MAX_DAYS_PER_RUN days; the first failed run's result, else None."""
+    from aml_pipeline.definitions import asset_keys
+
     settings = _settings_for(network)
     defs = _definitions(settings)
-    run_config = _run_config(settings, overrides)
-    job = defs.resolve_job_def("ingestion_job")
-    selection = dg.AssetSelection.groups(network).resolve(defs.resolve_asset_graph())
     with instance() as inst:
-        for i, day in enumerate(days, 1):
-            result = job.execute_in_process(
-                instance=inst,
-                partition_key=day.isoformat(),
-                run_config=run_config,
-                asset_selection=list(selection),
-                raise_on_error=False,
-            )
-            if not result.success:
-                print(
-                    f"[{i}/{len(days)}] {network} {day}: FAILED (run {result.run_id})\n"
-                    f"{_failure(result)}",
-                    file=sys.stderr,
-                )
-                return 1
+        return run_range(
+            defs.resolve_job_def("daily_job"),
+            inst,
+            days[0],
+            days[-1],
+            _run_config(settings, overrides or {}),
+            asset_keys([network], names),
+            on_chunk=on_chunk,
+        )
+
+
+def _ingest(network: str, days: list[dt.date], overrides: dict[str, str]) -> int:
+    """Land the network's batches and label arrivals of ``days`` (ingestion only), in runs
+    of at most MAX_DAYS_PER_RUN days, printing a line per landed day."""
+    from aml_pipeline.definitions import INGESTION_ASSETS
+
+    done = 0
+
+    def progress(first: dt.date, last: dt.date, result: dg.ExecuteInProcessResult) -> None:
+        nonlocal done
+        counts = _landed_counts(result, network)
+        for day in date_range(first, last):
+            done += 1
             print(
-                f"[{i}/{len(days)}] {network} {day}: landed "
-                f"({_landed_counts(result, network)}; run {result.run_id[:8]})",
+                f"[{done}/{len(days)}] {network} {day}: landed "
+                f"({counts.get(day.isoformat(), 'no counts')}; run {result.run_id[:8]})",
                 flush=True,
             )
+
+    failed = _materialize(network, days, INGESTION_ASSETS, overrides, progress)
+    if failed is not None:
+        first, last = failed.dagster_run.tags[RANGE_START], failed.dagster_run.tags[RANGE_END]
+        span = first if first == last else f"{first}..{last}"
+        print(
+            f"[{done + 1}/{len(days)}] {network} {span}: FAILED (run {failed.run_id})\n"
+            f"{_failure(failed)}",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -186,6 +216,8 @@ def demo(args: argparse.Namespace) -> int:
     """Ingest the last ``--days`` complete days of every network, train on the oldest
     ``--train-days`` of them (whose labels are the most complete today), score, validate
     and publish every day, and print a summary."""
+    from aml_pipeline.definitions import EVALUATION_ASSETS, FEATURE_ASSETS, SCORING_ASSETS
+
     settings = Settings.from_env()
     if not 2 <= args.train_days < args.days:
         raise SystemExit("--train-days must be at least 2 and fewer than --days")
@@ -197,6 +229,10 @@ def demo(args: argparse.Namespace) -> int:
         code = _ingest(network, days, {})
         if code:
             return code
+        failed = _materialize(network, days, FEATURE_ASSETS)
+        if failed is not None:
+            print(f"features failed (run {failed.run_id}):\n{_failure(failed)}", file=sys.stderr)
+            return 1
         print(
             f"training {network} on {trained[0]}..{trained[-1]} with the labels known today "
             f"(labels arrive 5 to 60 days after an alert, so the oldest days have the most); "
@@ -204,7 +240,7 @@ def demo(args: argparse.Namespace) -> int:
         )
         models[network] = _train(network, trained[0], trained[-1], None, {})
         _print_metrics(models[network])
-        code = _score(network, days[0], days[-1], ingest=False)
+        code = _score(network, days[0], days[-1], (*SCORING_ASSETS, *EVALUATION_ASSETS))
         if code:
             return code
     print(summary(settings, days, models))
@@ -281,52 +317,73 @@ def top_alerts(day_dir: Path, n: int) -> list[str]:
     return lines
 
 
-TRAIN_INPUTS = (
-    "raw_alerts",
-    "raw_features",
-    "raw_clusters",
-    "ground_truth",
-    "alert_history",
-    "alert_features",
-    "cluster_features",
-)
+def _missing_runs(
+    network: str, overrides: dict[str, str], names: tuple[str, ...], days: list[dt.date]
+) -> list[list[dt.date]]:
+    """The consecutive runs of ``days`` on which any of the assets ``names`` is not stored."""
+    from aml_pipeline.io_manager import DuckDBParquetIOManager
+
+    pipeline = _pipeline(_settings_for(network), overrides)
+    warehouse = DuckDBParquetIOManager(data_root=pipeline.data_root)
+    stored = [set(warehouse.stored_days(dg.AssetKey([network, name]))) for name in names]
+    missing = [d for d in days if not all(d in s for s in stored)]
+    runs: list[list[dt.date]] = []
+    for day in missing:
+        if runs and day - runs[-1][-1] == dt.timedelta(1):
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    return runs
 
 
 def _train(
     network: str, start: dt.date, end: dt.date, as_of: dt.date | None, overrides: dict[str, str]
 ) -> dict[str, dict]:
-    """Refresh the range's raw tables, labels and features in one run, then train the
-    three models in a second; returns each model's materialization metadata."""
-    from aml_pipeline.definitions import MODEL_ASSETS, asset_keys
+    """Fetch the label days up to the as-of date and compute the features of the range's
+    days that lack them (each a pure function of earlier days, so stored ones are reused),
+    then train the three models; returns each model's materialization metadata."""
+    from aml_pipeline.definitions import FEATURE_ASSETS, MODEL_ASSETS, asset_keys
 
     settings = _settings_for(network)
-    _partition_days(settings, start, end)
+    days = _partition_days(settings, start, end)
     if as_of is not None:
         overrides = {**overrides, "labels_as_of": as_of.isoformat()}
+    hint = f"aml-pipeline download --network {network} --start-date {start} --end-date {end}"
+    if _pipeline(settings, overrides).record(network) is None:
+        raise SystemExit(f"{network} has never been landed: {hint}")
+    unlanded = [d for run in _missing_runs(network, overrides, ("raw_alerts",), days) for d in run]
+    if unlanded:
+        raise SystemExit(
+            f"{len(unlanded)} day(s) of the training range are not landed, e.g. "
+            f"{', '.join(map(str, unlanded[:5]))}: land them first ({hint})"
+        )
+    known_by = min(_pipeline(settings, overrides).as_of(), _last_partition())
+    label_days = date_range(start, known_by) if known_by >= start else []
+    for names, wanted in ((("label_events",), label_days), (FEATURE_ASSETS, days)):
+        for run in _missing_runs(network, overrides, names, wanted):
+            failed = _materialize(network, run, names, overrides)
+            if failed is not None:
+                raise SystemExit(
+                    f"preparing {', '.join(names)} for {run[0]}..{run[-1]} failed (run "
+                    f"{failed.run_id}):\n{_failure(failed)}"
+                )
+    print(f"features ready for {start}..{end}, labels through {known_by}", flush=True)
     defs = _definitions(settings)
-    run_config = _run_config(settings, overrides)
     config = {
         "start_date": start.isoformat(),
         "end_date": end.isoformat(),
         "as_of": as_of.isoformat() if as_of else "",
     }
-    job = defs.resolve_implicit_global_asset_job_def()
+    ops = {f"{network}__{kind}": {"config": config} for kind in MODEL_ASSETS}
     with instance() as inst:
-        failed = run_range(job, inst, start, end, run_config, asset_keys([network], TRAIN_INPUTS))
-        if failed is not None:
-            raise SystemExit(
-                f"preparing {start}..{end} failed (run {failed.run_id}):\n{_failure(failed)}"
-            )
-        print(f"features ready for {start}..{end}", flush=True)
-        ops = {f"{network}__{kind}": {"config": config} for kind in MODEL_ASSETS}
         result = defs.resolve_job_def("training_job").execute_in_process(
             instance=inst,
             raise_on_error=False,
-            run_config={**run_config, "ops": ops},
+            run_config={**_run_config(settings, overrides), "ops": ops},
             asset_selection=asset_keys([network], MODEL_ASSETS),
         )
-        if not result.success:
-            raise SystemExit(f"training failed (run {result.run_id}):\n{_failure(result)}")
+    if not result.success:
+        raise SystemExit(f"training failed (run {result.run_id}):\n{_failure(result)}")
     return {
         e.asset_key.path[-1]: {k: v.value for k, v in e.materialization.metadata.items()}
         for e in result.get_asset_materialization_events()
@@ -360,21 +417,10 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _score(network: str, start: dt.date, end: dt.date, ingest: bool) -> int:
-    """Run the daily job's assets of ``network`` over the range in chunks of at most
-    MAX_DAYS_PER_RUN days (ingestion too unless ``ingest`` is false), printing progress."""
-    from aml_pipeline.definitions import (
-        DAILY_ASSETS,
-        EVALUATION_ASSETS,
-        FEATURE_ASSETS,
-        SCORING_ASSETS,
-        asset_keys,
-    )
-
-    settings = _settings_for(network)
-    names = DAILY_ASSETS if ingest else (*FEATURE_ASSETS, *SCORING_ASSETS, *EVALUATION_ASSETS)
-    defs = _definitions(settings)
-    total = len(_partition_days(settings, start, end))
+def _score(network: str, start: dt.date, end: dt.date, names: tuple[str, ...]) -> int:
+    """Run the daily assets ``names`` of ``network`` over the range in runs of at most
+    MAX_DAYS_PER_RUN days, printing progress."""
+    days = _partition_days(_settings_for(network), start, end)
     done = 0
     began = time.perf_counter()
 
@@ -382,21 +428,12 @@ def _score(network: str, start: dt.date, end: dt.date, ingest: bool) -> int:
         nonlocal done
         done += (last - first).days + 1
         print(
-            f"[{done}/{total} days] {network} {first}..{last} scored and published "
+            f"[{done}/{len(days)} days] {network} {first}..{last} scored and published "
             f"(run {result.run_id[:8]}, {time.perf_counter() - began:.0f} s)",
             flush=True,
         )
 
-    with instance() as inst:
-        failed = run_range(
-            defs.resolve_job_def("daily_job"),
-            inst,
-            start,
-            end,
-            _run_config(settings, {}),
-            asset_keys([network], names),
-            on_chunk=progress,
-        )
+    failed = _materialize(network, days, names, on_chunk=progress)
     if failed is not None:
         print(f"scoring failed (run {failed.run_id}):\n{_failure(failed)}", file=sys.stderr)
         return 1
@@ -405,7 +442,19 @@ def _score(network: str, start: dt.date, end: dt.date, ingest: bool) -> int:
 
 def score(args: argparse.Namespace) -> int:
     """Score and publish a date range (a backfill): ingest, features, score, publish."""
-    return _score(args.network, args.start_date, args.end_date, ingest=not args.no_ingest)
+    from aml_pipeline.definitions import (
+        DAILY_ASSETS,
+        EVALUATION_ASSETS,
+        FEATURE_ASSETS,
+        SCORING_ASSETS,
+    )
+
+    names = (
+        DAILY_ASSETS
+        if not args.no_ingest
+        else (*FEATURE_ASSETS, *SCORING_ASSETS, *EVALUATION_ASSETS)
+    )
+    return _score(args.network, args.start_date, args.end_date, names)
 
 
 def validate(args: argparse.Namespace) -> int:
@@ -429,6 +478,8 @@ def validate(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"validation failed: {exc}", file=sys.stderr)
         return 1
+    for warning in result["inputs"]["warnings"]:
+        print(f"WARNING: {warning}; those alerts' label history is incomplete", file=sys.stderr)
     for name, aggregate in result["aggregate"].items():
         pooled = aggregate["tier3"]["pooled"]["metrics"]
         tiers = ", ".join(
@@ -445,6 +496,7 @@ def validate(args: argparse.Namespace) -> int:
 
 def promote(args: argparse.Namespace) -> int:
     """Make a registered model version the champion used for scoring (recorded)."""
+    from aml_pipeline.assets.training import promotion_event
     from aml_pipeline.models.registry import ModelNotFound, ModelRegistry
     from aml_pipeline.storage import LocalStorage
 
@@ -454,6 +506,8 @@ def promote(args: argparse.Namespace) -> int:
     except ModelNotFound as exc:
         print(str(exc), file=sys.stderr)
         return 1
+    with instance() as inst:  # the UI then shows what the old champion scored as stale
+        inst.report_runless_asset_event(promotion_event(registry, args.kind, record))
     print(
         f"{args.network} {args.kind}: champion v{record['previous']} -> v{record['version']} "
         f"(recorded in {registry.folder}/model_metadata.json)"
@@ -525,13 +579,16 @@ def _failure(result: dg.ExecuteInProcessResult) -> str:
     return error.message.strip()
 
 
-def _landed_counts(result: dg.ExecuteInProcessResult, network: str) -> str:
+def _landed_counts(result: dg.ExecuteInProcessResult, network: str) -> dict[str, str]:
+    """Per landed day of the run, its tables' row counts as one line."""
     for event in result.get_asset_materialization_events():
         mat = event.materialization
         if mat.asset_key == dg.AssetKey([network, "landed_batch"]):
-            counts = next(iter(mat.metadata["row_counts"].value.values()), {})
-            return ", ".join(f"{n} {k}" for k, n in counts.items())
-    return "no counts"
+            return {
+                day: ", ".join(f"{n} {k}" for k, n in counts.items())
+                for day, counts in mat.metadata["row_counts"].value.items()
+            }
+    return {}
 
 
 def build_parser() -> argparse.ArgumentParser:

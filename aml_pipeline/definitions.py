@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from aml_pipeline.assets.checks import build_checks
 from aml_pipeline.assets.comparison import build_comparison_asset
 from aml_pipeline.assets.evaluation import EVALUATION_ASSETS, build_evaluation_assets
 from aml_pipeline.assets.features import build_feature_assets
@@ -28,7 +29,7 @@ INGESTION_ASSETS = (
     "raw_clusters",
     "raw_money_flows",
     "batch_metadata",
-    "ground_truth",
+    "label_events",
 )
 FEATURE_ASSETS = ("alert_history", "alert_features", "cluster_features")
 MODEL_ASSETS = ("alert_scorer", "alert_ranker", "cluster_scorer")
@@ -92,6 +93,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     ]
     return dg.Definitions(
         assets=assets,
+        asset_checks=[check for network in settings.networks for check in build_checks(network)],
         jobs=jobs,
         schedules=[build_daily_schedule(daily_job, networks, settings.schedule_hour)],
         sensors=[

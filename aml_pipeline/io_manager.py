@@ -21,9 +21,9 @@ import pandas as pd
 from aml_pipeline.storage import LocalStorage
 
 COLUMN_SCHEMA_KEY = "dagster/column_schema"
-#: Input metadata flag: partitions never materialized are skipped instead of an error
-#: (look-back inputs whose early days predate the data).
-ALLOW_MISSING_KEY = "allow_missing_partitions"
+#: Output metadata: the date column a multi-day output is split on (default
+#: ``processing_date``; label events are partitioned by ``label_date``).
+PARTITION_COLUMN_KEY = "partition_column"
 #: Input metadata: read only these columns.
 COLUMNS_KEY = "columns"
 _SAFE_TYPE = re.compile(r"^[A-Z]+(\[\])?$")
@@ -123,14 +123,16 @@ def _declared_types(metadata: dict | None) -> dict[str, str]:
 class DuckDBParquetIOManager(dg.ConfigurableIOManager):
     """One Parquet file per asset partition under ``{data_root}/{prefix}/{asset key}/``.
 
-    Inputs read every partition they map to and fail if one is missing, unless the
-    input's metadata sets ``allow_missing_partitions``; an input whose metadata lists
-    ``columns`` reads only those.
+    Inputs read every partition they map to and fail if one is missing; an input whose
+    metadata lists ``columns`` reads only those. ``read_days`` is the same read for code
+    that names its days itself (look-backs, training ranges): the only other reader of
+    the warehouse.
 
-    Multi-partition outputs (single-run backfills) are split on ``processing_date`` and
-    written one file per day; range inputs are read back in one scan. Columns named in
-    the asset's ``dagster/column_schema`` metadata are cast to their declared DuckDB type,
-    so an empty day still has a typed file.
+    Multi-partition outputs (single-run backfills) are split on ``processing_date`` (or the
+    column the asset's ``partition_column`` metadata names) and written one file per day;
+    range inputs are read back in one scan. Columns named in the asset's
+    ``dagster/column_schema`` metadata are cast to their declared DuckDB type, so an empty
+    day still has a typed file.
     """
 
     data_root: str
@@ -157,15 +159,16 @@ class DuckDBParquetIOManager(dg.ConfigurableIOManager):
             write_parquet(self.storage, self.key_for(context.asset_key, None), obj, declared)
             return
         keys = list(context.asset_partition_keys)
+        column = (context.definition_metadata or {}).get(PARTITION_COLUMN_KEY, "processing_date")
         if len(keys) == 1:
             parts = {keys[0]: obj}
         else:
-            if "processing_date" not in obj.columns:
+            if column not in obj.columns:
                 raise ValueError(
                     f"{context.asset_key.to_user_string()}: a multi-partition output needs a "
-                    "processing_date column to split on"
+                    f"{column} column to split on"
                 )
-            day = obj["processing_date"].astype(str)
+            day = obj[column].astype(str)
             unknown = sorted(set(day) - set(keys))
             if unknown:
                 raise ValueError(f"rows for dates outside the run's partitions: {unknown[:3]}")
@@ -175,23 +178,70 @@ class DuckDBParquetIOManager(dg.ConfigurableIOManager):
         context.add_output_metadata({"files": len(parts)})
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
-        asset_key = context.asset_key
         keys = list(context.asset_partition_keys) if context.has_asset_partitions else [None]
         columns = (context.definition_metadata or {}).get(COLUMNS_KEY)
-        if not keys:
-            # a look-back of the first partition maps to no partition at all
-            return pd.DataFrame(columns=columns)
-        storage_keys = [self.key_for(asset_key, k) for k in keys]
+        storage_keys = [self.key_for(context.asset_key, k) for k in keys]
         missing = [
             k for k, sk in zip(keys, storage_keys, strict=True) if not self.storage.exists(sk)
         ]
-        if missing and (context.definition_metadata or {}).get(ALLOW_MISSING_KEY):
-            storage_keys = [sk for sk in storage_keys if self.storage.exists(sk)]
-            if not storage_keys:
-                return pd.DataFrame(columns=columns)
-        elif missing:
+        if missing:
             raise FileNotFoundError(
-                f"{asset_key.to_user_string()} has no stored partition(s) {missing[:5]}: "
+                f"{context.asset_key.to_user_string()} has no stored partition(s) {missing[:5]}: "
                 "materialize them first"
             )
         return read_parquet([str(self.storage.local_path(k)) for k in storage_keys], columns)
+
+    def stored_days(self, asset_key: dg.AssetKey) -> list[dt.date]:
+        """The days with a stored partition of ``asset_key``, ascending."""
+        folder = "/".join([self.prefix, *asset_key.path])
+        names = (n.removesuffix(".parquet") for n in self.storage.list_dir(folder))
+        return sorted(dt.date.fromisoformat(n) for n in names if _is_day(n))
+
+    def read_days(
+        self,
+        asset_key: dg.AssetKey,
+        days: Sequence[dt.date],
+        columns: Sequence[str] | None = None,
+        since: dt.date | None = None,
+    ) -> pd.DataFrame:
+        """The stored partitions of ``days`` in one scan (only ``columns`` if given).
+
+        Days before ``since`` (before the data began) may be missing and read as no rows;
+        a missing day on or after it is an error that names the days. Without ``since``
+        every day must be stored.
+        """
+        wanted = [d for d in days if since is None or d >= since]
+        keys = [self.key_for(asset_key, d.isoformat()) for d in wanted]
+        missing = [d for d, k in zip(wanted, keys, strict=True) if not self.storage.exists(k)]
+        if missing:
+            shown = ", ".join(str(d) for d in missing[:5]) + (" ..." if len(missing) > 5 else "")
+            raise MissingPartitions(
+                f"{asset_key.to_user_string()} is not stored for {len(missing)} day(s) "
+                f"{'after its data began on ' + str(since) if since else 'asked for'}: {shown}; "
+                "materialize them first",
+                missing,
+            )
+        if not keys:
+            return pd.DataFrame(columns=list(columns or []))
+        return read_parquet([str(self.storage.local_path(k)) for k in keys], columns)
+
+
+#: How an asset or check asks for the configured warehouse IO manager as a parameter
+#: named ``warehouse_io_manager`` (to read days it names itself).
+Warehouse = dg.ResourceParam[DuckDBParquetIOManager]
+
+
+class MissingPartitions(FileNotFoundError):
+    """Stored partitions that a read needs are absent; ``days`` names them."""
+
+    def __init__(self, message: str, days: list[dt.date]) -> None:
+        super().__init__(message)
+        self.days = days
+
+
+def _is_day(name: str) -> bool:
+    try:
+        dt.date.fromisoformat(name)
+    except ValueError:
+        return False
+    return len(name) == 10

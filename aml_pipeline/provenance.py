@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 from pathlib import Path
+from types import ModuleType
 
 import aml_pipeline
 
@@ -19,3 +21,13 @@ def code_version() -> str:
         digest.update(path.relative_to(_PACKAGE).as_posix().encode())
         digest.update(path.read_bytes())
     return f"{aml_pipeline.__version__}+{digest.hexdigest()[:12]}"
+
+
+def module_version(*modules: ModuleType) -> str:
+    """A code version of the given modules: sha256 of their sources, first 12 hex digits
+    (an asset's ``code_version``: it changes exactly when the code it runs changes)."""
+    digest = hashlib.sha256()
+    for module in modules:
+        digest.update(module.__name__.encode())
+        digest.update(inspect.getsource(module).encode())
+    return digest.hexdigest()[:12]

@@ -13,15 +13,24 @@ from aml_pipeline.settings import Settings
 from aml_pipeline.simulator.profiles import parse_profile
 from aml_pipeline.sources.base import BatchSource
 from aml_pipeline.sources.local import LocalDirectorySource
-from aml_pipeline.sources.record import SourceSpec, read_record
+from aml_pipeline.sources.record import NetworkRecord, SourceSpec, read_record
 from aml_pipeline.sources.simulated import SimulatedSource
 from aml_pipeline.storage import LocalStorage
 
 
 @functools.lru_cache(maxsize=4)
-def _simulated_source(profile: str, start: str, seed: int) -> SimulatedSource:
-    """One simulated source per setting in a process, so its build cache is shared."""
-    return SimulatedSource(parse_profile(profile), dt.date.fromisoformat(start), seed)
+def _simulated_source(
+    profile: str, start: str, seed: int, cache_root: str, labels_since: str
+) -> SimulatedSource:
+    """One simulated source per setting in a process, so its build cache is shared; its
+    labels are kept under ``cache_root/{profile}-seed{seed}/``."""
+    return SimulatedSource(
+        parse_profile(profile),
+        dt.date.fromisoformat(start),
+        seed,
+        label_cache=LocalStorage(f"{cache_root}/{profile}-seed{seed}"),
+        labels_since=dt.date.fromisoformat(labels_since),
+    )
 
 
 class PipelineConfig(dg.ConfigurableResource):
@@ -88,13 +97,34 @@ class PipelineConfig(dg.ConfigurableResource):
             return SourceSpec("local", source_dir=folder)
         return SourceSpec(self.batch_source, sim_profile=self.sim_profile, sim_seed=self.sim_seed)
 
+    def record(self, network: str) -> NetworkRecord | None:
+        """The network's record (source, first landed day), None before its first landing."""
+        return read_record(self.input_storage(), network)
+
+    def data_since(self, network: str) -> dt.date:
+        """The network's first landed day: where its data, and any look-back, begins."""
+        record = self.record(network)
+        if record is None:
+            raise ValueError(f"{network} has never been landed: land its first day first")
+        return record.since
+
     def source_spec(self, network: str) -> SourceSpec:
         """The network's source: the one recorded at its first landing, else the configured."""
-        return read_record(self.input_storage(), network) or self.configured_source()
+        record = self.record(network)
+        return record.source if record is not None else self.configured_source()
 
     def source(self, network: str) -> BatchSource:
-        """The batch source of ``network`` (see ``source_spec``)."""
-        spec = self.source_spec(network)
+        """The batch source of ``network`` (see ``source_spec``); a simulated one serves the
+        labels of alerts from the network's first landed day on."""
+        record = self.record(network)
+        spec = record.source if record is not None else self.configured_source()
         if spec.kind == "simulated":
-            return _simulated_source(spec.sim_profile, self.partitions_start, spec.sim_seed)
+            since = record.since.isoformat() if record is not None else self.partitions_start
+            return _simulated_source(
+                spec.sim_profile,
+                self.partitions_start,
+                spec.sim_seed,
+                f"{self.data_root}/simulated_sot",
+                since,
+            )
         return LocalDirectorySource(LocalStorage(spec.source_dir))

@@ -14,14 +14,15 @@ import pandas as pd
 import pytest
 
 from aml_pipeline.features.alert_features import CATEGORIES, FEATURE_COLUMNS
-from aml_pipeline.models.registry import REGISTRY_FILE, ModelSchemaError
+from aml_pipeline.models.registry import REGISTRY_FILE, ModelIntegrityError, ModelSchemaError
 from aml_pipeline.validation.ab_test import (
+    IncompleteLabelHistory,
     build_test_features,
     load_model_file,
     read_test_days,
     run_ab_test,
 )
-from aml_pipeline.validation.report import MARKDOWN_NAME, PR_PNG, ROC_PNG
+from aml_pipeline.validation.report import MARKDOWN_NAME, PR_PNG, RELIABILITY_PNG, ROC_PNG
 from aml_pipeline_tests.conftest import NETWORK, small_source
 
 DAYS = [dt.date(2025, 3, d) for d in range(1, 7)]
@@ -65,11 +66,11 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Setup:
         folder.mkdir(parents=True)
         for name, data in small_source().fetch(NETWORK, day, 7).files.items():
             (folder / name).write_bytes(data)
-        labels.append(small_source().fetch_labels(NETWORK, day, 7, AS_OF))
+        labels.append(small_source().labels(NETWORK, day, 7))  # every label, at T+tau
     ground_truth = root / "ground_truth.parquet"
     pd.concat(labels, ignore_index=True).to_parquet(ground_truth)
 
-    features = build_test_features(
+    features, _ = build_test_features(
         test_data, read_test_days(test_data, DAYS[0], DAYS[3]), pd.concat(labels)
     )
     frame = pd.concat(features.values(), ignore_index=True).merge(
@@ -117,7 +118,10 @@ def test_ab_test_prefers_the_better_model(setup: Setup, tmp_path: Path) -> None:
     assert (inputs["model_a"]["version"], inputs["model_b"]["version"]) == ("1.0.0", "1.1.0")
     assert (inputs["start_date"], inputs["end_date"]) == ("2025-03-05", "2025-03-06")
     assert json.loads(output.read_text()) == result
-    for name in (MARKDOWN_NAME, ROC_PNG, PR_PNG):
+    assert result["bootstrap"]["blocks"] == "addresses"
+    assert result["bootstrap"]["n_blocks"] < result["bootstrap"]["n_alerts"]
+    assert result["calibration"][names["a"]]["reliability"]
+    for name in (MARKDOWN_NAME, ROC_PNG, PR_PNG, RELIABILITY_PNG):
         assert (output.parent / name).stat().st_size > 0
 
 
@@ -157,9 +161,13 @@ def test_load_model_file_metadata(setup: Setup, tmp_path: Path) -> None:
     assert load_model_file(model).version == "candidate"
     entry = {"file": model.name, "version": "1.4.0", "kind": "alert_scorer"}
     entry["features"] = list(FEATURE_COLUMNS)
+    entry["sha256"] = hashlib.sha256(model.read_bytes()).hexdigest()
     (tmp_path / REGISTRY_FILE).write_text(json.dumps({"versions": [entry]}))
     loaded = load_model_file(model)
     assert (loaded.version, loaded.entry["kind"]) == ("1.4.0", "alert_scorer")
+    model.write_bytes(setup.model_b.read_bytes())  # swapped after it was registered
+    with pytest.raises(ModelIntegrityError, match=r"candidate\.txt: sha256 .* changed or swapped"):
+        load_model_file(model)
 
     broken = tmp_path / "broken.txt"
     broken.write_text("not a model")
@@ -167,3 +175,18 @@ def test_load_model_file_metadata(setup: Setup, tmp_path: Path) -> None:
         load_model_file(broken)
     with pytest.raises(FileNotFoundError, match=r"absent\.txt"):
         load_model_file(tmp_path / "absent.txt")
+
+
+def test_a_label_file_without_the_history_production_had_is_refused(setup, tmp_path):
+    labels = pd.read_parquet(setup.ground_truth)
+    days = read_test_days(setup.test_data, TEST_DAYS[0], TEST_DAYS[-1])
+    test_only = labels[labels["processing_date"].isin(TEST_DAYS)]
+    with pytest.raises(IncompleteLabelHistory, match=r"2025-03-01\.\.2025-03-04"):
+        build_test_features(setup.test_data, days, test_only)
+    with pytest.raises(IncompleteLabelHistory, match="no label_date"):
+        build_test_features(setup.test_data, days, labels[["alert_id", "is_sar_filed"]])
+    partial = labels[labels["processing_date"] != DAYS[1]]
+    _, warnings = build_test_features(setup.test_data, days, partial)
+    assert warnings == [
+        "no label in the ground truth for the alerts of 1 look-back day(s): 2025-03-02"
+    ]

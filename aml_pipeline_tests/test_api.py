@@ -88,7 +88,7 @@ def day_files(day: dt.date, scores: list[tuple[str, float]] = SCORES) -> dict[st
             {
                 "alert_id": pa.array([a for a, _ in ranked]),
                 "rank": pa.array(range(1, n + 1), pa.int32()),
-                "score": pa.array([s for _, s in ranked], pa.float64()),
+                "ranker_score": pa.array([s for _, s in ranked], pa.float64()),
                 "model_version": pa.array(["1.0.0"] * n),
                 **common(n),
             }

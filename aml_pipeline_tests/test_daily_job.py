@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -16,10 +17,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from aml_pipeline import automation, cli
+from aml_pipeline.dates import date_range
 from aml_pipeline.definitions import build_definitions
 from aml_pipeline.resources import PipelineConfig
-from aml_pipeline.runs import RANGE_END, RANGE_START
+from aml_pipeline.runs import RANGE_END, RANGE_START, run_range
 from aml_pipeline.settings import Settings
+from aml_pipeline.validation.ab_test import build_test_features, read_test_days
 
 TRAIN = ["--start-date", "2025-03-01", "--end-date", "2025-03-08"]
 FILES = ("alert_scores.parquet", "alert_rankings.parquet", "cluster_scores.parquet")
@@ -87,8 +90,10 @@ def test_published_day_is_complete_and_traceable(home):
 
 def test_backfill_runs_in_chunks_not_per_day(home):
     with dg.DagsterInstance.get() as instance:
-        runs = instance.get_run_records(dg.RunsFilter(job_name="daily_job"))
-    assert len(runs) == 1  # ten days, one run
+        published = instance.fetch_materializations(
+            dg.AssetKey(["ethereum", "published_scores"]), limit=100
+        ).records
+    assert len(published) == 10 and len({r.run_id for r in published}) == 1  # one run
     assert not any(home.glob("data/output/ethereum/.*"))  # no staging leftovers
 
 
@@ -213,7 +218,8 @@ def test_every_warehouse_table_is_typed_on_every_day(home):
     query over a table's files reads without ``union_by_name``."""
     tables = sorted((home / "data" / "warehouse" / "ethereum").iterdir())
     assert {"alert_history", "alert_features", "cluster_features"} <= {t.name for t in tables}
-    assert pq.read_metadata(tables[0].parent / "alert_history" / "2025-03-01.parquet").num_rows == 0
+    # no label arrives on the first day of the data: an empty, typed file
+    assert pq.read_metadata(tables[0].parent / "label_events" / "2025-03-01.parquet").num_rows == 0
     for table in tables:
         files = sorted(table.glob("*.parquet"))
         for path in files:
@@ -272,38 +278,50 @@ def test_a_tier1_failure_blocks_publication(home, monkeypatch):
     assert "completeness" in json.loads(tier1["details_json"].iloc[0])["failed_checks"]
 
 
-def test_label_refresh_horizons():
-    published = {"2024-12-01", "2025-01-01", "2025-03-01", "2025-03-10", "2025-03-18"}
-    due = automation.label_refreshes(published, dt.date(2025, 3, 20))
-    # 2024-12-01 is past the last horizon (90 days); 2025-03-18 has not reached T+7
-    assert due == [("2025-01-01", 60), ("2025-03-01", 14), ("2025-03-10", 7)]
-
-
-def test_label_sensor_refreshes_ground_truth_and_tier3(home, monkeypatch):
-    monkeypatch.setattr(automation, "utc_today", lambda: dt.date(2025, 3, 20))
+def test_label_sensor_reevaluates_the_scored_days_whose_labels_arrived(home, monkeypatch):
     monkeypatch.setenv("DAGSTER_HOME", str(home))
-    sensor = _named(build_definitions(_settings(home)).sensors, "label_arrival_sensor")
+    settings = _settings(home)
+    sensor = _named(build_definitions(settings).sensors, "label_arrival_sensor")
     with dg.DagsterInstance.get() as instance:
-        result = sensor(dg.build_sensor_context(instance=instance))
-    keys = {r.partition_key: r for r in result.run_requests}
-    assert sorted(keys) == [f"2025-03-{d:02d}" for d in range(1, 11)]
-    assert keys["2025-03-01"].run_key == "ethereum:2025-03-01:labels:T+14"
-    assert keys["2025-03-10"].run_key == "ethereum:2025-03-10:labels:T+7"
-    assert set(keys["2025-03-10"].asset_selection) == {
-        dg.AssetKey(["ethereum", "ground_truth"]),
-        dg.AssetKey(["ethereum", "tier3_evaluation"]),
-    }
+        first = sensor(dg.build_sensor_context(instance=instance))
+        # every scored day got labels in the label days fetched so far: one ranged run
+        (request,) = first.run_requests
+        assert (request.tags[RANGE_START], request.tags[RANGE_END]) == ("2025-03-01", "2025-03-10")
+        assert request.asset_selection == [dg.AssetKey(["ethereum", "tier3_evaluation"])]
+        again = sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor))
+        assert not again.run_requests and "no new labels" in again.skip_reason.skip_message
+        # a new label day names only the days whose alerts it labels
+        job = build_definitions(settings).resolve_job_def("daily_job")
+        events = dg.AssetKey(["ethereum", "label_events"])
+        assert job.execute_in_process(
+            instance=instance, partition_key="2025-03-14", asset_selection=[events]
+        ).success
+        labelled = pd.read_parquet(home / "data/warehouse/ethereum/label_events/2025-03-14.parquet")
+        later = sensor(dg.build_sensor_context(instance=instance, cursor=again.cursor))
+    days = sorted({str(d) for d in labelled["processing_date"]})
+    covered = [
+        day.isoformat()
+        for r in later.run_requests
+        for day in date_range(
+            dt.date.fromisoformat(r.tags[RANGE_START]), dt.date.fromisoformat(r.tags[RANGE_END])
+        )
+    ]
+    assert covered == days and days  # 03-01..03-09: alerts at least 5 days old
 
 
 def _register_weakened_scorer(home: Path) -> None:
     """alert_scorer v2.1.0: the same training, on shuffled labels."""
-    from aml_pipeline.features.alert_features import CATEGORIES, FEATURE_COLUMNS
+    from aml_pipeline.features.alert_features import (
+        CATEGORIES,
+        FEATURE_COLUMNS,
+        FEATURE_SCHEMA_VERSION,
+    )
     from aml_pipeline.models.registry import ModelRegistry
     from aml_pipeline.models.training import LABEL, TrainParams, labelled, train_binary
     from aml_pipeline.storage import LocalStorage
 
     frame = labelled(
-        _warehouse(home, "alert_features"), _warehouse(home, "ground_truth"), dt.date(2025, 5, 1)
+        _warehouse(home, "alert_features"), _warehouse(home, "label_events"), dt.date(2025, 5, 1)
     )
     frame = frame[frame["processing_date"] <= dt.date(2025, 3, 8)].reset_index(drop=True)
     frame[LABEL] = frame[LABEL].sample(frac=1, random_state=0).to_numpy()
@@ -313,10 +331,15 @@ def _register_weakened_scorer(home: Path) -> None:
         frame, features, list(CATEGORIES), TrainParams(), "alert_confidence_score", vocab
     )
     registry = ModelRegistry(LocalStorage(home / "data"), "ethereum")
-    registry.register(
-        "alert_scorer",
-        model.booster,
-        {"version": "2.1.0", "features": features, "note": "shuffled labels (test)"},
+    entry = {
+        "feature_schema_version": FEATURE_SCHEMA_VERSION,
+        "features": features,
+        "training_range": ["2025-03-01", "2025-03-08"],
+        "note": "shuffled labels (test)",
+    }
+    assert (
+        registry.register("alert_scorer", model.booster, entry, model.calibration)["version"]
+        == "2.1.0"
     )
 
 
@@ -341,21 +364,45 @@ def test_ab_comparison_picks_the_real_model_and_promotion_is_recorded(home, monk
     assert "2025-03-09" in report and "roc_curves.png" in report
     assert (folder / "roc_curves.png").stat().st_size > 0
 
-    # the same comparison from the command line, on the files
+    assert meta["bootstrap"].value["blocks"] == "addresses"
+    assert (folder / "reliability.png").stat().st_size > 0
+
+    # the same comparison from the command line, on the files: the label file holds every
+    # label known on 2025-05-01, so the test days get the history the daily run gave them
     models = home / "data/trained_models/ethereum"
+    labels = home / "ab" / "labels.parquet"
+    labels.parent.mkdir(exist_ok=True)
+    _warehouse(home, "label_events").to_parquet(labels)
+    test_days = [dt.date(2025, 3, 9), dt.date(2025, 3, 10)]
+    batches = read_test_days(home / "data/input/ethereum", test_days[0], test_days[-1])
+    features, warnings = build_test_features(
+        home / "data/input/ethereum", batches, pd.read_parquet(labels)
+    )
+    assert not warnings
+    stored = _warehouse(home, "alert_features")
+    for day in test_days:  # production's features, exactly
+        daily = stored[stored["processing_date"] == day].reset_index(drop=True)
+        pd.testing.assert_frame_equal(features[day], daily, check_dtype=False)
+    assert features[test_days[-1]]["known_sar_180d"].sum() > 0
     output = home / "ab" / "v2.0.0_vs_v2.1.0.json"
     args = ["validate", "--model-a", str(models / "alert_scorer_v2.0.0.txt"),
             "--model-b", str(models / "alert_scorer_v2.1.0.txt"),
             "--test-data", str(home / "data/input/ethereum"),
             "--start-date", "2025-03-09", "--end-date", "2025-03-10",
-            "--ground-truth", str(folder / "ground_truth.parquet"),
+            "--ground-truth", str(labels),
             "--output", str(output), "--resamples", "200"]  # fmt: skip
     capsys.readouterr()
     assert cli.main(args) == 0
     assert "winner: A (v2.0.0)" in capsys.readouterr().out
     saved = json.loads(output.read_text())
     assert set(saved["per_day"]) == {"2025-03-09", "2025-03-10"}
+    assert saved["bootstrap"]["auc_roc_diff"] == meta["bootstrap"].value["auc_roc_diff"]
     assert (output.parent / "comparison_report.md").is_file()
+    # a label file of the test days alone cannot give that history: refused, days named
+    test_only = pd.read_parquet(labels)
+    test_only[test_only["processing_date"].isin(test_days)].to_parquet(labels)
+    assert cli.main(args) == 1
+    assert "2025-03-01..2025-03-08" in capsys.readouterr().err
 
     promote = ["promote", "--network", "ethereum", "--kind", "alert_scorer"]
     assert cli.main([*promote, "--version", "2.1.0", "--reason", "test"]) == 0
@@ -363,6 +410,12 @@ def test_ab_comparison_picks_the_real_model_and_promotion_is_recorded(home, monk
     assert cli.main([*promote, "--version", "9.9.9"]) == 1
     registry = json.loads((models / "model_metadata.json").read_text())
     assert registry["champions"]["alert_scorer"] == "2.0.0"
+    with dg.DagsterInstance.get() as instance:  # each promotion is a new data version
+        records = instance.fetch_materializations(
+            dg.AssetKey(["ethereum", "alert_scorer"]), limit=3
+        ).records
+    versions = [r.asset_materialization.tags["dagster/data_version"] for r in records]
+    assert versions[0].startswith("2.0.0:") and versions[1].startswith("2.1.0:")
     assert [(p["previous"], p["version"]) for p in registry["promotions"]] == [
         ("2.0.0", "2.1.0"),
         ("2.1.0", "2.0.0"),
@@ -380,3 +433,78 @@ def test_demo_ingests_trains_on_the_oldest_days_scores_and_summarizes(cli_home, 
     assert "held-out days, tier 3" in out
     assert "over 2 days" in out  # the two held-out days have ground-truth metrics
     assert len(list((cli_home / "data" / "output" / "ethereum").iterdir())) == 8
+
+
+CHEAP = {"explain_coverage": 20}  # explanations of the top 20 alerts are compared too
+REPLAY = [dt.date(2025, 3, 20) + dt.timedelta(i) for i in range(9)]
+
+
+def _tables(root: Path, asset: str) -> dict[dt.date, pd.DataFrame]:
+    folder = root / "data" / "warehouse" / "ethereum" / asset
+    return {dt.date.fromisoformat(p.stem): pd.read_parquet(p) for p in sorted(folder.iterdir())}
+
+
+def _run_label_sensor(defs, instance, cursor: str | None) -> str | None:
+    sensor = _named(defs.sensors, "label_arrival_sensor")
+    result = sensor(dg.build_sensor_context(instance=instance, cursor=cursor))
+    job = defs.resolve_job_def("daily_job")
+    for request in result.run_requests:
+        run = job.execute_in_process(
+            instance=instance, tags=request.tags, asset_selection=request.asset_selection
+        )
+        assert run.success
+    return result.cursor
+
+
+def test_the_daily_schedule_computes_exactly_what_a_backfill_computes(home, tmp_path):
+    """The live path (the schedule's run for each day, the label cut-off advancing with the
+    day, the label sensor after it) against a one-go backfill of the same days on a fresh
+    data root: the same features, scores and tier results on every day."""
+    live, backfill = tmp_path / "live", tmp_path / "backfill"
+    for root in (live, backfill):
+        shutil.copytree(home / "data" / "trained_models", root / "data" / "trained_models")
+    with dg.instance_for_test() as instance:
+        cursor = None
+        for day in REPLAY:
+            defs = build_definitions(_settings(live, labels_as_of=day.isoformat(), **CHEAP))
+            schedule = _named(defs.schedules, "daily_scoring_schedule")
+            tick = dt.datetime.combine(day + dt.timedelta(1), dt.time(2), dt.UTC)
+            request = schedule(
+                dg.build_schedule_context(instance=instance, scheduled_execution_time=tick)
+            )
+            assert request.partition_key == day.isoformat()
+            run = defs.resolve_job_def("daily_job").execute_in_process(
+                instance=instance, partition_key=request.partition_key
+            )
+            assert run.success
+            cursor = _run_label_sensor(defs, instance, cursor)
+    with dg.instance_for_test() as instance:
+        defs = build_definitions(_settings(backfill, labels_as_of=REPLAY[-1].isoformat(), **CHEAP))
+        job = defs.resolve_job_def("daily_job")
+        assert run_range(job, instance, REPLAY[0], REPLAY[-1]) is None
+        _run_label_sensor(defs, instance, None)
+
+    for asset, drop in (("alert_features", []), ("alert_scores", ["latency_ms"])):
+        for (day, a), (_, b) in zip(
+            _tables(live, asset).items(), _tables(backfill, asset).items(), strict=True
+        ):
+            pd.testing.assert_frame_equal(
+                a.drop(columns=drop), b.drop(columns=drop), obj=f"{asset} {day}"
+            )
+    late = _tables(live, "alert_features")[REPLAY[-1]]
+    assert (late["known_labels_180d"] > 0).any()  # label history reached the live days
+    for tier in ("tier1", "tier2", "tier3"):
+        a, b = _tables(live, f"{tier}_evaluation"), _tables(backfill, f"{tier}_evaluation")
+        assert sorted(a) == sorted(b) == REPLAY
+        for day in REPLAY:
+            details = [json.loads(t[day]["details_json"].iloc[0]) for t in (a, b)]
+            for d in details:
+                d.pop("labels_through", None)  # when the last re-evaluation ran
+                d.get("checks", {}).pop("latency", None)  # wall time
+            assert details[0] == details[1], (tier, day)
+            assert a[day]["score"].equals(b[day]["score"]), (tier, day)
+    arrived = [
+        json.loads(t["details_json"].iloc[0])["metrics"]["n_samples"]
+        for t in _tables(live, "tier3_evaluation").values()
+    ]
+    assert arrived[0] > 0 and arrived[-1] == 0  # the sensor re-evaluated as labels arrived

@@ -92,7 +92,9 @@ def test_history_counts_only_earlier_days_within_30():
         }
     )
     prior["alert_id"] = [f"p{i}" for i in range(len(prior))]
-    history = build_alert_history(prior, DAY).set_index("address")
+    history = build_alert_history(pd.Series(["a", "b", "c", "a"]), prior, DAY)
+    assert list(history["address"]) == ["a", "b", "c"]  # one row per address of the day
+    history = history.set_index("address")
     assert history.loc["a", "prior_alerts_30d"] == 2  # day-30 and day-1; not day-31, not today
     assert history.loc["a", "prior_typologies_30d"] == 2
     assert history.loc["b", "prior_alert_days_30d"] == 1
@@ -150,22 +152,33 @@ def test_label_history_uses_only_labels_known_before_the_day():
             "label_date": [DAY - dt.timedelta(n) + dt.timedelta(known_after[n]) for n in days_ago],
         }
     )
-    row = build_alert_history(prior, DAY, labels).set_index("address").loc["a"]
+    since = DAY - dt.timedelta(100)  # the network's data began 100 days ago
+    addresses = pd.Series(["a"])
+    row = build_alert_history(addresses, prior, DAY, labels, since).set_index("address").loc["a"]
     # a200 is older than the window; a20 becomes known 10 days from now, a10 and a0 today
     # (label_date == day is not before the day); known: a100 (SAR), a40, a5.
     assert row["known_labels_180d"] == 3
     assert row["known_sar_180d"] == 1
     assert row["known_sar_rate_180d"] == pytest.approx(1 / 3)
     assert row["days_since_known_sar"] == 100
-    assert row["history_coverage_days"] == 100  # the oldest alert inside the window
-    # An address alerted only long ago still has a row, so the day keeps its coverage.
-    old = build_alert_history(prior[prior["alert_id"] == "a100"], DAY).set_index("address")
+    assert row["history_coverage_days"] == 100  # days since the data began
+    # An address without recent alerts has a row too, with the day's coverage.
+    old = build_alert_history(addresses, prior[prior["alert_id"] == "a100"], DAY, None, since)
+    old = old.set_index("address")
     assert old.loc["a", "prior_alerts_30d"] == 0 and old.loc["a", "history_coverage_days"] == 100
+    # Coverage stops at the look-back; without a known start there is none.
+    long_ago = DAY - dt.timedelta(400)
+    assert (
+        build_alert_history(addresses, prior, DAY, None, long_ago)["history_coverage_days"][0]
+        == 180
+    )
+    assert build_alert_history(addresses, prior, DAY)["history_coverage_days"][0] == 0
     # Labels that become known later never change an earlier day's row.
     later = labels.copy()
     later.loc[later["alert_id"] == "a20", "label_date"] = DAY + dt.timedelta(400)
     pd.testing.assert_frame_equal(
-        build_alert_history(prior, DAY, labels), build_alert_history(prior, DAY, later)
+        build_alert_history(addresses, prior, DAY, labels, since),
+        build_alert_history(addresses, prior, DAY, later, since),
     )
     # Without known labels the counts are 0 and the rate and days are missing.
     alerts = prior.tail(1).assign(
@@ -179,7 +192,10 @@ def test_label_history_uses_only_labels_known_before_the_day():
         risk_indicators=[[]],
     )
     bare = build_alert_features(
-        alerts, pd.DataFrame({"address": []}), pd.DataFrame(), build_alert_history(prior, DAY)
+        alerts,
+        pd.DataFrame({"address": []}),
+        pd.DataFrame(),
+        build_alert_history(addresses, prior, DAY, None, since),
     ).iloc[0]
     assert bare["known_labels_180d"] == 0 and bare["known_sar_180d"] == 0
     assert np.isnan(bare["known_sar_rate_180d"]) and np.isnan(bare["days_since_known_sar"])
@@ -188,6 +204,6 @@ def test_label_history_uses_only_labels_known_before_the_day():
         alerts,
         pd.DataFrame({"address": []}),
         pd.DataFrame(),
-        build_alert_history(prior, DAY, labels),
+        build_alert_history(addresses, prior, DAY, labels, since),
     ).iloc[0]
     assert full["known_sar_180d"] == 1 and full["days_since_known_sar"] == 100

@@ -114,10 +114,13 @@ def test_import_then_download_lands_valid_batches(files, tmp_path, monkeypatch, 
     )
     assert code == 0
     assert "[3/3] ethereum 2025-03-12: landed" in capsys.readouterr().out
-    labels = pd.read_parquet(
-        tmp_path / "data" / "warehouse" / "ethereum" / "ground_truth" / "2025-03-12.parquet"
-    )
-    assert labels["is_sar_filed"].any()
+    # the network keeps the imported directory as its source: its labels arrive 30 days on
+    from aml_pipeline.resources import PipelineConfig
+    from aml_pipeline.settings import Settings
+
+    source = PipelineConfig.from_settings(Settings.from_env()).source("ethereum")
+    arrived = source.fetch_label_events("ethereum", LAST + dt.timedelta(30), 7)
+    assert arrived["is_sar_filed"].any() and (arrived["processing_date"] == LAST).all()
 
 
 def test_rows_with_unusable_amounts_or_addresses_are_refused(tmp_path):

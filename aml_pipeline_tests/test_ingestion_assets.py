@@ -19,6 +19,7 @@ from aml_pipeline_tests.conftest import (
     batch_files,
     batch_tables,
     settings_for,
+    small_source,
     write_upstream,
 )
 
@@ -30,7 +31,7 @@ TABLES = [
     "raw_clusters",
     "raw_money_flows",
     "batch_metadata",
-    "ground_truth",
+    "label_events",
 ]
 
 
@@ -80,21 +81,30 @@ def test_a_day_lands_and_loads_with_metadata_and_passing_checks(make_defs, tmp_p
     assert alerts["dagster/row_count"].value == meta["counts"]["alerts"]
     assert alerts["source_sha256"].value == {"2025-01-05": meta["sha256"]["alerts.parquet"]}
     checks = result.get_asset_check_evaluations()
-    assert len(checks) == 6 and all(c.passed for c in checks)
+    assert len(checks) == 7 and all(c.passed for c in checks)
 
 
-def test_labels_are_only_those_known_by_the_as_of_date(make_defs, tmp_path):
-    early = run(make_defs(labels_as_of="2025-01-12"), "2025-01-05")
-    assert early.success
-    path = tmp_path / "data" / "warehouse" / NETWORK / "ground_truth" / "2025-01-05.parquet"
-    known_early = pd.read_parquet(path)
-    late = run(make_defs(labels_as_of="2025-06-01"), "2025-01-05")
-    assert late.success
-    known_late = pd.read_parquet(path)
-    alerts = pd.read_parquet(path.parent.parent / "raw_alerts" / "2025-01-05.parquet")
-    assert (known_early["label_date"] <= dt.date(2025, 1, 12)).all()
-    assert 0 < len(known_early) < len(known_late) == len(alerts)
-    assert set(known_late["alert_id"]) == set(alerts["alert_id"])
+def test_label_events_are_the_labels_that_arrived_that_day(make_defs, tmp_path):
+    day = dt.date(2025, 1, 20)
+    assert run(make_defs(), "2025-01-12", "2025-01-20").success  # the data begins on the 12th
+    events = pd.read_parquet(
+        tmp_path / "data" / "warehouse" / NETWORK / "label_events" / f"{day}.parquet"
+    )
+    arrived = pd.concat(
+        [small_source().labels(NETWORK, dt.date(2025, 1, d), 7) for d in range(12, 16)]
+    )
+    arrived = arrived[arrived["label_date"] == day]
+    assert len(events) > 0 and (events["label_date"] == day).all()
+    assert sorted(events["alert_id"]) == sorted(arrived["alert_id"])
+    assert (events["processing_date"] < day).all()
+    # a label day after the as-of date is not fetched and nothing of it is written
+    late = run(make_defs(labels_as_of="2025-01-20"), "2025-01-21")
+    assert not late.success and "not known as of 2025-01-20" in failure_text(late)
+    assert (
+        not (events_dir := tmp_path / "data/warehouse" / NETWORK / "label_events")
+        .joinpath("2025-01-21.parquet")
+        .exists()
+    ), events_dir
 
 
 def _local_defs(tmp_path: Path, source_dir: Path) -> dg.Definitions:
@@ -174,10 +184,16 @@ def test_seed_layout_with_ground_truth_file(tmp_path):
     landed = tmp_path / "data" / "input" / NETWORK / day.isoformat()
     meta = json.loads((landed / META_FILE).read_bytes())
     assert meta["batch_id"] == f"{NETWORK}-{day}-7d" and len(meta["sha256"]) == 4
+    defs = _local_defs(tmp_path, source_dir)
+    arrival = (day + dt.timedelta(10)).isoformat()
+    labels_job = defs.resolve_job_def("ingestion_job")
+    assert labels_job.execute_in_process(
+        partition_key=arrival, asset_selection=[dg.AssetKey([NETWORK, "label_events"])]
+    ).success
     labels = pd.read_parquet(
-        tmp_path / "data" / "warehouse" / NETWORK / "ground_truth" / f"{day}.parquet"
+        tmp_path / "data" / "warehouse" / NETWORK / "label_events" / f"{arrival}.parquet"
     )
-    assert len(labels) == len(ids) // 2  # only the labels dated before the as-of date
+    assert len(labels) == len(ids) // 2  # the labels that became known ten days later
 
 
 def test_rematerializing_a_day_is_idempotent(make_defs, tmp_path):
@@ -241,7 +257,7 @@ def test_multiprocess_executor_run_of_a_range(env_settings):
         )
         assert result.success
         assert len(instance.get_run_records()) == 1
-    folder = env_settings / "data" / "warehouse" / NETWORK / "ground_truth"
+    folder = env_settings / "data" / "warehouse" / NETWORK / "label_events"
     assert len(list(folder.iterdir())) == 2
 
 

@@ -9,7 +9,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from aml_pipeline.io_manager import DuckDBParquetIOManager, read_parquet
+from aml_pipeline.io_manager import DuckDBParquetIOManager, MissingPartitions, read_parquet
 from aml_pipeline.partitions import daily_partitions
 
 PARTITIONS = daily_partitions("2025-01-01")
@@ -157,14 +157,26 @@ def test_reading_a_range_with_a_missing_partition_names_it(manager):
         _read(manager, "2025-01-10", "2025-01-11")
 
 
-def test_an_input_reads_only_its_columns_and_may_skip_missing_days(manager):
+def test_an_input_reads_only_its_columns(manager):
     _write(manager, ["2025-01-10"], frame(dt.date(2025, 1, 10)))
-    got = _read(
-        manager, "2025-01-09", "2025-01-10", allow_missing_partitions=True, columns=["x", "id"]
-    )
+    got = _read(manager, "2025-01-10", "2025-01-10", columns=["x", "id"])
     assert list(got.columns) == ["x", "id"] and len(got) == 3
-    none = _read(manager, "2025-01-01", "2025-01-02", allow_missing_partitions=True, columns=["id"])
+
+
+def test_read_days_skips_days_before_the_data_began_and_names_holes(manager):
+    key = dg.AssetKey(["net", "table"])
+    for d in (10, 12):
+        _write(manager, [f"2025-01-{d}"], frame(dt.date(2025, 1, d)))
+    days = [dt.date(2025, 1, d) for d in range(5, 11)]
+    got = manager.read_days(key, days, ["id"], since=dt.date(2025, 1, 10))
+    assert list(got.columns) == ["id"] and len(got) == 3  # 5..9 predate the data
+    none = manager.read_days(key, days[:2], ["id"], since=dt.date(2025, 1, 10))
     assert none.empty and list(none.columns) == ["id"]
+    with pytest.raises(MissingPartitions, match=r"after its data began on 2025-01-10: 2025-01-11"):
+        manager.read_days(key, [dt.date(2025, 1, d) for d in (10, 11, 12)], since=days[-1])
+    with pytest.raises(MissingPartitions, match="2025-01-05"):
+        manager.read_days(key, days)
+    assert manager.stored_days(key) == [dt.date(2025, 1, 10), dt.date(2025, 1, 12)]
 
 
 def test_read_parquet_scans_many_files_in_one_query(tmp_path, manager):

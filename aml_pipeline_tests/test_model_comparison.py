@@ -161,7 +161,7 @@ def test_report_writes_json_markdown_and_two_linked_pngs(better_b, tmp_path):
     assert markdown == output.parent / "comparison_report.md"
     assert json.loads(output.read_text()) == better_b
     text = markdown.read_text()
-    for png in ("roc_curves.png", "pr_curves.png"):
+    for png in ("roc_curves.png", "pr_curves.png", "reliability.png"):
         assert f"]({png})" in text
         assert (output.parent / png).read_bytes().startswith(b"\x89PNG")
     for heading in ("## Summary", "## Tier scores", "## Per day", "## Deltas (B - A)", "95% CI"):
@@ -171,5 +171,6 @@ def test_report_writes_json_markdown_and_two_linked_pngs(better_b, tmp_path):
         "comparison.json",
         "comparison_report.md",
         "pr_curves.png",
+        "reliability.png",
         "roc_curves.png",
     ]

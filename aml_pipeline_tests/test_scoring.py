@@ -89,7 +89,7 @@ def test_ranks_are_dense_and_ties_break_by_alert_id():
     x = pd.concat([x.iloc[:50], x.iloc[:50].assign(alert_id=lambda d: "b" + d["alert_id"])])
     ranks = rank_frame(model, x.sample(frac=1, random_state=1))
     assert ranks["rank"].tolist() == list(range(1, 101))
-    assert ranks["score"].is_monotonic_decreasing
-    for _, tied in ranks.groupby("score"):
+    assert ranks["ranker_score"].is_monotonic_decreasing
+    for _, tied in ranks.groupby("ranker_score"):
         assert tied["alert_id"].tolist() == sorted(tied["alert_id"])
     assert rank_frame(model, x)["alert_id"].tolist() == ranks["alert_id"].tolist()

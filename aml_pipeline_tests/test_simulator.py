@@ -12,8 +12,9 @@ from aml_pipeline.simulator.episodes import LAUNDERING, LOOKALIKES, typology_wei
 from aml_pipeline.simulator.profiles import SMALL
 from aml_pipeline.simulator.transfers import TransferSimulator, day_index
 from aml_pipeline.sources.base import BatchNotAvailable
-from aml_pipeline.sources.simulated import SimulatedSource
-from aml_pipeline_tests.conftest import small_source
+from aml_pipeline.sources.simulated import MAX_LABEL_DELAY, MIN_LABEL_DELAY, SimulatedSource
+from aml_pipeline.storage import LocalStorage
+from aml_pipeline_tests.conftest import START, small_source
 
 DAY = dt.date(2025, 3, 3)
 
@@ -76,21 +77,35 @@ def test_most_alerts_are_false_positives_and_lookalikes_are_alerted():
 def test_a_day_exists_only_once_it_is_over():
     source = SimulatedSource(SMALL, dt.date(2025, 1, 1), today=lambda: dt.date(2025, 3, 5))
     assert source.available_dates("ethereum", 7)[-1] == dt.date(2025, 3, 4)
-    with pytest.raises(BatchNotAvailable, match="no batch for 2025-03-05 yet"):
+    with pytest.raises(
+        BatchNotAvailable,
+        match="no batch for 2025-03-05: batches exist for days from 2025-01-01 that are over",
+    ):
         source.fetch("ethereum", dt.date(2025, 3, 5), 7)
     with pytest.raises(BatchNotAvailable):
         source.fetch("ethereum", dt.date(2024, 12, 31), 7)
 
 
-def test_labels_appear_only_after_their_label_date():
+def test_labels_arrive_on_their_label_date_once_it_is_over(tmp_path):
     source = small_source()
     everything = source.labels("ethereum", DAY, 7)
     delay = pd.Series([(d - DAY).days for d in everything["label_date"]])
-    assert delay.min() >= 5 and delay.max() >= 30  # days to weeks
-    week_later = source.fetch_labels("ethereum", DAY, 7, DAY + dt.timedelta(7))
-    assert 0 < len(week_later) < len(everything)
-    assert (week_later["label_date"] <= DAY + dt.timedelta(7)).all()
-    assert len(source.fetch_labels("ethereum", DAY, 7, DAY)) == 0
+    assert delay.min() >= MIN_LABEL_DELAY and delay.max() <= MAX_LABEL_DELAY
+    assert delay.max() >= 30  # days to weeks
+    arrival = DAY + dt.timedelta(int(delay.mode()[0]))
+    events = source.fetch_label_events("ethereum", arrival, 7)
+    assert (events["label_date"] == arrival).all()
+    mine = set(everything.loc[everything["label_date"] == arrival, "alert_id"])
+    assert mine and mine <= set(events["alert_id"])  # ... among other days' alerts
+    assert set(events["processing_date"]) > {DAY}
+    with pytest.raises(BatchNotAvailable, match="not all known before the day is over"):
+        source.fetch_label_events("ethereum", dt.date(2025, 6, 1), 7)
+    # served from the simulated SOT's label table once a day's labels were computed
+    cached = SimulatedSource(SMALL, START, label_cache=LocalStorage(tmp_path))
+    first = cached.labels("ethereum", DAY, 7)
+    again = SimulatedSource(SMALL, START, label_cache=LocalStorage(tmp_path))
+    again.build = None  # a rebuild would fail: the cache must answer
+    pd.testing.assert_frame_equal(again.labels("ethereum", DAY, 7), first)
 
 
 def test_profiles_take_knob_overrides():

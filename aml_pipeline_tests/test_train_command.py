@@ -70,7 +70,7 @@ def test_train_registers_three_models_and_retraining_is_byte_identical(cli_home,
 
 
 def test_training_without_features_for_the_range_fails_clearly(cli_home):
-    with pytest.raises(SystemExit, match=r"ethereum/2025-02-20 has no alerts.parquet: land"):
+    with pytest.raises(SystemExit, match=r"ethereum has never been landed: aml-pipeline download"):
         cli.main(
             [
                 "train",
@@ -82,3 +82,11 @@ def test_training_without_features_for_the_range_fails_clearly(cli_home):
                 "2025-02-21",
             ]
         )
+
+
+def test_training_on_days_not_landed_names_them(cli_home):
+    span = ["--start-date", "2025-02-20", "--end-date", "2025-02-20"]
+    assert cli.main(["download", "--network", "ethereum", *span]) == 0
+    with pytest.raises(SystemExit, match=r"2025-02-21: land them first \(aml-pipeline download"):
+        cli.main(["train", "--network", "ethereum", "--start-date", "2025-02-20",
+                  "--end-date", "2025-02-21"])  # fmt: skip

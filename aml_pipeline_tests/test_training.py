@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
+import hashlib
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 from aml_pipeline.assets.training import cluster_labels
 from aml_pipeline.contract.conform import conform_table, read_parquet_bytes
@@ -19,7 +22,12 @@ from aml_pipeline.features.alert_features import (
     build_alert_features,
     build_alert_history,
 )
-from aml_pipeline.models.registry import ModelRegistry, ModelSchemaError, check_schema
+from aml_pipeline.models.registry import (
+    ModelIntegrityError,
+    ModelRegistry,
+    ModelSchemaError,
+    check_schema,
+)
 from aml_pipeline.models.training import (
     LABEL,
     NotEnoughLabels,
@@ -49,9 +57,11 @@ def data() -> tuple[pd.DataFrame, pd.DataFrame]:
             for s in (ALERTS, FEATURES, CLUSTERS)
         }
         history = build_alert_history(
+            t["alerts"]["address"],
             pd.concat(past) if past else pd.DataFrame(),
             day,
-            pd.concat(labels) if labels else None,
+            pd.concat(labels) if labels else None,  # only those known before the day count
+            FIRST,
         )
         frames.append(build_alert_features(t["alerts"], t["features"], t["clusters"], history))
         labels.append(source.labels("ethereum", day, 7))
@@ -144,6 +154,11 @@ def test_cluster_labels_need_every_member_or_one_sar():
     assert out[LABEL].to_dict() == {"all-no": False, "one-yes": True}
 
 
+def _register(registry: ModelRegistry, model) -> dict:
+    entry = {"features": model.features, "feature_schema_version": 1, "metrics": model.metrics}
+    return registry.register("alert_scorer", model.booster, entry, model.calibration)
+
+
 def test_registry_versions_champion_and_schema_check(data, tmp_path):
     frame = labelled(*data, AS_OF)
     model = train_binary(
@@ -151,26 +166,86 @@ def test_registry_versions_champion_and_schema_check(data, tmp_path):
     )
     registry = ModelRegistry(LocalStorage(tmp_path), "ethereum")
     for _ in range(2):
-        version = registry.next_version("alert_scorer", 1)
-        registry.register(
-            "alert_scorer",
-            model.booster,
-            {
-                "version": version,
-                "features": model.features,
-                "feature_schema_version": 1,
-                "metrics": model.metrics,
-            },
-        )
+        _register(registry, model)
     assert [e["version"] for e in registry.entries("alert_scorer")] == ["1.0.0", "1.1.0"]
     assert registry.champions() == {"alert_scorer": "1.0.0"}
     folder = tmp_path / "trained_models" / "ethereum"
     files = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))  # not locks
-    assert files == ["alert_scorer_v1.0.0.txt", "alert_scorer_v1.1.0.txt", "model_metadata.json"]
-    assert json.loads((tmp_path / "trained_models/ethereum/model_metadata.json").read_text())
+    assert files == [
+        "alert_scorer_v1.0.0.calibration.json",
+        "alert_scorer_v1.0.0.txt",
+        "alert_scorer_v1.1.0.calibration.json",
+        "alert_scorer_v1.1.0.txt",
+        "model_metadata.json",
+    ]
+    entry = registry.entry("alert_scorer", "1.0.0")
+    assert entry["sha256"] == hashlib.sha256((folder / entry["file"]).read_bytes()).hexdigest()
     loaded = registry.load("alert_scorer")
-    scores = loaded.booster.predict(frame[loaded.features].head(5))
+    scores = loaded.predict(frame[loaded.features].head(5))
     assert np.all((scores >= 0) & (scores <= 1))
     check_schema(loaded, list(frame.columns))
     with pytest.raises(ModelSchemaError, match=r"alert_scorer v1.0.0 .* lacks 1: \['kcore'\]"):
         check_schema(loaded, [c for c in frame.columns if c != "kcore"])
+
+
+def test_a_swapped_or_tampered_model_file_is_refused(data, tmp_path):
+    frame = labelled(*data, AS_OF)
+    model = train_binary(
+        frame, list(FEATURE_COLUMNS), list(CATEGORIES), FAST, "alert_confidence_score", VOCAB
+    )
+    registry = ModelRegistry(LocalStorage(tmp_path), "ethereum")
+    first, second = _register(registry, model), _register(registry, model)
+    folder = tmp_path / "trained_models" / "ethereum"
+    other = train_binary(
+        frame,
+        list(FEATURE_COLUMNS),
+        list(CATEGORIES),
+        TrainParams(max_rounds=5, early_stopping_rounds=5),
+        "alert_confidence_score",
+        VOCAB,
+    )
+    (folder / first["file"]).write_text(other.booster.model_to_string())
+    with pytest.raises(ModelIntegrityError, match=r"alert_scorer_v1\.0\.0\.txt: sha256"):
+        registry.load("alert_scorer", "1.0.0")
+    calibration = folder / second["calibration"]["file"]
+    calibration.write_text(calibration.read_text().replace('"slope": ', '"slope": 2'))
+    with pytest.raises(ModelIntegrityError, match=r"v1\.1\.0\.calibration\.json: sha256"):
+        registry.load("alert_scorer", "1.1.0")
+
+
+def _train_and_register(root: str, frame: pd.DataFrame) -> str:
+    model = train_binary(
+        frame, list(FEATURE_COLUMNS), list(CATEGORIES), FAST, "alert_confidence_score", VOCAB
+    )
+    return _register(ModelRegistry(LocalStorage(root), "ethereum"), model)["version"]
+
+
+def test_two_concurrent_trainings_get_two_distinct_consistent_versions(data, tmp_path):
+    frame = labelled(*data, AS_OF)
+    # spawned, not forked: a fork after LightGBM's OpenMP threads ran can deadlock
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        versions = list(pool.map(_train_and_register, [str(tmp_path)] * 2, [frame] * 2))
+    assert sorted(versions) == ["1.0.0", "1.1.0"]
+    registry = ModelRegistry(LocalStorage(tmp_path), "ethereum")
+    assert sorted(e["version"] for e in registry.entries("alert_scorer")) == ["1.0.0", "1.1.0"]
+    for version in versions:  # each entry matches its own file
+        assert registry.load("alert_scorer", version).version == version
+
+
+def test_scores_are_calibrated_on_the_validation_days_without_changing_the_ranking(data):
+    frame = labelled(*data, AS_OF)
+    model = train_binary(
+        frame, list(FEATURE_COLUMNS), list(CATEGORIES), FAST, "alert_confidence_score", VOCAB
+    )
+    _, valid = time_split(frame, FAST.valid_fraction)
+    x, y = frame.loc[valid, model.features], frame.loc[valid, LABEL].to_numpy()
+    raw = model.booster.predict(x, num_iteration=model.booster.best_iteration)
+    calibrated = model.calibration.apply(model.booster.predict(x, raw_score=True))
+    assert roc_auc_score(y, calibrated) == pytest.approx(roc_auc_score(y, raw), abs=1e-12)
+    assert average_precision_score(y, calibrated) == pytest.approx(
+        average_precision_score(y, raw), abs=1e-12
+    )
+    assert raw.mean() > 2 * y.mean()  # scale_pos_weight inflates the raw probability
+    assert abs(calibrated.mean() - y.mean()) < 0.2 * y.mean()
+    assert model.metrics["brier"] < model.metrics["brier_uncalibrated"]
+    assert model.metrics["ece"] < model.metrics["ece_uncalibrated"]

@@ -112,7 +112,7 @@ class AlertRanking(BaseModel):
 
     alert_id: str
     rank: int = Field(ge=1, description="1 is the most suspicious alert of the day.")
-    score: float
+    ranker_score: float = Field(description="The ranker's score: it orders, it is no probability.")
     model_version: str
 
 
@@ -222,7 +222,7 @@ def _paging(
             ge=0,
             le=1,
             allow_inf_nan=False,
-            description="Only rows with score >= min_score.",
+            description="Only rows with score >= min_score (ranker_score on /rankings).",
             examples=[0.5],
         ),
     ] = None,

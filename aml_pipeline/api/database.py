@@ -39,21 +39,26 @@ CLUSTER_SCORES = "cluster_scores.parquet"
 MODEL_METADATA = "model_metadata.json"
 
 _MIN_SCORE = "($min_score::DOUBLE IS NULL OR score >= $min_score::DOUBLE)"
+_MIN_RANKER_SCORE = "($min_score::DOUBLE IS NULL OR ranker_score >= $min_score::DOUBLE)"
 _PAGES = {
     ALERT_SCORES: (
         "SELECT alert_id, score, model_version, latency_ms FROM read_parquet($path) "
         f"WHERE {_MIN_SCORE} ORDER BY score DESC, alert_id LIMIT $limit OFFSET $offset"
     ),
     ALERT_RANKINGS: (
-        "SELECT alert_id, rank, score, model_version FROM read_parquet($path) "
-        f"WHERE {_MIN_SCORE} ORDER BY rank, alert_id LIMIT $limit OFFSET $offset"
+        "SELECT alert_id, rank, ranker_score, model_version FROM read_parquet($path) "
+        f"WHERE {_MIN_RANKER_SCORE} ORDER BY rank, alert_id LIMIT $limit OFFSET $offset"
     ),
     CLUSTER_SCORES: (
         "SELECT cluster_id, score, model_version, explain_json FROM read_parquet($path) "
         f"WHERE {_MIN_SCORE} ORDER BY score DESC, cluster_id LIMIT $limit OFFSET $offset"
     ),
 }
-_COUNT = f"SELECT count(*) AS total FROM read_parquet($path) WHERE {_MIN_SCORE}"
+_COUNTS = {
+    name: "SELECT count(*) AS total FROM read_parquet($path) WHERE "
+    + (_MIN_RANKER_SCORE if name == ALERT_RANKINGS else _MIN_SCORE)
+    for name in (ALERT_SCORES, ALERT_RANKINGS, CLUSTER_SCORES)
+}
 _ALERT = (
     "SELECT alert_id, score, model_version, latency_ms, explain_json, "
     "(SELECT min(rank) FROM read_parquet($rankings) WHERE alert_id = $alert_id) AS rank "
@@ -231,7 +236,7 @@ class ResultsDatabase:
             raise ValueError("limit or offset out of range")
         path = self._day_file(network, day, name)
         params: dict[str, Any] = {"path": str(path), "min_score": min_score}
-        total = self._rows(_COUNT, params, path)[0]["total"]
+        total = self._rows(_COUNTS[name], params, path)[0]["total"]
         rows = self._rows(_PAGES[name], {**params, "limit": limit, "offset": offset}, path)
         for row in rows:
             if "explain_json" in row:

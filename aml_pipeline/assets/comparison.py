@@ -1,17 +1,23 @@
 """The ``model_comparison`` asset: the A/B test of ``aml-pipeline validate`` on two
-registered alert scorers over landed days, optionally promoting a significant winner."""
+registered alert scorers over days the daily run processed, optionally promoting a winner
+that is significant under the address bootstrap."""
 
 import datetime as dt
+import sys
 
 import dagster as dg
 from pydantic import Field
 
-from aml_pipeline.assets.training import read_days
-from aml_pipeline.contract.files import parquet_bytes
+from aml_pipeline.assets.ingestion import day_rows, read_known_labels
+from aml_pipeline.assets.training import promotion_event
 from aml_pipeline.dates import date_range
+from aml_pipeline.ingestion import read_landed_traps
+from aml_pipeline.io_manager import MissingPartitions, Warehouse
 from aml_pipeline.models.registry import ModelRegistry
+from aml_pipeline.provenance import module_version
 from aml_pipeline.resources import PipelineConfig
-from aml_pipeline.validation.ab_test import run_ab_test
+from aml_pipeline.validation import ab_test, comparison, report
+from aml_pipeline.validation.ab_test import compare_loaded
 
 
 class ModelComparisonConfig(dg.Config):
@@ -37,16 +43,22 @@ def build_comparison_asset(network: str) -> dg.AssetsDefinition:
         deps=[
             dg.AssetKey([network, "alert_scorer"]),
             dg.AssetKey([network, "alert_features"]),
-            dg.AssetKey([network, "ground_truth"]),
+            dg.AssetKey([network, "label_events"]),
         ],
         kinds={"lightgbm", "json"},
-        description="A/B test of two alert-scorer versions on the same landed days with the "
-        "validators' tiers 1-3: per-day metrics, deltas, paired-bootstrap 95% intervals "
-        "for the AUC differences, winner and recommendation, written to "
+        code_version=module_version(sys.modules[__name__], ab_test, comparison, report),
+        description="A/B test of two alert-scorer versions on the same days with the "
+        "validators' tiers 1-3, on the features the daily run stored for those days (so the "
+        "label history is what production had) and the labels that arrived so far: per-day "
+        "metrics, deltas, 95% intervals for the AUC differences from a paired bootstrap over "
+        "addresses, calibration, winner and recommendation, written to "
         f"validation_results/{network}/v{{A}}_vs_v{{B}}/ with comparison_report.md.",
     )
     def model_comparison(
-        config: ModelComparisonConfig, pipeline: PipelineConfig
+        context: dg.AssetExecutionContext,
+        config: ModelComparisonConfig,
+        pipeline: PipelineConfig,
+        warehouse_io_manager: Warehouse,
     ) -> dg.MaterializeResult:
         storage = pipeline.storage()
         registry = ModelRegistry(storage, network)
@@ -63,28 +75,40 @@ def build_comparison_asset(network: str) -> dg.AssetsDefinition:
         days = _range(config.start_date, config.end_date)
         for version in (a, b):
             _check_held_out(registry, version, days)
+        warehouse = warehouse_io_manager
+        try:
+            features = warehouse.read_days(dg.AssetKey([network, "alert_features"]), days)
+        except MissingPartitions as exc:
+            raise dg.Failure(
+                description=f"the test range needs the daily run's features: {exc} "
+                "(aml-pipeline score or the daily job computes them)"
+            ) from exc
+        stored = warehouse.stored_days(dg.AssetKey([network, "label_events"]))
+        through = stored[-1] if stored else days[0] - dt.timedelta(1)
+        labels = read_known_labels(warehouse, network, days, through, pipeline.data_since(network))
+        by_day = {day: day_rows(features, day) for day in days}
         folder = f"validation_results/{network}/v{a}_vs_v{b}"
-        labels = read_days(
-            pipeline,
-            network,
-            "ground_truth",
-            days,
-            "the test range (aml-pipeline score or download lands it)",
-        )
-        storage.write_bytes(f"{folder}/ground_truth.parquet", parquet_bytes(labels))
-        result = run_ab_test(
-            storage.local_path(registry.model_key("alert_scorer", a)),
-            storage.local_path(registry.model_key("alert_scorer", b)),
-            pipeline.input_storage().local_path(network),
-            days[0],
-            days[-1],
-            storage.local_path(f"{folder}/ground_truth.parquet"),
+        result = compare_loaded(
+            {"A": registry.load("alert_scorer", a), "B": registry.load("alert_scorer", b)},
+            by_day,
+            {day: frame[["alert_id", "address"]] for day, frame in by_day.items()},
+            labels,
+            {day: read_landed_traps(pipeline.input_storage(), network, day) for day in days},
             storage.local_path(f"{folder}/comparison.json"),
+            {
+                "model_a": a,
+                "model_b": b,
+                "features": f"warehouse {network}/alert_features",
+                "labels_through": through.isoformat(),
+                "n_alerts": {day.isoformat(): len(frame) for day, frame in by_day.items()},
+                "warnings": [],
+            },
             n_resamples=config.resamples,
         )
         promoted = None
         if config.promote_winner and result["significant"] and result["winner"].startswith("B"):
             promoted = registry.promote("alert_scorer", b, result["recommendation"])
+            context.log_event(promotion_event(registry, "alert_scorer", promoted))
         delta = result["delta"]
         return dg.MaterializeResult(
             metadata={
@@ -100,6 +124,7 @@ def build_comparison_asset(network: str) -> dg.AssetsDefinition:
                 },
                 "bootstrap": dg.MetadataValue.json(result["bootstrap"]),
                 "promoted": dg.MetadataValue.json(promoted),
+                "labels_through": through.isoformat(),
                 "report": dg.MetadataValue.path(
                     str(storage.local_path(f"{folder}/comparison_report.md"))
                 ),

@@ -9,36 +9,41 @@ Numeric results are materialization metadata, so the UI plots them across days.
 
 import datetime as dt
 import json
-from collections.abc import Iterator
+import sys
 from typing import Any
 
 import dagster as dg
 import pandas as pd
 
-from aml_pipeline.assets.ingestion import BACKFILL, day_rows, partition_days
+from aml_pipeline.assets.ingestion import BACKFILL, day_rows, partition_days, read_known_labels
 from aml_pipeline.assets.metadata import frame_metadata
 from aml_pipeline.features.alert_features import CATEGORIES
 from aml_pipeline.ingestion import read_landed_traps
-from aml_pipeline.io_manager import read_parquet
+from aml_pipeline.io_manager import Warehouse, read_parquet
 from aml_pipeline.models.registry import ModelRegistry
 from aml_pipeline.models.scoring import score_frame
+from aml_pipeline.provenance import module_version
 from aml_pipeline.resources import PipelineConfig
 from aml_pipeline.storage import LocalStorage
 from aml_pipeline.validation import (
     Tier1Validator,
     Tier2Validator,
     Tier3Validator,
+    tier1_validator,
+    tier2_validator,
+    tier3_validator,
     to_jsonable,
     total_score,
 )
 
 TIERS = ("tier1", "tier2", "tier3")
+VALIDATOR_MODULES = (tier1_validator, tier2_validator, tier3_validator)
 EVALUATION_ASSETS = tuple(f"{tier}_evaluation" for tier in TIERS)
 #: Numeric results plotted per day in the UI.
 _PLOTTED = {
     "tier1": ("score",),
     "tier2": ("score",),
-    "tier3": ("score", "auc_roc", "auc_pr", "n_samples", "n_positive"),
+    "tier3": ("score", "auc_roc", "auc_pr", "brier", "ece", "n_samples", "n_positive"),
 }
 
 
@@ -63,23 +68,22 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return frame
 
 
-def _metadata(tier: str, frame: pd.DataFrame) -> dict[str, Any]:
-    """Row count and schema; each plotted number (the mean when a run spans days)."""
-    values: dict[str, list[float]] = {name: [] for name in _PLOTTED[tier]}
+def _metadata(context: dg.AssetExecutionContext, tier: str, frame: pd.DataFrame) -> dict[str, Any]:
+    """Row count and schema of the run's rows; each day's plotted numbers on its own
+    partition (so the UI's per-partition plots show daily values, not a run's mean)."""
     for _, row in frame.iterrows():
         details = json.loads(row["details_json"])
-        for name in values:
-            value = row["score"] if name == "score" else details.get("metrics", {}).get(name)
-            if value is not None and not pd.isna(value):
-                values[name].append(float(value))
-    extra: dict[str, Any] = {
-        f"{tier}_{name}": sum(v) / len(v) for name, v in values.items() if v and name != "score"
-    }
-    if values["score"]:
-        extra[f"{tier}_score"] = sum(values["score"]) / len(values["score"])
-    if frame["passed"].notna().any():
-        extra["days_passed"] = int(frame["passed"].fillna(False).sum())
-    return frame_metadata(frame, days=len(frame), **extra)
+        values = {
+            f"{tier}_{name}": row["score"]
+            if name == "score"
+            else details.get("metrics", {}).get(name)
+            for name in _PLOTTED[tier]
+        }
+        day_metadata = {k: float(v) for k, v in values.items() if v is not None and not pd.isna(v)}
+        if not pd.isna(row["passed"]):
+            day_metadata["passed"] = bool(row["passed"])
+        context.add_asset_metadata(day_metadata, partition_key=row["processing_date"].isoformat())
+    return frame_metadata(frame, days=len(frame))
 
 
 def _version(scores: pd.DataFrame) -> str:
@@ -97,6 +101,7 @@ def build_evaluation_assets(
         "backfill_policy": BACKFILL,
         "io_manager_key": "warehouse_io_manager",
         "kinds": {"pandas", "parquet", "duckdb"},
+        "code_version": module_version(sys.modules[__name__], *VALIDATOR_MODULES),
     }
     tier1_key = dg.AssetKey([network, "tier1_evaluation"])
 
@@ -110,14 +115,6 @@ def build_evaluation_assets(
         description="Tier 1 integrity (0.2): every alert scored once and nothing else, "
         "schema, scores in [0, 1], mean latency under 100 ms, and determinism (the day is "
         "scored again with the same model and must give the same scores).",
-        check_specs=[
-            dg.AssetCheckSpec(
-                "tier1_passed",
-                asset=tier1_key,
-                blocking=True,
-                description="Every day of the run passes tier 1; otherwise nothing is published.",
-            )
-        ],
         **common,
     )
     def tier1_evaluation(
@@ -126,7 +123,7 @@ def build_evaluation_assets(
         alert_scores: pd.DataFrame,
         alerts: pd.DataFrame,
         alert_features: pd.DataFrame,
-    ) -> Iterator[dg.Output | dg.AssetCheckResult]:
+    ) -> dg.Output[pd.DataFrame]:
         registry = ModelRegistry(pipeline.storage(), network)
         rows = []
         for day in partition_days(context):
@@ -141,13 +138,7 @@ def build_evaluation_assets(
             result = Tier1Validator().validate(scores, day_rows(alerts, day), rescored)
             rows.append(_row(network, day, version, result))
         frame = _frame(rows)
-        yield dg.Output(frame, metadata=_metadata("tier1", frame))
-        failed = frame.loc[~frame["passed"].fillna(False), "processing_date"]
-        yield dg.AssetCheckResult(
-            check_name="tier1_passed",
-            passed=failed.empty,
-            metadata={"failed_days": dg.MetadataValue.json([str(d) for d in failed])},
-        )
+        return dg.Output(frame, metadata=_metadata(context, "tier1", frame))
 
     @dg.asset(
         key=[network, "tier2_evaluation"],
@@ -167,37 +158,44 @@ def build_evaluation_assets(
             result = Tier2Validator().validate(scores, traps)
             rows.append(_row(network, day, _version(scores), result))
         frame = _frame(rows)
-        return dg.Output(frame, metadata=_metadata("tier2", frame))
+        return dg.Output(frame, metadata=_metadata(context, "tier2", frame))
 
     @dg.asset(
         key=[network, "tier3_evaluation"],
-        ins={
-            "alert_scores": dg.AssetIn(key=[network, "alert_scores"]),
-            "ground_truth": dg.AssetIn(key=[network, "ground_truth"]),
-        },
+        ins={"alert_scores": dg.AssetIn(key=[network, "alert_scores"])},
         deps=[tier1_key, dg.AssetKey([network, "tier2_evaluation"])],
         description="Tier 3 ground truth (0 to 0.5): AUC-ROC and AUC-PR against the labels "
-        "known so far, with sample counts and the best F1. A day without both classes "
-        "yet has no metric and says why. Also rewrites the per-model evaluation files "
-        f"validation_results/{network}/model_v{{version}}_evaluation.json.",
+        "of the day's alerts that have arrived so far (the label events from the day to the "
+        "latest one fetched, recorded as labels_through), with sample counts, the best F1, "
+        "the Brier score and the expected calibration error. A day without both classes "
+        "yet has no metric and says why. The label-arrival sensor re-runs it when new label "
+        "events hold labels of the day's alerts. Also rewrites the per-model evaluation "
+        f"files validation_results/{network}/model_v{{version}}_evaluation.json.",
         **common,
     )
     def tier3_evaluation(
         context: dg.AssetExecutionContext,
         pipeline: PipelineConfig,
+        warehouse_io_manager: Warehouse,
         alert_scores: pd.DataFrame,
-        ground_truth: pd.DataFrame,
     ) -> dg.Output[pd.DataFrame]:
+        warehouse = warehouse_io_manager
+        days = partition_days(context)
+        stored = warehouse.stored_days(dg.AssetKey([network, "label_events"]))
+        through = stored[-1] if stored else days[0] - dt.timedelta(1)
+        labels = read_known_labels(warehouse, network, days, through, pipeline.data_since(network))
         rows = []
-        for day in partition_days(context):
+        for day in days:
             scores = day_rows(alert_scores, day)
-            result = Tier3Validator().validate(scores, day_rows(ground_truth, day))
+            result = Tier3Validator().validate(scores, day_rows(labels, day))
             result["passed"] = None
+            result["labels_through"] = through.isoformat()
             rows.append(_row(network, day, _version(scores), result))
         frame = _frame(rows)
         written = write_model_evaluations(pipeline.storage(), network, frame)
-        metadata = _metadata("tier3", frame)
+        metadata = _metadata(context, "tier3", frame)
         metadata["evaluation_files"] = dg.MetadataValue.json(written)
+        metadata["labels_through"] = through.isoformat()
         return dg.Output(frame, metadata=metadata)
 
     return [tier1_evaluation, tier2_evaluation, tier3_evaluation]

@@ -1,17 +1,22 @@
 """Daily model-feature assets of one network: alert_history, alert_features and
 cluster_features."""
 
-import warnings
+import datetime as dt
+import sys
 
 import dagster as dg
 import pandas as pd
 
 from aml_pipeline.assets.ingestion import daily_table_args, day_rows, partition_days
 from aml_pipeline.assets.metadata import frame_metadata, storage_types
+from aml_pipeline.dates import date_range
+from aml_pipeline.features import alert_features as alert_features_module
+from aml_pipeline.features import cluster_features as cluster_features_module
 from aml_pipeline.features.alert_features import (
     CATEGORIES,
     FEATURE_COLUMNS,
     FEATURE_SCHEMA_VERSION,
+    HISTORY_ALERT_COLUMNS,
     HISTORY_DAYS,
     HISTORY_LINEAGE,
     LABEL_HISTORY_DAYS,
@@ -20,15 +25,12 @@ from aml_pipeline.features.alert_features import (
     build_alert_history,
 )
 from aml_pipeline.features.cluster_features import CLUSTER_FEATURE_COLUMNS, build_cluster_features
-from aml_pipeline.io_manager import ALLOW_MISSING_KEY, COLUMNS_KEY
+from aml_pipeline.io_manager import COLUMNS_KEY, MissingPartitions, Warehouse
+from aml_pipeline.provenance import module_version
+from aml_pipeline.resources import PipelineConfig
 
-# Look-back inputs must reach before the first partition; the flag is beta in Dagster 1.13.
-warnings.filterwarnings(
-    "ignore", message="Parameter `allow_nonexistent_upstream_partitions`", category=dg.BetaWarning
-)
-HISTORY = dg.TimeWindowPartitionMapping(
-    start_offset=-LABEL_HISTORY_DAYS, end_offset=-1, allow_nonexistent_upstream_partitions=True
-)
+#: The code version of the feature assets: this module and the feature code.
+CODE_VERSION = module_version(sys.modules[__name__], alert_features_module, cluster_features_module)
 
 
 def _lineage(network: str, lineage: dict[str, list[tuple[str, str]]]) -> dg.TableColumnLineage:
@@ -43,15 +45,6 @@ def _lineage(network: str, lineage: dict[str, list[tuple[str, str]]]) -> dg.Tabl
     )
 
 
-def _history_in(network: str, table: str, columns: list[str]) -> dg.AssetIn:
-    """Earlier days of ``table`` (``HISTORY``), only ``columns``; missing days are empty."""
-    return dg.AssetIn(
-        key=[network, table],
-        partition_mapping=HISTORY,
-        metadata={ALLOW_MISSING_KEY: True, COLUMNS_KEY: columns},
-    )
-
-
 def build_feature_assets(
     network: str, partitions: dg.PartitionsDefinition
 ) -> list[dg.AssetsDefinition]:
@@ -60,39 +53,56 @@ def build_feature_assets(
     @dg.asset(
         key=[network, "alert_history"],
         ins={
-            "prior_alerts": _history_in(
-                network,
-                "raw_alerts",
-                ["alert_id", "address", "processing_date", "typology_type"],
-            ),
-            "prior_labels": _history_in(
-                network,
-                "ground_truth",
-                ["alert_id", "processing_date", "is_sar_filed", "label_date"],
-            ),
+            "alerts": dg.AssetIn(
+                key=[network, "raw_alerts"], metadata={COLUMNS_KEY: ["address", "processing_date"]}
+            )
         },
+        deps=[dg.AssetKey([network, "label_events"])],
         description=(
-            f"Per address alerted in the {LABEL_HISTORY_DAYS} days before the day: how often "
-            f"it was alerted in the last {HISTORY_DAYS} days, on how many days, with how many "
-            "typologies; how many of its alerts were labelled, and SAR-filed, by labels known "
-            "before the day (label_date < day); and how many days of data the look-back "
-            f"holds. Reads only earlier days (partition mapping -{LABEL_HISTORY_DAYS}..-1); "
-            "days before the data began count as no alerts."
+            f"Per address alerted on the day: how often it was alerted in the {HISTORY_DAYS} "
+            "days before, on how many days, with how many typologies; how many of its alerts "
+            f"of the {LABEL_HISTORY_DAYS} days before were labelled, and SAR-filed, by the "
+            "label events that arrived before the day; and how many days of data the look-back "
+            f"holds. Reads raw_alerts and label_events of the {LABEL_HISTORY_DAYS} days before "
+            "the day: partitions that never change after their day, so a row is the same "
+            "whenever it is computed. The look-back is read, not a partition dependency, so a "
+            "backfill of N days computes N days; a day missing from it after the network's "
+            "data began (NETWORK.json) is an error that names the day."
         ),
         metadata={
             "dagster/column_lineage": _lineage(network, HISTORY_LINEAGE),
+            "look_back_days": LABEL_HISTORY_DAYS,
             **storage_types(),
         },
-        **daily_table_args(network, partitions),
+        **daily_table_args(network, partitions, CODE_VERSION),
     )
     def alert_history(
-        context: dg.AssetExecutionContext, prior_alerts: pd.DataFrame, prior_labels: pd.DataFrame
+        context: dg.AssetExecutionContext,
+        pipeline: PipelineConfig,
+        warehouse_io_manager: Warehouse,
+        alerts: pd.DataFrame,
     ) -> dg.Output[pd.DataFrame]:
+        days = partition_days(context)
+        since = pipeline.data_since(network)
+        look_back = date_range(days[0] - dt.timedelta(LABEL_HISTORY_DAYS), days[-1])
+        warehouse = warehouse_io_manager
+        try:
+            prior_alerts = warehouse.read_days(
+                dg.AssetKey([network, "raw_alerts"]), look_back[:-1], HISTORY_ALERT_COLUMNS, since
+            )
+            events = warehouse.read_days(
+                dg.AssetKey([network, "label_events"]), look_back[:-1], None, since
+            )
+        except MissingPartitions as exc:
+            raise dg.Failure(description=f"the look-back of {days[0]}..{days[-1]}: {exc}") from exc
         frames = [
-            build_alert_history(prior_alerts, day, prior_labels) for day in partition_days(context)
+            build_alert_history(day_rows(alerts, day)["address"], prior_alerts, day, events, since)
+            for day in days
         ]
         df = pd.concat(frames, ignore_index=True)
-        return dg.Output(df, metadata=frame_metadata(df))
+        return dg.Output(
+            df, metadata=frame_metadata(df, data_since=str(since), label_events=len(events))
+        )
 
     @dg.asset(
         key=[network, "alert_features"],
@@ -113,7 +123,7 @@ def build_feature_assets(
             "dagster/column_lineage": _lineage(network, {c: LINEAGE[c] for c in FEATURE_COLUMNS}),
             **storage_types(),
         },
-        **daily_table_args(network, partitions),
+        **daily_table_args(network, partitions, CODE_VERSION),
     )
     def alert_features(
         context: dg.AssetExecutionContext,
@@ -155,7 +165,7 @@ def build_feature_assets(
             "feature_columns": dg.MetadataValue.json(list(CLUSTER_FEATURE_COLUMNS)),
             **storage_types(),
         },
-        **daily_table_args(network, partitions),
+        **daily_table_args(network, partitions, CODE_VERSION),
     )
     def cluster_features(
         context: dg.AssetExecutionContext, clusters: pd.DataFrame, alert_features: pd.DataFrame

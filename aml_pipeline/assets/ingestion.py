@@ -2,29 +2,37 @@
 
 import datetime as dt
 import json
+import sys
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
 import pandas as pd
 
+from aml_pipeline import ingestion as landing_module
 from aml_pipeline.assets.metadata import frame_metadata, table_schema
+from aml_pipeline.contract import conform as conform_module
+from aml_pipeline.contract import schema as schema_module
+from aml_pipeline.contract import validation as validation_module
 from aml_pipeline.contract.conform import conform_table
 from aml_pipeline.contract.schema import BATCH_TABLES, GROUND_TRUTH, TableSpec
 from aml_pipeline.contract.validation import BatchRefused
+from aml_pipeline.dates import date_range
 from aml_pipeline.ingestion import (
     fetch_and_validate,
     land,
     landed_dir,
     read_landed_meta,
     read_landed_table,
-    verify_landed,
 )
+from aml_pipeline.io_manager import PARTITION_COLUMN_KEY, DuckDBParquetIOManager
+from aml_pipeline.provenance import module_version
 from aml_pipeline.resources import PipelineConfig
 from aml_pipeline.runs import MAX_DAYS_PER_RUN
+from aml_pipeline.sources import base as source_module
+from aml_pipeline.sources import record as record_module
 from aml_pipeline.sources.base import BatchNotAvailable
-from aml_pipeline.sources.record import read_record, write_record
+from aml_pipeline.sources.record import record_landing
 
 # Backfills run up to MAX_DAYS_PER_RUN days per run: a month is a few runs, not thirty
 # process start-ups, and memory stays bounded. The parameter is beta in Dagster 1.13.
@@ -32,7 +40,9 @@ warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", categor
 BACKFILL = dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_DAYS_PER_RUN)
 
 
-def daily_table_args(network: str, partitions: dg.PartitionsDefinition) -> dict[str, Any]:
+def daily_table_args(
+    network: str, partitions: dg.PartitionsDefinition, code_version: str
+) -> dict[str, Any]:
     """Decorator arguments every daily table asset of a network shares."""
     return {
         "group_name": network,
@@ -40,7 +50,20 @@ def daily_table_args(network: str, partitions: dg.PartitionsDefinition) -> dict[
         "backfill_policy": BACKFILL,
         "io_manager_key": "warehouse_io_manager",
         "kinds": {"duckdb", "parquet", "pandas"},
+        "code_version": code_version,
     }
+
+
+#: The code version of the ingestion assets: this module and the landing and contract code.
+CODE_VERSION = module_version(
+    sys.modules[__name__],
+    landing_module,
+    conform_module,
+    schema_module,
+    validation_module,
+    record_module,
+    source_module,
+)
 
 
 def partition_days(context: dg.AssetExecutionContext) -> list[dt.date]:
@@ -54,7 +77,7 @@ def day_rows(frame: pd.DataFrame, day: dt.date) -> pd.DataFrame:
     return frame[frame["processing_date"] == day].reset_index(drop=True)
 
 
-def _contract_problems(
+def contract_problems(
     df: pd.DataFrame, spec: TableSpec, days: list[dt.date], window_days: int
 ) -> list[str]:
     """What is wrong with a conformed table of the given days (empty when nothing)."""
@@ -81,34 +104,28 @@ def _build_landed_batch(network: str, partitions: dg.PartitionsDefinition):
         partitions_def=partitions,
         backfill_policy=BACKFILL,
         kinds={"parquet", "json"},
+        code_version=CODE_VERSION,
         description=(
             f"The day's {network} SOT batch, fetched from the configured source, validated "
             "against the contract and published atomically to input/{network}/{date}/. "
             "A batch with any contract error is refused and nothing of it is written."
         ),
-        check_specs=[
-            dg.AssetCheckSpec(
-                "landed_files_match_meta",
-                asset=key,
-                blocking=True,
-                description="Every landed file's sha256 matches META.json.",
-            )
-        ],
     )
     def landed_batch(
         context: dg.AssetExecutionContext, pipeline: PipelineConfig
-    ) -> Iterator[dg.MaterializeResult]:
+    ) -> dg.MaterializeResult:
         storage, days = pipeline.input_storage(), partition_days(context)
-        recorded = read_record(storage, network)
-        spec = recorded or pipeline.configured_source()
-        if recorded is not None and recorded.identity() != pipeline.configured_source().identity():
+        record, configured = pipeline.record(network), pipeline.configured_source()
+        spec = record.source if record is not None else configured
+        if spec.identity() != configured.identity():
             context.log.warning(
-                f"{network} is landed from {recorded.describe()}, its recorded source; the "
-                f"configured source ({pipeline.configured_source().describe()}) is not used"
+                f"{network} is landed from {spec.describe()}, its recorded source; the "
+                f"configured source ({configured.describe()}) is not used"
             )
-        source = pipeline.source(network)
         try:
-            checked = fetch_and_validate(source, network, days, pipeline.window_days)
+            checked = fetch_and_validate(
+                pipeline.source(network), network, days, pipeline.window_days
+            )
         except BatchNotAvailable as exc:
             raise dg.Failure(description=str(exc)) from exc
         except BatchRefused as exc:
@@ -116,15 +133,13 @@ def _build_landed_batch(network: str, partitions: dg.PartitionsDefinition):
                 description=f"batch refused:\n{exc.report.format()}",
                 metadata={"validation_report": dg.MetadataValue.json(exc.report.to_dict())},
             ) from exc
-        if recorded is None:
-            write_record(storage, network, spec)
+        record_landing(storage, network, spec, days[0])
         digests = {}
         for item in checked:
             digests[item.batch.processing_date.isoformat()] = land(storage, item)
             context.log.info(item.report.format())
-        problems = [p for day in days for p in verify_landed(storage, network, day)]
         contract_warnings = [str(p) for c in checked for p in c.report.warnings]
-        yield dg.MaterializeResult(
+        return dg.MaterializeResult(
             metadata={
                 "days": len(days),
                 "origin": checked[0].batch.origin,
@@ -140,57 +155,41 @@ def _build_landed_batch(network: str, partitions: dg.PartitionsDefinition):
                     "\n".join(f"- {w}" for w in contract_warnings) or "none"
                 ),
             },
-            check_results=[
-                dg.AssetCheckResult(
-                    check_name="landed_files_match_meta",
-                    passed=not problems,
-                    metadata={"problems": dg.MetadataValue.json(problems)},
-                )
-            ],
         )
 
     return landed_batch
 
 
 def _build_raw_table(network: str, spec: TableSpec, partitions: dg.PartitionsDefinition):
-    key = dg.AssetKey([network, f"raw_{spec.name}"])
-    check = "conforms_to_contract"
-
     @dg.asset(
-        key=key,
+        key=[network, f"raw_{spec.name}"],
         deps=[dg.AssetKey([network, "landed_batch"])],
-        **daily_table_args(network, partitions),
-        description=f"{spec.description} Read from the landed {spec.file}, cast to the contract.",
+        **daily_table_args(network, partitions, CODE_VERSION),
+        description=f"{spec.description} Read from the landed {spec.file}, cast to the "
+        "contract; a day whose keys, dates or window break the contract is refused before "
+        "it is written.",
         metadata={"dagster/column_schema": table_schema(spec), "contract_key": list(spec.key)},
-        check_specs=[
-            dg.AssetCheckSpec(
-                check,
-                asset=key,
-                blocking=True,
-                description="Keys non-null and unique per day; dates and window match the run.",
-            )
-        ],
     )
     def raw_table(
         context: dg.AssetExecutionContext, pipeline: PipelineConfig
-    ) -> Iterator[dg.Output | dg.AssetCheckResult]:
+    ) -> dg.Output[pd.DataFrame]:
         storage, days = pipeline.input_storage(), partition_days(context)
         frames = [read_landed_table(storage, network, day, spec) for day in days]
         df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        problems = contract_problems(df, spec, days, pipeline.window_days)
+        if problems:
+            raise dg.Failure(
+                description=f"{network} {spec.file} of {days[0]}..{days[-1]} refused, nothing "
+                "written: " + "; ".join(problems)
+            )
         provenance = {
             day.isoformat(): read_landed_meta(storage, network, day)
             .get("sha256", {})
             .get(spec.file, "absent")
             for day in days
         }
-        yield dg.Output(
+        return dg.Output(
             df, metadata=frame_metadata(df, source_sha256=dg.MetadataValue.json(provenance))
-        )
-        problems = _contract_problems(df, spec, days, pipeline.window_days)
-        yield dg.AssetCheckResult(
-            check_name=check,
-            passed=not problems,
-            metadata={"problems": dg.MetadataValue.json(problems)},
         )
 
     return raw_table
@@ -200,7 +199,7 @@ def _build_batch_metadata(network: str, partitions: dg.PartitionsDefinition):
     @dg.asset(
         key=[network, "batch_metadata"],
         deps=[dg.AssetKey([network, "landed_batch"])],
-        **daily_table_args(network, partitions),
+        **daily_table_args(network, partitions, CODE_VERSION),
         description="One row per landed batch: META.json identity, counts and checksums.",
     )
     def batch_metadata(
@@ -228,73 +227,97 @@ def _build_batch_metadata(network: str, partitions: dg.PartitionsDefinition):
     return batch_metadata
 
 
-def _build_ground_truth(network: str, partitions: dg.PartitionsDefinition):
-    key = dg.AssetKey([network, "ground_truth"])
-    check = "labels_known_in_time"
+def label_event_problems(events: pd.DataFrame, days: list[dt.date]) -> list[str]:
+    """What is wrong with label events stored for ``days`` (empty when nothing): each
+    label dated on one of the days, after its alert, and an alert labelled once."""
+    problems = []
+    if events[["alert_id", "label_date", "processing_date"]].isna().any(axis=None):
+        problems.append("null alert_id, label_date or processing_date")
+    outside = sorted(set(events["label_date"].dropna()) - set(days))
+    if outside:
+        problems.append(f"labels dated outside the run's days: {[str(d) for d in outside[:3]]}")
+    early = events["label_date"] < events["processing_date"]
+    if early.any():
+        problems.append(f"{int(early.sum())} label(s) dated before their alert")
+    duplicated = events["alert_id"].duplicated()
+    if duplicated.any():
+        problems.append(f"{int(duplicated.sum())} alert(s) labelled twice")
+    return problems
 
+
+def _build_label_events(network: str, partitions: dg.PartitionsDefinition):
     @dg.asset(
-        key=key,
-        ins={"alerts": dg.AssetIn(key=dg.AssetKey([network, "raw_alerts"]))},
-        **daily_table_args(network, partitions),
+        key=[network, "label_events"],
+        deps=[dg.AssetKey([network, "landed_batch"])],
+        **daily_table_args(network, partitions, CODE_VERSION),
         description=(
-            "Labels (is_sar_filed) for the day's alerts that were known by the configured "
-            "as-of date. Re-materialize as labels arrive (T+tau)."
+            "The labels (is_sar_filed) that became known on the day, for alerts of earlier "
+            "days: partitioned by label_date, fetched once the day is over and never changed "
+            "after. Feature look-backs, training and tier 3 read labels from here, so each "
+            "sees exactly the labels known at its time. Depends on landed_batch so that a "
+            "network's first landing records its source before labels are fetched."
         ),
-        metadata={"dagster/column_schema": table_schema(GROUND_TRUTH)},
-        check_specs=[
-            dg.AssetCheckSpec(
-                check,
-                asset=key,
-                blocking=True,
-                description="Each label is for one of the day's alerts, once, and was known "
-                "between its processing date and the as-of date.",
-            )
-        ],
+        metadata={
+            "dagster/column_schema": table_schema(GROUND_TRUTH),
+            PARTITION_COLUMN_KEY: "label_date",
+        },
     )
-    def ground_truth(
-        context: dg.AssetExecutionContext, pipeline: PipelineConfig, alerts: pd.DataFrame
-    ) -> Iterator[dg.Output | dg.AssetCheckResult]:
-        source, as_of = pipeline.source(network), pipeline.as_of()
+    def label_events(
+        context: dg.AssetExecutionContext, pipeline: PipelineConfig
+    ) -> dg.Output[pd.DataFrame]:
+        days, as_of = partition_days(context), pipeline.as_of()
+        if days[-1] > as_of:
+            raise dg.Failure(
+                description=f"the labels of {days[-1]} are not known as of {as_of} "
+                "(labels_as_of, AML_LABELS_AS_OF): a label day is fetched once it is over"
+            )
+        source = pipeline.source(network)
         labels_problem = source.labels_problem(network)
         if labels_problem:
             context.log.warning(labels_problem)
-        frames = [
-            source.fetch_labels(network, day, pipeline.window_days, as_of)
-            for day in partition_days(context)
-        ]
-        labels = conform_table(pd.concat(frames, ignore_index=True), GROUND_TRUTH)
-        known_alerts = set(alerts["alert_id"])
-        orphan = ~labels["alert_id"].isin(known_alerts)
-        if orphan.any():
-            context.log.warning(f"{int(orphan.sum())} label(s) for unknown alerts dropped")
-        labels = labels[~orphan].sort_values(["processing_date", "alert_id"], kind="stable")
-        labels = labels.reset_index(drop=True)
-        n_pos = int(labels["is_sar_filed"].sum())
-        yield dg.Output(
-            labels,
+        try:
+            frames = [source.fetch_label_events(network, day, pipeline.window_days) for day in days]
+        except BatchNotAvailable as exc:
+            raise dg.Failure(description=str(exc)) from exc
+        events = conform_table(pd.concat(frames, ignore_index=True), GROUND_TRUTH)
+        events = events.sort_values(["label_date", "alert_id"], kind="stable")
+        events = events.reset_index(drop=True)
+        problems = label_event_problems(events, days)
+        if problems:  # refused before anything is written
+            raise dg.Failure(
+                description=f"{network} label events of {days[0]}..{days[-1]} refused: "
+                + "; ".join(problems)
+            )
+        alert_days = sorted({str(d) for d in events["processing_date"]})
+        return dg.Output(
+            events,
             metadata=frame_metadata(
-                labels,
-                as_of=as_of.isoformat(),
-                positives=n_pos,
-                label_coverage=float(len(labels) / len(alerts)) if len(alerts) else 0.0,
-                dropped_unknown_alerts=int(orphan.sum()),
+                events,
+                positives=int(events["is_sar_filed"].sum()),
+                alert_days=dg.MetadataValue.json(alert_days),
                 labels_file=labels_problem or "found",
             ),
         )
-        problems = _contract_problems(labels, GROUND_TRUTH, partition_days(context), 0)
-        early = labels["label_date"] < labels["processing_date"]
-        late = labels["label_date"] > as_of
-        if early.any():
-            problems.append(f"{int(early.sum())} label(s) dated before their alert")
-        if late.any():
-            problems.append(f"{int(late.sum())} label(s) not yet known on {as_of}")
-        yield dg.AssetCheckResult(
-            check_name=check,
-            passed=not problems,
-            metadata={"problems": dg.MetadataValue.json(problems)},
-        )
 
-    return ground_truth
+    return label_events
+
+
+def read_known_labels(
+    warehouse: DuckDBParquetIOManager,
+    network: str,
+    alert_days: list[dt.date],
+    through: dt.date,
+    since: dt.date,
+) -> pd.DataFrame:
+    """Labels of the alerts of ``alert_days`` that arrived by ``through``: the label events
+    of ``min(alert_days)..through``, every one of them stored (after ``since``)."""
+    first = min(alert_days)
+    if through < first:
+        return pd.DataFrame(columns=GROUND_TRUTH.column_names)
+    events = warehouse.read_days(
+        dg.AssetKey([network, "label_events"]), date_range(first, through), None, since
+    )
+    return events[events["processing_date"].isin(set(alert_days))].reset_index(drop=True)
 
 
 def build_ingestion_assets(
@@ -305,5 +328,5 @@ def build_ingestion_assets(
         _build_landed_batch(network, partitions),
         *(_build_raw_table(network, spec, partitions) for spec in BATCH_TABLES),
         _build_batch_metadata(network, partitions),
-        _build_ground_truth(network, partitions),
+        _build_label_events(network, partitions),
     ]

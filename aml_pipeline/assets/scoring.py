@@ -8,6 +8,7 @@
 
 import datetime as dt
 import json
+import sys
 import time
 from collections.abc import Iterator
 
@@ -20,9 +21,11 @@ from aml_pipeline.contract.files import parquet_bytes, sha256_hex
 from aml_pipeline.features.alert_features import CATEGORIES
 from aml_pipeline.features.cluster_features import CLUSTER_TYPES
 from aml_pipeline.ingestion import landed_dir, read_landed_meta
+from aml_pipeline.models import calibration as calibration_module
+from aml_pipeline.models import scoring as scoring_module
 from aml_pipeline.models.registry import MODEL_KINDS, LoadedModel, ModelNotFound, ModelRegistry
 from aml_pipeline.models.scoring import rank_frame, score_frame
-from aml_pipeline.provenance import code_version
+from aml_pipeline.provenance import code_version, module_version
 from aml_pipeline.resources import PipelineConfig
 
 SCORE_OUTPUTS = ("alert_scores", "alert_rankings", "cluster_scores", "scoring_manifest")
@@ -33,16 +36,21 @@ OUTPUT_FILES = {
 }
 PROCESSING_METADATA = "processing_metadata.json"
 _DESCRIPTIONS = {
-    "alert_scores": "P(SAR filed) per alert from the champion alert scorer, with its "
+    "alert_scores": "Calibrated P(SAR filed) per alert from the champion alert scorer, with its "
     "per-alert latency and a tree-SHAP explanation (top features, signed contributions, "
     "base value).",
     "alert_rankings": "The day's alerts ordered by the champion ranker (rank 1 = most "
-    "suspicious; ties by alert_id).",
-    "cluster_scores": "P(any member SAR filed) per cluster from the champion cluster "
+    "suspicious; ties by alert_id), with its ranker_score (a ranking score, not a "
+    "probability).",
+    "cluster_scores": "Calibrated P(any member SAR filed) per cluster from the champion cluster "
     "scorer, with a tree-SHAP explanation.",
     "scoring_manifest": "One row per day: the model versions and file hashes that scored "
     "it, the run, the code version and the time of each stage.",
 }
+
+
+#: The code version of the scoring assets: this module and the scoring code.
+CODE_VERSION = module_version(sys.modules[__name__], scoring_module, calibration_module)
 
 
 def output_dir(network: str, day: dt.date) -> str:
@@ -91,8 +99,12 @@ def build_scoring_assets(
             "alert_features": dg.AssetIn(key=[network, "alert_features"]),
             "cluster_features": dg.AssetIn(key=[network, "cluster_features"]),
         },
+        # the champions score: their assets' data versions are the champions', so a
+        # promotion marks every scored day stale in the UI
+        deps=[dg.AssetKey([network, kind]) for kind in MODEL_KINDS],
         partitions_def=partitions,
         backfill_policy=BACKFILL,
+        code_version=CODE_VERSION,
     )
     def score(
         context: dg.AssetExecutionContext,
@@ -153,6 +165,7 @@ def build_scoring_assets(
         partitions_def=partitions,
         backfill_policy=BACKFILL,
         kinds={"parquet", "json"},
+        code_version=CODE_VERSION,
         ins={
             **{name: dg.AssetIn(key=[network, name]) for name in SCORE_OUTPUTS},
             "tier1": dg.AssetIn(key=[network, "tier1_evaluation"]),

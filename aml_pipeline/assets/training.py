@@ -6,6 +6,7 @@ metadata in ``trained_models/{network}/``.
 """
 
 import datetime as dt
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +14,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from aml_pipeline.assets.ingestion import read_known_labels
 from aml_pipeline.dates import date_range
 from aml_pipeline.features.alert_features import (
     CATEGORIES,
@@ -21,7 +23,9 @@ from aml_pipeline.features.alert_features import (
     MONOTONE,
 )
 from aml_pipeline.features.cluster_features import CLUSTER_FEATURE_COLUMNS, CLUSTER_TYPES
-from aml_pipeline.io_manager import DuckDBParquetIOManager, read_parquet
+from aml_pipeline.io_manager import DuckDBParquetIOManager, MissingPartitions, Warehouse
+from aml_pipeline.models import calibration as calibration_module
+from aml_pipeline.models import training as training_module
 from aml_pipeline.models.registry import ModelRegistry
 from aml_pipeline.models.training import (
     LABEL,
@@ -34,6 +38,7 @@ from aml_pipeline.models.training import (
     train_binary,
     train_ranker,
 )
+from aml_pipeline.provenance import module_version
 from aml_pipeline.resources import PipelineConfig
 
 
@@ -76,26 +81,45 @@ class TrainModelsConfig(dg.Config):
         )
 
 
-def read_days(
-    pipeline: PipelineConfig,
-    network: str,
-    table: str,
-    days: list[dt.date],
-    purpose: str = "the training range (aml-pipeline train materializes it)",
-) -> pd.DataFrame:
-    """One warehouse table over ``days`` in one scan; every day must be materialized
-    (``purpose`` names the range in the error)."""
-    storage = pipeline.storage()
-    warehouse = DuckDBParquetIOManager(data_root=pipeline.data_root)
-    keys = [warehouse.key_for(dg.AssetKey([network, table]), str(d)) for d in days]
-    missing = [str(d) for d, k in zip(days, keys, strict=True) if not storage.exists(k)]
-    if missing:
-        raise dg.Failure(
-            description=f"{network}/{table} is not materialized for {len(missing)} day(s) of "
-            f"{purpose}: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}; "
-            "materialize it first"
-        )
-    return read_parquet([str(storage.local_path(k)) for k in keys])
+class TrainingInputs:
+    """The warehouse tables of a training range, read through the configured IO manager,
+    and the labels of its alerts that had arrived by the as-of date."""
+
+    def __init__(
+        self,
+        warehouse: DuckDBParquetIOManager,
+        pipeline: PipelineConfig,
+        network: str,
+        config: TrainModelsConfig,
+    ) -> None:
+        self.warehouse = warehouse
+        self.network, self.days = network, config.days()
+        self.as_of = config.as_of_date(pipeline)
+        self.since = pipeline.data_since(network)
+
+    def table(self, name: str) -> pd.DataFrame:
+        """One table over the training range; every day must be materialized."""
+        try:
+            return self.warehouse.read_days(dg.AssetKey([self.network, name]), self.days)
+        except MissingPartitions as exc:
+            raise dg.Failure(
+                description=f"training range {self.days[0]}..{self.days[-1]}: {exc} "
+                "(aml-pipeline train materializes the range first)"
+            ) from exc
+
+    def labels_through(self) -> dt.date:
+        """The last label day read: the as-of date, or the last label day fetched so far."""
+        stored = self.warehouse.stored_days(dg.AssetKey([self.network, "label_events"]))
+        return min(self.as_of, stored[-1]) if stored else self.days[0] - dt.timedelta(1)
+
+    def labels(self) -> pd.DataFrame:
+        """Labels of the range's alerts that arrived by ``labels_through()``."""
+        try:
+            return read_known_labels(
+                self.warehouse, self.network, self.days, self.labels_through(), self.since
+            )
+        except MissingPartitions as exc:
+            raise dg.Failure(description=f"labels known by {self.as_of}: {exc}") from exc
 
 
 def _register(
@@ -103,24 +127,24 @@ def _register(
     kind: str,
     model: TrainedModel,
     config: TrainModelsConfig,
-    as_of: dt.date,
+    inputs: TrainingInputs,
     extra: dict[str, Any],
 ) -> dict[str, Any]:
     entry = {
-        "version": registry.next_version(kind, FEATURE_SCHEMA_VERSION),
         "feature_schema_version": FEATURE_SCHEMA_VERSION,
         "features": model.features,
         **extra,
         "params": model.params,
         "hyperparameters": params_dict(config.params()),
         "training_range": [config.start_date, config.end_date],
-        "as_of": as_of.isoformat(),
+        "as_of": inputs.as_of.isoformat(),
+        "labels_through": inputs.labels_through().isoformat(),
         "metrics": model.metrics,
         **model.data,
         "library_versions": library_versions(),
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
-    return registry.register(kind, model.booster, entry)
+    return registry.register(kind, model.booster, entry, model.calibration)
 
 
 def _result(entry: dict[str, Any], registry: ModelRegistry) -> dg.MaterializeResult:
@@ -129,24 +153,43 @@ def _result(entry: dict[str, Any], registry: ModelRegistry) -> dg.MaterializeRes
         metadata={
             "version": entry["version"],
             "file": f"{registry.folder}/{entry['file']}",
+            "sha256": entry["sha256"],
             "champion": registry.champions().get(entry["kind"]) == entry["version"],
             **metrics,
             "rows": entry["rows"],
             "positives": entry["positives"],
             "baselines": dg.MetadataValue.json(entry.get("baselines", {})),
+            "calibration": dg.MetadataValue.json(entry.get("calibration")),
             "data_sha256": entry["data_sha256"],
-        }
+            "labels_through": entry["labels_through"],
+        },
+        data_version=champion_data_version(registry, entry["kind"]),
     )
 
 
-def _alert_training_frame(
-    pipeline: PipelineConfig, network: str, config: TrainModelsConfig
-) -> tuple[pd.DataFrame, dt.date]:
-    days = config.days()
-    as_of = config.as_of_date(pipeline)
-    features = read_days(pipeline, network, "alert_features", days)
-    labels = read_days(pipeline, network, "ground_truth", days)
-    return labelled(features, labels, as_of), as_of
+#: The tag that carries a materialization's data version (Dagster's own name for it).
+DATA_VERSION_TAG = "dagster/data_version"
+
+
+def promotion_event(
+    registry: ModelRegistry, kind: str, record: dict[str, Any]
+) -> dg.AssetMaterialization:
+    """The model asset's materialization for a promotion: the new champion's data version,
+    so the UI marks everything it scored stale."""
+    return dg.AssetMaterialization(
+        asset_key=dg.AssetKey([registry.network, kind]),
+        description=f"v{record['version']} promoted to champion (was v{record['previous']})",
+        metadata={"champion": record["version"], "previous": str(record["previous"])},
+        tags={DATA_VERSION_TAG: champion_data_version(registry, kind).value},
+    )
+
+
+def champion_data_version(registry: ModelRegistry, kind: str) -> dg.DataVersion:
+    """The model asset's data version: the champion that scores use (so a retrain that
+    leaves the champion in place does not mark scores stale, and a promotion does)."""
+    champion = registry.champions().get(kind)
+    entry = registry.entry(kind, champion) if champion else None
+    return dg.DataVersion(f"{champion}:{entry['sha256'][:16]}" if entry else "none")
 
 
 def cluster_labels(
@@ -184,21 +227,31 @@ def _fit(pipeline: PipelineConfig, network: str, train: Callable[[], TrainedMode
 def build_model_assets(network: str) -> list[dg.AssetsDefinition]:
     """The three model assets of one network."""
     group = f"{network}_models"
-    alert_deps = [dg.AssetKey([network, "alert_features"]), dg.AssetKey([network, "ground_truth"])]
+    alert_deps = [dg.AssetKey([network, "alert_features"]), dg.AssetKey([network, "label_events"])]
     vocab = {c: len(v) for c, v in CATEGORIES.items()}
+    common = {
+        "group_name": group,
+        "kinds": {"lightgbm"},
+        "code_version": module_version(sys.modules[__name__], training_module, calibration_module),
+    }
 
     def train_alert_model(
-        kind: str, config: TrainModelsConfig, pipeline: PipelineConfig
+        kind: str,
+        warehouse: DuckDBParquetIOManager,
+        config: TrainModelsConfig,
+        pipeline: PipelineConfig,
     ) -> dg.MaterializeResult:
-        frame, as_of = _alert_training_frame(pipeline, network, config)
+        inputs = TrainingInputs(warehouse, pipeline, network, config)
+        frame = labelled(inputs.table("alert_features"), inputs.labels(), inputs.as_of)
+        features, categorical = list(FEATURE_COLUMNS), list(CATEGORIES)
         if kind == "alert_scorer":
             model = _fit(
                 pipeline,
                 network,
                 lambda: train_binary(
                     frame,
-                    list(FEATURE_COLUMNS),
-                    list(CATEGORIES),
+                    features,
+                    categorical,
                     config.params(),
                     "alert_confidence_score",
                     vocab,
@@ -209,52 +262,53 @@ def build_model_assets(network: str) -> list[dg.AssetsDefinition]:
             model = _fit(
                 pipeline,
                 network,
-                lambda: train_ranker(
-                    frame, list(FEATURE_COLUMNS), list(CATEGORIES), config.params(), MONOTONE
-                ),
+                lambda: train_ranker(frame, features, categorical, config.params(), MONOTONE),
             )
         registry = ModelRegistry(pipeline.storage(), network)
         categories = {k: list(v) for k, v in CATEGORIES.items()}
-        entry = _register(registry, kind, model, config, as_of, {"categories": categories})
+        entry = _register(registry, kind, model, config, inputs, {"categories": categories})
         return _result(entry, registry)
 
     @dg.asset(
         key=[network, "alert_scorer"],
-        group_name=group,
         deps=alert_deps,
-        kinds={"lightgbm"},
-        description="LightGBM binary classifier of P(SAR filed) "
-        "per alert, with confidence-only and logistic-regression baselines.",
+        description="LightGBM binary classifier of P(SAR filed) per alert, calibrated on the "
+        "validation days (Platt), with confidence-only and logistic-regression baselines. "
+        "Its data version is the champion's, which scoring uses.",
+        **common,
     )
-    def alert_scorer(config: TrainModelsConfig, pipeline: PipelineConfig) -> dg.MaterializeResult:
-        return train_alert_model("alert_scorer", config, pipeline)
+    def alert_scorer(
+        config: TrainModelsConfig, pipeline: PipelineConfig, warehouse_io_manager: Warehouse
+    ) -> dg.MaterializeResult:
+        return train_alert_model("alert_scorer", warehouse_io_manager, config, pipeline)
 
     @dg.asset(
         key=[network, "alert_ranker"],
-        group_name=group,
         deps=alert_deps,
-        kinds={"lightgbm"},
-        description="LightGBM lambdarank model ordering each day's "
-        "alerts (one query group per day), graded relevance from the ground truth.",
+        description="LightGBM lambdarank model ordering each day's alerts (one query group "
+        "per day), graded relevance from the labels; its score is a ranking score, not a "
+        "probability.",
+        **common,
     )
-    def alert_ranker(config: TrainModelsConfig, pipeline: PipelineConfig) -> dg.MaterializeResult:
-        return train_alert_model("alert_ranker", config, pipeline)
+    def alert_ranker(
+        config: TrainModelsConfig, pipeline: PipelineConfig, warehouse_io_manager: Warehouse
+    ) -> dg.MaterializeResult:
+        return train_alert_model("alert_ranker", warehouse_io_manager, config, pipeline)
 
     @dg.asset(
         key=[network, "cluster_scorer"],
-        group_name=group,
         deps=[dg.AssetKey([network, "cluster_features"]), *alert_deps],
-        kinds={"lightgbm"},
-        description="LightGBM classifier of P(any member SAR filed) "
-        "per cluster, on features aggregated from its member alerts.",
+        description="LightGBM classifier of P(any member SAR filed) per cluster, calibrated "
+        "on the validation days, on features aggregated from its member alerts.",
+        **common,
     )
-    def cluster_scorer(config: TrainModelsConfig, pipeline: PipelineConfig) -> dg.MaterializeResult:
-        days = config.days()
-        as_of = config.as_of_date(pipeline)
-        features = read_days(pipeline, network, "cluster_features", days)
-        clusters = read_days(pipeline, network, "raw_clusters", days)
-        labels = cluster_labels(clusters, read_days(pipeline, network, "ground_truth", days), as_of)
-        frame = labelled(features, labels, as_of, key="cluster_id")
+    def cluster_scorer(
+        config: TrainModelsConfig, pipeline: PipelineConfig, warehouse_io_manager: Warehouse
+    ) -> dg.MaterializeResult:
+        inputs = TrainingInputs(warehouse_io_manager, pipeline, network, config)
+        clusters = inputs.table("raw_clusters")
+        labels = cluster_labels(clusters, inputs.labels(), inputs.as_of)
+        frame = labelled(inputs.table("cluster_features"), labels, inputs.as_of, key="cluster_id")
         model = _fit(
             pipeline,
             network,
@@ -273,7 +327,7 @@ def build_model_assets(network: str) -> list[dg.AssetsDefinition]:
             "cluster_scorer",
             model,
             config,
-            as_of,
+            inputs,
             {
                 "categories": {"cluster_type": list(CLUSTER_TYPES)},
                 "label": "any member alert SAR-filed",

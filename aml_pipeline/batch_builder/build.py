@@ -25,7 +25,7 @@ from aml_pipeline.contract.schema import (
     FEATURES,
     META_FILE,
     PATTERN_TRAPS_FILE,
-    UPSTREAM_DROPPED_FEATURES,
+    RETIRED_FEATURES,
 )
 
 
@@ -127,7 +127,7 @@ def build_batch(
     clusters = build_clusters(
         alerts, w, np.array([code_of[a] for a in alerts["address"]], dtype=np.int64), detectors.hub
     )
-    columns = [c for c in FEATURES.column_names if c not in UPSTREAM_DROPPED_FEATURES]
+    columns = [c for c in FEATURES.column_names if c not in RETIRED_FEATURES]
     features = features.assign(window_days=window_days, processing_date=[day] * len(features))
     return BuiltBatch(
         network,

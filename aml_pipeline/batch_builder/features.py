@@ -2,7 +2,7 @@
 
 Everything is vectorized over integer address codes (``np.bincount`` and sorted groups),
 so a window of a few million legs takes seconds. Following current upstream, the columns
-in ``UPSTREAM_DROPPED_FEATURES`` are not produced.
+in ``RETIRED_FEATURES`` are not produced.
 """
 
 from __future__ import annotations

@@ -284,10 +284,10 @@ _FEATURE_GROUPS: dict[str, tuple[tuple[str, ColumnType], ...]] = {
     ),
 }
 
-#: The feature columns upstream has since stopped exporting: the anomaly scores, ten of
-#: the twelve flags and the quality scores. Still optional here; a batch without them is
-#: valid and the drift is reported.
-UPSTREAM_DROPPED_FEATURES: tuple[str, ...] = (
+#: The feature columns upstream has retired (stopped exporting): the anomaly scores, ten
+#: of the twelve flags and the quality scores. Still optional and read when present; their
+#: absence is expected, so it is stated here once instead of reported for every batch.
+RETIRED_FEATURES: tuple[str, ...] = (
     *(name for name, _ in _FEATURE_GROUPS["anomaly"]),
     *(
         name
@@ -315,6 +315,13 @@ FEATURES = TableSpec(
         _req("address", "string", "the address"),
         *(
             _opt(name, type_, f"{group} feature", "missing value (schema drift is reported)")
+            if name not in RETIRED_FEATURES
+            else _opt(
+                name,
+                type_,
+                f"{group} feature, retired upstream (no longer produced)",
+                "missing value (expected, so not reported per batch)",
+            )
             for group, cols in _FEATURE_GROUPS.items()
             for name, type_ in cols
         ),

@@ -22,6 +22,7 @@ from aml_pipeline.contract.schema import (
     META_FIELDS,
     META_FILE,
     PATTERN_TRAPS_FILE,
+    RETIRED_FEATURES,
     TableSpec,
     batch_id,
 )
@@ -185,6 +186,8 @@ def _check_table(
         if col.name not in df.columns:
             if col.required:
                 report.add("error", file, col.name, "missing required column")
+            elif col.name in RETIRED_FEATURES:
+                pass  # retired upstream: expected to be missing, stated once in the contract
             elif spec is FEATURES:
                 report.add(
                     "warning",

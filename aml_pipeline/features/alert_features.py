@@ -140,6 +140,8 @@ FEATURE_COLUMNS: tuple[str, ...] = (
     *HISTORY_FEATURES,
 )
 KEY_COLUMNS = ("alert_id", "processing_date", "address")
+#: The columns of earlier days' alerts that ``build_alert_history`` reads.
+HISTORY_ALERT_COLUMNS = ("alert_id", "address", "processing_date", "typology_type")
 
 
 def encode(values: pd.Series, column: str) -> np.ndarray:
@@ -217,68 +219,64 @@ def _cluster_features(alerts: pd.DataFrame, clusters: pd.DataFrame) -> pd.DataFr
 
 
 def _known_labels(
-    prior_alerts: pd.DataFrame, prior_labels: pd.DataFrame, day: dt.date
+    prior_alerts: pd.DataFrame, label_events: pd.DataFrame, day: dt.date
 ) -> pd.DataFrame:
-    """Labels of alerts in the ``LABEL_HISTORY_DAYS`` before ``day`` that were known before
+    """Labels of alerts in the ``LABEL_HISTORY_DAYS`` before ``day`` that became known before
     ``day``, with the alert's address."""
     first = day - dt.timedelta(LABEL_HISTORY_DAYS)
-    dates, known_on = prior_labels["processing_date"], prior_labels["label_date"]
-    known = prior_labels[(dates >= first) & (dates < day) & (known_on < day)]
+    dates, known_on = label_events["processing_date"], label_events["label_date"]
+    known = label_events[(dates >= first) & (dates < day) & (known_on < day)]
     return known[["alert_id", "processing_date", "is_sar_filed"]].merge(
         prior_alerts[["alert_id", "address"]].drop_duplicates("alert_id"), on="alert_id"
     )
 
 
 def build_alert_history(
-    prior_alerts: pd.DataFrame, day: dt.date, prior_labels: pd.DataFrame | None = None
+    addresses: pd.Series,
+    prior_alerts: pd.DataFrame,
+    day: dt.date,
+    label_events: pd.DataFrame | None = None,
+    data_since: dt.date | None = None,
 ) -> pd.DataFrame:
-    """Per address alerted in the ``LABEL_HISTORY_DAYS`` before ``day``: how often it was
-    alerted in the ``HISTORY_DAYS`` before ``day``, on how many days, with how many
-    typologies; what was known about its alerts of the ``LABEL_HISTORY_DAYS`` before
-    ``day`` (``LABEL_HISTORY_FEATURES``); and the day's ``COVERAGE_FEATURE``.
+    """One row per distinct address in ``addresses`` (the day's alerted addresses): how
+    often it was alerted in the ``HISTORY_DAYS`` before ``day``, on how many days, with how
+    many typologies; what was known about its alerts of the ``LABEL_HISTORY_DAYS`` before
+    ``day`` (``LABEL_HISTORY_FEATURES``); and the day's ``COVERAGE_FEATURE``, the days of
+    data between ``data_since`` (the day the network's data began; ``day`` if unknown)
+    and ``day``, at most ``LABEL_HISTORY_DAYS``.
 
     ``prior_alerts`` needs ``alert_id``, ``address``, ``processing_date`` and
-    ``typology_type``; ``prior_labels`` is ground truth (``alert_id``,
+    ``typology_type``; ``label_events`` are labels as they arrived (``alert_id``,
     ``processing_date``, ``is_sar_filed``, ``label_date``). Only alerts dated before
     ``day`` and labels whose ``label_date`` is before ``day`` are used.
     """
     columns = ["address", "processing_date", *HISTORY_FEATURES]
-    if prior_alerts.empty:
-        return pd.DataFrame(columns=columns).astype(dict.fromkeys(HISTORY_FEATURES, "float64"))
-    dates = prior_alerts["processing_date"]
-    window = prior_alerts[(dates >= day - dt.timedelta(LABEL_HISTORY_DAYS)) & (dates < day)]
-    prior = prior_alerts[(dates >= day - dt.timedelta(HISTORY_DAYS)) & (dates < day)]
-    grouped = prior.groupby("address", sort=True)
-    counts = pd.DataFrame(
-        {
-            "prior_alerts_30d": grouped.size(),
-            "prior_alert_days_30d": grouped["processing_date"].nunique(),
-            "prior_typologies_30d": grouped["typology_type"].nunique(),
-        }
-    )
-    if prior_labels is not None and not prior_labels.empty:
-        known = _known_labels(prior_alerts, prior_labels, day)
-    else:
-        known = pd.DataFrame(columns=["address", "processing_date", "is_sar_filed"])
-    sar = known["is_sar_filed"].astype(bool)
-    by_address = known.groupby("address", sort=True)
-    labels = pd.DataFrame(
-        {
-            "known_labels_180d": by_address.size(),
-            "known_sar_180d": sar.groupby(known["address"]).sum(),
-            "days_since_known_sar": known[sar]
-            .groupby("address")["processing_date"]
-            .max()
-            .map(lambda d: float((day - d).days)),
-        }
-    )
-    addresses = pd.Index(sorted(set(window["address"])), name="address")
-    stats = counts.join(labels, how="outer").reindex(addresses).astype("float64")
+    index = pd.Index(sorted(set(addresses)), name="address")
+    stats = pd.DataFrame(index=index, columns=list(HISTORY_FEATURES), dtype="float64")
+    if not prior_alerts.empty:
+        dates = prior_alerts["processing_date"]
+        prior = prior_alerts[(dates >= day - dt.timedelta(HISTORY_DAYS)) & (dates < day)]
+        grouped = prior.groupby("address", sort=True)
+        stats["prior_alerts_30d"] = grouped.size()
+        stats["prior_alert_days_30d"] = grouped["processing_date"].nunique()
+        stats["prior_typologies_30d"] = grouped["typology_type"].nunique()
+        if label_events is not None and not label_events.empty:
+            known = _known_labels(prior_alerts, label_events, day)
+            sar = known["is_sar_filed"].astype(bool)
+            stats["known_labels_180d"] = known.groupby("address").size()
+            stats["known_sar_180d"] = sar.groupby(known["address"]).sum()
+            stats["days_since_known_sar"] = (
+                known[sar]
+                .groupby("address")["processing_date"]
+                .max()
+                .map(lambda d: float((day - d).days))
+            )
+    stats = stats.astype("float64")
     stats["known_sar_rate_180d"] = stats["known_sar_180d"] / stats["known_labels_180d"]
     stats[list(_HISTORY_COUNTS)] = stats[list(_HISTORY_COUNTS)].fillna(0.0)
-    oldest = window["processing_date"].min() if len(window) else day
-    stats[COVERAGE_FEATURE] = float((day - oldest).days)
-    stats = stats.rename_axis("address").reset_index()
+    began = data_since if data_since is not None else day
+    stats[COVERAGE_FEATURE] = float(min(max((day - began).days, 0), LABEL_HISTORY_DAYS))
+    stats = stats.reset_index()
     stats["processing_date"] = [day] * len(stats)
     return stats[columns]
 
@@ -293,7 +291,7 @@ def build_alert_features(
 
     ``address_features`` may lack rows or optional columns (missing values result);
     ``history`` is ``build_alert_history`` of the alerts' day (addresses without a row
-    have no history: zero counts, missing rate and days).
+    have no history: zero counts and coverage, missing rate and days).
     """
     days = set(alerts["processing_date"])
     if len(days) > 1:
@@ -335,13 +333,11 @@ def build_alert_features(
             .set_index("address")
             .reindex(alerts["address"])[list(HISTORY_FEATURES)]
         )
-        coverage = float(history[COVERAGE_FEATURE].max())
     else:
         prior = pd.DataFrame(index=alerts["address"], columns=list(HISTORY_FEATURES))
-        coverage = 0.0
     prior = prior.astype("float64").reset_index(drop=True)
     prior[list(_HISTORY_COUNTS)] = prior[list(_HISTORY_COUNTS)].fillna(0.0)
-    prior[COVERAGE_FEATURE] = coverage  # addresses without history too
+    prior[COVERAGE_FEATURE] = prior[COVERAGE_FEATURE].fillna(0.0)
     out = pd.concat([out, _cluster_features(alerts, clusters), prior], axis=1)
     for column in FEATURE_COLUMNS:  # plain numpy dtypes, whatever the inputs carried
         out[column] = out[column].astype("int64" if column in CATEGORIES else "float64")
@@ -382,8 +378,8 @@ HISTORY_LINEAGE: dict[str, list[tuple[str, str]]] = {
     **{
         c: [
             ("raw_alerts", "address"),
-            ("ground_truth", "is_sar_filed"),
-            ("ground_truth", "label_date"),
+            ("label_events", "is_sar_filed"),
+            ("label_events", "label_date"),
         ]
         for c in LABEL_HISTORY_FEATURES
     },

@@ -1,20 +1,29 @@
 """The model registry: native LightGBM files plus ``model_metadata.json`` per network.
 
 Layout (as the seed lays it out): ``trained_models/{network}/alert_scorer_v1.3.0.txt``,
-``alert_ranker_v1.3.0.txt``, ``cluster_scorer_v1.3.0.txt`` and ``model_metadata.json``
-holding every version's metadata and the champion of each model kind.
+``alert_ranker_v1.3.0.txt``, ``cluster_scorer_v1.3.0.txt`` (and, for the two scorers,
+``..._v1.3.0.calibration.json``) and ``model_metadata.json`` holding every version's
+metadata, its files' sha256 and the champion of each model kind.
+
+Registering takes the registry's lock once for the version choice, the file writes (each
+a temp file and a rename) and the entry; loading verifies the files' sha256 against the
+entry, so a swapped or tampered file is refused.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import lightgbm as lgb
+import numpy as np
+import pandas as pd
 
 from aml_pipeline.contract.files import sha256_hex
+from aml_pipeline.models.calibration import PlattCalibration
 from aml_pipeline.storage import Storage
 
 MODEL_KINDS = ("alert_scorer", "alert_ranker", "cluster_scorer")
@@ -29,11 +38,16 @@ class ModelNotFound(LookupError):
     """No such model (or no champion yet) in the registry."""
 
 
+class ModelIntegrityError(ValueError):
+    """A model or calibration file that is not the one its registry entry recorded."""
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     booster: lgb.Booster
     entry: dict[str, Any]
     sha256: str
+    calibration: PlattCalibration | None = None
 
     @property
     def version(self) -> str:
@@ -42,6 +56,13 @@ class LoadedModel:
     @property
     def features(self) -> list[str]:
         return self.entry["features"]
+
+    def predict(self, x: pd.DataFrame) -> np.ndarray:
+        """Scores of the rows of ``x``: calibrated probabilities when the model has a
+        calibration map, else the booster's own output."""
+        if self.calibration is None:
+            return self.booster.predict(x)
+        return self.calibration.apply(self.booster.predict(x, raw_score=True))
 
 
 class ModelRegistry:
@@ -72,34 +93,54 @@ class ModelRegistry:
     def champions(self) -> dict[str, str]:
         return dict(self._read()["champions"])
 
-    def next_version(self, kind: str, schema_version: int) -> str:
+    def _next_version(self, registry: dict[str, Any], kind: str, schema_version: int) -> str:
         """``{schema}.{n}.0`` with n one more than the latest of that schema and kind."""
         minors = [
             int(e["version"].split(".")[1])
-            for e in self.entries(kind)
-            if e["version"].split(".")[0] == str(schema_version)
+            for e in registry["versions"]
+            if e["kind"] == kind and e["version"].split(".")[0] == str(schema_version)
         ]
         return f"{schema_version}.{max(minors, default=-1) + 1}.0"
 
     def model_key(self, kind: str, version: str) -> str:
         return f"{self.folder}/{kind}_v{version}.txt"
 
+    def calibration_key(self, kind: str, version: str) -> str:
+        return f"{self.folder}/{kind}_v{version}.calibration.json"
+
     def register(
-        self, kind: str, booster: lgb.Booster, entry: dict[str, Any], promote_if_first: bool = True
+        self,
+        kind: str,
+        booster: lgb.Booster,
+        entry: dict[str, Any],
+        calibration: PlattCalibration | None = None,
+        promote_if_first: bool = True,
     ) -> dict[str, Any]:
-        """Save the model file and record its metadata; the first of a kind is champion."""
+        """Give the model the next version of its feature schema, save its file (and its
+        calibration map) and record the entry with their sha256, all under the registry's
+        lock; the first of a kind becomes champion. Returns the recorded entry."""
         if kind not in MODEL_KINDS:
             raise ValueError(f"unknown model kind {kind!r}")
-        version = entry["version"]
-        self.storage.write_bytes(self.model_key(kind, version), booster.model_to_string().encode())
-        entry = {**entry, "kind": kind, "file": self.model_key(kind, version).split("/")[-1]}
+        model = booster.model_to_string().encode()
         with self.storage.locked(f"{self.folder}/{REGISTRY_FILE}"):
             registry = self._read()
-            registry["versions"] = [
-                e
-                for e in registry["versions"]
-                if not (e["kind"] == kind and e["version"] == version)
-            ]
+            version = self._next_version(registry, kind, entry["feature_schema_version"])
+            self.storage.write_bytes(self.model_key(kind, version), model)
+            entry = {
+                **entry,
+                "kind": kind,
+                "version": version,
+                "file": self.model_key(kind, version).split("/")[-1],
+                "sha256": sha256_hex(model),
+            }
+            if calibration is not None:
+                data = (json.dumps(calibration.to_dict(), sort_keys=True) + "\n").encode()
+                self.storage.write_bytes(self.calibration_key(kind, version), data)
+                entry["calibration"] = {
+                    **calibration.to_dict(),
+                    "file": self.calibration_key(kind, version).split("/")[-1],
+                    "sha256": sha256_hex(data),
+                }
             registry["versions"].append(entry)
             if promote_if_first and kind not in registry["champions"]:
                 registry["champions"][kind] = version
@@ -126,15 +167,38 @@ class ModelRegistry:
         return record
 
     def load(self, kind: str, version: str | None = None) -> LoadedModel:
-        """A model by version, or the champion."""
+        """A model by version, or the champion; its files must match the entry's sha256."""
         version = version or self.champions().get(kind)
         if version is None:
             raise ModelNotFound(f"{self.network} has no champion {kind}: train one first")
         entry = self.entry(kind, version)
         if entry is None:
             raise ModelNotFound(f"{self.network} has no {kind} v{version}")
-        data = self.storage.read_bytes(self.model_key(kind, version))
-        return LoadedModel(lgb.Booster(model_str=data.decode()), entry, sha256_hex(data))
+        return load_entry(entry, lambda name: self.storage.read_bytes(f"{self.folder}/{name}"))
+
+
+def load_entry(entry: dict[str, Any], read: Callable[[str], bytes]) -> LoadedModel:
+    """The model of a registry ``entry`` whose files ``read(name)`` returns, verified
+    against the entry's sha256 (``ModelIntegrityError`` names a file that differs)."""
+    data = _verified(entry["file"], read(entry["file"]), entry.get("sha256"))
+    calibration = None
+    if "calibration" in entry:
+        name = entry["calibration"]["file"]
+        _verified(name, read(name), entry["calibration"]["sha256"])
+        calibration = PlattCalibration.from_dict(entry["calibration"])
+    return LoadedModel(lgb.Booster(model_str=data.decode()), entry, sha256_hex(data), calibration)
+
+
+def _verified(name: str, data: bytes, expected: str | None) -> bytes:
+    if expected is None:
+        raise ModelIntegrityError(f"{name}: its registry entry records no sha256: retrain it")
+    if sha256_hex(data) != expected:
+        raise ModelIntegrityError(
+            f"{name}: sha256 {sha256_hex(data)[:12]}... is not the {expected[:12]}... recorded "
+            f"in {REGISTRY_FILE}: the file was changed or swapped after it was registered; "
+            "restore it or retrain"
+        )
+    return data
 
 
 def check_schema(model: LoadedModel, columns: list[str]) -> None:

@@ -1,9 +1,12 @@
 """Scoring a day with the champion models: alert scores with explanations, alert rankings
 and cluster scores. Plain functions over feature frames; the scoring assets call them.
 
-Explanations are LightGBM's exact tree SHAP (``pred_contrib``): per alert, the features
-with the largest absolute contributions (in log-odds for the classifiers), their values
-and the base value, so ``base_value + sum(all contributions)`` is the raw model output.
+Scores of the two classifiers are calibrated probabilities (their registry calibration map
+applied to the raw log-odds). Explanations are LightGBM's exact tree SHAP
+(``pred_contrib``): per alert, the features with the largest absolute contributions (in
+raw log-odds for the classifiers), their values and the base value, so ``base_value +
+sum(all contributions)`` is the raw model output that the calibration map turns into the
+score.
 """
 
 from __future__ import annotations
@@ -108,7 +111,7 @@ def score_frame(
     scores = np.empty(n)
 
     def predict(start: int, stop: int) -> None:
-        scores[start:stop] = model.booster.predict(x.iloc[start:stop])
+        scores[start:stop] = model.predict(x.iloc[start:stop])
 
     latency = _timed_blocks(n, predict)
     rows = np.flatnonzero(explain_mask(scores, explain_coverage))
@@ -134,11 +137,12 @@ def score_frame(
 
 
 def rank_frame(model: LoadedModel, features: pd.DataFrame) -> pd.DataFrame:
-    """alert_id, rank (1..N by the ranker's score, ties by alert_id), score, model_version."""
+    """alert_id, rank (1..N by the ranker's score, ties by alert_id), ranker_score (a
+    ranking score, not a probability), model_version."""
     check_schema(model, list(features.columns))
-    scores = model.booster.predict(features[model.features]) if len(features) else np.empty(0)
-    out = pd.DataFrame({"alert_id": features["alert_id"].to_numpy(), "score": scores})
-    out = out.sort_values(["score", "alert_id"], ascending=[False, True], kind="stable")
+    scores = model.predict(features[model.features]) if len(features) else np.empty(0)
+    out = pd.DataFrame({"alert_id": features["alert_id"].to_numpy(), "ranker_score": scores})
+    out = out.sort_values(["ranker_score", "alert_id"], ascending=[False, True], kind="stable")
     out.insert(1, "rank", np.arange(1, len(out) + 1, dtype="int32"))
     out["model_version"] = model.version
     return out.reset_index(drop=True)

@@ -43,13 +43,13 @@ class BatchSource(abc.ABC):
         """The batch's files; raises ``BatchNotAvailable`` when there is none."""
 
     @abc.abstractmethod
-    def fetch_labels(
-        self, network: str, processing_date: dt.date, window_days: int, as_of: dt.date
+    def fetch_label_events(
+        self, network: str, label_date: dt.date, window_days: int
     ) -> pd.DataFrame:
-        """Ground truth for the alerts of that day's batch whose ``label_date`` is on or
-        before ``as_of``.
+        """The labels that became known on ``label_date`` (``label_date`` equal to it), for
+        alerts of any earlier day; raises ``BatchNotAvailable`` while that day is not over.
 
-        Columns as ``contract.schema.GROUND_TRUTH``; an empty frame when none are known.
+        Columns as ``contract.schema.GROUND_TRUTH``; an empty frame when none arrived.
         """
 
     def labels_problem(self, network: str) -> str | None:
@@ -57,8 +57,8 @@ class BatchSource(abc.ABC):
         return None
 
 
-def known_labels(labels: pd.DataFrame, processing_date: dt.date, as_of: dt.date) -> pd.DataFrame:
-    """Rows of ``labels`` for ``processing_date`` that were known by ``as_of``."""
+def labels_of_day(labels: pd.DataFrame, label_date: dt.date) -> pd.DataFrame:
+    """Rows of ``labels`` that became known on ``label_date``, conformed and sorted."""
     labels = conform_table(labels, GROUND_TRUTH)
-    keep = (labels["processing_date"] == processing_date) & (labels["label_date"] <= as_of)
+    keep = labels["label_date"] == label_date
     return labels[keep].sort_values("alert_id", kind="stable").reset_index(drop=True)

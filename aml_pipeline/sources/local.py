@@ -25,7 +25,7 @@ from aml_pipeline.contract.schema import (
     PATTERN_TRAPS_FILE,
     SEED_META_FILE,
 )
-from aml_pipeline.sources.base import BatchNotAvailable, BatchSource, FetchedBatch, known_labels
+from aml_pipeline.sources.base import BatchNotAvailable, BatchSource, FetchedBatch, labels_of_day
 from aml_pipeline.storage import Storage
 
 _BATCH_FILES = (*(t.file for t in BATCH_TABLES), PATTERN_TRAPS_FILE, META_FILE, SEED_META_FILE)
@@ -99,14 +99,10 @@ class LocalDirectorySource(BatchSource):
             f"layout's labels file) and found none{hint}"
         )
 
-    def fetch_labels(
-        self, network: str, processing_date: dt.date, window_days: int, as_of: dt.date
+    def fetch_label_events(
+        self, network: str, label_date: dt.date, window_days: int
     ) -> pd.DataFrame:
         key = self.labels_key(network)
         if not self.storage.exists(key):
-            return known_labels(
-                pd.DataFrame(columns=GROUND_TRUTH.column_names), processing_date, as_of
-            )
-        return known_labels(
-            read_parquet_bytes(self.storage.read_bytes(key)), processing_date, as_of
-        )
+            return labels_of_day(pd.DataFrame(columns=GROUND_TRUTH.column_names), label_date)
+        return labels_of_day(read_parquet_bytes(self.storage.read_bytes(key)), label_date)

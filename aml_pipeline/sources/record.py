@@ -1,9 +1,11 @@
-"""A network's batch source as one recorded fact.
+"""A network's batch source and first day as one recorded fact.
 
 When a network is first landed, its source (simulated with a profile and seed, or a local
-directory) is written to ``{network}/NETWORK.json`` in the landing storage. Every later
-fetch of batches or labels for that network uses the recorded source, whatever the
-environment or the launchpad says, so labels always come from where the alerts came from.
+directory) and that first day are written to ``{network}/NETWORK.json`` in the landing
+storage. Every later fetch of batches or labels for that network uses the recorded source,
+whatever the environment or the launchpad says, so labels always come from where the
+alerts came from; and the first day is where the network's data begins (a look-back never
+expects a day before it).
 """
 
 from __future__ import annotations
@@ -52,20 +54,41 @@ def record_key(network: str) -> str:
     return f"{network}/{NETWORK_FILE}"
 
 
-def read_record(storage: Storage, network: str) -> SourceSpec | None:
-    """The network's recorded source, or None before its first landing."""
+@dataclass(frozen=True)
+class NetworkRecord:
+    """What ``NETWORK.json`` holds: the source and the first landed day."""
+
+    source: SourceSpec
+    since: dt.date
+
+
+def read_record(storage: Storage, network: str) -> NetworkRecord | None:
+    """The network's record, or None before its first landing."""
     key = record_key(network)
     if not storage.exists(key):
         return None
     data = json.loads(storage.read_bytes(key))
-    return SourceSpec(**data["source"])
+    return NetworkRecord(SourceSpec(**data["source"]), dt.date.fromisoformat(data["since"]))
 
 
-def write_record(storage: Storage, network: str, spec: SourceSpec) -> None:
-    """Record ``spec`` as the network's source (first landing only)."""
+def record_landing(
+    storage: Storage, network: str, source: SourceSpec, first_day: dt.date
+) -> NetworkRecord:
+    """Record a landing of days from ``first_day``: the network's first landing writes its
+    source, an earlier day moves ``since`` back (under a lock: landings may run at once)."""
+    with storage.locked(record_key(network)):
+        record = read_record(storage, network)
+        if record is None or first_day < record.since:
+            record = NetworkRecord(record.source if record else source, first_day)
+            _write_record(storage, network, record)
+    return record
+
+
+def _write_record(storage: Storage, network: str, record: NetworkRecord) -> None:
     body = {
         "network": network,
-        "source": asdict(spec),
+        "source": asdict(record.source),
+        "since": record.since.isoformat(),
         "recorded_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     storage.write_bytes(record_key(network), (json.dumps(body, indent=2) + "\n").encode())
@@ -73,7 +96,8 @@ def write_record(storage: Storage, network: str, spec: SourceSpec) -> None:
 
 def check_requested(storage: Storage, network: str, requested: SourceSpec, where: str) -> None:
     """Refuse an explicitly requested source that disagrees with the recorded one."""
-    recorded = read_record(storage, network)
+    record = read_record(storage, network)
+    recorded = record.source if record is not None else None
     if recorded is not None and recorded.identity() != requested.identity():
         raise SourceMismatch(
             f"{network} was first landed from {recorded.describe()} (recorded in "

@@ -10,12 +10,19 @@ from collections.abc import Callable
 import pandas as pd
 
 from aml_pipeline.batch_builder.build import BuiltBatch, build_batch
+from aml_pipeline.contract.conform import conform_table, read_parquet_bytes
+from aml_pipeline.contract.files import parquet_bytes
 from aml_pipeline.contract.schema import GROUND_TRUTH
+from aml_pipeline.dates import date_range
 from aml_pipeline.simulator.profiles import SimulationProfile
 from aml_pipeline.simulator.transfers import TransferSimulator
-from aml_pipeline.sources.base import BatchNotAvailable, BatchSource, FetchedBatch, known_labels
+from aml_pipeline.sources.base import BatchNotAvailable, BatchSource, FetchedBatch, labels_of_day
+from aml_pipeline.storage import Storage
 
 FALSE_SAR_RATE = 0.01
+#: Days from an alert to its label: a caught campaign's delay (5-39) plus 0-5 days per
+#: alert for a SAR, 7-60 days for a case closed without one.
+MIN_LABEL_DELAY, MAX_LABEL_DELAY = 5, 60
 
 
 def _unit(*parts: object) -> float:
@@ -44,7 +51,7 @@ def simulated_labels(
             sar, delay = True, campaign.label_delay + int(u * 6)
         else:
             sar = u < FALSE_SAR_RATE
-            delay = 7 + int(_unit(seed, "delay", alert.alert_id) * 54)
+            delay = 7 + int(_unit(seed, "delay", alert.alert_id) * (MAX_LABEL_DELAY - 6))
         rows.append((alert.alert_id, day, sar, day + dt.timedelta(delay)))
     return pd.DataFrame(rows, columns=GROUND_TRUTH.column_names)
 
@@ -52,8 +59,12 @@ def simulated_labels(
 class SimulatedSource(BatchSource):
     """Batches and labels from the transfer simulator and the batch builder.
 
-    A day's batch exists once the day is over (by ``today()``), and a label only once its
-    ``label_date`` has passed, exactly like a live SOT.
+    A day's batch exists once the day is over (by ``today()``) and from ``start`` on, and
+    the labels that became known on a day are served once that day is over, exactly like
+    a live SOT; they are the labels of alerts from ``labels_since`` (the network's first
+    landed day; ``start`` if None) on, since no earlier alert was ever served. Labels of a
+    day's alerts are kept in ``label_cache`` (the simulated SOT's own label table), so
+    serving a day's label arrivals does not rebuild the batches of the weeks before it.
     """
 
     name = "simulated"
@@ -64,8 +75,11 @@ class SimulatedSource(BatchSource):
         start: dt.date,
         seed: int = 0,
         today: Callable[[], dt.date] = lambda: dt.datetime.now(dt.UTC).date(),
+        label_cache: Storage | None = None,
+        labels_since: dt.date | None = None,
     ) -> None:
         self.profile, self.start, self.seed, self.today = profile, start, seed, today
+        self.label_cache, self.labels_since = label_cache, labels_since or start
         self._simulators: dict[tuple[str, int], TransferSimulator] = {}
 
     def simulator(self, network: str, window_days: int = 7) -> TransferSimulator:
@@ -87,18 +101,30 @@ class SimulatedSource(BatchSource):
             sim.window(day, window_days), network, day, window_days, sim.address_tags()
         )
 
+    def _cache_key(self, network: str, day: dt.date, window_days: int) -> str:
+        return f"{network}/window_{window_days}/labels/{day.isoformat()}.parquet"
+
     @functools.lru_cache(maxsize=1024)  # noqa: B019 - small frames; saves rebuilding a batch
     def labels(self, network: str, day: dt.date, window_days: int) -> pd.DataFrame:
         """Every label of the day's alerts, known yet or not."""
+        key = self._cache_key(network, day, window_days)
+        if self.label_cache is not None and self.label_cache.exists(key):
+            return conform_table(read_parquet_bytes(self.label_cache.read_bytes(key)), GROUND_TRUTH)
         alerts = self.build(network, day, window_days).tables["alerts"]
-        return simulated_labels(
-            alerts, self.simulator(network, window_days), day, window_days, self.seed
+        labels = conform_table(
+            simulated_labels(
+                alerts, self.simulator(network, window_days), day, window_days, self.seed
+            ),
+            GROUND_TRUTH,
         )
+        if self.label_cache is not None:
+            self.label_cache.write_bytes(key, parquet_bytes(labels))
+        return labels
 
     def _check_available(self, network: str, day: dt.date) -> None:
         if not self.start <= day < self.today():
             raise BatchNotAvailable(
-                f"simulated {network} has no batch for {day} yet: batches exist for days "
+                f"simulated {network} has no batch for {day}: batches exist for days "
                 f"from {self.start} that are over (today is {self.today()})"
             )
 
@@ -114,14 +140,18 @@ class SimulatedSource(BatchSource):
             origin=f"simulated(profile={self.profile.name}, seed={self.seed})",
         )
 
-    def fetch_labels(
-        self, network: str, processing_date: dt.date, window_days: int, as_of: dt.date
+    def fetch_label_events(
+        self, network: str, label_date: dt.date, window_days: int
     ) -> pd.DataFrame:
-        try:
-            self._check_available(network, processing_date)
-        except BatchNotAvailable:
-            return known_labels(
-                pd.DataFrame(columns=GROUND_TRUTH.column_names), processing_date, as_of
+        if label_date >= self.today():
+            raise BatchNotAvailable(
+                f"the labels of {label_date} are not all known before the day is over "
+                f"(today is {self.today()})"
             )
-        labels = self.labels(network, processing_date, window_days)
-        return known_labels(labels, processing_date, min(as_of, self.today()))
+        first = max(self.labels_since, label_date - dt.timedelta(MAX_LABEL_DELAY))
+        last = label_date - dt.timedelta(MIN_LABEL_DELAY)
+        days = date_range(first, last) if first <= last else []
+        frames = [self.labels(network, day, window_days) for day in days]
+        if not frames:
+            return labels_of_day(pd.DataFrame(columns=GROUND_TRUTH.column_names), label_date)
+        return labels_of_day(pd.concat(frames, ignore_index=True), label_date)

@@ -1,8 +1,10 @@
 """A/B test of two alert-scoring model files on the same test days.
 
-Both models score every day of a test range (features built exactly as training and
-scoring build them), each day is scored a second time for the Tier 1 determinism check,
-and ``compare_models`` validates and compares them; the report is written beside the JSON.
+Both models score every day of a test range with the features the daily run gave those
+days (the ``model_comparison`` asset reads them from the warehouse; this module builds
+them from test-data folders and a label file, with the label history known before each
+day), each day is scored a second time for the Tier 1 determinism check, and
+``compare_models`` validates and compares them; the report is written beside the JSON.
 
 Test data is laid out like the landed input: ``{test_data}/{YYYY-MM-DD}/`` holding
 alerts.parquet, features.parquet, clusters.parquet and optionally pattern_traps.json
@@ -32,7 +34,7 @@ from aml_pipeline.features.alert_features import (
     build_alert_history,
 )
 from aml_pipeline.ingestion import read_landed_table
-from aml_pipeline.models.registry import REGISTRY_FILE, LoadedModel, check_schema
+from aml_pipeline.models.registry import REGISTRY_FILE, LoadedModel, check_schema, load_entry
 from aml_pipeline.models.scoring import score_frame
 from aml_pipeline.storage import LocalStorage
 from aml_pipeline.validation.comparison import compare_models
@@ -68,32 +70,31 @@ def _registry_entry(path: Path) -> dict[str, Any] | None:
 def load_model_file(path: Path) -> LoadedModel:
     """A LightGBM native model file with its metadata.
 
-    Metadata comes from the ``model_metadata.json`` entry for the file when there is one,
-    else version and kind from a ``{kind}_v{X.Y.Z}`` stem (version = stem otherwise) and
-    the booster's own feature names.
+    When a ``model_metadata.json`` beside the file has an entry for it, the model is loaded
+    as the registry loads it: verified against the recorded sha256 and with its
+    calibration map. Otherwise version and kind come from a ``{kind}_v{X.Y.Z}`` stem
+    (version = stem otherwise), the features from the booster, and the scores are the
+    booster's own (uncalibrated) output.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file {path} not found")
+    entry = _registry_entry(path)
+    if entry is not None:
+        return load_entry(entry, lambda name: (path.parent / name).read_bytes())
     data = path.read_bytes()
     try:
         booster = lgb.Booster(model_str=data.decode("utf-8"))
     except (UnicodeDecodeError, lgb.basic.LightGBMError) as exc:
         raise ValueError(f"{path}: not a LightGBM model file ({exc})") from exc
-    entry = _registry_entry(path)
-    if entry is None:
-        match = _VERSIONED_STEM.match(path.stem)
-        entry = {
-            "version": match["version"] if match else path.stem,
-            "kind": match["kind"] if match else "model",
-            "features": booster.feature_name(),
-        }
-    elif entry.get("features") != booster.feature_name():
-        raise ValueError(
-            f"{path}: the booster's features differ from its {REGISTRY_FILE} entry "
-            f"(v{entry.get('version')})"
-        )
-    return LoadedModel(booster, {**entry, "file": path.name}, sha256_hex(data))
+    match = _VERSIONED_STEM.match(path.stem)
+    entry = {
+        "version": match["version"] if match else path.stem,
+        "kind": match["kind"] if match else "model",
+        "features": booster.feature_name(),
+        "file": path.name,
+    }
+    return LoadedModel(booster, entry, sha256_hex(data))
 
 
 def _days_root(test_data: Path) -> Path:
@@ -137,39 +138,84 @@ def read_test_days(test_data: Path, start: dt.date, end: dt.date) -> dict[dt.dat
     return out
 
 
+class IncompleteLabelHistory(ValueError):
+    """A label file that cannot give the test days the label history production had."""
+
+
+def _ranges(days: list[dt.date]) -> str:
+    """Days as compact ranges: ``2025-01-01..2025-01-09, 2025-02-03``."""
+    parts: list[list[dt.date]] = []
+    for day in sorted(days):
+        if parts and day - parts[-1][-1] == dt.timedelta(1):
+            parts[-1].append(day)
+        else:
+            parts.append([day])
+    return ", ".join(str(p[0]) if len(p) == 1 else f"{p[0]}..{p[-1]}" for p in parts)
+
+
 def build_test_features(
     test_data: Path, days: dict[dt.date, DayBatch], labels: pd.DataFrame
-) -> dict[dt.date, pd.DataFrame]:
-    """Alert features of each day, as training and scoring build them.
+) -> tuple[dict[dt.date, pd.DataFrame], list[str]]:
+    """Alert features of each test day exactly as the daily run built them, and warnings.
 
     The history uses the alerts of the ``LABEL_HISTORY_DAYS`` days before each day (test
-    days plus earlier day folders of ``test_data``; absent days count as no alerts) and
-    those of ``labels`` that were known before the day; labels without ``label_date`` and
-    ``processing_date`` are never known early.
+    days plus earlier day folders of ``test_data``; the data begins at the first folder)
+    and the labels of ``labels`` whose ``label_date`` is before the day. A label file
+    without ``label_date`` and ``processing_date`` cannot say what was known when, and a
+    file with no label for any alerted look-back day cannot give the history production
+    had: both are refused (``IncompleteLabelHistory``). Look-back days with alerts but no
+    label in the file are named in the warnings.
     """
     root = _days_root(Path(test_data).resolve())
-    first = min(days) - dt.timedelta(LABEL_HISTORY_DAYS)
+    if not {"label_date", "processing_date"} <= set(labels.columns):
+        raise IncompleteLabelHistory(
+            "the ground truth has no label_date and processing_date columns, so it cannot "
+            "say which labels were known before each test day; production's features use "
+            f"the labels of the {LABEL_HISTORY_DAYS} days before it"
+        )
+    known = labels.assign(
+        processing_date=pd.to_datetime(labels["processing_date"]).dt.date,
+        label_date=pd.to_datetime(labels["label_date"]).dt.date,
+    )
+    start = min(days)
+    folders = sorted(d for d in map(_folder_day, root.iterdir()) if d is not None)
+    since = folders[0] if folders else start
     alerts = {day: batch.alerts for day, batch in days.items()}
-    for day in date_range(first, min(days) - dt.timedelta(1)):
+    for day in date_range(start - dt.timedelta(LABEL_HISTORY_DAYS), start - dt.timedelta(1)):
         if (root / day.isoformat()).is_dir():
             alerts[day] = _read_table(root, day, ALERTS)
-    known = labels if {"label_date", "processing_date"} <= set(labels.columns) else None
-    if known is not None:
-        known = known.assign(
-            processing_date=pd.to_datetime(known["processing_date"]).dt.date,
-            label_date=pd.to_datetime(known["label_date"]).dt.date,
+    look_back = [d for d, a in alerts.items() if d < start and not a.empty]
+    labelled_days = set(known["processing_date"])
+    uncovered = sorted(d for d in look_back if d not in labelled_days)
+    warnings = []
+    if look_back and len(uncovered) == len(look_back):
+        raise IncompleteLabelHistory(
+            f"the ground truth has no label for any alert of the {len(look_back)} look-back "
+            f"day(s) before {start} ({_ranges(look_back)}): the test alerts would get no label "
+            "history, which the daily run did have; pass a label file covering the "
+            f"{LABEL_HISTORY_DAYS} days before the range (with label_date)"
+        )
+    if uncovered:
+        warnings.append(
+            f"no label in the ground truth for the alerts of {len(uncovered)} look-back "
+            f"day(s): {_ranges(uncovered)}"
         )
     frames = [a for a in alerts.values() if not a.empty]
     everything = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    return {
+    features = {
         day: build_alert_features(
             batch.alerts,
             batch.address_features,
             batch.clusters,
-            build_alert_history(everything, day, known),
+            build_alert_history(batch.alerts["address"], everything, day, known, since),
         )
         for day, batch in days.items()
     }
+    return features, warnings
+
+
+def _folder_day(path: Path) -> dt.date | None:
+    return dt.date.fromisoformat(path.name) if _DATE_DIR.match(path.name) else None
 
 
 def read_ground_truth(path: Path) -> pd.DataFrame:
@@ -198,30 +244,21 @@ def _model_inputs(path: Path, model: LoadedModel) -> dict[str, Any]:
     }
 
 
-def run_ab_test(
-    model_a: Path,
-    model_b: Path,
-    test_data: Path,
-    start: dt.date,
-    end: dt.date,
-    ground_truth: Path,
+def compare_loaded(
+    models: dict[str, LoadedModel],
+    features: dict[dt.date, pd.DataFrame],
+    alerts: dict[dt.date, pd.DataFrame],
+    labels: pd.DataFrame,
+    traps: dict[dt.date, list[dict[str, Any]]],
     output: Path,
+    inputs: dict[str, Any],
     n_resamples: int = 1000,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Compare model A (baseline) with model B on the test days from ``start`` to ``end``.
-
-    Writes ``output`` (JSON) and, beside it, ``comparison_report.md`` with ROC/PR PNGs;
-    returns the ``compare_models`` result with an ``inputs`` description added. A model
-    whose features the data lacks is refused (``ModelSchemaError``) before any scoring.
-    """
-    paths = {"A": Path(model_a), "B": Path(model_b)}
-    models = {label: load_model_file(path) for label, path in paths.items()}
+    """Score every day with models ``A`` and ``B`` (twice, for tier 1's determinism),
+    compare them (``compare_models``), write ``output`` and the report beside it."""
     for model in models.values():
         check_schema(model, list(FEATURE_COLUMNS))
-    labels = read_ground_truth(ground_truth)
-    days = read_test_days(test_data, start, end)
-    features = build_test_features(test_data, days, labels)
     names = {label: f"{label} (v{model.version})" for label, model in models.items()}
     scores: dict[str, dict[str, pd.DataFrame]] = {name: {} for name in names.values()}
     rescored: dict[str, dict[str, pd.DataFrame]] = {name: {} for name in names.values()}
@@ -233,13 +270,42 @@ def run_ab_test(
                 )
     result = compare_models(
         scores,
-        {day.isoformat(): batch.alerts for day, batch in days.items()},
+        {day.isoformat(): frame for day, frame in alerts.items()},
         labels,
-        {day.isoformat(): batch.pattern_traps for day, batch in days.items()},
+        {day.isoformat(): day_traps for day, day_traps in traps.items()},
         rescored=rescored,
         n_resamples=n_resamples,
         seed=seed,
     )
+    result = {"inputs": inputs, **result}
+    write_comparison_report(result, Path(output))
+    return result
+
+
+def run_ab_test(
+    model_a: Path,
+    model_b: Path,
+    test_data: Path,
+    start: dt.date,
+    end: dt.date,
+    ground_truth: Path,
+    output: Path,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Compare model A (baseline) with model B on the test days from ``start`` to ``end``
+    of a test-data directory, with features built as the daily run built them.
+
+    Writes ``output`` (JSON) and, beside it, ``comparison_report.md`` with ROC/PR and
+    reliability PNGs; returns the ``compare_models`` result with an ``inputs`` description
+    (and the label-history ``warnings``) added. A model whose features the data lacks is
+    refused (``ModelSchemaError``) before any scoring.
+    """
+    paths = {"A": Path(model_a), "B": Path(model_b)}
+    models = {label: load_model_file(path) for label, path in paths.items()}
+    labels = read_ground_truth(ground_truth)
+    days = read_test_days(test_data, start, end)
+    features, warnings = build_test_features(test_data, days, labels)
     inputs = {
         "model_a": _model_inputs(paths["A"], models["A"]),
         "model_b": _model_inputs(paths["B"], models["B"]),
@@ -248,7 +314,16 @@ def run_ab_test(
         "end_date": end.isoformat(),
         "ground_truth": {"path": str(Path(ground_truth).resolve()), "n_rows": len(labels)},
         "n_alerts": {day.isoformat(): len(batch.alerts) for day, batch in days.items()},
+        "warnings": warnings,
     }
-    result = {"inputs": inputs, **result}
-    write_comparison_report(result, Path(output))
-    return result
+    return compare_loaded(
+        models,
+        features,
+        {day: batch.alerts for day, batch in days.items()},
+        labels,
+        {day: batch.pattern_traps for day, batch in days.items()},
+        output,
+        inputs,
+        n_resamples,
+        seed,
+    )

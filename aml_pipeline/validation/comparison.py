@@ -2,7 +2,8 @@
 
 Each model is validated per day with all three tiers; the labelled alerts of all days are
 then pooled (only alerts both models scored with a finite score, so the comparison is
-paired) and a paired bootstrap gives confidence intervals for the AUC-ROC and AUC-PR
+paired) and a paired bootstrap over addresses (whole blocks of alerts, since alerts on one
+address are not independent) gives confidence intervals for the AUC-ROC and AUC-PR
 differences B - A. The winner is decided on pooled AUC-ROC; the recommendation states
 whether the difference is significant (the CI excludes 0).
 """
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import precision_recall_curve, roc_curve
 
+from aml_pipeline.models.calibration import brier_score, expected_calibration_error, reliability
 from aml_pipeline.validation.tier3_validator import (
     LABEL,
     labels_frame,
@@ -25,18 +27,18 @@ from aml_pipeline.validation.tier3_validator import (
 from aml_pipeline.validation.validator_utils import SCORE_DECIMALS, to_jsonable, validate_day
 
 DayFrames = Mapping[str, pd.DataFrame]
-#: Index draws per bootstrap chunk; bounds memory (about 16 bytes per draw) on big days.
+#: Weights per bootstrap chunk (resamples x alerts); bounds memory on big days.
 BOOTSTRAP_CHUNK_DRAWS = 2_000_000
 MAX_CURVE_POINTS = 500
 TIERS = ("tier1", "tier2", "tier3")
 
 
 class _GroupedScores:
-    """One model's scores as tie groups (ascending), for fast resampled AUCs.
+    """One model's scores as tie groups (ascending), for fast weighted AUCs.
 
-    A bootstrap resample is a vector of alert indices; counting the negatives and positives
-    drawn into each tie group is one ``bincount`` per chunk of resamples. Both AUCs only
-    need the cumulative counts at groups holding a positive.
+    A bootstrap resample is a vector of weights, one per alert (how often it was drawn);
+    the weighted negatives and positives in each tie group are one ``bincount`` per chunk
+    of resamples, and both AUCs follow from their cumulative sums.
     """
 
     def __init__(self, scores: np.ndarray, y_true: np.ndarray) -> None:
@@ -44,32 +46,40 @@ class _GroupedScores:
         self.n_groups = int(group.max()) + 1
         self.key = group + self.n_groups * y_true.astype(np.int64)
 
-    def metrics(self, draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """AUC-ROC and AUC-PR per row of ``draws`` (NaN for single-class rows).
+    def metrics(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """AUC-ROC and AUC-PR per row of ``weights`` (NaN for single-class rows).
 
-        Equal to ``roc_auc_score`` (ties count one half) and ``average_precision_score``.
+        Equal to ``roc_auc_score`` (ties count one half) and ``average_precision_score``
+        of the alerts repeated by their weights.
         """
-        (k, n), width = draws.shape, 2 * self.n_groups
-        keys = self.key[draws] + width * np.arange(k)[:, None]
-        counts = np.bincount(keys.ravel(), minlength=k * width).reshape(k, 2, self.n_groups)
+        k, width = weights.shape[0], 2 * self.n_groups
+        keys = self.key[None, :] + width * np.arange(k)[:, None]
+        counts = np.bincount(keys.ravel(), weights=weights.ravel(), minlength=k * width)
+        counts = counts.reshape(k, 2, self.n_groups)
         neg, pos = counts[:, 0], counts[:, 1]
-        cum_neg = np.cumsum(neg, axis=1)
-        rows, cols = np.nonzero(pos)  # row-major: groups ascending within each row
-        p, tied_neg = pos[rows, cols], neg[rows, cols]
-        n_pos = np.bincount(rows, weights=p, minlength=k)
-        n_neg = n - n_pos
-        pos_below = np.cumsum(p) - p
-        pos_below -= pos_below[np.searchsorted(rows, rows)]  # restart the count on each row
-        neg_below = cum_neg[rows, cols] - tied_neg
-        wins = p * (neg_below + 0.5 * tied_neg)
-        true_pos = n_pos[rows] - pos_below
-        precision_mass = p * true_pos / (true_pos + n_neg[rows] - neg_below)
+        n_neg, n_pos = neg.sum(axis=1), pos.sum(axis=1)
+        neg_below = np.cumsum(neg, axis=1) - neg
+        pos_below = np.cumsum(pos, axis=1) - pos
+        true_pos = n_pos[:, None] - pos_below  # alerts at or above each group
+        false_pos = n_neg[:, None] - neg_below
         with np.errstate(divide="ignore", invalid="ignore"):
-            auc_roc = np.bincount(rows, weights=wins, minlength=k) / (n_pos * n_neg)
-            auc_pr = np.bincount(rows, weights=precision_mass, minlength=k) / n_pos
+            precision = np.where(pos > 0, true_pos / (true_pos + false_pos), 0.0)
+            auc_roc = (pos * (neg_below + 0.5 * neg)).sum(axis=1) / (n_pos * n_neg)
+            auc_pr = (pos * precision).sum(axis=1) / n_pos
         single_class = (n_pos == 0) | (n_neg == 0)
         auc_roc[single_class] = auc_pr[single_class] = np.nan
         return auc_roc, auc_pr
+
+
+def block_weights(
+    rng: np.random.Generator, blocks: np.ndarray, n_blocks: int, n_resamples: int
+) -> np.ndarray:
+    """Per resample (row) and alert (column): how often the alert's block was drawn when
+    ``n_blocks`` blocks are drawn with replacement."""
+    draws = rng.integers(0, n_blocks, size=(n_resamples, n_blocks))
+    offsets = n_blocks * np.arange(n_resamples)[:, None]
+    counts = np.bincount((draws + offsets).ravel(), minlength=n_resamples * n_blocks)
+    return counts.reshape(n_resamples, n_blocks)[:, blocks].astype("float64")
 
 
 def _interval(diffs: np.ndarray, estimate: float, confidence: float) -> dict[str, Any]:
@@ -93,33 +103,45 @@ def paired_bootstrap(
     scores_a: np.ndarray,
     scores_b: np.ndarray,
     *,
+    groups: np.ndarray | None = None,
     n_resamples: int = 1000,
     seed: int = 0,
     confidence: float = 0.95,
 ) -> dict[str, Any]:
     """Percentile CIs of AUC-ROC and AUC-PR differences (B - A) over paired resamples.
 
-    Every resample draws the same alert indices for both models; resamples holding a
-    single class are skipped and counted. Deterministic for a given ``seed``.
+    Resamples draw whole ``groups`` (blocks; the alerts' addresses) with replacement, the
+    same draw for both models: alerts on one address are not independent, and resampling
+    them one by one would make the intervals too narrow. Without ``groups`` every alert is
+    its own block. Resamples holding a single class are skipped and counted.
+    Deterministic for a given ``seed``.
     """
     if n_resamples < 1 or not 0 < confidence < 1:
         raise ValueError("n_resamples must be >= 1 and confidence within (0, 1)")
     y_true = np.asarray(y_true, dtype=bool)
     n = len(y_true)
-    base = {"n_alerts": n, "n_resamples": n_resamples, "seed": seed, "confidence": confidence}
+    blocks, names = pd.factorize(pd.Series(np.arange(n) if groups is None else groups))
+    base = {
+        "n_alerts": n,
+        "n_blocks": len(names),
+        "blocks": "alerts" if groups is None else "addresses",
+        "n_resamples": n_resamples,
+        "seed": seed,
+        "confidence": confidence,
+    }
     if n == 0 or y_true.all() or not y_true.any():
         reason = "no paired labelled alerts" if n == 0 else "pooled labels hold a single class"
         return _no_interval(base, reason)
     a, b = _GroupedScores(scores_a, y_true), _GroupedScores(scores_b, y_true)
-    everything = np.arange(n)[None, :]
+    everything = np.ones((1, n))
     (roc_a,), (pr_a,) = a.metrics(everything)
     (roc_b,), (pr_b,) = b.metrics(everything)
     rng = np.random.default_rng(seed)
-    chunk = max(1, BOOTSTRAP_CHUNK_DRAWS // n)
+    chunk = max(1, BOOTSTRAP_CHUNK_DRAWS // max(n, len(names)))
     roc_diffs, pr_diffs = [], []
     for start in range(0, n_resamples, chunk):
-        draws = rng.integers(0, n, size=(min(chunk, n_resamples - start), n))
-        (ra, pa), (rb, pb) = a.metrics(draws), b.metrics(draws)
+        weights = block_weights(rng, blocks, len(names), min(chunk, n_resamples - start))
+        (ra, pa), (rb, pb) = a.metrics(weights), b.metrics(weights)
         roc_diffs.append(rb - ra)
         pr_diffs.append(pb - pa)
     roc_diff, pr_diff = np.concatenate(roc_diffs), np.concatenate(pr_diffs)
@@ -152,6 +174,18 @@ def _curves(y_true: np.ndarray, scores: np.ndarray) -> dict[str, Any] | None:
     return {"roc": {"fpr": fpr, "tpr": tpr}, "pr": {"recall": recall, "precision": precision}}
 
 
+def _calibration(y_true: np.ndarray, scores: np.ndarray) -> dict[str, Any] | None:
+    """Brier score, ECE and the reliability table of pooled scores that are probabilities
+    (None for scores outside [0, 1], or labels of a single class, as for the curves)."""
+    if y_true.all() or not y_true.any() or not np.all((scores >= 0) & (scores <= 1)):
+        return None
+    return {
+        "brier": brier_score(y_true, scores),
+        "ece": expected_calibration_error(y_true, scores),
+        "reliability": reliability(y_true, scores),
+    }
+
+
 def _day_labels(ground_truth: pd.DataFrame, day: str) -> pd.DataFrame:
     """Ground truth for ``day``: filtered on processing_date when that column exists."""
     if "processing_date" not in ground_truth.columns:
@@ -161,12 +195,26 @@ def _day_labels(ground_truth: pd.DataFrame, day: str) -> pd.DataFrame:
 
 
 def _pooled_pairs(
-    scores: Mapping[str, DayFrames], labels_by_day: DayFrames, names: Sequence[str]
+    scores: Mapping[str, DayFrames],
+    labels_by_day: DayFrames,
+    names: Sequence[str],
+    alerts: DayFrames,
 ) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Labelled alerts of all days with both models' finite scores (``a``, ``b``), and counts."""
+    """Labelled alerts of all days with both models' finite scores (``a``, ``b``) and the
+    alert's ``address`` (None where the alerts do not say), and counts."""
     frames = []
     for day, day_truth in labels_by_day.items():
         merged = labels_frame(day_truth)
+        if "address" in alerts[day].columns:
+            addresses = pd.DataFrame(
+                {
+                    "alert_id": alerts[day]["alert_id"].astype(str).to_numpy(),
+                    "address": alerts[day]["address"].to_numpy(),
+                }
+            ).drop_duplicates("alert_id")
+            merged = merged.merge(addresses, on="alert_id", how="left")
+        else:
+            merged["address"] = None
         for suffix, name in zip(("a", "b"), names, strict=True):
             day_scores = scores_frame(scores[name][day]).rename(columns={"score": suffix})
             merged = merged.merge(day_scores, on="alert_id", how="left")
@@ -317,8 +365,14 @@ def compare_models(
             for name in names
         }
         per_day[day] = {"models": runs, "delta": _day_delta(*runs.values())}
-    pooled, pool_counts = _pooled_pairs(scores, labels_by_day, names)
+    pooled, pool_counts = _pooled_pairs(scores, labels_by_day, names, alerts)
     y_true = pooled[LABEL].to_numpy(dtype=bool)
+    # alerts whose address is unknown are blocks of their own
+    blocks = (
+        pooled["address"]
+        .astype(object)
+        .where(pooled["address"].notna(), "alert:" + pooled["alert_id"])
+    )
     columns = dict(zip(names, ("a", "b"), strict=True))
     aggregate = {
         name: _aggregate(
@@ -331,6 +385,7 @@ def compare_models(
         y_true,
         pooled["a"].to_numpy(),
         pooled["b"].to_numpy(),
+        groups=blocks.to_numpy(),
         n_resamples=n_resamples,
         seed=seed,
         confidence=confidence,
@@ -347,6 +402,10 @@ def compare_models(
             "bootstrap": bootstrap,
             "curves": {
                 name: _curves(y_true, pooled[column].to_numpy()) for name, column in columns.items()
+            },
+            "calibration": {
+                name: _calibration(y_true, pooled[column].to_numpy())
+                for name, column in columns.items()
             },
             "winner": winner,
             "significant": significant,

@@ -21,6 +21,7 @@ from aml_pipeline.validation.validator_utils import to_jsonable
 MARKDOWN_NAME = "comparison_report.md"
 ROC_PNG = "roc_curves.png"
 PR_PNG = "pr_curves.png"
+RELIABILITY_PNG = "reliability.png"
 
 
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -85,7 +86,8 @@ def _summary(result: Mapping[str, Any]) -> list[str]:
         f"- Paired labelled alerts: {result['pooled']['n_paired']}",
         f"- Winner (pooled AUC-ROC): **{result['winner'] or 'n/a'}**; "
         f"significant: **{'yes' if result['significant'] else 'no'}**",
-        f"- Bootstrap: {boot['n_valid']} valid of {boot['n_resamples']} paired resamples, "
+        f"- Bootstrap: {boot['n_valid']} valid of {boot['n_resamples']} paired resamples of "
+        f"whole {boot.get('blocks', 'alerts')} ({boot.get('n_blocks', 'n/a')} blocks), "
         f"seed {boot['seed']}",
         "",
         f"> {result['recommendation']}",
@@ -170,6 +172,46 @@ def _curve_section(result: Mapping[str, Any], directory: Path) -> list[str]:
     return [*lines, f"![ROC curves]({ROC_PNG})", "", f"![Precision-recall curves]({PR_PNG})", ""]
 
 
+def _plot_reliability(path: Path, calibration: Mapping[str, Any]) -> None:
+    """Reliability diagram: per score bin, the SAR share against the mean score."""
+    figure = Figure(figsize=(6, 5), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    for name, table in calibration.items():
+        rows = table["reliability"]
+        axes.plot(
+            [r["mean_score"] for r in rows],
+            [r["sar_rate"] for r in rows],
+            marker="o",
+            label=f"{name} (Brier {table['brier']:.4f}, ECE {table['ece']:.4f})",
+        )
+    axes.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfectly calibrated")
+    axes.set(xlabel="Mean score in bin", ylabel="SAR share in bin", xlim=(0, 1), ylim=(0, 1.02))
+    axes.set_title("Reliability (pooled paired alerts)")
+    axes.legend(loc="upper left")
+    axes.grid(alpha=0.3)
+    _atomic_write(path, lambda tmp: figure.savefig(tmp, format="png"))
+
+
+def _calibration_section(result: Mapping[str, Any], directory: Path) -> list[str]:
+    calibration = result.get("calibration") or {}
+    lines = ["## Calibration (pooled paired alerts)", ""]
+    if not calibration or any(table is None for table in calibration.values()):
+        return [
+            *lines,
+            "Unavailable: a model's scores are not all in [0, 1], or one class only.",
+            "",
+        ]
+    rows = [[name, table["brier"], table["ece"]] for name, table in calibration.items()]
+    _plot_reliability(directory / RELIABILITY_PNG, calibration)
+    return [
+        *lines,
+        *_table(["Model", "Brier score", "Expected calibration error"], rows),
+        f"![Reliability diagram]({RELIABILITY_PNG})",
+        "",
+    ]
+
+
 def write_comparison_report(result: Mapping[str, Any], output_json: Path) -> Path:
     """Write ``result`` to ``output_json`` and ``comparison_report.md`` (+ PNGs) beside it.
 
@@ -185,6 +227,7 @@ def write_comparison_report(result: Mapping[str, Any], output_json: Path) -> Pat
         *_delta_section(result),
         *_per_day_tables(result),
         *_curve_section(result, output_json.parent),
+        *_calibration_section(result, output_json.parent),
         f"Full results: [{output_json.name}]({output_json.name})",
     ]
     markdown = output_json.parent / MARKDOWN_NAME

@@ -1,6 +1,7 @@
 """Tier 3: accuracy against ground truth arriving at T+τ (0 to 0.5).
 
-score = 0.3 * AUC-ROC + 0.2 * AUC-PR over the scored alerts that have a label. Alert ids
+score = 0.3 * AUC-ROC + 0.2 * AUC-PR over the scored alerts that have a label; the Brier
+score and expected calibration error are reported beside it (scores in [0, 1]). Alert ids
 are matched as strings; a duplicated scored alert_id uses its first row. NaN/inf scores are
 excluded from the metrics and counted (``n_non_finite_excluded``): Tier 1 already fails
 them and Tier 2 penalizes them, so they are not ranked a second time here. With no labelled
@@ -15,6 +16,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
+from aml_pipeline.models.calibration import brier_score, expected_calibration_error
 from aml_pipeline.validation.validator_utils import (
     SCORE_DECIMALS,
     TIER_MAX_SCORES,
@@ -97,6 +99,7 @@ def score_ranking(y_true: np.ndarray, y_score: np.ndarray) -> dict[str, Any]:
     auc_pr = float(average_precision_score(y_true, y_score))
     best_f1, best_threshold = _best_f1(y_true, y_score)
     score = AUC_ROC_WEIGHT * auc_roc + AUC_PR_WEIGHT * auc_pr
+    probabilities = bool(np.all((y_score >= 0) & (y_score <= 1)))
     return {
         "score": round(score, SCORE_DECIMALS),
         "max_score": TIER_MAX_SCORES["tier3"],
@@ -107,6 +110,9 @@ def score_ranking(y_true: np.ndarray, y_score: np.ndarray) -> dict[str, Any]:
             "auc_pr": auc_pr,
             "best_f1": best_f1,
             "best_f1_threshold": best_threshold,
+            # calibration: how far the scores are from probabilities (not part of the score)
+            "brier": brier_score(y_true, y_score) if probabilities else None,
+            "ece": expected_calibration_error(y_true, y_score) if probabilities else None,
         },
     }
 
