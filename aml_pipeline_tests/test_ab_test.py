@@ -19,6 +19,7 @@ from aml_pipeline.validation.ab_test import (
     IncompleteLabelHistory,
     build_test_features,
     load_model_file,
+    read_ground_truth,
     read_test_days,
     run_ab_test,
 )
@@ -190,3 +191,21 @@ def test_a_label_file_without_the_history_production_had_is_refused(setup, tmp_p
     assert warnings == [
         "no label in the ground truth for the alerts of 1 look-back day(s): 2025-03-02"
     ]
+
+
+def test_ground_truth_is_a_file_or_a_folder_of_daily_label_events(tmp_path: Path) -> None:
+    days = pd.to_datetime(["2025-03-01", "2025-03-02"]).date
+    labels = pd.DataFrame({"alert_id": ["a", "b"], "processing_date": days})
+    labels["is_sar_filed"] = [True, False]
+    labels["label_date"] = days + dt.timedelta(7)
+    folder = tmp_path / "label_events"
+    folder.mkdir()
+    for (day,), part in labels.groupby(["label_date"]):
+        part.to_parquet(folder / f"{day}.parquet")
+    labels.head(0).to_parquet(folder / "2025-03-20.parquet")  # a day without arrivals
+    pd.testing.assert_frame_equal(read_ground_truth(folder), labels)
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+    assert read_ground_truth(tmp_path / "labels.csv")["alert_id"].tolist() == ["a", "b"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"holds no \.parquet"):
+        read_ground_truth(tmp_path / "empty")

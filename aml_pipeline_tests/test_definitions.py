@@ -5,9 +5,13 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
 
 INGESTION = [
     "landed_batch",
@@ -78,6 +82,18 @@ def test_backfills_run_two_weeks_per_run(make_defs):
     for name in INGESTION + FEATURES + SCORING + EVALUATION:
         policy = graph.get(dg.AssetKey(["ethereum", name])).backfill_policy
         assert policy.max_partitions_per_run == 14, name
+
+
+def test_runs_that_write_or_read_the_look_back_start_one_at_a_time(make_defs):
+    """A UI backfill is several 14-day runs; a chunk's look-back reads the days of the
+    chunk before, so the queue must start them one by one (a run-granularity pool)."""
+    graph = make_defs().resolve_asset_graph()
+    for name in INGESTION + FEATURES:
+        assert graph.get(dg.AssetKey(["ethereum", name])).pools == {"ethereum_daily_tables"}
+    for name in SCORING + EVALUATION:
+        assert not graph.get(dg.AssetKey(["ethereum", name])).pools, name
+    pools = yaml.safe_load((ROOT / "dagster.yaml").read_text())["concurrency"]["pools"]
+    assert pools == {"granularity": "run", "default_limit": 1}
 
 
 # Dagster's own backfill code (the path the UI takes) still calls AssetSelection.sources()

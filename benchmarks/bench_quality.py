@@ -1,112 +1,166 @@
-"""Held-out model quality against two baselines (``make quality``).
+"""Held-out model quality on the live path (``make quality``).
 
-For each data set the pipeline lands a date range, computes features, and trains the
-three models on the days up to a cut with only the labels known at the cut. The alert
-scorer is then evaluated on the days after the cut (all their labels, as eventually
-known) next to the detector confidence alone and a logistic regression trained on the
-same rows and features. Data sets: the simulator's demo profile, and AMLSim 10K imported
-with ``import-transfers`` when ``../shared/extdata/amlsim_10k`` is present.
+For each data set the held-out days are replayed the way a deployment runs them
+(``benchmarks/live_replay.py``): land and train up to a cut with the labels known at the
+cut, then one daily ``score`` run per later day with the label cut-off advancing with the
+day, so every test alert is scored on the features production computed that day. The
+published scores are then evaluated against the labels as eventually known, next to the
+detector confidence alone and a logistic regression trained on the same rows and
+features and applied to the same live features.
 
-The scorer-minus-regression differences come with a 95 % interval from a bootstrap that
-resamples addresses, not alerts: alerts on one address are far from independent.
+Intervals are 95 % paired-bootstrap intervals over addresses (``paired_bootstrap`` of
+the A/B comparison: one implementation): alerts on one address are not independent.
+With ``--before CHECKOUT`` (e.g. ``git worktree add /tmp/before 87d3540``) the same
+replay also runs on that version of the code and its scorer figures are reported beside
+the current ones. Data sets: the simulator's demo profile, and AMLSim 10K when
+``../shared/extdata/amlsim_10k`` is present.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime as dt
 import json
+import os
+import subprocess
+import sys
 import tempfile
-import time
+from dataclasses import dataclass
 from pathlib import Path
 
-import dagster as dg
 import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from aml_pipeline.definitions import MODEL_ASSETS, build_definitions
 from aml_pipeline.features.alert_features import CATEGORIES, FEATURE_COLUMNS
 from aml_pipeline.io_manager import read_parquet
-from aml_pipeline.models.registry import ModelRegistry
 from aml_pipeline.models.training import LABEL, labelled, logistic_baseline
-from aml_pipeline.runs import run_range
+from aml_pipeline.resources import PipelineConfig
 from aml_pipeline.settings import Settings
-from aml_pipeline.storage import LocalStorage
-from aml_pipeline.transfers_import import import_transfers, read_labels, read_transfers
+from aml_pipeline.sources.simulated import SimulatedSource
+from aml_pipeline.validation.comparison import paired_bootstrap
 
-AMLSIM = Path(__file__).resolve().parents[1].parent / "shared" / "extdata" / "amlsim_10k"
+HERE = Path(__file__).resolve().parent
+AMLSIM = HERE.parents[1] / "shared" / "extdata" / "amlsim_10k"
+LABEL_HORIZON_DAYS = 120  # labels of the test days arrive within this many days
+RESAMPLES = 1000
+PARTITIONS_START = "2016-12-01"  # before both data sets
 
 
-def _read(root: Path, network: str, table: str, days: list[dt.date]):
-    return read_parquet([str(root / "warehouse" / network / table / f"{d}.parquet") for d in days])
+@dataclass(frozen=True)
+class DataSet:
+    """A replay: the network, its training range up to ``cut`` and the held-out days."""
+
+    name: str
+    network: str
+    start: dt.date
+    cut: dt.date
+    end: dt.date
+    import_args: tuple[str, ...] = ()
+
+    def replay_args(self, root: Path) -> list[str]:
+        return [
+            *("--root", str(root), "--network", self.network),
+            *("--start", str(self.start), "--cut", str(self.cut), "--end", str(self.end)),
+            *("--partitions-start", PARTITIONS_START),
+            *self.import_args,
+        ]
+
+    def days(self, first: dt.date, last: dt.date) -> list[dt.date]:
+        return [first + dt.timedelta(i) for i in range((last - first).days + 1)]
+
+    @property
+    def test_days(self) -> list[dt.date]:
+        return self.days(self.cut + dt.timedelta(1), self.end)
 
 
-def address_bootstrap(
-    y: np.ndarray,
-    scores: np.ndarray,
-    baseline: np.ndarray,
-    addresses: np.ndarray,
-    n_resamples: int = 500,
-    seed: int = 0,
-) -> dict[str, list[float]]:
-    """95 % percentile intervals of AUC-ROC and AUC-PR of ``scores`` minus ``baseline``,
-    resampling whole addresses with replacement (resamples of one class are skipped)."""
-    codes, uniques = pd.factorize(addresses)
-    members = [np.flatnonzero(codes == c) for c in range(len(uniques))]
-    rng = np.random.default_rng(seed)
-    diffs = []
-    for _ in range(n_resamples):
-        rows = np.concatenate([members[c] for c in rng.integers(0, len(members), len(members))])
-        if y[rows].min() == y[rows].max():
-            continue
-        diffs.append(
-            [
-                metric(y[rows], scores[rows]) - metric(y[rows], baseline[rows])
-                for metric in (roc_auc_score, average_precision_score)
-            ]
-        )
-    low, high = np.percentile(np.array(diffs), [2.5, 97.5], axis=0)
+def launch(data: DataSet, root: Path, checkout: Path) -> subprocess.Popen:
+    """Start the live replay of ``data`` with the code of ``checkout``."""
+    env = {**os.environ, "PYTHONPATH": str(checkout)}
+    log = (root.parent / f"{root.name}.log").open("w")
+    return subprocess.Popen(
+        [sys.executable, str(HERE / "live_replay.py"), *data.replay_args(root)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+    )
+
+
+def finish(process: subprocess.Popen, root: Path) -> dict:
+    out, _ = process.communicate()
+    if process.returncode != 0:
+        raise SystemExit(f"live replay into {root} failed; see {root.parent / root.name}.log")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _warehouse(root: Path, network: str, table: str, days: list[dt.date]) -> pd.DataFrame:
+    files = [root / "data" / "warehouse" / network / table / f"{d}.parquet" for d in days]
+    return read_parquet([str(f) for f in files if f.exists()])
+
+
+def _published(root: Path, network: str, days: list[dt.date]) -> pd.DataFrame:
+    files = [root / "data" / "output" / network / str(d) / "alert_scores.parquet" for d in days]
+    missing = [str(f) for f in files if not f.exists()]
+    if missing:
+        raise SystemExit(f"the replay did not publish {missing[:3]}")
+    return read_parquet([str(f) for f in files])[["alert_id", "score"]]
+
+
+def eventual_labels(root: Path, data: DataSet) -> pd.DataFrame:
+    """Every label of the test days as eventually known, from the network's recorded
+    source: the simulator's labels of each day (known yet or not), or the label events
+    of a local source arriving within LABEL_HORIZON_DAYS of the last test day."""
+    settings = dataclasses.replace(
+        Settings.from_env(),
+        data_root=str(root / "data"),
+        networks=[data.network],
+        partitions_start=PARTITIONS_START,
+    )
+    source, window = PipelineConfig.from_settings(settings).source(data.network), 7
+    arrivals = data.days(data.cut + dt.timedelta(1), data.end + dt.timedelta(LABEL_HORIZON_DAYS))
+    if isinstance(source, SimulatedSource):  # its label events would simulate later days
+        return pd.concat([source.labels(data.network, d, window) for d in data.test_days])
+    events = pd.concat(
+        [source.fetch_label_events(data.network, day, window) for day in arrivals],
+        ignore_index=True,
+    )
+    return events[events["processing_date"].astype(str).isin({str(d) for d in data.test_days})]
+
+
+def _auc(y: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     return {
-        "auc_roc_diff_ci95": [round(float(low[0]), 4), round(float(high[0]), 4)],
-        "auc_pr_diff_ci95": [round(float(low[1]), 4), round(float(high[1]), 4)],
+        "auc_roc": round(float(roc_auc_score(y, scores)), 4),
+        "auc_pr": round(float(average_precision_score(y, scores)), 4),
     }
 
 
-def evaluate(name: str, settings: Settings, start: dt.date, cut: dt.date, end: dt.date) -> dict:
-    network, root = settings.networks[0], Path(settings.data_root)
-    defs = build_definitions(settings)
-    began = time.perf_counter()
-    with dg.instance_for_test() as instance:
-        for job in ("ingestion_job", "features_job"):
-            assert run_range(defs.resolve_job_def(job), instance, start, end) is None, job
-        config = {"start_date": str(start), "end_date": str(cut), "as_of": str(cut)}
-        ops = {f"{network}__{kind}": {"config": config} for kind in MODEL_ASSETS}
-        assert (
-            defs.resolve_job_def("training_job")
-            .execute_in_process(instance=instance, run_config={"ops": ops})
-            .success
-        )
-    days = lambda a, b: [a + dt.timedelta(i) for i in range((b - a).days + 1)]  # noqa: E731
-    train_days, test_days = days(start, cut), days(cut + dt.timedelta(1), end)
-    late = dt.date(2100, 1, 1)
+def _diff(y: np.ndarray, baseline: np.ndarray, scores: np.ndarray, groups: np.ndarray) -> dict:
+    """Scores minus baseline: estimate and address-bootstrap 95 % interval, per metric."""
+    result = paired_bootstrap(y, baseline, scores, groups=groups, n_resamples=RESAMPLES)
+    return {
+        metric: [round(result[metric][k], 4) for k in ("estimate", "ci_low", "ci_high")]
+        for metric in ("auc_roc_diff", "auc_pr_diff")
+    } | {"n_addresses": result["n_blocks"]}
+
+
+def evaluate(data: DataSet, root: Path, before: Path | None) -> dict:
+    """Figures of the scorer, the regression and the confidence on the replayed days."""
+    network, train_days = data.network, data.days(data.start, data.cut)
     train = labelled(
-        _read(root, network, "alert_features", train_days),
-        _read(root, network, "ground_truth", train_days),
-        cut,
+        _warehouse(root, network, "alert_features", train_days),
+        _warehouse(root, network, "label_events", data.days(data.start, data.cut)),
+        data.cut,
     )
-    test = labelled(
-        _read(root, network, "alert_features", test_days),
-        _read(root, network, "ground_truth", test_days),
-        late,
-    )
-    registry = ModelRegistry(LocalStorage(root), network)
-    model = registry.load("alert_scorer", registry.entries("alert_scorer")[-1]["version"])
-    y = test[LABEL].to_numpy()
+    truth = eventual_labels(root, data)
+    features = _warehouse(root, network, "alert_features", data.test_days)
+    test = labelled(features, truth, data.end + dt.timedelta(LABEL_HORIZON_DAYS))
+    test = test.merge(_published(root, network, data.test_days), on="alert_id", validate="1:1")
+    y, groups = test[LABEL].to_numpy(), test["address"].to_numpy()
     scores = {
-        "alert_scorer": model.booster.predict(test[model.features]),
-        "confidence_only": test["alert_confidence_score"].to_numpy(),
+        "alert_scorer": test["score"].to_numpy(),
         "logistic_regression": logistic_baseline(
             train[list(FEATURE_COLUMNS)],
             train[LABEL].to_numpy(),
@@ -114,78 +168,79 @@ def evaluate(name: str, settings: Settings, start: dt.date, cut: dt.date, end: d
             list(CATEGORIES),
             {c: len(v) for c, v in CATEGORIES.items()},
         ),
+        "confidence_only": test["alert_confidence_score"].to_numpy(),
     }
-    return {
-        "data": name,
-        "train_days": [str(start), str(cut)],
-        "test_days": [str(test_days[0]), str(end)],
+    report = {
+        "data": data.name,
+        "train_days": [str(data.start), str(data.cut)],
+        "test_days": [str(data.test_days[0]), str(data.end)],
         "train_rows": len(train),
         "train_positives": int(train[LABEL].sum()),
         "test_rows": len(test),
         "test_positives": int(y.sum()),
-        **{f"{k}_auc_roc": round(float(roc_auc_score(y, s)), 4) for k, s in scores.items()},
-        **{
-            f"{k}_auc_pr": round(float(average_precision_score(y, s)), 4) for k, s in scores.items()
-        },
-        "alert_scorer_minus_logistic_regression": address_bootstrap(
-            y, scores["alert_scorer"], scores["logistic_regression"], test["address"].to_numpy()
+        **{name: _auc(y, s) for name, s in scores.items()},
+        "alert_scorer_minus_logistic_regression": _diff(
+            y, scores["logistic_regression"], scores["alert_scorer"], groups
         ),
-        "seconds": round(time.perf_counter() - began, 1),
+        "alert_scorer_minus_confidence_only": _diff(
+            y, scores["confidence_only"], scores["alert_scorer"], groups
+        ),
     }
+    if before is not None:
+        old = test[["alert_id"]].merge(
+            _published(before, network, data.test_days), on="alert_id", how="left"
+        )
+        if old["score"].isna().any():
+            raise SystemExit("the two replays scored different alerts; compare like with like")
+        report["before"] = {
+            "alert_scorer": _auc(y, old["score"].to_numpy()),
+            "after_minus_before": _diff(y, old["score"].to_numpy(), scores["alert_scorer"], groups),
+        }
+    return report
 
 
-def _settings(root: Path, network: str, **extra: str) -> Settings:
-    values = {
-        "networks": [network],
-        "window_days": 7,
-        "data_root": str(root),
-        "batch_source": "simulated",
-        "source_dir": "",
-        "sim_profile": "demo",
-        "sim_seed": 0,
-        "partitions_start": "2016-12-01",
-        "labels_as_of": "2100-01-01",
-    }
-    return Settings(**{**values, **extra})
+def data_sets() -> list[DataSet]:
+    day = dt.date.fromisoformat
+    sets = [DataSet("simulator demo profile", "ethereum", day("2025-03-01"),
+                    day("2025-04-09"), day("2025-04-24"))]  # fmt: skip
+    if AMLSIM.is_dir():
+        sets.append(
+            DataSet(
+                "AMLSim 10K",
+                "amlsim",
+                dt.date(2017, 1, 1),
+                dt.date(2018, 4, 30),
+                dt.date(2018, 12, 21),
+                import_args=(
+                    *("--transfers", str(AMLSIM / "transactions.csv.gz")),
+                    *("--labels", str(AMLSIM / "sar_accounts.csv")),
+                ),
+            )
+        )
+    return sets
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--workdir",
-        default=None,
-        help="keep the landed data, features and models here (default: a "
-        "temporary directory, removed at the end)",
-    )
+    parser.add_argument("--workdir", default=None, help="keep the replays here (default: a "
+                        "temporary directory, removed at the end)")  # fmt: skip
+    parser.add_argument("--before", default=None, help="also replay this checkout's code")
+    parser.add_argument("--only", default=None, help="only the data set whose name has this")
     args = parser.parse_args()
     with contextlib.ExitStack() as stack:
-        root = Path(args.workdir or stack.enter_context(tempfile.TemporaryDirectory()))
-        sim = _settings(root / "sim", "ethereum")
-        report = evaluate(
-            "simulator demo profile",
-            sim,
-            dt.date(2025, 3, 1),
-            dt.date(2025, 4, 9),
-            dt.date(2025, 4, 24),
-        )
-        print(json.dumps(report), flush=True)
-        if AMLSIM.is_dir():
-            transfers, _ = read_transfers(AMLSIM / "transactions.csv.gz")
-            labels = read_labels(AMLSIM / "sar_accounts.csv")
-            source = root / "amlsim_sot"
-            import_transfers(
-                transfers, labels, "amlsim", dt.date(2017, 1, 1), dt.date(2018, 12, 21), source
-            )
-            settings = _settings(
-                root / "amlsim", "amlsim", batch_source="local", source_dir=str(source)
-            )
-            report = evaluate(
-                "AMLSim 10K",
-                settings,
-                dt.date(2017, 1, 1),
-                dt.date(2018, 4, 30),
-                dt.date(2018, 12, 21),
-            )
+        work = Path(args.workdir or stack.enter_context(tempfile.TemporaryDirectory()))
+        work.mkdir(parents=True, exist_ok=True)
+        for data in data_sets():
+            if args.only and args.only.lower() not in data.name.lower():
+                continue
+            roots = {"after": work / f"{data.network}_after"}
+            if args.before:
+                roots["before"] = work / f"{data.network}_before"
+            checkouts = {"after": HERE.parent, "before": Path(args.before or HERE.parent)}
+            running = {k: launch(data, r, checkouts[k]) for k, r in roots.items()}
+            replays = {k: finish(p, roots[k]) for k, p in running.items()}
+            report = evaluate(data, roots["after"], roots.get("before"))
+            report["replay_s"] = {k: r["steps_s"] for k, r in replays.items()}
             print(json.dumps(report), flush=True)
 
 

@@ -40,6 +40,13 @@ warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", categor
 BACKFILL = dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_DAYS_PER_RUN)
 
 
+def daily_pool(network: str) -> str:
+    """The concurrency pool of a network's landing and feature assets. With the instance's
+    run-granularity pool limit of 1, runs that write or read the look-back (one per backfill
+    chunk, the daily run) go one at a time, so a chunk never reads days still in flight."""
+    return f"{network}_daily_tables"
+
+
 def daily_table_args(
     network: str, partitions: dg.PartitionsDefinition, code_version: str
 ) -> dict[str, Any]:
@@ -51,6 +58,7 @@ def daily_table_args(
         "io_manager_key": "warehouse_io_manager",
         "kinds": {"duckdb", "parquet", "pandas"},
         "code_version": code_version,
+        "pool": daily_pool(network),
     }
 
 
@@ -105,6 +113,7 @@ def _build_landed_batch(network: str, partitions: dg.PartitionsDefinition):
         backfill_policy=BACKFILL,
         kinds={"parquet", "json"},
         code_version=CODE_VERSION,
+        pool=daily_pool(network),
         description=(
             f"The day's {network} SOT batch, fetched from the configured source, validated "
             "against the contract and published atomically to input/{network}/{date}/. "

@@ -219,11 +219,18 @@ def _folder_day(path: Path) -> dt.date | None:
 
 
 def read_ground_truth(path: Path) -> pd.DataFrame:
-    """Labels from a Parquet or CSV file (``alert_id``, ``is_sar_filed``, optional dates).
+    """Labels from a Parquet or CSV file (``alert_id``, ``is_sar_filed``, optional dates),
+    or from a folder of daily Parquet files such as the warehouse's ``label_events``.
 
     Every label is kept, whatever its ``label_date``: this is evaluation at T+tau.
     """
     path = Path(path)
+    if path.is_dir():
+        files = sorted(path.glob("*.parquet"))
+        if not files:
+            raise FileNotFoundError(f"ground truth folder {path} holds no .parquet file")
+        frames = [f for f in map(pd.read_parquet, files) if not f.empty]
+        return pd.concat(frames, ignore_index=True) if frames else pd.read_parquet(files[0])
     if not path.is_file():
         raise FileNotFoundError(f"ground truth file {path} not found")
     suffix = path.suffix.lower()
