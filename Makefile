@@ -24,6 +24,8 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/dg check defs
 
 bench: install
 	$(BIN)/python -m benchmarks.bench_simulator
@@ -37,7 +39,7 @@ quality: install
 	$(BIN)/python -m benchmarks.bench_quality
 
 ui: install
-	$(BIN)/dagster dev -w workspace.yaml
+	$(BIN)/dg dev
 
 api: install
 	$(BIN)/aml-pipeline serve

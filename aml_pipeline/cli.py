@@ -1,55 +1,23 @@
-"""The ``aml-pipeline`` command line. Every command materializes assets through Dagster,
-in the persistent instance under DAGSTER_HOME, so the UI shows what it did."""
+"""The ``aml-pipeline`` command line: parsing, checks of the arguments and what is printed.
+Every command materializes assets through Dagster (``defs.operations``), in the persistent
+instance under DAGSTER_HOME, so the UI shows what it did."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import json
-import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import dagster as dg
-
 from aml_pipeline.dates import date_range
-from aml_pipeline.resources import PipelineConfig
-from aml_pipeline.runs import RANGE_END, RANGE_START, run_range
+from aml_pipeline.defs import operations
+from aml_pipeline.defs.operations import RunResult, failure_text, pipeline_config
 from aml_pipeline.settings import Settings, parse_networks
 from aml_pipeline.sources.record import SourceMismatch, check_requested
-
-
-def _project_home() -> Path | None:
-    """The nearest directory at or above the working directory holding dagster.yaml."""
-    for folder in (Path.cwd(), *Path.cwd().parents):
-        if (folder / "dagster.yaml").is_file():
-            return folder
-    return None
-
-
-@contextlib.contextmanager
-def instance() -> Iterator[dg.DagsterInstance]:
-    """The persistent Dagster instance (DAGSTER_HOME, else the project root), disposed on
-    exit. Not entered with ``with``: Dagster 1.13's ``DagsterInstance.__exit__`` leaves its
-    definitions-state storage set in a context variable, which breaks later definition
-    loads in the same process once the instance is gone."""
-    if not os.environ.get("DAGSTER_HOME"):
-        home = _project_home()
-        if home is None:
-            raise SystemExit(
-                "DAGSTER_HOME is not set and no dagster.yaml was found above "
-                "the working directory; run from the project root"
-            )
-        os.environ["DAGSTER_HOME"] = str(home)
-    current = dg.DagsterInstance.get()
-    try:
-        yield current
-    finally:
-        current.dispose()
 
 
 def _date(text: str) -> dt.date:
@@ -109,60 +77,27 @@ def _partition_days(settings: Settings, start: dt.date, end: dt.date) -> list[dt
     return days
 
 
-def _pipeline(settings: Settings, overrides: dict[str, str]) -> PipelineConfig:
-    return PipelineConfig(**{**PipelineConfig.from_settings(settings).model_dump(), **overrides})
-
-
-def _definitions(settings: Settings) -> dg.Definitions:
-    """Definitions for the environment as it is now (tests change it between calls)."""
-    from aml_pipeline.definitions import build_definitions
-
-    return build_definitions(settings)
-
-
-def _run_config(settings: Settings, overrides: dict[str, str]) -> dict:
-    """Run config that sets the pipeline resource to the settings plus ``overrides``."""
-    return {
-        "resources": {"pipeline": {"config": _pipeline(settings, overrides).model_dump()}},
-        "loggers": {"console": {"config": {"log_level": "WARNING"}}},
-    }
-
-
 def _materialize(
     network: str,
     days: list[dt.date],
     names: tuple[str, ...],
     overrides: dict[str, str] | None = None,
-    on_chunk: Callable[[dt.date, dt.date, dg.ExecuteInProcessResult], None] | None = None,
-) -> dg.ExecuteInProcessResult | None:
-    """Materialize the network's daily assets ``names`` over the consecutive ``days`` in
-    runs of at most MAX_DAYS_PER_RUN days; the first failed run's result, else None."""
-    from aml_pipeline.definitions import asset_keys
-
-    settings = _settings_for(network)
-    defs = _definitions(settings)
-    with instance() as inst:
-        return run_range(
-            defs.resolve_job_def("daily_job"),
-            inst,
-            days[0],
-            days[-1],
-            _run_config(settings, overrides or {}),
-            asset_keys([network], names),
-            on_chunk=on_chunk,
-        )
+    on_chunk: Callable[[dt.date, dt.date, RunResult], None] | None = None,
+) -> RunResult | None:
+    """``operations.materialize`` with the environment's settings for ``network``."""
+    return operations.materialize(_settings_for(network), network, days, names, overrides, on_chunk)
 
 
 def _ingest(network: str, days: list[dt.date], overrides: dict[str, str]) -> int:
     """Land the network's batches and label arrivals of ``days`` (ingestion only), in runs
     of at most MAX_DAYS_PER_RUN days, printing a line per landed day."""
-    from aml_pipeline.definitions import INGESTION_ASSETS
+    from aml_pipeline.defs.definitions import INGESTION_ASSETS
 
     done = 0
 
-    def progress(first: dt.date, last: dt.date, result: dg.ExecuteInProcessResult) -> None:
+    def progress(first: dt.date, last: dt.date, result: RunResult) -> None:
         nonlocal done
-        counts = _landed_counts(result, network)
+        counts = operations.landed_counts(result, network)
         for day in date_range(first, last):
             done += 1
             print(
@@ -173,11 +108,9 @@ def _ingest(network: str, days: list[dt.date], overrides: dict[str, str]) -> int
 
     failed = _materialize(network, days, INGESTION_ASSETS, overrides, progress)
     if failed is not None:
-        first, last = failed.dagster_run.tags[RANGE_START], failed.dagster_run.tags[RANGE_END]
-        span = first if first == last else f"{first}..{last}"
         print(
-            f"[{done + 1}/{len(days)}] {network} {span}: FAILED (run {failed.run_id})\n"
-            f"{_failure(failed)}",
+            f"[{done + 1}/{len(days)}] {network} {operations.run_span(failed)}: FAILED (run "
+            f"{failed.run_id})\n{failure_text(failed)}",
             file=sys.stderr,
         )
         return 1
@@ -194,7 +127,7 @@ def download(args: argparse.Namespace) -> int:
     overrides = _source_config(args.source)
     if args.output_dir:
         overrides["input_dir"] = str(Path(args.output_dir).resolve())
-    pipeline = _pipeline(settings, overrides)
+    pipeline = pipeline_config(settings, overrides)
     if args.source is not None:
         try:
             check_requested(
@@ -216,7 +149,7 @@ def demo(args: argparse.Namespace) -> int:
     """Ingest the last ``--days`` complete days of every network, train on the oldest
     ``--train-days`` of them (whose labels are the most complete today), score, validate
     and publish every day, and print a summary."""
-    from aml_pipeline.definitions import EVALUATION_ASSETS, FEATURE_ASSETS, SCORING_ASSETS
+    from aml_pipeline.defs.definitions import EVALUATION_ASSETS, FEATURE_ASSETS, SCORING_ASSETS
 
     settings = Settings.from_env()
     if not 2 <= args.train_days < args.days:
@@ -231,7 +164,9 @@ def demo(args: argparse.Namespace) -> int:
             return code
         failed = _materialize(network, days, FEATURE_ASSETS)
         if failed is not None:
-            print(f"features failed (run {failed.run_id}):\n{_failure(failed)}", file=sys.stderr)
+            print(
+                f"features failed (run {failed.run_id}):\n{failure_text(failed)}", file=sys.stderr
+            )
             return 1
         print(
             f"training {network} on {trained[0]}..{trained[-1]} with the labels known today "
@@ -249,7 +184,7 @@ def demo(args: argparse.Namespace) -> int:
 
 def summary(settings: Settings, days: list[dt.date], models: dict[str, dict]) -> str:
     """What the demo did and where to look: counts, metrics, the last day's top alerts."""
-    from aml_pipeline.assets.scoring import output_dir
+    from aml_pipeline.storage import layout
 
     root = Path(settings.data_root).resolve()
     lines = [
@@ -258,9 +193,11 @@ def summary(settings: Settings, days: list[dt.date], models: dict[str, dict]) ->
     ]
     for network in settings.networks:
         metadata = [
-            json.loads((root / output_dir(network, d) / "processing_metadata.json").read_text())
+            json.loads(
+                (root / layout.output_day(network, d) / "processing_metadata.json").read_text()
+            )
             for d in days
-            if (root / output_dir(network, d)).is_dir()
+            if (root / layout.output_day(network, d)).is_dir()
         ]
         scored = sum(m["outputs"]["alert_scores.parquet"]["rows"] for m in metadata)
         used = sorted({m["models"]["alert_scorer"]["version"] for m in metadata})
@@ -276,7 +213,7 @@ def summary(settings: Settings, days: list[dt.date], models: dict[str, dict]) ->
             f"(validation {figures or 'n/a'})"
             + ("" if trained["champion"] else "; promote it with aml-pipeline promote")
         )
-        evaluation = root / "validation_results" / network / f"model_v{used[-1]}_evaluation.json"
+        evaluation = root / layout.model_evaluation(network, used[-1])
         if evaluation.is_file():
             held_out = json.loads(evaluation.read_text())["summary"]
             auc = held_out["mean_auc_roc_held_out"]
@@ -285,7 +222,7 @@ def summary(settings: Settings, days: list[dt.date], models: dict[str, dict]) ->
                 f"{'n/a' if auc is None else f'{auc:.3f}'} over "
                 f"{held_out['held_out_days_with_tier3']} days ({evaluation})"
             )
-        last = root / output_dir(network, days[-1])
+        last = root / layout.output_day(network, days[-1])
         top = top_alerts(last, 5)
         lines.append(f"  top alerts of {days[-1]} ({network}):")
         lines.extend(f"    {row}" for row in top)
@@ -301,7 +238,7 @@ def summary(settings: Settings, days: list[dt.date], models: dict[str, dict]) ->
 
 def top_alerts(day_dir: Path, n: int) -> list[str]:
     """The ``n`` highest-scored alerts of a published day, one line each."""
-    from aml_pipeline.io_manager import duckdb_cursor
+    from aml_pipeline.storage.tables import duckdb_cursor
 
     with duckdb_cursor() as con:
         rows = con.execute(
@@ -321,11 +258,10 @@ def _missing_runs(
     network: str, overrides: dict[str, str], names: tuple[str, ...], days: list[dt.date]
 ) -> list[list[dt.date]]:
     """The consecutive runs of ``days`` on which any of the assets ``names`` is not stored."""
-    from aml_pipeline.io_manager import DuckDBParquetIOManager
+    from aml_pipeline.storage.tables import TableStore
 
-    pipeline = _pipeline(_settings_for(network), overrides)
-    warehouse = DuckDBParquetIOManager(data_root=pipeline.data_root)
-    stored = [set(warehouse.stored_days(dg.AssetKey([network, name]))) for name in names]
+    tables = TableStore(pipeline_config(_settings_for(network), overrides).data_root)
+    stored = [set(tables.stored_days((network, name))) for name in names]
     missing = [d for d in days if not all(d in s for s in stored)]
     runs: list[list[dt.date]] = []
     for day in missing:
@@ -342,14 +278,14 @@ def _train(
     """Fetch the label days up to the as-of date and compute the features of the range's
     days that lack them (each a pure function of earlier days, so stored ones are reused),
     then train the three models; returns each model's materialization metadata."""
-    from aml_pipeline.definitions import FEATURE_ASSETS, MODEL_ASSETS, asset_keys
+    from aml_pipeline.defs.definitions import FEATURE_ASSETS, MODEL_ASSETS
 
     settings = _settings_for(network)
     days = _partition_days(settings, start, end)
     if as_of is not None:
         overrides = {**overrides, "labels_as_of": as_of.isoformat()}
     hint = f"aml-pipeline download --network {network} --start-date {start} --end-date {end}"
-    if _pipeline(settings, overrides).record(network) is None:
+    if pipeline_config(settings, overrides).record(network) is None:
         raise SystemExit(f"{network} has never been landed: {hint}")
     unlanded = [d for run in _missing_runs(network, overrides, ("raw_alerts",), days) for d in run]
     if unlanded:
@@ -357,7 +293,7 @@ def _train(
             f"{len(unlanded)} day(s) of the training range are not landed, e.g. "
             f"{', '.join(map(str, unlanded[:5]))}: land them first ({hint})"
         )
-    known_by = min(_pipeline(settings, overrides).as_of(), _last_partition())
+    known_by = min(pipeline_config(settings, overrides).as_of(), _last_partition())
     label_days = date_range(start, known_by) if known_by >= start else []
     for names, wanted in ((("label_events",), label_days), (FEATURE_ASSETS, days)):
         for run in _missing_runs(network, overrides, names, wanted):
@@ -365,29 +301,24 @@ def _train(
             if failed is not None:
                 raise SystemExit(
                     f"preparing {', '.join(names)} for {run[0]}..{run[-1]} failed (run "
-                    f"{failed.run_id}):\n{_failure(failed)}"
+                    f"{failed.run_id}):\n{failure_text(failed)}"
                 )
     print(f"features ready for {start}..{end}, labels through {known_by}", flush=True)
-    defs = _definitions(settings)
     config = {
         "start_date": start.isoformat(),
         "end_date": end.isoformat(),
         "as_of": as_of.isoformat() if as_of else "",
     }
     ops = {f"{network}__{kind}": {"config": config} for kind in MODEL_ASSETS}
-    with instance() as inst:
-        result = defs.resolve_job_def("training_job").execute_in_process(
-            instance=inst,
-            raise_on_error=False,
-            run_config={**_run_config(settings, overrides), "ops": ops},
-            asset_selection=asset_keys([network], MODEL_ASSETS),
-        )
+    result = operations.run_job(
+        settings,
+        "training_job",
+        {**operations.run_config(settings, overrides), "ops": ops},
+        (network, MODEL_ASSETS),
+    )
     if not result.success:
-        raise SystemExit(f"training failed (run {result.run_id}):\n{_failure(result)}")
-    return {
-        e.asset_key.path[-1]: {k: v.value for k, v in e.materialization.metadata.items()}
-        for e in result.get_asset_materialization_events()
-    }
+        raise SystemExit(f"training failed (run {result.run_id}):\n{failure_text(result)}")
+    return operations.materialized_metadata(result)
 
 
 def _print_metrics(models: dict[str, dict]) -> None:
@@ -424,7 +355,7 @@ def _score(network: str, start: dt.date, end: dt.date, names: tuple[str, ...]) -
     done = 0
     began = time.perf_counter()
 
-    def progress(first: dt.date, last: dt.date, result: dg.ExecuteInProcessResult) -> None:
+    def progress(first: dt.date, last: dt.date, result: RunResult) -> None:
         nonlocal done
         done += (last - first).days + 1
         print(
@@ -435,14 +366,14 @@ def _score(network: str, start: dt.date, end: dt.date, names: tuple[str, ...]) -
 
     failed = _materialize(network, days, names, on_chunk=progress)
     if failed is not None:
-        print(f"scoring failed (run {failed.run_id}):\n{_failure(failed)}", file=sys.stderr)
+        print(f"scoring failed (run {failed.run_id}):\n{failure_text(failed)}", file=sys.stderr)
         return 1
     return 0
 
 
 def score(args: argparse.Namespace) -> int:
     """Score and publish a date range (a backfill): ingest, features, score, publish."""
-    from aml_pipeline.definitions import (
+    from aml_pipeline.defs.definitions import (
         DAILY_ASSETS,
         EVALUATION_ASSETS,
         FEATURE_ASSETS,
@@ -460,7 +391,7 @@ def score(args: argparse.Namespace) -> int:
 def validate(args: argparse.Namespace) -> int:
     """A/B test two alert-scorer files with the validators' tiers 1-3 (the seed's
     validate_models.py); writes the JSON, comparison_report.md and its plots."""
-    from aml_pipeline.validation.ab_test import run_ab_test
+    from aml_pipeline.evaluation.ab_test import run_ab_test
 
     _days(args.start_date, args.end_date)
     try:
@@ -496,9 +427,8 @@ def validate(args: argparse.Namespace) -> int:
 
 def promote(args: argparse.Namespace) -> int:
     """Make a registered model version the champion used for scoring (recorded)."""
-    from aml_pipeline.assets.training import promotion_event
     from aml_pipeline.models.registry import ModelNotFound, ModelRegistry
-    from aml_pipeline.storage import LocalStorage
+    from aml_pipeline.storage.objects import LocalStorage
 
     registry = ModelRegistry(LocalStorage(Settings.from_env().data_root), args.network)
     try:
@@ -506,8 +436,7 @@ def promote(args: argparse.Namespace) -> int:
     except ModelNotFound as exc:
         print(str(exc), file=sys.stderr)
         return 1
-    with instance() as inst:  # the UI then shows what the old champion scored as stale
-        inst.report_runless_asset_event(promotion_event(registry, args.kind, record))
+    operations.record_promotion(registry, args.kind, record)
     print(
         f"{args.network} {args.kind}: champion v{record['previous']} -> v{record['version']} "
         f"(recorded in {registry.folder}/model_metadata.json)"
@@ -532,7 +461,6 @@ def import_transfers_command(args: argparse.Namespace) -> int:
         parse_networks(args.network)  # one safe name: it becomes a directory
     except ValueError as exc:
         raise SystemExit(str(exc)) from exc
-    defs = _definitions(Settings.from_env())
     config = {
         "transfers": str(Path(args.transfers).resolve()),
         "labels": str(Path(args.labels).resolve()) if args.labels else "",
@@ -543,18 +471,16 @@ def import_transfers_command(args: argparse.Namespace) -> int:
         "window_days": args.window_days,
         "label_delay_days": args.label_delay_days,
     }
-    job = defs.resolve_job_def("import_transfers_job")
-    with instance() as inst:
-        result = job.execute_in_process(
-            instance=inst,
-            raise_on_error=False,
-            run_config={
-                "ops": {"import_transfers_op": {"config": config}},
-                "loggers": {"console": {"config": {"log_level": "INFO"}}},
-            },
-        )
+    result = operations.run_job(
+        Settings.from_env(),
+        "import_transfers_job",
+        {
+            "ops": {"import_transfers_op": {"config": config}},
+            "loggers": {"console": {"config": {"log_level": "INFO"}}},
+        },
+    )
     if not result.success:
-        print(f"import failed (run {result.run_id}):\n{_failure(result)}", file=sys.stderr)
+        print(f"import failed (run {result.run_id}):\n{failure_text(result)}", file=sys.stderr)
         return 1
     summary = result.output_for_node("import_transfers_op")
     print(
@@ -565,30 +491,6 @@ def import_transfers_command(args: argparse.Namespace) -> int:
         f"--source {config['output_dir']}"
     )
     return 0
-
-
-def _failure(result: dg.ExecuteInProcessResult) -> str:
-    """Why a failed run's first failed step failed: its ``dg.Failure`` description, else the
-    root cause."""
-    failure = next((e for e in result.all_events if e.is_step_failure), None)
-    if failure is None:
-        return "run failed"
-    error = failure.step_failure_data.error
-    while error.cause is not None and error.cls_name != "Failure":
-        error = error.cause  # a Failure's description is written for the user
-    return error.message.strip()
-
-
-def _landed_counts(result: dg.ExecuteInProcessResult, network: str) -> dict[str, str]:
-    """Per landed day of the run, its tables' row counts as one line."""
-    for event in result.get_asset_materialization_events():
-        mat = event.materialization
-        if mat.asset_key == dg.AssetKey([network, "landed_batch"]):
-            return {
-                day: ", ".join(f"{n} {k}" for k, n in counts.items())
-                for day, counts in mat.metadata["row_counts"].value.items()
-            }
-    return {}
 
 
 def build_parser() -> argparse.ArgumentParser:

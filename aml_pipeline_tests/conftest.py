@@ -15,7 +15,7 @@ from dagster._core.storage.defs_state.base import _current_storage
 from aml_pipeline.contract.conform import read_parquet_bytes
 from aml_pipeline.contract.files import build_meta, parquet_bytes
 from aml_pipeline.contract.schema import BATCH_TABLES, META_FILE
-from aml_pipeline.definitions import build_definitions
+from aml_pipeline.defs.definitions import build_definitions
 from aml_pipeline.settings import Settings
 from aml_pipeline.simulator.profiles import SMALL
 from aml_pipeline.sources.simulated import SimulatedSource

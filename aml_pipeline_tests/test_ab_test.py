@@ -1,4 +1,4 @@
-"""A/B test of two model files on simulated test days (``aml_pipeline.validation.ab_test``)."""
+"""A/B test of two model files on simulated test days (``aml_pipeline.evaluation.ab_test``)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aml_pipeline.features.alert_features import CATEGORIES, FEATURE_COLUMNS
-from aml_pipeline.models.registry import REGISTRY_FILE, ModelIntegrityError, ModelSchemaError
-from aml_pipeline.validation.ab_test import (
+from aml_pipeline.evaluation.ab_test import (
     IncompleteLabelHistory,
     build_test_features,
     load_model_file,
@@ -23,7 +21,9 @@ from aml_pipeline.validation.ab_test import (
     read_test_days,
     run_ab_test,
 )
-from aml_pipeline.validation.report import MARKDOWN_NAME, PR_PNG, RELIABILITY_PNG, ROC_PNG
+from aml_pipeline.evaluation.report import MARKDOWN_NAME, PR_PNG, RELIABILITY_PNG, ROC_PNG
+from aml_pipeline.features.alert_features import CATEGORIES, FEATURE_COLUMNS
+from aml_pipeline.models.registry import REGISTRY_FILE, ModelIntegrityError, ModelSchemaError
 from aml_pipeline_tests.conftest import NETWORK, small_source
 
 DAYS = [dt.date(2025, 3, d) for d in range(1, 7)]

@@ -30,7 +30,7 @@ from aml_pipeline.api.database import (
     ResultsDatabase,
     parse_date,
 )
-from aml_pipeline.storage import LocalStorage
+from aml_pipeline.storage.objects import LocalStorage
 
 NETWORK = "ethereum"
 NETWORKS = ["ethereum", "bitcoin"]

@@ -11,12 +11,12 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from aml_pipeline import io_manager
-from aml_pipeline.assets import ingestion as ingestion_assets
 from aml_pipeline.contract.files import parquet_bytes, sha256_hex
 from aml_pipeline.contract.schema import META_FILE
-from aml_pipeline.definitions import FEATURE_ASSETS, INGESTION_ASSETS, asset_keys
-from aml_pipeline.runs import RANGE_END, RANGE_START
+from aml_pipeline.defs.assets import ingestion as ingestion_assets
+from aml_pipeline.defs.definitions import FEATURE_ASSETS, INGESTION_ASSETS, asset_keys
+from aml_pipeline.defs.runs import RANGE_END, RANGE_START
+from aml_pipeline.storage import tables
 from aml_pipeline_tests.conftest import NETWORK, batch_files, batch_tables, write_upstream
 
 DAY = "2025-01-10"
@@ -107,12 +107,12 @@ def test_a_stored_partition_that_breaks_its_check_stops_what_reads_it(
     assert job.execute_in_process(
         tags=earlier, asset_selection=asset_keys([NETWORK], INGESTION_ASSETS)
     ).success
-    real = io_manager.write_parquet
+    real = tables.write_parquet
 
     def faulty(storage, key, df, declared=None):
         real(storage, key, broken(df) if f"/{asset}/" in key else df, declared)
 
-    monkeypatch.setattr(io_manager, "write_parquet", faulty)
+    monkeypatch.setattr(tables, "write_parquet", faulty)
     result = _run(defs, DAY)
     assert not result.success
     check = _check(result, asset, check_name)
@@ -143,7 +143,7 @@ def test_schema_drift_warns_and_the_run_goes_on(tmp_path):
     tables["alerts"]["a_new_column"] = 1
     source = tmp_path / "sot"
     write_upstream(source, batch_files(tables, day), day)
-    from aml_pipeline.definitions import build_definitions
+    from aml_pipeline.defs.definitions import build_definitions
     from aml_pipeline_tests.conftest import settings_for
 
     defs = build_definitions(settings_for(tmp_path, batch_source="local", source_dir=str(source)))

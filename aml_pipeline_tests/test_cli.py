@@ -146,7 +146,7 @@ def test_a_network_keeps_the_source_it_was_first_landed_from(cli_home, capsys):
         "sot')/snapshots/ethereum/2025-01-11"
         in (landing / "2025-01-11" / "LANDING.json").read_text()
     )
-    from aml_pipeline.resources import PipelineConfig
+    from aml_pipeline.defs.resources import PipelineConfig
     from aml_pipeline.settings import Settings
 
     pipeline = PipelineConfig.from_settings(Settings.from_env())

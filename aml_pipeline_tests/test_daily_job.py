@@ -16,13 +16,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from aml_pipeline import automation, cli
+from aml_pipeline import cli
 from aml_pipeline.dates import date_range
-from aml_pipeline.definitions import build_definitions
-from aml_pipeline.resources import PipelineConfig
-from aml_pipeline.runs import RANGE_END, RANGE_START, run_range
+from aml_pipeline.defs import automation
+from aml_pipeline.defs.definitions import build_definitions
+from aml_pipeline.defs.resources import PipelineConfig
+from aml_pipeline.defs.runs import RANGE_END, RANGE_START, run_range
+from aml_pipeline.evaluation.ab_test import build_test_features, read_test_days
 from aml_pipeline.settings import Settings
-from aml_pipeline.validation.ab_test import build_test_features, read_test_days
 
 TRAIN = ["--start-date", "2025-03-01", "--end-date", "2025-03-08"]
 FILES = ("alert_scores.parquet", "alert_rankings.parquet", "cluster_scores.parquet")
@@ -43,6 +44,15 @@ def home(tmp_path_factory):
         assert cli.main(["score", "--network", "ethereum", "--start-date", "2025-03-01",
                          "--end-date", "2025-03-10"]) == 0  # fmt: skip
         yield root
+
+
+@pytest.fixture
+def scratch(home: Path, tmp_path: Path) -> Path:
+    """A copy of ``home`` (data and Dagster instance) for a test that changes it, so that
+    no test depends on which ran before it."""
+    copy = tmp_path / "home"
+    shutil.copytree(home, copy)
+    return copy
 
 
 def _named(definitions, name: str):
@@ -97,7 +107,8 @@ def test_backfill_runs_in_chunks_not_per_day(home):
     assert not any(home.glob("data/output/ethereum/.*"))  # no staging leftovers
 
 
-def test_rescoring_is_idempotent_and_a_failed_rerun_keeps_the_published_day(home, monkeypatch):
+def test_rescoring_is_idempotent_and_a_failed_rerun_keeps_the_published_day(scratch, monkeypatch):
+    home = scratch  # this test changes the project
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setenv("AML_DATA_ROOT", str(home / "data"))
     monkeypatch.setenv("AML_SIM_PROFILE", "small")
@@ -255,8 +266,9 @@ def test_every_published_day_is_evaluated_on_all_tiers(home):
     )
 
 
-def test_a_tier1_failure_blocks_publication(home, monkeypatch):
-    from aml_pipeline.assets import scoring
+def test_a_tier1_failure_blocks_publication(scratch, monkeypatch):
+    home = scratch  # this test changes the project
+    from aml_pipeline.defs.assets import scoring
 
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setenv("AML_DATA_ROOT", str(home / "data"))
@@ -278,7 +290,8 @@ def test_a_tier1_failure_blocks_publication(home, monkeypatch):
     assert "completeness" in json.loads(tier1["details_json"].iloc[0])["failed_checks"]
 
 
-def test_label_sensor_reevaluates_the_scored_days_whose_labels_arrived(home, monkeypatch):
+def test_label_sensor_reevaluates_the_scored_days_whose_labels_arrived(scratch, monkeypatch):
+    home = scratch  # this test changes the project
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     settings = _settings(home)
     sensor = _named(build_definitions(settings).sensors, "label_arrival_sensor")
@@ -318,7 +331,7 @@ def _register_weakened_scorer(home: Path) -> None:
     )
     from aml_pipeline.models.registry import ModelRegistry
     from aml_pipeline.models.training import LABEL, TrainParams, labelled, train_binary
-    from aml_pipeline.storage import LocalStorage
+    from aml_pipeline.storage.objects import LocalStorage
 
     frame = labelled(
         _warehouse(home, "alert_features"), _warehouse(home, "label_events"), dt.date(2025, 5, 1)
@@ -343,7 +356,8 @@ def _register_weakened_scorer(home: Path) -> None:
     )
 
 
-def test_ab_comparison_picks_the_real_model_and_promotion_is_recorded(home, monkeypatch, capsys):
+def test_ab_comparison_picks_the_real_model_and_promotion_is_recorded(scratch, monkeypatch, capsys):
+    home = scratch  # this test changes the project
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setenv("AML_DATA_ROOT", str(home / "data"))
     _register_weakened_scorer(home)

@@ -164,7 +164,7 @@ def test_module_loads_without_deprecation_warnings(tmp_path):
     code = (
         "import warnings; warnings.simplefilter('error', DeprecationWarning);"
         "import dagster as dg; warnings.simplefilter('error', dg.SupersessionWarning);"
-        "from aml_pipeline.definitions import defs; defs.resolve_all_job_defs();"
+        "from aml_pipeline.defs.definitions import defs; defs.resolve_all_job_defs();"
         "defs.resolve_asset_graph()"
     )
     result = subprocess.run(

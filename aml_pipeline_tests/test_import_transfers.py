@@ -9,9 +9,13 @@ import pandas as pd
 import pytest
 
 from aml_pipeline import cli
+from aml_pipeline.batch_builder.transfers_import import (
+    TransfersFileError,
+    read_labels,
+    read_transfers,
+)
 from aml_pipeline.contract.schema import META_FILE
 from aml_pipeline.contract.validation import validate_batch
-from aml_pipeline.transfers_import import TransfersFileError, read_labels, read_transfers
 from aml_pipeline_tests.conftest import small_source
 
 FIRST, LAST = dt.date(2025, 3, 10), dt.date(2025, 3, 12)
@@ -115,7 +119,7 @@ def test_import_then_download_lands_valid_batches(files, tmp_path, monkeypatch, 
     assert code == 0
     assert "[3/3] ethereum 2025-03-12: landed" in capsys.readouterr().out
     # the network keeps the imported directory as its source: its labels arrive 30 days on
-    from aml_pipeline.resources import PipelineConfig
+    from aml_pipeline.defs.resources import PipelineConfig
     from aml_pipeline.settings import Settings
 
     source = PipelineConfig.from_settings(Settings.from_env()).source("ethereum")
@@ -147,7 +151,7 @@ def test_epoch_numbers_in_any_unit_become_milliseconds(tmp_path):
 
 
 def test_a_second_import_keeps_the_labels_of_the_first(files, tmp_path):
-    from aml_pipeline.transfers_import import import_transfers
+    from aml_pipeline.batch_builder.transfers_import import import_transfers
 
     transfers, _ = read_transfers(files / "tx.csv")
     labels = read_labels(files / "sar.csv")

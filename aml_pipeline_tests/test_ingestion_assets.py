@@ -13,7 +13,7 @@ import pytest
 
 from aml_pipeline.contract.files import parquet_bytes
 from aml_pipeline.contract.schema import META_FILE
-from aml_pipeline.definitions import build_definitions
+from aml_pipeline.defs.definitions import build_definitions
 from aml_pipeline_tests.conftest import (
     NETWORK,
     batch_files,

@@ -9,8 +9,9 @@ import duckdb
 import pandas as pd
 import pytest
 
-from aml_pipeline.io_manager import DuckDBParquetIOManager, MissingPartitions, read_parquet
-from aml_pipeline.partitions import daily_partitions
+from aml_pipeline.defs.io_manager import DuckDBParquetIOManager
+from aml_pipeline.defs.partitions import daily_partitions
+from aml_pipeline.storage.tables import MissingPartitions, read_parquet
 
 PARTITIONS = daily_partitions("2025-01-01")
 TYPES = dg.TableSchema(
@@ -184,3 +185,28 @@ def test_read_parquet_scans_many_files_in_one_query(tmp_path, manager):
         _write(manager, [f"2025-01-{d}"], frame(dt.date(2025, 1, d)))
     paths = sorted(str(p) for p in (tmp_path / "warehouse" / "net" / "table").iterdir())
     assert len(read_parquet(paths)) == 9
+
+
+def test_the_io_manager_writes_under_the_pipeline_resources_data_root(make_defs, tmp_path):
+    """One data_root: a launchpad override of the pipeline resource moves the warehouse
+    with everything else (the IO manager has no root of its own)."""
+    from aml_pipeline.defs.definitions import INGESTION_ASSETS, asset_keys
+    from aml_pipeline.defs.resources import PipelineConfig
+    from aml_pipeline_tests.conftest import DAY, NETWORK, settings_for
+
+    elsewhere = tmp_path / "elsewhere"
+    pipeline = PipelineConfig.from_settings(settings_for(tmp_path)).model_dump()
+    result = (
+        make_defs()
+        .resolve_job_def("daily_job")
+        .execute_in_process(
+            partition_key=DAY.isoformat(),
+            asset_selection=asset_keys([NETWORK], INGESTION_ASSETS),
+            run_config={
+                "resources": {"pipeline": {"config": {**pipeline, "data_root": str(elsewhere)}}}
+            },
+        )
+    )
+    assert result.success
+    assert (elsewhere / "warehouse" / NETWORK / "raw_alerts" / f"{DAY}.parquet").is_file()
+    assert not (tmp_path / "data" / "warehouse").exists()

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from aml_pipeline.validation import compare_models, paired_bootstrap, write_comparison_report
+from aml_pipeline.evaluation import compare_models, paired_bootstrap, write_comparison_report
 
 DAYS = ("2025-01-01", "2025-01-02", "2025-01-03")
 

@@ -13,9 +13,9 @@ from aml_pipeline.batch_builder.traps import TRAPS_PER_DAY, select_traps
 from aml_pipeline.contract.conform import read_parquet_bytes
 from aml_pipeline.contract.schema import META_FILE, PATTERN_TRAPS_FILE
 from aml_pipeline.contract.validation import validate_batch
-from aml_pipeline.ingestion import fetch_and_validate, land, read_landed_traps, verify_landed
+from aml_pipeline.sources.landing import fetch_and_validate, land, read_landed_traps, verify_landed
 from aml_pipeline.sources.local import LocalDirectorySource
-from aml_pipeline.storage import LocalStorage
+from aml_pipeline.storage.objects import LocalStorage
 from aml_pipeline_tests.conftest import DAY, NETWORK, small_source, write_upstream
 
 

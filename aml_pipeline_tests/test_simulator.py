@@ -13,7 +13,7 @@ from aml_pipeline.simulator.profiles import SMALL
 from aml_pipeline.simulator.transfers import TransferSimulator, day_index
 from aml_pipeline.sources.base import BatchNotAvailable
 from aml_pipeline.sources.simulated import MAX_LABEL_DELAY, MIN_LABEL_DELAY, SimulatedSource
-from aml_pipeline.storage import LocalStorage
+from aml_pipeline.storage.objects import LocalStorage
 from aml_pipeline_tests.conftest import START, small_source
 
 DAY = dt.date(2025, 3, 3)

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from aml_pipeline.storage import LocalStorage, StorageKeyError
+from aml_pipeline.storage.objects import LocalStorage, StorageKeyError
 
 
 @pytest.mark.parametrize("key", ["", "/etc/passwd", "../x", "a/../../b", "a//b", "a\\b", "./a"])

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from aml_pipeline.assets.training import cluster_labels
 from aml_pipeline.contract.conform import conform_table, read_parquet_bytes
 from aml_pipeline.contract.schema import ALERTS, CLUSTERS, FEATURES
+from aml_pipeline.defs.assets.training import cluster_labels
 from aml_pipeline.features.alert_features import (
     CATEGORIES,
     FEATURE_COLUMNS,
@@ -37,7 +37,7 @@ from aml_pipeline.models.training import (
     train_binary,
     train_ranker,
 )
-from aml_pipeline.storage import LocalStorage
+from aml_pipeline.storage.objects import LocalStorage
 from aml_pipeline_tests.conftest import small_source
 
 FIRST, DAYS = dt.date(2025, 4, 1), 10

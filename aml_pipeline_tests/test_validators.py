@@ -9,13 +9,11 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from aml_pipeline.validation import (
-    PatternTrapsError,
+from aml_pipeline.contract.traps import PatternTrapsError, load_pattern_traps, parse_pattern_traps
+from aml_pipeline.evaluation import (
     Tier1Validator,
     Tier2Validator,
     Tier3Validator,
-    load_pattern_traps,
-    parse_pattern_traps,
     to_jsonable,
     total_score,
     validate_day,
@@ -210,7 +208,7 @@ def test_tier2_accepts_traps_dict_and_integer_alert_ids():
 
 
 def test_tier2_rejects_malformed_traps():
-    with pytest.raises(PatternTrapsError, match=r"trap #0: missing key\(s\) \['expected_score'\]"):
+    with pytest.raises(PatternTrapsError, match=r"finite number in \[0, 1\]: trap #0 \(missing\)"):
         Tier2Validator().validate(_scores(), [{"alert_id": "a1"}])
 
 
@@ -297,8 +295,8 @@ def test_load_pattern_traps_list_and_dict(tmp_path):
     ("content", "message"),
     [
         ("[{", "invalid JSON at line 1"),
-        ('{"other": []}', "expected a list of traps"),
-        ('[{"alert_id": "a", "expected_score": "x"}]', "trap #0: expected_score must be"),
+        ('{"other": []}', "must be a list of traps"),
+        ('[{"alert_id": "a", "expected_score": "x"}]', r"finite number in \[0, 1\]: trap #0"),
         (
             '[{"alert_id": "a", "expected_score": 0.1}, {"alert_id": "a", "expected_score": 1}]',
             "duplicate",

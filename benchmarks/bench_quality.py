@@ -34,13 +34,14 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from aml_pipeline.defs.resources import PipelineConfig
+from aml_pipeline.evaluation.comparison import paired_bootstrap
 from aml_pipeline.features.alert_features import CATEGORIES, FEATURE_COLUMNS
-from aml_pipeline.io_manager import read_parquet
 from aml_pipeline.models.training import LABEL, labelled, logistic_baseline
-from aml_pipeline.resources import PipelineConfig
 from aml_pipeline.settings import Settings
 from aml_pipeline.sources.simulated import SimulatedSource
-from aml_pipeline.validation.comparison import paired_bootstrap
+from aml_pipeline.storage import layout
+from aml_pipeline.storage.tables import read_parquet
 
 HERE = Path(__file__).resolve().parent
 AMLSIM = HERE.parents[1] / "shared" / "extdata" / "amlsim_10k"
@@ -97,12 +98,12 @@ def finish(process: subprocess.Popen, root: Path) -> dict:
 
 
 def _warehouse(root: Path, network: str, table: str, days: list[dt.date]) -> pd.DataFrame:
-    files = [root / "data" / "warehouse" / network / table / f"{d}.parquet" for d in days]
+    files = [root / "data" / layout.table_partition((network, table), d) for d in days]
     return read_parquet([str(f) for f in files if f.exists()])
 
 
 def _published(root: Path, network: str, days: list[dt.date]) -> pd.DataFrame:
-    files = [root / "data" / "output" / network / str(d) / "alert_scores.parquet" for d in days]
+    files = [root / "data" / layout.output_day(network, d) / "alert_scores.parquet" for d in days]
     missing = [str(f) for f in files if not f.exists()]
     if missing:
         raise SystemExit(f"the replay did not publish {missing[:3]}")

@@ -101,10 +101,10 @@ def bench_day(root: Path) -> dict:
         build_alert_history,
     )
     from aml_pipeline.features.cluster_features import CLUSTER_TYPES, build_cluster_features
-    from aml_pipeline.ingestion import read_landed_table
     from aml_pipeline.models.registry import ModelRegistry
     from aml_pipeline.models.scoring import rank_frame, score_frame
-    from aml_pipeline.storage import LocalStorage
+    from aml_pipeline.sources.landing import read_landed_table
+    from aml_pipeline.storage.objects import LocalStorage
 
     storage = LocalStorage(root / "data")
     landed = LocalStorage(root / "data" / "input")
@@ -164,9 +164,15 @@ def bench_day(root: Path) -> dict:
 def plain_loop(root: Path, start: dt.date, end: dt.date) -> None:
     """The daily job's work for each day without Dagster: the functions its assets call,
     writing the same warehouse tables (through the IO manager's writer) and outputs."""
-    from aml_pipeline.assets.scoring import output_dir
     from aml_pipeline.contract.files import parquet_bytes, sha256_hex
     from aml_pipeline.contract.schema import BATCH_TABLES
+    from aml_pipeline.defs.resources import PipelineConfig
+    from aml_pipeline.evaluation import (
+        Tier1Validator,
+        Tier2Validator,
+        Tier3Validator,
+        to_jsonable,
+    )
     from aml_pipeline.features.alert_features import (
         CATEGORIES,
         LABEL_HISTORY_DAYS,
@@ -174,7 +180,10 @@ def plain_loop(root: Path, start: dt.date, end: dt.date) -> None:
         build_alert_history,
     )
     from aml_pipeline.features.cluster_features import CLUSTER_TYPES, build_cluster_features
-    from aml_pipeline.ingestion import (
+    from aml_pipeline.models.registry import ModelRegistry
+    from aml_pipeline.models.scoring import rank_frame, score_frame
+    from aml_pipeline.settings import Settings
+    from aml_pipeline.sources.landing import (
         fetch_and_validate,
         land,
         read_landed_meta,
@@ -182,17 +191,8 @@ def plain_loop(root: Path, start: dt.date, end: dt.date) -> None:
         read_landed_traps,
         verify_landed,
     )
-    from aml_pipeline.io_manager import write_parquet
-    from aml_pipeline.models.registry import ModelRegistry
-    from aml_pipeline.models.scoring import rank_frame, score_frame
-    from aml_pipeline.resources import PipelineConfig
-    from aml_pipeline.settings import Settings
-    from aml_pipeline.validation import (
-        Tier1Validator,
-        Tier2Validator,
-        Tier3Validator,
-        to_jsonable,
-    )
+    from aml_pipeline.storage import layout
+    from aml_pipeline.storage.tables import write_parquet
 
     os.environ.update(_env(root))
     pipeline = PipelineConfig.from_settings(Settings.from_env())
@@ -205,7 +205,7 @@ def plain_loop(root: Path, start: dt.date, end: dt.date) -> None:
     while day <= end:
 
         def keep(name: str, frame: pd.DataFrame, day: dt.date = day) -> pd.DataFrame:
-            write_parquet(storage, f"warehouse/{NETWORK}/{name}/{day}.parquet", frame)
+            write_parquet(storage, layout.table_partition((NETWORK, name), day), frame)
             return frame
 
         checked = fetch_and_validate(source, NETWORK, [day], pipeline.window_days)[0]
@@ -266,7 +266,7 @@ def plain_loop(root: Path, start: dt.date, end: dt.date) -> None:
             "outputs": {name: sha256_hex(data) for name, data in files.items()},
         }
         files["processing_metadata.json"] = json.dumps(meta).encode()
-        storage.publish_dir(output_dir(NETWORK, day), files)
+        storage.publish_dir(layout.output_day(NETWORK, day), files)
         prior = [*prior[-(LABEL_HISTORY_DAYS - 1) :], tables["alerts"]]
         prior_labels = [*prior_labels[-(LABEL_HISTORY_DAYS - 1) :], labels]
         day += dt.timedelta(1)

@@ -27,7 +27,7 @@ AMLSIM = Path(__file__).resolve().parents[1].parent / "shared" / "extdata" / "am
 def _build_and_write(profile: str) -> dict:
     from aml_pipeline.simulator.profiles import PROFILES
     from aml_pipeline.sources.simulated import SimulatedSource
-    from aml_pipeline.storage import LocalStorage
+    from aml_pipeline.storage.objects import LocalStorage
 
     source = SimulatedSource(PROFILES[profile], dt.date(2025, 1, 1))
     out = LocalStorage(tempfile.mkdtemp())
@@ -53,7 +53,11 @@ def _build_and_write(profile: str) -> dict:
 
 
 def _amlsim() -> dict:
-    from aml_pipeline.transfers_import import import_transfers, read_labels, read_transfers
+    from aml_pipeline.batch_builder.transfers_import import (
+        import_transfers,
+        read_labels,
+        read_transfers,
+    )
 
     start = time.perf_counter()
     transfers, ignored = read_transfers(AMLSIM / "transactions.csv.gz")

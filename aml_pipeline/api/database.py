@@ -26,6 +26,8 @@ from typing import Any
 
 import duckdb
 
+from aml_pipeline.storage import layout
+
 NETWORK_RE = re.compile(r"[a-z0-9_]+")
 DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 LATEST = "latest"
@@ -158,7 +160,7 @@ class ResultsDatabase:
     # -- listing: directory listings, cheap and never cached --
 
     def _day_dir(self, network: str, day: dt.date) -> Path:
-        return self.data_root / "output" / self.check_network(network) / day.isoformat()
+        return self.data_root / layout.output_day(self.check_network(network), day)
 
     def has_day(self, network: str, day: dt.date) -> bool:
         """Whether the day is published (its directory holds ``alert_scores.parquet``)."""
@@ -166,7 +168,7 @@ class ResultsDatabase:
 
     def _listed_days(self, network: str) -> list[dt.date]:
         try:
-            names = os.listdir(self.data_root / "output" / self.check_network(network))
+            names = os.listdir(self.data_root / layout.output_network(self.check_network(network)))
         except (FileNotFoundError, NotADirectoryError):
             return []
         return sorted(filter(None, map(_day_dir_name, names)), reverse=True)
@@ -261,13 +263,8 @@ class ResultsDatabase:
             raise NotFound(f"no published results for network {network!r} on {day}")
         found = []
         for tier in TIERS:
-            path = (
-                self.data_root
-                / "warehouse"
-                / self.check_network(network)
-                / f"{tier}_evaluation"
-                / f"{day.isoformat()}.parquet"
-            )
+            table = (self.check_network(network), f"{tier}_evaluation")
+            path = self.data_root / layout.table_partition(table, day)
             if path.is_file():
                 for row in self._rows(_EVALUATION, {"path": str(path), "day": day}, path):
                     details = row.pop("details_json")
@@ -276,7 +273,7 @@ class ResultsDatabase:
 
     def model_registry(self, network: str) -> dict[str, Any]:
         """The network's model registry (``model_metadata.json``) as published."""
-        path = self.data_root / "trained_models" / self.check_network(network) / MODEL_METADATA
+        path = self.data_root / layout.models_folder(self.check_network(network)) / MODEL_METADATA
         try:
             registry = json.loads(path.read_bytes())
         except FileNotFoundError:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -26,6 +24,7 @@ from aml_pipeline.contract.schema import (
     TableSpec,
     batch_id,
 )
+from aml_pipeline.contract.traps import trap_problems
 
 Severity = Literal["error", "warning", "info"]
 _MAX_EXAMPLES = 3
@@ -106,63 +105,18 @@ def _listing(items: list[str]) -> str:
 
 
 def _check_traps(report: ValidationReport, data: bytes, alert_ids: set[str] | None) -> None:
-    """Check pattern_traps.json: a list (or ``{"traps": [...]}``) of objects, each with a
-    distinct string ``alert_id`` among ``alert_ids`` (unchecked when None) and a finite
-    ``expected_score`` in [0, 1]."""
+    """Check pattern_traps.json with the one traps parser (``contract.traps``), and that
+    every trap's alert is among ``alert_ids`` (unchecked when None)."""
     file = PATTERN_TRAPS_FILE
     try:
-        traps = json.loads(data)
+        document = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         report.add("error", file, "", f"not valid JSON: {exc}")
         return
-    if isinstance(traps, dict):
-        traps = traps.get("traps")
-    if not isinstance(traps, list):
-        report.add("error", file, "", "must be a list of traps or an object {'traps': [...]}")
-        return
-    not_objects, bad_ids, bad_scores, ids = [], [], [], []
-    for i, trap in enumerate(traps):
-        if not isinstance(trap, dict):
-            not_objects.append(f"trap #{i}")
-            continue
-        alert_id = trap.get("alert_id")
-        score = trap.get("expected_score")
-        if isinstance(alert_id, str) and alert_id:
-            ids.append(alert_id)
-        else:
-            bad_ids.append(f"trap #{i} ({'missing' if alert_id is None else repr(alert_id)})")
-        if (
-            isinstance(score, bool)
-            or not isinstance(score, int | float)
-            or not (math.isfinite(score) and 0.0 <= score <= 1.0)
-        ):
-            bad_scores.append(f"trap #{i} ({'missing' if score is None else repr(score)})")
-    if not_objects:
-        message = f"{len(not_objects)} trap(s) are not objects: {_listing(not_objects)}"
-        report.add("error", file, "", message)
-    if bad_ids:
-        report.add(
-            "error",
-            file,
-            "alert_id",
-            f"{len(bad_ids)} trap(s) without a non-empty string alert_id: {_listing(bad_ids)}",
-        )
-    if bad_scores:
-        report.add(
-            "error",
-            file,
-            "expected_score",
-            f"{len(bad_scores)} trap(s) without a finite number in [0, 1]: {_listing(bad_scores)}",
-        )
-    duplicated = sorted(a for a, n in Counter(ids).items() if n > 1)
-    if duplicated:
-        report.add(
-            "error",
-            file,
-            "alert_id",
-            f"{len(duplicated)} alert_id(s) listed more than once: {_examples(duplicated)}",
-        )
-    unknown = sorted(set(ids) - alert_ids) if alert_ids is not None else []
+    traps, problems = trap_problems(document)
+    for column, message in problems:
+        report.add("error", file, column, message)
+    unknown = sorted({t["alert_id"] for t in traps} - alert_ids) if alert_ids is not None else []
     if unknown:
         report.add(
             "error",

@@ -24,7 +24,8 @@ import pandas as pd
 
 from aml_pipeline.contract.files import sha256_hex
 from aml_pipeline.models.calibration import PlattCalibration
-from aml_pipeline.storage import Storage
+from aml_pipeline.storage import layout
+from aml_pipeline.storage.objects import Storage
 
 MODEL_KINDS = ("alert_scorer", "alert_ranker", "cluster_scorer")
 REGISTRY_FILE = "model_metadata.json"
@@ -70,7 +71,7 @@ class ModelRegistry:
 
     def __init__(self, storage: Storage, network: str) -> None:
         self.storage, self.network = storage, network
-        self.folder = f"trained_models/{network}"
+        self.folder = layout.models_folder(network)
 
     def _read(self) -> dict[str, Any]:
         key = f"{self.folder}/{REGISTRY_FILE}"

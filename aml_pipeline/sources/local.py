@@ -26,7 +26,7 @@ from aml_pipeline.contract.schema import (
     SEED_META_FILE,
 )
 from aml_pipeline.sources.base import BatchNotAvailable, BatchSource, FetchedBatch, labels_of_day
-from aml_pipeline.storage import Storage
+from aml_pipeline.storage.objects import Storage
 
 _BATCH_FILES = (*(t.file for t in BATCH_TABLES), PATTERN_TRAPS_FILE, META_FILE, SEED_META_FILE)
 

@@ -14,9 +14,8 @@ import datetime as dt
 import json
 from dataclasses import asdict, dataclass
 
-from aml_pipeline.storage import Storage
-
-NETWORK_FILE = "NETWORK.json"
+from aml_pipeline.storage import layout
+from aml_pipeline.storage.objects import Storage
 
 
 class SourceMismatch(ValueError):
@@ -51,7 +50,8 @@ class SourceSpec:
 
 
 def record_key(network: str) -> str:
-    return f"{network}/{NETWORK_FILE}"
+    """The record's key in the landing storage."""
+    return layout.network_record(network)
 
 
 @dataclass(frozen=True)

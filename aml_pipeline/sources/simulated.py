@@ -17,7 +17,7 @@ from aml_pipeline.dates import date_range
 from aml_pipeline.simulator.profiles import SimulationProfile
 from aml_pipeline.simulator.transfers import TransferSimulator
 from aml_pipeline.sources.base import BatchNotAvailable, BatchSource, FetchedBatch, labels_of_day
-from aml_pipeline.storage import Storage
+from aml_pipeline.storage.objects import Storage
 
 FALSE_SAR_RATE = 0.01
 #: Days from an alert to its label: a caught campaign's delay (5-39) plus 0-5 days per

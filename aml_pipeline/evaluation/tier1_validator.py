@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from aml_pipeline.validation.validator_utils import (
+from aml_pipeline.evaluation.validator_utils import (
     TIER_MAX_SCORES,
     examples,
     float_values,

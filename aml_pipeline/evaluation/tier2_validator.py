@@ -14,13 +14,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from aml_pipeline.validation.validator_utils import (
+from aml_pipeline.contract.traps import parse_pattern_traps
+from aml_pipeline.evaluation.validator_utils import (
     SCORE_DECIMALS,
     TIER_MAX_SCORES,
     examples,
     float_values,
     is_member,
-    parse_pattern_traps,
     to_jsonable,
 )
 

@@ -4,22 +4,22 @@ from __future__ import annotations
 
 import dagster as dg
 
-from aml_pipeline.assets.checks import build_checks
-from aml_pipeline.assets.comparison import build_comparison_asset
-from aml_pipeline.assets.evaluation import EVALUATION_ASSETS, build_evaluation_assets
-from aml_pipeline.assets.features import build_feature_assets
-from aml_pipeline.assets.ingestion import build_ingestion_assets
-from aml_pipeline.assets.scoring import SCORE_OUTPUTS, build_scoring_assets
-from aml_pipeline.assets.training import build_model_assets
-from aml_pipeline.automation import (
+from aml_pipeline.defs.assets.comparison import build_comparison_asset
+from aml_pipeline.defs.assets.evaluation import EVALUATION_ASSETS, build_evaluation_assets
+from aml_pipeline.defs.assets.features import build_feature_assets
+from aml_pipeline.defs.assets.ingestion import build_ingestion_assets
+from aml_pipeline.defs.assets.scoring import SCORE_OUTPUTS, build_scoring_assets
+from aml_pipeline.defs.assets.training import build_model_assets
+from aml_pipeline.defs.automation import (
     build_daily_schedule,
     build_label_arrival_sensor,
     build_new_batch_sensor,
 )
-from aml_pipeline.io_manager import DuckDBParquetIOManager
-from aml_pipeline.jobs import import_transfers_job
-from aml_pipeline.partitions import daily_partitions
-from aml_pipeline.resources import PipelineConfig
+from aml_pipeline.defs.checks import build_checks
+from aml_pipeline.defs.io_manager import warehouse_io_manager
+from aml_pipeline.defs.jobs import import_transfers_job
+from aml_pipeline.defs.partitions import daily_partitions
+from aml_pipeline.defs.resources import PipelineConfig
 from aml_pipeline.settings import Settings
 
 INGESTION_ASSETS = (
@@ -107,7 +107,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         executor=dg.in_process_executor,
         resources={
             "pipeline": PipelineConfig.from_settings(settings),
-            "warehouse_io_manager": DuckDBParquetIOManager(data_root=settings.data_root),
+            "warehouse_io_manager": warehouse_io_manager,
         },
     )
 

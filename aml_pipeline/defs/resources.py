@@ -15,7 +15,7 @@ from aml_pipeline.sources.base import BatchSource
 from aml_pipeline.sources.local import LocalDirectorySource
 from aml_pipeline.sources.record import NetworkRecord, SourceSpec, read_record
 from aml_pipeline.sources.simulated import SimulatedSource
-from aml_pipeline.storage import LocalStorage
+from aml_pipeline.storage.objects import LocalStorage
 
 
 @functools.lru_cache(maxsize=4)
@@ -36,27 +36,29 @@ def _simulated_source(
 class PipelineConfig(dg.ConfigurableResource):
     """Where the pipeline keeps its data and where daily batches come from.
 
-    Defaults come from the ``AML_*`` environment variables (see ``settings.py``).
+    Built from ``Settings`` (the ``AML_*`` environment variables, whose defaults live only
+    in ``settings.py``); the launchpad shows and overrides these values.
     """
 
-    networks: list[str] = Field(description="Networks with an asset group (AML_NETWORKS).")
     window_days: int = Field(description="Trailing window of the batches (AML_WINDOW_DAYS).")
-    data_root: str = Field(description="Root of input/, warehouse/, output/ (AML_DATA_ROOT).")
+    data_root: str = Field(
+        description="Root of input/, warehouse/ (the IO manager's too), output/, "
+        "trained_models/ (AML_DATA_ROOT)."
+    )
     input_dir: str = Field(default="", description="Where batches land; empty = data_root/input.")
     batch_source: str = Field(description="'simulated' or 'local' (AML_BATCH_SOURCE).")
-    source_dir: str = Field(default="", description="Directory of the local source.")
+    source_dir: str = Field(description="Directory of the local source (AML_SOURCE_DIR).")
     sim_profile: str = Field(
-        default="demo",
         description="Simulator profile and optional knobs, e.g. 'demo,addresses=80000' "
         "(AML_SIM_PROFILE).",
     )
-    sim_seed: int = Field(default=0, description="Simulator seed (AML_SIM_SEED).")
+    sim_seed: int = Field(description="Simulator seed (AML_SIM_SEED).")
     partitions_start: str = Field(description="First daily partition (AML_PARTITIONS_START).")
     labels_as_of: str = Field(
-        default="", description="Labels known on this ISO date are visible; empty = today UTC."
+        description="Labels known on this ISO date are visible; empty = today UTC "
+        "(AML_LABELS_AS_OF)."
     )
     explain_coverage: int = Field(
-        default=-1,
         description="Alerts explained (tree SHAP) per day: -1 all, 0 none, N the N highest "
         "scored (AML_EXPLAIN_COVERAGE).",
     )
@@ -64,7 +66,6 @@ class PipelineConfig(dg.ConfigurableResource):
     @classmethod
     def from_settings(cls, settings: Settings) -> PipelineConfig:
         return cls(
-            networks=settings.networks,
             window_days=settings.window_days,
             data_root=settings.data_root,
             batch_source=settings.batch_source,

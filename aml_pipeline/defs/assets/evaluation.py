@@ -15,17 +15,11 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from aml_pipeline.assets.ingestion import BACKFILL, day_rows, partition_days, read_known_labels
-from aml_pipeline.assets.metadata import frame_metadata
-from aml_pipeline.features.alert_features import CATEGORIES
-from aml_pipeline.ingestion import read_landed_traps
-from aml_pipeline.io_manager import Warehouse, read_parquet
-from aml_pipeline.models.registry import ModelRegistry
-from aml_pipeline.models.scoring import score_frame
-from aml_pipeline.provenance import module_version
-from aml_pipeline.resources import PipelineConfig
-from aml_pipeline.storage import LocalStorage
-from aml_pipeline.validation import (
+from aml_pipeline.defs.assets.ingestion import BACKFILL, day_rows, partition_days, read_known_labels
+from aml_pipeline.defs.io_manager import Warehouse
+from aml_pipeline.defs.metadata import frame_metadata
+from aml_pipeline.defs.resources import PipelineConfig
+from aml_pipeline.evaluation import (
     Tier1Validator,
     Tier2Validator,
     Tier3Validator,
@@ -35,6 +29,14 @@ from aml_pipeline.validation import (
     to_jsonable,
     total_score,
 )
+from aml_pipeline.features.alert_features import CATEGORIES
+from aml_pipeline.models.registry import ModelRegistry
+from aml_pipeline.models.scoring import score_frame
+from aml_pipeline.provenance import module_version
+from aml_pipeline.sources.landing import read_landed_traps
+from aml_pipeline.storage import layout
+from aml_pipeline.storage.objects import LocalStorage
+from aml_pipeline.storage.tables import TableStore
 
 TIERS = ("tier1", "tier2", "tier3")
 VALIDATOR_MODULES = (tier1_validator, tier2_validator, tier3_validator)
@@ -201,11 +203,11 @@ def build_evaluation_assets(
     return [tier1_evaluation, tier2_evaluation, tier3_evaluation]
 
 
-def _stored_row(storage: LocalStorage, network: str, tier: str, day: dt.date) -> dict | None:
-    key = f"warehouse/{network}/{tier}_evaluation/{day.isoformat()}.parquet"
-    if not storage.exists(key):
+def _stored_row(tables: TableStore, network: str, tier: str, day: dt.date) -> dict | None:
+    table, key = (network, f"{tier}_evaluation"), day.isoformat()
+    if tables.missing(table, [key]):
         return None
-    return json.loads(read_parquet([str(storage.local_path(key))])["details_json"].iloc[0])
+    return json.loads(tables.read(table, [key], ["details_json"])["details_json"].iloc[0])
 
 
 def _training_range(registry: ModelRegistry, version: str) -> tuple[str, str] | None:
@@ -217,13 +219,12 @@ def write_model_evaluations(
     storage: LocalStorage, network: str, tier3_rows: pd.DataFrame
 ) -> list[str]:
     """Record each day of ``tier3_rows`` with its stored tier 1 and 2 results in
-    ``validation_results/{network}/days/{date}.json``, then rewrite
+    ``layout.day_evaluation`` (``validation_results/{network}/days/``), then rewrite
     ``model_v{version}_evaluation.json`` for each version from all its day files (under a
     lock, so concurrent runs never drop each other's days). Days inside the model's
     training range are marked ``in_sample`` and left out of the summary. Returns the
     model files written."""
-    registry = ModelRegistry(storage, network)
-    folder = f"validation_results/{network}"
+    registry, tables = ModelRegistry(storage, network), TableStore(str(storage.root))
     versions = set(tier3_rows["model_version"])
     trained_on = {version: _training_range(registry, version) for version in versions}
     for _, row in tier3_rows.iterrows():
@@ -232,18 +233,18 @@ def write_model_evaluations(
         record = {
             "model_version": version,
             "in_sample": bool(trained and trained[0] <= day.isoformat() <= trained[1]),
-            "tier1": _stored_row(storage, network, "tier1", day),
-            "tier2": _stored_row(storage, network, "tier2", day),
+            "tier1": _stored_row(tables, network, "tier1", day),
+            "tier2": _stored_row(tables, network, "tier2", day),
             "tier3": json.loads(row["details_json"]),
         }
         if record["tier1"] and record["tier2"]:
             record["total"] = total_score(
                 record["tier1"]["score"], record["tier2"]["score"], record["tier3"]["score"]
             )
-        storage.write_bytes(f"{folder}/days/{day.isoformat()}.json", _json(record))
+        storage.write_bytes(layout.day_evaluation(network, day), _json(record))
     written = []
     for version in sorted(versions - {""}):
-        key = f"{folder}/model_v{version}_evaluation.json"
+        key = layout.model_evaluation(network, version)
         with storage.locked(key):
             storage.write_bytes(key, _json(_model_report(storage, network, version)))
         written.append(key)
@@ -251,7 +252,7 @@ def write_model_evaluations(
 
 
 def _model_report(storage: LocalStorage, network: str, version: str) -> dict[str, Any]:
-    folder = f"validation_results/{network}/days"
+    folder = layout.day_evaluations(network)
     days = {}
     for name in storage.list_dir(folder):
         record = json.loads(storage.read_bytes(f"{folder}/{name}"))

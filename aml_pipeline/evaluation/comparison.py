@@ -17,14 +17,15 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import precision_recall_curve, roc_curve
 
-from aml_pipeline.models.calibration import brier_score, expected_calibration_error, reliability
-from aml_pipeline.validation.tier3_validator import (
+from aml_pipeline.evaluation.tier3_validator import (
     LABEL,
     labels_frame,
     score_ranking,
     scores_frame,
 )
-from aml_pipeline.validation.validator_utils import SCORE_DECIMALS, to_jsonable, validate_day
+from aml_pipeline.evaluation.tiers import validate_day
+from aml_pipeline.evaluation.validator_utils import SCORE_DECIMALS, to_jsonable
+from aml_pipeline.models.calibration import brier_score, expected_calibration_error, reliability
 
 DayFrames = Mapping[str, pd.DataFrame]
 #: Weights per bootstrap chunk (resamples x alerts); bounds memory on big days.

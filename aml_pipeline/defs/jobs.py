@@ -5,7 +5,11 @@ from pathlib import Path
 
 import dagster as dg
 
-from aml_pipeline.transfers_import import import_transfers, read_labels, read_transfers
+from aml_pipeline.batch_builder.transfers_import import (
+    import_transfers,
+    read_labels,
+    read_transfers,
+)
 
 
 class ImportTransfersConfig(dg.Config):

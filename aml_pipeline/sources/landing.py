@@ -15,17 +15,13 @@ import pandas as pd
 from aml_pipeline.contract.conform import conform_table, read_parquet_bytes
 from aml_pipeline.contract.files import build_meta, sha256_hex
 from aml_pipeline.contract.schema import BATCH_TABLES, META_FILE, PATTERN_TRAPS_FILE, TableSpec
+from aml_pipeline.contract.traps import parse_pattern_traps
 from aml_pipeline.contract.validation import BatchRefused, ValidationReport, validate_batch
 from aml_pipeline.sources.base import BatchSource, FetchedBatch
-from aml_pipeline.storage import Storage
-from aml_pipeline.validation.validator_utils import parse_pattern_traps
+from aml_pipeline.storage import layout
+from aml_pipeline.storage.objects import Storage
 
 LANDING_FILE = "LANDING.json"
-
-
-def landed_dir(network: str, processing_date: dt.date) -> str:
-    """Key of a landed batch in the landing storage: ``{network}/{date}``."""
-    return f"{network}/{processing_date.isoformat()}"
 
 
 @dataclass(frozen=True)
@@ -90,13 +86,13 @@ def land(storage: Storage, checked: CheckedBatch) -> dict[str, str]:
         json.dumps({"origin": batch.origin, "validation": report.to_dict()}, indent=2, default=str)
         + "\n"
     ).encode()
-    storage.publish_dir(landed_dir(batch.network, batch.processing_date), files)
+    storage.publish_dir(layout.landed_day(batch.network, batch.processing_date), files)
     return {name: sha256_hex(data) for name, data in sorted(files.items())}
 
 
 def verify_landed(storage: Storage, network: str, day: dt.date) -> list[str]:
     """Problems between a landed batch and its META.json (empty when they agree)."""
-    folder = landed_dir(network, day)
+    folder = layout.landed_day(network, day)
     if not storage.exists(f"{folder}/{META_FILE}"):
         return [f"{folder}: no {META_FILE}"]
     meta = json.loads(storage.read_bytes(f"{folder}/{META_FILE}"))
@@ -112,13 +108,13 @@ def verify_landed(storage: Storage, network: str, day: dt.date) -> list[str]:
 
 def read_landed_meta(storage: Storage, network: str, day: dt.date) -> dict:
     """The landed batch's META.json."""
-    return json.loads(storage.read_bytes(f"{landed_dir(network, day)}/{META_FILE}"))
+    return json.loads(storage.read_bytes(f"{layout.landed_day(network, day)}/{META_FILE}"))
 
 
 def read_landed_traps(storage: Storage, network: str, day: dt.date) -> list[dict]:
     """The landed batch's pattern traps as ``[{"alert_id", "expected_score"}, ...]``;
     empty when the batch came without ``pattern_traps.json``."""
-    key = f"{landed_dir(network, day)}/{PATTERN_TRAPS_FILE}"
+    key = f"{layout.landed_day(network, day)}/{PATTERN_TRAPS_FILE}"
     if not storage.exists(key):
         return []
     return parse_pattern_traps(json.loads(storage.read_bytes(key)), f"{storage!r}/{key}")
@@ -129,15 +125,15 @@ def read_landed_table(
 ) -> pd.DataFrame:
     """One landed table conformed to the contract (an absent optional file reads empty;
     an absent required file is an error, never an empty table)."""
-    key = f"{landed_dir(network, day)}/{spec.file}"
+    key = f"{layout.landed_day(network, day)}/{spec.file}"
     if storage.exists(key):
         raw = read_parquet_bytes(storage.read_bytes(key))
     elif not spec.required_file:
         raw = pd.DataFrame(columns=spec.column_names)
     else:
         raise FileNotFoundError(
-            f"landed batch {landed_dir(network, day)} has no {spec.file}: land that day first "
-            "(aml-pipeline download)"
+            f"landed batch {layout.landed_day(network, day)} has no {spec.file}: land that "
+            "day first (aml-pipeline download)"
         )
     df = conform_table(raw, spec)
     return df.sort_values(list(spec.key), kind="stable").reset_index(drop=True)

@@ -7,9 +7,11 @@ import sys
 import dagster as dg
 import pandas as pd
 
-from aml_pipeline.assets.ingestion import daily_table_args, day_rows, partition_days
-from aml_pipeline.assets.metadata import frame_metadata, storage_types
 from aml_pipeline.dates import date_range
+from aml_pipeline.defs.assets.ingestion import daily_table_args, day_rows, partition_days
+from aml_pipeline.defs.io_manager import COLUMNS_KEY, Warehouse
+from aml_pipeline.defs.metadata import frame_metadata, storage_types
+from aml_pipeline.defs.resources import PipelineConfig
 from aml_pipeline.features import alert_features as alert_features_module
 from aml_pipeline.features import cluster_features as cluster_features_module
 from aml_pipeline.features.alert_features import (
@@ -25,9 +27,8 @@ from aml_pipeline.features.alert_features import (
     build_alert_history,
 )
 from aml_pipeline.features.cluster_features import CLUSTER_FEATURE_COLUMNS, build_cluster_features
-from aml_pipeline.io_manager import COLUMNS_KEY, MissingPartitions, Warehouse
 from aml_pipeline.provenance import module_version
-from aml_pipeline.resources import PipelineConfig
+from aml_pipeline.storage.tables import MissingPartitions
 
 #: The code version of the feature assets: this module and the feature code.
 CODE_VERSION = module_version(sys.modules[__name__], alert_features_module, cluster_features_module)

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from aml_pipeline.dates import date_range
+from aml_pipeline.defs.resources import PipelineConfig
+from aml_pipeline.defs.runs import MAX_DAYS_PER_RUN, RANGE_END, RANGE_START
 from aml_pipeline.models.registry import MODEL_KINDS, ModelRegistry
-from aml_pipeline.resources import PipelineConfig
-from aml_pipeline.runs import MAX_DAYS_PER_RUN, RANGE_END, RANGE_START
 
 if TYPE_CHECKING:  # what define_asset_job returns; not exported by dagster
     from dagster._core.definitions.unresolved_asset_job_definition import (

@@ -16,14 +16,14 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
-from aml_pipeline.models.calibration import brier_score, expected_calibration_error
-from aml_pipeline.validation.validator_utils import (
+from aml_pipeline.evaluation.validator_utils import (
     SCORE_DECIMALS,
     TIER_MAX_SCORES,
     examples,
     float_values,
     to_jsonable,
 )
+from aml_pipeline.models.calibration import brier_score, expected_calibration_error
 
 LABEL = "is_sar_filed"
 AUC_ROC_WEIGHT = 0.3

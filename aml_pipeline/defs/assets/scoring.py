@@ -15,18 +15,19 @@ from collections.abc import Iterator
 import dagster as dg
 import pandas as pd
 
-from aml_pipeline.assets.ingestion import BACKFILL, day_rows, partition_days
-from aml_pipeline.assets.metadata import frame_metadata, storage_types
 from aml_pipeline.contract.files import parquet_bytes, sha256_hex
+from aml_pipeline.defs.assets.ingestion import BACKFILL, day_rows, partition_days
+from aml_pipeline.defs.metadata import frame_metadata, storage_types
+from aml_pipeline.defs.resources import PipelineConfig
 from aml_pipeline.features.alert_features import CATEGORIES
 from aml_pipeline.features.cluster_features import CLUSTER_TYPES
-from aml_pipeline.ingestion import landed_dir, read_landed_meta
 from aml_pipeline.models import calibration as calibration_module
 from aml_pipeline.models import scoring as scoring_module
 from aml_pipeline.models.registry import MODEL_KINDS, LoadedModel, ModelNotFound, ModelRegistry
 from aml_pipeline.models.scoring import rank_frame, score_frame
 from aml_pipeline.provenance import code_version, module_version
-from aml_pipeline.resources import PipelineConfig
+from aml_pipeline.sources.landing import read_landed_meta
+from aml_pipeline.storage import layout
 
 SCORE_OUTPUTS = ("alert_scores", "alert_rankings", "cluster_scores", "scoring_manifest")
 OUTPUT_FILES = {
@@ -51,11 +52,6 @@ _DESCRIPTIONS = {
 
 #: The code version of the scoring assets: this module and the scoring code.
 CODE_VERSION = module_version(sys.modules[__name__], scoring_module, calibration_module)
-
-
-def output_dir(network: str, day: dt.date) -> str:
-    """The published directory of one network and day, relative to the data root."""
-    return f"output/{network}/{day.isoformat()}"
 
 
 def _load_champions(registry: ModelRegistry) -> dict[str, LoadedModel]:
@@ -217,11 +213,13 @@ def build_scoring_assets(
             )
             meta["timings_s"]["publish"] = round(time.perf_counter() - began, 4)
             files[PROCESSING_METADATA] = (json.dumps(meta, indent=2, default=str) + "\n").encode()
-            storage.publish_dir(output_dir(network, day), files)
+            storage.publish_dir(layout.output_day(network, day), files)
             counts[day.isoformat()] = meta["outputs"]["alert_scores.parquet"]["rows"]
         return dg.MaterializeResult(
             metadata={
-                "path": dg.MetadataValue.path(str(storage.local_path(f"output/{network}"))),
+                "path": dg.MetadataValue.path(
+                    str(storage.local_path(layout.output_network(network)))
+                ),
                 "alerts_published": dg.MetadataValue.json(counts),
             }
         )
@@ -252,7 +250,7 @@ def processing_metadata(
         "published_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "inputs": {
             "batch_id": batch.get("batch_id"),
-            "directory": landed_dir(network, day),
+            "directory": layout.landed_day(network, day),
             "counts": batch.get("counts", {}),
             "sha256": batch.get("sha256", {}),
         },

@@ -9,8 +9,6 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from aml_pipeline import ingestion as landing_module
-from aml_pipeline.assets.metadata import frame_metadata, table_schema
 from aml_pipeline.contract import conform as conform_module
 from aml_pipeline.contract import schema as schema_module
 from aml_pipeline.contract import validation as validation_module
@@ -18,21 +16,23 @@ from aml_pipeline.contract.conform import conform_table
 from aml_pipeline.contract.schema import BATCH_TABLES, GROUND_TRUTH, TableSpec
 from aml_pipeline.contract.validation import BatchRefused
 from aml_pipeline.dates import date_range
-from aml_pipeline.ingestion import (
+from aml_pipeline.defs.io_manager import PARTITION_COLUMN_KEY, DuckDBParquetIOManager
+from aml_pipeline.defs.metadata import frame_metadata, table_schema
+from aml_pipeline.defs.resources import PipelineConfig
+from aml_pipeline.defs.runs import MAX_DAYS_PER_RUN
+from aml_pipeline.provenance import module_version
+from aml_pipeline.sources import base as source_module
+from aml_pipeline.sources import landing as landing_module
+from aml_pipeline.sources import record as record_module
+from aml_pipeline.sources.base import BatchNotAvailable
+from aml_pipeline.sources.landing import (
     fetch_and_validate,
     land,
-    landed_dir,
     read_landed_meta,
     read_landed_table,
 )
-from aml_pipeline.io_manager import PARTITION_COLUMN_KEY, DuckDBParquetIOManager
-from aml_pipeline.provenance import module_version
-from aml_pipeline.resources import PipelineConfig
-from aml_pipeline.runs import MAX_DAYS_PER_RUN
-from aml_pipeline.sources import base as source_module
-from aml_pipeline.sources import record as record_module
-from aml_pipeline.sources.base import BatchNotAvailable
 from aml_pipeline.sources.record import record_landing
+from aml_pipeline.storage import layout
 
 # Backfills run up to MAX_DAYS_PER_RUN days per run: a month is a few runs, not thirty
 # process start-ups, and memory stays bounded. The parameter is beta in Dagster 1.13.
@@ -154,7 +154,7 @@ def _build_landed_batch(network: str, partitions: dg.PartitionsDefinition):
                 "origin": checked[0].batch.origin,
                 "source": spec.describe(),
                 "landed_dirs": dg.MetadataValue.json(
-                    [str(storage.local_path(landed_dir(network, d))) for d in days[:31]]
+                    [str(storage.local_path(layout.landed_day(network, d))) for d in days[:31]]
                 ),
                 "sha256": dg.MetadataValue.json(digests if len(days) <= 31 else {}),
                 "row_counts": dg.MetadataValue.json(

@@ -14,8 +14,10 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from aml_pipeline.assets.ingestion import read_known_labels
 from aml_pipeline.dates import date_range
+from aml_pipeline.defs.assets.ingestion import read_known_labels
+from aml_pipeline.defs.io_manager import DuckDBParquetIOManager, Warehouse
+from aml_pipeline.defs.resources import PipelineConfig
 from aml_pipeline.features.alert_features import (
     CATEGORIES,
     FEATURE_COLUMNS,
@@ -23,7 +25,6 @@ from aml_pipeline.features.alert_features import (
     MONOTONE,
 )
 from aml_pipeline.features.cluster_features import CLUSTER_FEATURE_COLUMNS, CLUSTER_TYPES
-from aml_pipeline.io_manager import DuckDBParquetIOManager, MissingPartitions, Warehouse
 from aml_pipeline.models import calibration as calibration_module
 from aml_pipeline.models import training as training_module
 from aml_pipeline.models.registry import ModelRegistry
@@ -39,7 +40,7 @@ from aml_pipeline.models.training import (
     train_ranker,
 )
 from aml_pipeline.provenance import module_version
-from aml_pipeline.resources import PipelineConfig
+from aml_pipeline.storage.tables import MissingPartitions
 
 
 class TrainModelsConfig(dg.Config):

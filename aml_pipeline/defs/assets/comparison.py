@@ -8,16 +8,18 @@ import sys
 import dagster as dg
 from pydantic import Field
 
-from aml_pipeline.assets.ingestion import day_rows, read_known_labels
-from aml_pipeline.assets.training import promotion_event
 from aml_pipeline.dates import date_range
-from aml_pipeline.ingestion import read_landed_traps
-from aml_pipeline.io_manager import MissingPartitions, Warehouse
+from aml_pipeline.defs.assets.ingestion import day_rows, read_known_labels
+from aml_pipeline.defs.assets.training import promotion_event
+from aml_pipeline.defs.io_manager import Warehouse
+from aml_pipeline.defs.resources import PipelineConfig
+from aml_pipeline.evaluation import ab_test, comparison, report
+from aml_pipeline.evaluation.ab_test import compare_loaded
 from aml_pipeline.models.registry import ModelRegistry
 from aml_pipeline.provenance import module_version
-from aml_pipeline.resources import PipelineConfig
-from aml_pipeline.validation import ab_test, comparison, report
-from aml_pipeline.validation.ab_test import compare_loaded
+from aml_pipeline.sources.landing import read_landed_traps
+from aml_pipeline.storage import layout
+from aml_pipeline.storage.tables import MissingPartitions
 
 
 class ModelComparisonConfig(dg.Config):
@@ -87,7 +89,7 @@ def build_comparison_asset(network: str) -> dg.AssetsDefinition:
         through = stored[-1] if stored else days[0] - dt.timedelta(1)
         labels = read_known_labels(warehouse, network, days, through, pipeline.data_since(network))
         by_day = {day: day_rows(features, day) for day in days}
-        folder = f"validation_results/{network}/v{a}_vs_v{b}"
+        folder = layout.comparison_folder(network, a, b)
         result = compare_loaded(
             {"A": registry.load("alert_scorer", a), "B": registry.load("alert_scorer", b)},
             by_day,

@@ -15,8 +15,8 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from aml_pipeline.storage import LocalStorage
-from aml_pipeline.validation.validator_utils import to_jsonable
+from aml_pipeline.evaluation.validator_utils import to_jsonable
+from aml_pipeline.storage.objects import LocalStorage
 
 MARKDOWN_NAME = "comparison_report.md"
 ROC_PNG = "roc_curves.png"

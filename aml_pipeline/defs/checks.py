@@ -15,12 +15,13 @@ from collections.abc import Callable
 import dagster as dg
 import pandas as pd
 
-from aml_pipeline.assets.ingestion import contract_problems, label_event_problems
 from aml_pipeline.contract.schema import BATCH_TABLES, TableSpec
 from aml_pipeline.dates import date_range
-from aml_pipeline.ingestion import LANDING_FILE, landed_dir, read_landed_meta, verify_landed
-from aml_pipeline.io_manager import Warehouse
-from aml_pipeline.resources import PipelineConfig
+from aml_pipeline.defs.assets.ingestion import contract_problems, label_event_problems
+from aml_pipeline.defs.io_manager import Warehouse
+from aml_pipeline.defs.resources import PipelineConfig
+from aml_pipeline.sources.landing import LANDING_FILE, read_landed_meta, verify_landed
+from aml_pipeline.storage import layout
 
 
 def check_days(context: dg.AssetCheckExecutionContext, stored: Callable[[], list[dt.date]]):
@@ -42,7 +43,7 @@ def _result(problems: list[str], **metadata: object) -> dg.AssetCheckResult:
 
 def _landed_days(pipeline: PipelineConfig, network: str) -> list[dt.date]:
     names = pipeline.input_storage().list_dir(network)
-    return sorted(dt.date.fromisoformat(n) for n in names if len(n) == 10 and n[4] == "-")
+    return sorted(dt.date.fromisoformat(n) for n in names if layout.is_day(n))
 
 
 def build_checks(network: str) -> list[dg.AssetChecksDefinition]:
@@ -75,7 +76,9 @@ def build_checks(network: str) -> list[dg.AssetChecksDefinition]:
         days = check_days(context, lambda: _landed_days(pipeline, network))
         storage, drift = pipeline.input_storage(), []
         for day in days:
-            landing = json.loads(storage.read_bytes(f"{landed_dir(network, day)}/{LANDING_FILE}"))
+            landing = json.loads(
+                storage.read_bytes(f"{layout.landed_day(network, day)}/{LANDING_FILE}")
+            )
             for p in landing["validation"]["problems"]:
                 if p["severity"] == "warning" or "unknown column" in p["problem"]:
                     drift.append(f"{day} {p['file']} {p['column']}: {p['problem']}")

@@ -21,7 +21,7 @@ from aml_pipeline.batch_builder.build import build_batch
 from aml_pipeline.contract.conform import read_parquet_bytes
 from aml_pipeline.contract.files import parquet_bytes
 from aml_pipeline.contract.schema import GROUND_TRUTH
-from aml_pipeline.storage import LocalStorage
+from aml_pipeline.storage.objects import LocalStorage
 
 TRANSFER_ALIASES: dict[str, tuple[str, ...]] = {
     "timestamp_ms": (

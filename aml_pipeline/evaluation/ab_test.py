@@ -25,7 +25,10 @@ import pandas as pd
 
 from aml_pipeline.contract.files import sha256_hex
 from aml_pipeline.contract.schema import ALERTS, CLUSTERS, FEATURES, PATTERN_TRAPS_FILE, TableSpec
+from aml_pipeline.contract.traps import load_pattern_traps
 from aml_pipeline.dates import date_range
+from aml_pipeline.evaluation.comparison import compare_models
+from aml_pipeline.evaluation.report import write_comparison_report
 from aml_pipeline.features.alert_features import (
     CATEGORIES,
     FEATURE_COLUMNS,
@@ -33,13 +36,10 @@ from aml_pipeline.features.alert_features import (
     build_alert_features,
     build_alert_history,
 )
-from aml_pipeline.ingestion import read_landed_table
 from aml_pipeline.models.registry import REGISTRY_FILE, LoadedModel, check_schema, load_entry
 from aml_pipeline.models.scoring import score_frame
-from aml_pipeline.storage import LocalStorage
-from aml_pipeline.validation.comparison import compare_models
-from aml_pipeline.validation.report import write_comparison_report
-from aml_pipeline.validation.validator_utils import load_pattern_traps
+from aml_pipeline.sources.landing import read_landed_table
+from aml_pipeline.storage.objects import LocalStorage
 
 _VERSIONED_STEM = re.compile(r"^(?P<kind>.+)_v(?P<version>\d+\.\d+\.\d+)$")
 _DATE_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")

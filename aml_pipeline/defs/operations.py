@@ -1,0 +1,162 @@
+"""Run orchestration for the command line: the persistent Dagster instance, the pipeline
+resource's run config, ranged runs of a network's daily assets, and what a run did or why
+it failed. The CLI parses and prints; everything it runs goes through here."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from aml_pipeline.defs.resources import PipelineConfig
+from aml_pipeline.defs.runs import RANGE_END, RANGE_START, run_range
+from aml_pipeline.models.registry import ModelRegistry
+from aml_pipeline.settings import Settings
+
+#: What a run returns to the command line.
+RunResult = dg.ExecuteInProcessResult
+
+
+def _project_home() -> Path | None:
+    """The nearest directory at or above the working directory holding dagster.yaml."""
+    for folder in (Path.cwd(), *Path.cwd().parents):
+        if (folder / "dagster.yaml").is_file():
+            return folder
+    return None
+
+
+@contextlib.contextmanager
+def project_instance() -> Iterator[dg.DagsterInstance]:
+    """The persistent Dagster instance (DAGSTER_HOME, else the project root), disposed on
+    exit. Not entered with ``with``: Dagster 1.13's ``DagsterInstance.__exit__`` leaves its
+    definitions-state storage set in a context variable, which breaks later definition
+    loads in the same process once the instance is gone."""
+    if not os.environ.get("DAGSTER_HOME"):
+        home = _project_home()
+        if home is None:
+            raise SystemExit(
+                "DAGSTER_HOME is not set and no dagster.yaml was found above "
+                "the working directory; run from the project root"
+            )
+        os.environ["DAGSTER_HOME"] = str(home)
+    current = dg.DagsterInstance.get()
+    try:
+        yield current
+    finally:
+        current.dispose()
+
+
+def pipeline_config(settings: Settings, overrides: dict[str, str]) -> PipelineConfig:
+    """The pipeline resource for ``settings`` with ``overrides`` applied."""
+    return PipelineConfig(**{**PipelineConfig.from_settings(settings).model_dump(), **overrides})
+
+
+def run_config(settings: Settings, overrides: dict[str, str]) -> dict[str, Any]:
+    """Run config that sets the pipeline resource to the settings plus ``overrides``."""
+    return {
+        "resources": {"pipeline": {"config": pipeline_config(settings, overrides).model_dump()}},
+        "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+    }
+
+
+def _definitions(settings: Settings) -> dg.Definitions:
+    """Definitions for the environment as it is now (tests change it between calls)."""
+    from aml_pipeline.defs.definitions import build_definitions
+
+    return build_definitions(settings)
+
+
+def materialize(
+    settings: Settings,
+    network: str,
+    days: list[dt.date],
+    names: tuple[str, ...],
+    overrides: dict[str, str] | None = None,
+    on_chunk: Callable[[dt.date, dt.date, RunResult], None] | None = None,
+) -> RunResult | None:
+    """Materialize the network's daily assets ``names`` over the consecutive ``days`` in
+    runs of at most MAX_DAYS_PER_RUN days; the first failed run's result, else None."""
+    from aml_pipeline.defs.definitions import asset_keys
+
+    with project_instance() as instance:
+        return run_range(
+            _definitions(settings).resolve_job_def("daily_job"),
+            instance,
+            days[0],
+            days[-1],
+            run_config(settings, overrides or {}),
+            asset_keys([network], names),
+            on_chunk=on_chunk,
+        )
+
+
+def run_job(
+    settings: Settings,
+    job_name: str,
+    config: dict[str, Any],
+    assets: tuple[str, tuple[str, ...]] | None = None,
+) -> RunResult:
+    """Run the job ``job_name`` in process with ``config`` (only the network's ``assets``
+    names, given as ``(network, names)``, if set); failures are returned, not raised."""
+    from aml_pipeline.defs.definitions import asset_keys
+
+    job = _definitions(settings).resolve_job_def(job_name)
+    with project_instance() as instance:
+        return job.execute_in_process(
+            instance=instance,
+            raise_on_error=False,
+            run_config=config,
+            asset_selection=asset_keys([assets[0]], assets[1]) if assets else None,
+        )
+
+
+def run_span(result: RunResult) -> str:
+    """The days a ranged run covered: ``D`` or ``D1..D2``."""
+    first, last = result.dagster_run.tags[RANGE_START], result.dagster_run.tags[RANGE_END]
+    return first if first == last else f"{first}..{last}"
+
+
+def failure_text(result: RunResult) -> str:
+    """Why a failed run's first failed step failed: its ``dg.Failure`` description, else the
+    root cause."""
+    failure = next((e for e in result.all_events if e.is_step_failure), None)
+    if failure is None:
+        return "run failed"
+    error = failure.step_failure_data.error
+    while error.cause is not None and error.cls_name != "Failure":
+        error = error.cause  # a Failure's description is written for the user
+    return error.message.strip()
+
+
+def landed_counts(result: RunResult, network: str) -> dict[str, str]:
+    """Per landed day of the run, its tables' row counts as one line."""
+    for event in result.get_asset_materialization_events():
+        mat = event.materialization
+        if mat.asset_key == dg.AssetKey([network, "landed_batch"]):
+            return {
+                day: ", ".join(f"{n} {k}" for k, n in counts.items())
+                for day, counts in mat.metadata["row_counts"].value.items()
+            }
+    return {}
+
+
+def materialized_metadata(result: RunResult) -> dict[str, dict[str, Any]]:
+    """Each materialized asset's metadata values, by the asset's name."""
+    return {
+        e.asset_key.path[-1]: {k: v.value for k, v in e.materialization.metadata.items()}
+        for e in result.get_asset_materialization_events()
+    }
+
+
+def record_promotion(registry: ModelRegistry, kind: str, record: dict[str, Any]) -> None:
+    """Record a promotion as a materialization of the model asset, so the UI shows what the
+    old champion scored as stale."""
+    from aml_pipeline.defs.assets.training import promotion_event
+
+    with project_instance() as instance:
+        instance.report_runless_asset_event(promotion_event(registry, kind, record))

@@ -1,0 +1,171 @@
+"""The warehouse's tables: one Parquet file per day, written and read through DuckDB.
+
+DuckDB is the engine: it writes every file (``COPY ... TO ?``) and reads one partition or
+a whole range back in a single ``read_parquet`` scan. Each call works on its own cursor of
+a process-local in-memory DuckDB database (a cursor costs microseconds, a connection
+~17 ms), so no database file exists and nothing is shared between processes. Paths come
+from ``storage.layout``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import re
+from collections.abc import Iterator, Sequence
+
+import duckdb
+import pandas as pd
+
+from aml_pipeline.storage import layout
+from aml_pipeline.storage.objects import LocalStorage
+
+_SAFE_TYPE = re.compile(r"^[A-Z]+(\[\])?$")
+
+
+def quote_ident(name: str) -> str:
+    """Quote a column name as a DuckDB identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _select_sql(df: pd.DataFrame, declared: dict[str, str]) -> str:
+    """SELECT over the registered frame, casting declared columns to their types."""
+    parts = []
+    for name in df.columns:
+        ident = quote_ident(str(name))
+        type_ = declared.get(str(name))
+        if type_ is not None:
+            if not _SAFE_TYPE.match(type_):
+                raise ValueError(f"unsupported column type {type_!r} for {name!r}")
+            parts.append(f"CAST({ident} AS {type_}) AS {ident}")
+        else:
+            parts.append(ident)
+    return "SELECT " + (", ".join(parts) or "*") + " FROM frame"
+
+
+_DATABASE: list[duckdb.DuckDBPyConnection] = []
+
+
+def _close_database() -> None:
+    """Close the process's DuckDB database; the next cursor opens a new one."""
+    while _DATABASE:
+        _DATABASE.pop().close()
+
+
+# DuckDB runs threads: a fork while its database is open can leave the child with locks
+# that no thread will release. Close it first (the parent reopens it on its next call).
+os.register_at_fork(before=_close_database)
+
+
+@contextlib.contextmanager
+def duckdb_cursor() -> Iterator[duckdb.DuckDBPyConnection]:
+    """A fresh cursor on this process's in-memory DuckDB database (opened on first use);
+    closed on exit, with everything registered on it."""
+    if not _DATABASE:
+        _DATABASE.append(duckdb.connect())
+    cursor = _DATABASE[0].cursor()
+    try:
+        yield cursor
+    finally:
+        cursor.close()
+
+
+def write_parquet(
+    storage: LocalStorage, key: str, df: pd.DataFrame, declared: dict[str, str] | None = None
+) -> None:
+    """Atomically write ``df`` as the Parquet file ``key`` through DuckDB."""
+    with duckdb_cursor() as con, storage.writing(key) as tmp:
+        con.register("frame", df)
+        con.execute(
+            f"COPY ({_select_sql(df, declared or {})}) TO ? (FORMAT parquet, COMPRESSION zstd)",
+            [str(tmp)],
+        )
+
+
+def read_parquet(paths: Sequence[str], columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """Read one or more Parquet files in one DuckDB scan (only ``columns`` if given); DATE
+    columns come back as dates."""
+    select = ", ".join(quote_ident(c) for c in columns) if columns else "*"
+    with duckdb_cursor() as con:
+        result = con.execute(
+            f"SELECT {select} FROM read_parquet(?, union_by_name = true)", [list(paths)]
+        )
+        date_cols = [d[0] for d in result.description if str(d[1]) == "DATE"]
+        df = result.df(date_as_object=True)
+    for col in date_cols:
+        if df[col].isna().any():  # NULL dates come back as NaT; the tables use None
+            df[col] = df[col].astype("object").where(df[col].notna(), None)
+    return df
+
+
+class MissingPartitions(FileNotFoundError):
+    """Stored partitions that a read needs are absent; ``days`` names them."""
+
+    def __init__(self, message: str, days: list[dt.date]) -> None:
+        super().__init__(message)
+        self.days = days
+
+
+class TableStore:
+    """The daily tables under ``{data_root}/warehouse/``: the only reader and writer of
+    warehouse files (the IO manager and plain code such as the CLI both go through it).
+    A table is named by its asset key path, ``(network, name)``."""
+
+    def __init__(self, data_root: str) -> None:
+        self.storage = LocalStorage(data_root)
+
+    def write(
+        self,
+        table: Sequence[str],
+        day: str | None,
+        df: pd.DataFrame,
+        declared: dict[str, str] | None = None,
+    ) -> None:
+        """Atomically write one partition (``day`` None: an unpartitioned table)."""
+        write_parquet(self.storage, layout.table_partition(table, day), df, declared)
+
+    def missing(self, table: Sequence[str], days: Sequence[str | None]) -> list[str | None]:
+        """Those of ``days`` that have no stored partition."""
+        return [d for d in days if not self.storage.exists(layout.table_partition(table, d))]
+
+    def read(
+        self, table: Sequence[str], days: Sequence[str | None], columns: Sequence[str] | None
+    ) -> pd.DataFrame:
+        """The stored partitions of ``days`` in one scan (only ``columns`` if given)."""
+        paths = [str(self.storage.local_path(layout.table_partition(table, d))) for d in days]
+        return read_parquet(paths, columns)
+
+    def stored_days(self, table: Sequence[str]) -> list[dt.date]:
+        """The days with a stored partition, ascending."""
+        names = (
+            n.removesuffix(".parquet") for n in self.storage.list_dir(layout.table_folder(table))
+        )
+        return sorted(dt.date.fromisoformat(n) for n in names if layout.is_day(n))
+
+    def read_days(
+        self,
+        table: Sequence[str],
+        days: Sequence[dt.date],
+        columns: Sequence[str] | None = None,
+        since: dt.date | None = None,
+    ) -> pd.DataFrame:
+        """The stored partitions of ``days`` in one scan (only ``columns`` if given).
+
+        Days before ``since`` (before the data began) may be missing and read as no rows;
+        a missing day on or after it is an error that names the days. Without ``since``
+        every day must be stored.
+        """
+        wanted = [d for d in days if since is None or d >= since]
+        missing = self.missing(table, [d.isoformat() for d in wanted])
+        if missing:
+            shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+            raise MissingPartitions(
+                f"{'/'.join(table)} is not stored for {len(missing)} day(s) "
+                f"{'after its data began on ' + str(since) if since else 'asked for'}: {shown}; "
+                "materialize them first",
+                [dt.date.fromisoformat(d) for d in missing if d is not None],
+            )
+        if not wanted:
+            return pd.DataFrame(columns=list(columns or []))
+        return self.read(table, [d.isoformat() for d in wanted], columns)
