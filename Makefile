@@ -39,6 +39,7 @@ quality: install
 	$(BIN)/python -m benchmarks.bench_quality
 
 ui: install
+	$(BIN)/aml-pipeline pools
 	$(BIN)/dg dev
 
 api: install

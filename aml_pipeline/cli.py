@@ -444,6 +444,16 @@ def promote(args: argparse.Namespace) -> int:
     return 0
 
 
+def pools(args: argparse.Namespace) -> int:
+    """Set up and show the networks' concurrency pools (one look-back run at a time)."""
+    for pool, limit in operations.pool_limits().items():
+        shown = "no limit (set concurrency.pools.default_limit in dagster.yaml)"
+        print(
+            f"{pool}: " + (shown if limit is None else f"at most {limit} queued run(s) at a time")
+        )
+    return 0
+
+
 def serve(args: argparse.Namespace) -> int:
     """Serve the published results over HTTP (read-only) until interrupted."""
     from aml_pipeline.api import server
@@ -581,6 +591,11 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--version", required=True, help="e.g. 1.1.0")
     pr.add_argument("--reason", default="", help="recorded with the promotion")
     pr.set_defaults(func=promote)
+
+    po = commands.add_parser(
+        "pools", help="set up and show the concurrency pools of the configured networks"
+    )
+    po.set_defaults(func=pools)
 
     se = commands.add_parser("serve", help="serve published results over HTTP (read-only)")
     se.add_argument("--host", default="127.0.0.1")

@@ -46,9 +46,39 @@ def project_instance() -> Iterator[dg.DagsterInstance]:
         os.environ["DAGSTER_HOME"] = str(home)
     current = dg.DagsterInstance.get()
     try:
+        ensure_pools(current, Settings.from_env().networks)
         yield current
     finally:
         current.dispose()
+
+
+def ensure_pools(instance: dg.DagsterInstance, networks: list[str]) -> dict[str, int | None]:
+    """Give each network's pool (``daily_pool``) the instance's default limit unless it has
+    a limit already; returns pool -> limit. Dagster's run queue sets a new pool's default
+    limit only after it has chosen that iteration's runs, so on a fresh instance the first
+    backfill would start its chunks together; every CLI command (and ``make ui``) sets the
+    limits first."""
+    from aml_pipeline.defs.assets.ingestion import daily_pool
+
+    storage = instance.event_log_storage
+    if not storage.supports_global_concurrency_limits:
+        return {}
+    limits = {}
+    for network in networks:
+        pool = daily_pool(network)
+        if (
+            instance.global_op_concurrency_default_limit
+            and pool not in storage.get_concurrency_keys()
+        ):
+            storage.initialize_concurrency_limit_to_default(pool)
+        limits[pool] = storage.get_concurrency_info(pool).limit
+    return limits
+
+
+def pool_limits() -> dict[str, int | None]:
+    """The configured networks' pools and their limits, set up if new."""
+    with project_instance() as instance:
+        return ensure_pools(instance, Settings.from_env().networks)
 
 
 def pipeline_config(settings: Settings, overrides: dict[str, str]) -> PipelineConfig:
