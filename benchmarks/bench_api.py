@@ -31,6 +31,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from aml_pipeline.storage import layout
+
 NETWORK = "ethereum"
 LAST_DAY = dt.date(2025, 12, 31)
 FEATURES = [f"feature_{i:02d}" for i in range(40)]
@@ -64,7 +66,7 @@ def generate(root: Path, days: int, alerts: int, seed: int = 0) -> None:
     clusters = max(alerts // 20, 1)
     for k in range(days):
         day = LAST_DAY - dt.timedelta(days - 1 - k)
-        folder = root / "output" / NETWORK / day.isoformat()
+        folder = root / layout.output_day(NETWORK, day)
         folder.mkdir(parents=True)
         ids = pa.array([f"{day:%Y%m%d}-{i:06d}" for i in range(alerts)])
         scores = rng.beta(1.2, 6.0, size=alerts)
@@ -111,11 +113,11 @@ def generate(root: Path, days: int, alerts: int, seed: int = 0) -> None:
 
 def link_newest(source: Path, target: Path, days: int) -> None:
     """Give ``target`` the newest ``days`` day directories of ``source`` (hard links)."""
-    names = sorted(p.name for p in (source / "output" / NETWORK).iterdir())[-days:]
+    names = sorted(p.name for p in (source / layout.output_network(NETWORK)).iterdir())[-days:]
     for name in names:
-        folder = target / "output" / NETWORK / name
+        folder = target / layout.output_day(NETWORK, name)
         folder.mkdir(parents=True)
-        for file in (source / "output" / NETWORK / name).iterdir():
+        for file in (source / layout.output_day(NETWORK, name)).iterdir():
             os.link(file, folder / file.name)
 
 
@@ -128,7 +130,7 @@ def option_a_app(root: Path):
 
     @app.get("/scores/alerts/{date}")
     def alert_scores(date: str, limit: int = 100) -> dict:
-        files = sorted((root / "output" / NETWORK).glob("*/alert_scores.parquet"))
+        files = sorted((root / layout.output_network(NETWORK)).glob("*/alert_scores.parquet"))
         scores = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
         day = scores["processing_date"].max() if date == "latest" else dt.date.fromisoformat(date)
         rows = scores[scores["processing_date"] == day]
@@ -234,7 +236,7 @@ def main() -> None:
         }
         for size in sizes:
             root = base / f"days_{size}"
-            days = sorted(p.name for p in (root / "output" / NETWORK).iterdir())
+            days = sorted(p.name for p in (root / layout.output_network(NETWORK)).iterdir())
             by_date = [f"/scores/alerts/{d}" for d in days]
             latest = ["/scores/alerts/latest"]
             for kind, n, warm in (

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from aml_pipeline.storage import layout
+
 NETWORK = "ethereum"
 BACKFILL = (dt.date(2025, 3, 9), dt.date(2025, 4, 7))
 DAY_ALERTS = 100_000
@@ -107,7 +109,7 @@ def bench_day(root: Path) -> dict:
     from aml_pipeline.storage.objects import LocalStorage
 
     storage = LocalStorage(root / "data")
-    landed = LocalStorage(root / "data" / "input")
+    landed = LocalStorage(root / "data" / layout.INPUT)
     day = dt.date(2025, 3, 8)
     tables = {t.name: read_landed_table(landed, NETWORK, day, t) for t in BATCH_TABLES}
     prior = pd.concat(
@@ -191,7 +193,6 @@ def plain_loop(root: Path, start: dt.date, end: dt.date) -> None:
         read_landed_traps,
         verify_landed,
     )
-    from aml_pipeline.storage import layout
     from aml_pipeline.storage.tables import write_parquet
 
     os.environ.update(_env(root))
@@ -278,7 +279,8 @@ def bench_backfill(trained: Path, work: Path) -> dict:
     results = {}
     for mode in ("plain", "dagster"):
         root = _project(work / mode)
-        shutil.copytree(trained / "data" / "trained_models", root / "data" / "trained_models")
+        models = layout.models_folder(NETWORK)
+        shutil.copytree(trained / "data" / models, root / "data" / models)
         if mode == "dagster":
             seconds = _cli(root, "score", "--network", NETWORK, "--start-date", span[0],
                            "--end-date", span[1])  # fmt: skip
@@ -290,7 +292,7 @@ def bench_backfill(trained: Path, work: Path) -> dict:
                 check=True,
             )
             seconds = time.perf_counter() - began
-        published = len(list((root / "data" / "output" / NETWORK).iterdir()))
+        published = len(list((root / "data" / layout.output_network(NETWORK)).iterdir()))
         results[mode] = {"seconds": round(seconds, 1), "days_published": published}
     results["ratio"] = round(results["dagster"]["seconds"] / results["plain"]["seconds"], 3)
     return results
