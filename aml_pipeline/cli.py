@@ -10,7 +10,7 @@ import json
 import shutil
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from aml_pipeline.dates import date_range
@@ -77,17 +77,6 @@ def _partition_days(settings: Settings, start: dt.date, end: dt.date) -> list[dt
     return days
 
 
-def _materialize(
-    network: str,
-    days: list[dt.date],
-    names: tuple[str, ...],
-    overrides: dict[str, str] | None = None,
-    on_chunk: Callable[[dt.date, dt.date, RunResult], None] | None = None,
-) -> RunResult | None:
-    """``operations.materialize`` with the environment's settings for ``network``."""
-    return operations.materialize(_settings_for(network), network, days, names, overrides, on_chunk)
-
-
 def _ingest(network: str, days: list[dt.date], overrides: dict[str, str]) -> int:
     """Land the network's batches and label arrivals of ``days`` (ingestion only), in runs
     of at most MAX_DAYS_PER_RUN days, printing a line per landed day."""
@@ -106,7 +95,8 @@ def _ingest(network: str, days: list[dt.date], overrides: dict[str, str]) -> int
                 flush=True,
             )
 
-    failed = _materialize(network, days, INGESTION_ASSETS, overrides, progress)
+    settings = _settings_for(network)
+    failed = operations.materialize(settings, network, days, INGESTION_ASSETS, overrides, progress)
     if failed is not None:
         print(
             f"[{done + 1}/{len(days)}] {network} {operations.run_span(failed)}: FAILED (run "
@@ -162,7 +152,7 @@ def demo(args: argparse.Namespace) -> int:
         code = _ingest(network, days, {})
         if code:
             return code
-        failed = _materialize(network, days, FEATURE_ASSETS)
+        failed = operations.materialize(settings, network, days, FEATURE_ASSETS)
         if failed is not None:
             print(
                 f"features failed (run {failed.run_id}):\n{failure_text(failed)}", file=sys.stderr
@@ -297,7 +287,7 @@ def _train(
     label_days = date_range(start, known_by) if known_by >= start else []
     for names, wanted in ((("label_events",), label_days), (FEATURE_ASSETS, days)):
         for run in _missing_runs(network, overrides, names, wanted):
-            failed = _materialize(network, run, names, overrides)
+            failed = operations.materialize(settings, network, run, names, overrides)
             if failed is not None:
                 raise SystemExit(
                     f"preparing {', '.join(names)} for {run[0]}..{run[-1]} failed (run "
@@ -351,7 +341,8 @@ def train(args: argparse.Namespace) -> int:
 def _score(network: str, start: dt.date, end: dt.date, names: tuple[str, ...]) -> int:
     """Run the daily assets ``names`` of ``network`` over the range in runs of at most
     MAX_DAYS_PER_RUN days, printing progress."""
-    days = _partition_days(_settings_for(network), start, end)
+    settings = _settings_for(network)
+    days = _partition_days(settings, start, end)
     done = 0
     began = time.perf_counter()
 
@@ -364,7 +355,7 @@ def _score(network: str, start: dt.date, end: dt.date, names: tuple[str, ...]) -
             flush=True,
         )
 
-    failed = _materialize(network, days, names, on_chunk=progress)
+    failed = operations.materialize(settings, network, days, names, on_chunk=progress)
     if failed is not None:
         print(f"scoring failed (run {failed.run_id}):\n{failure_text(failed)}", file=sys.stderr)
         return 1
