@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from aml_pipeline.dates import date_range
 from aml_pipeline.defs.resources import PipelineConfig
 from aml_pipeline.evaluation.comparison import paired_bootstrap
 from aml_pipeline.features.alert_features import CATEGORIES, FEATURE_COLUMNS
@@ -69,12 +70,9 @@ class DataSet:
             *self.import_args,
         ]
 
-    def days(self, first: dt.date, last: dt.date) -> list[dt.date]:
-        return [first + dt.timedelta(i) for i in range((last - first).days + 1)]
-
     @property
     def test_days(self) -> list[dt.date]:
-        return self.days(self.cut + dt.timedelta(1), self.end)
+        return date_range(self.cut + dt.timedelta(1), self.end)
 
 
 def launch(data: DataSet, root: Path, checkout: Path) -> subprocess.Popen:
@@ -121,7 +119,7 @@ def eventual_labels(root: Path, data: DataSet) -> pd.DataFrame:
         partitions_start=PARTITIONS_START,
     )
     source, window = PipelineConfig.from_settings(settings).source(data.network), 7
-    arrivals = data.days(data.cut + dt.timedelta(1), data.end + dt.timedelta(LABEL_HORIZON_DAYS))
+    arrivals = date_range(data.cut + dt.timedelta(1), data.end + dt.timedelta(LABEL_HORIZON_DAYS))
     if isinstance(source, SimulatedSource):  # its label events would simulate later days
         return pd.concat([source.labels(data.network, d, window) for d in data.test_days])
     events = pd.concat(
@@ -149,10 +147,10 @@ def _diff(y: np.ndarray, baseline: np.ndarray, scores: np.ndarray, groups: np.nd
 
 def evaluate(data: DataSet, root: Path, before: Path | None) -> dict:
     """Figures of the scorer, the regression and the confidence on the replayed days."""
-    network, train_days = data.network, data.days(data.start, data.cut)
+    network, train_days = data.network, date_range(data.start, data.cut)
     train = labelled(
         _warehouse(root, network, "alert_features", train_days),
-        _warehouse(root, network, "label_events", data.days(data.start, data.cut)),
+        _warehouse(root, network, "label_events", train_days),
         data.cut,
     )
     truth = eventual_labels(root, data)

@@ -63,8 +63,6 @@ class DuckDBParquetIOManager(dg.IOManager):
             self.tables.write(table, None, obj, declared)
             return
         keys = list(context.asset_partition_keys)
-        for key in keys:
-            dt.date.fromisoformat(key)
         column = (context.definition_metadata or {}).get(PARTITION_COLUMN_KEY, "processing_date")
         if len(keys) == 1:
             parts = {keys[0]: obj}

@@ -183,19 +183,20 @@ def load_entry(entry: dict[str, Any], read: Callable[[str], bytes]) -> LoadedMod
     against the entry's sha256 (``ModelIntegrityError`` names a file that differs)."""
     data = _verified(entry["file"], read(entry["file"]), entry.get("sha256"))
     calibration = None
-    if "calibration" in entry:
+    if "calibration" in entry:  # the verified file is the map applied
         name = entry["calibration"]["file"]
-        _verified(name, read(name), entry["calibration"]["sha256"])
-        calibration = PlattCalibration.from_dict(entry["calibration"])
-    return LoadedModel(lgb.Booster(model_str=data.decode()), entry, sha256_hex(data), calibration)
+        mapping = _verified(name, read(name), entry["calibration"]["sha256"])
+        calibration = PlattCalibration.from_dict(json.loads(mapping))
+    return LoadedModel(lgb.Booster(model_str=data.decode()), entry, entry["sha256"], calibration)
 
 
 def _verified(name: str, data: bytes, expected: str | None) -> bytes:
     if expected is None:
         raise ModelIntegrityError(f"{name}: its registry entry records no sha256: retrain it")
-    if sha256_hex(data) != expected:
+    actual = sha256_hex(data)
+    if actual != expected:
         raise ModelIntegrityError(
-            f"{name}: sha256 {sha256_hex(data)[:12]}... is not the {expected[:12]}... recorded "
+            f"{name}: sha256 {actual[:12]}... is not the {expected[:12]}... recorded "
             f"in {REGISTRY_FILE}: the file was changed or swapped after it was registered; "
             "restore it or retrain"
         )

@@ -9,7 +9,7 @@ import dagster as dg
 from pydantic import Field
 
 from aml_pipeline.dates import date_range
-from aml_pipeline.defs.assets.ingestion import day_rows, read_known_labels
+from aml_pipeline.defs.assets.ingestion import day_rows, last_label_day, read_known_labels
 from aml_pipeline.defs.assets.training import promotion_event
 from aml_pipeline.defs.io_manager import Warehouse
 from aml_pipeline.defs.resources import PipelineConfig
@@ -85,8 +85,7 @@ def build_comparison_asset(network: str) -> dg.AssetsDefinition:
                 description=f"the test range needs the daily run's features: {exc} "
                 "(aml-pipeline score or the daily job computes them)"
             ) from exc
-        stored = warehouse.stored_days(dg.AssetKey([network, "label_events"]))
-        through = stored[-1] if stored else days[0] - dt.timedelta(1)
+        through = last_label_day(warehouse, network, days)
         labels = read_known_labels(warehouse, network, days, through, pipeline.data_since(network))
         by_day = {day: day_rows(features, day) for day in days}
         folder = layout.comparison_folder(network, a, b)

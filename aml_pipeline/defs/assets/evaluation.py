@@ -15,7 +15,13 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from aml_pipeline.defs.assets.ingestion import BACKFILL, day_rows, partition_days, read_known_labels
+from aml_pipeline.defs.assets.ingestion import (
+    BACKFILL,
+    day_rows,
+    last_label_day,
+    partition_days,
+    read_known_labels,
+)
 from aml_pipeline.defs.io_manager import Warehouse
 from aml_pipeline.defs.metadata import frame_metadata
 from aml_pipeline.defs.resources import PipelineConfig
@@ -183,8 +189,7 @@ def build_evaluation_assets(
     ) -> dg.Output[pd.DataFrame]:
         warehouse = warehouse_io_manager
         days = partition_days(context)
-        stored = warehouse.stored_days(dg.AssetKey([network, "label_events"]))
-        through = stored[-1] if stored else days[0] - dt.timedelta(1)
+        through = last_label_day(warehouse, network, days)
         labels = read_known_labels(warehouse, network, days, through, pipeline.data_since(network))
         rows = []
         for day in days:

@@ -311,6 +311,20 @@ def _build_label_events(network: str, partitions: dg.PartitionsDefinition):
     return label_events
 
 
+def last_label_day(
+    warehouse: DuckDBParquetIOManager,
+    network: str,
+    alert_days: list[dt.date],
+    as_of: dt.date | None = None,
+) -> dt.date:
+    """The last label day stored (not after ``as_of``), or the day before the first of
+    ``alert_days`` when no label day is stored yet."""
+    stored = warehouse.stored_days(dg.AssetKey([network, "label_events"]))
+    if not stored:
+        return min(alert_days) - dt.timedelta(1)
+    return stored[-1] if as_of is None else min(as_of, stored[-1])
+
+
 def read_known_labels(
     warehouse: DuckDBParquetIOManager,
     network: str,

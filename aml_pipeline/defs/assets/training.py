@@ -15,7 +15,7 @@ import pandas as pd
 from pydantic import Field
 
 from aml_pipeline.dates import date_range
-from aml_pipeline.defs.assets.ingestion import read_known_labels
+from aml_pipeline.defs.assets.ingestion import last_label_day, read_known_labels
 from aml_pipeline.defs.io_manager import DuckDBParquetIOManager, Warehouse
 from aml_pipeline.defs.resources import PipelineConfig
 from aml_pipeline.features.alert_features import (
@@ -97,6 +97,8 @@ class TrainingInputs:
         self.network, self.days = network, config.days()
         self.as_of = config.as_of_date(pipeline)
         self.since = pipeline.data_since(network)
+        #: The last label day read: the as-of date, or the last label day fetched so far.
+        self.labels_through = last_label_day(warehouse, network, self.days, self.as_of)
 
     def table(self, name: str) -> pd.DataFrame:
         """One table over the training range; every day must be materialized."""
@@ -108,16 +110,11 @@ class TrainingInputs:
                 "(aml-pipeline train materializes the range first)"
             ) from exc
 
-    def labels_through(self) -> dt.date:
-        """The last label day read: the as-of date, or the last label day fetched so far."""
-        stored = self.warehouse.stored_days(dg.AssetKey([self.network, "label_events"]))
-        return min(self.as_of, stored[-1]) if stored else self.days[0] - dt.timedelta(1)
-
     def labels(self) -> pd.DataFrame:
-        """Labels of the range's alerts that arrived by ``labels_through()``."""
+        """Labels of the range's alerts that arrived by ``labels_through``."""
         try:
             return read_known_labels(
-                self.warehouse, self.network, self.days, self.labels_through(), self.since
+                self.warehouse, self.network, self.days, self.labels_through, self.since
             )
         except MissingPartitions as exc:
             raise dg.Failure(description=f"labels known by {self.as_of}: {exc}") from exc
@@ -139,7 +136,7 @@ def _register(
         "hyperparameters": params_dict(config.params()),
         "training_range": [config.start_date, config.end_date],
         "as_of": inputs.as_of.isoformat(),
-        "labels_through": inputs.labels_through().isoformat(),
+        "labels_through": inputs.labels_through.isoformat(),
         "metrics": model.metrics,
         **model.data,
         "library_versions": library_versions(),
