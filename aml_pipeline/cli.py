@@ -62,7 +62,7 @@ def _partition_days(settings: Settings, start: dt.date, end: dt.date) -> list[dt
     """The days from ``start`` to ``end``; exits, naming the setting, unless every one is a
     daily partition (from AML_PARTITIONS_START to the last day that is over, UTC)."""
     days = _days(start, end)
-    first = dt.date.fromisoformat(settings.partitions_start)
+    first = settings.partitions_start
     last = _last_partition()
     if start < first:
         raise SystemExit(
@@ -80,7 +80,7 @@ def _partition_days(settings: Settings, start: dt.date, end: dt.date) -> list[dt
 def _ingest(network: str, days: list[dt.date], overrides: dict[str, str]) -> int:
     """Land the network's batches and label arrivals of ``days`` (ingestion only), in runs
     of at most MAX_DAYS_PER_RUN days, printing a line per landed day."""
-    from aml_pipeline.defs.definitions import INGESTION_ASSETS
+    from aml_pipeline.defs.network import INGESTION_ASSETS
 
     done = 0
 
@@ -117,13 +117,13 @@ def download(args: argparse.Namespace) -> int:
     overrides = _source_config(args.source)
     if args.output_dir:
         overrides["input_dir"] = str(Path(args.output_dir).resolve())
-    pipeline = pipeline_config(settings, overrides)
+    pipeline = pipeline_config(settings, args.network, overrides)
     if args.source is not None:
         try:
             check_requested(
                 pipeline.input_storage(),
                 args.network,
-                pipeline.configured_source(),
+                pipeline.configured_source(args.network),
                 str(pipeline.input_storage().root),
             )
         except SourceMismatch as exc:
@@ -139,7 +139,7 @@ def demo(args: argparse.Namespace) -> int:
     """Ingest the last ``--days`` complete days of every network, train on the oldest
     ``--train-days`` of them (whose labels are the most complete today), score, validate
     and publish every day, and print a summary."""
-    from aml_pipeline.defs.definitions import EVALUATION_ASSETS, FEATURE_ASSETS, SCORING_ASSETS
+    from aml_pipeline.defs.network import EVALUATION_ASSETS, FEATURE_ASSETS, SCORING_ASSETS
 
     settings = Settings.from_env()
     if not 2 <= args.train_days < args.days:
@@ -177,9 +177,10 @@ def summary(settings: Settings, days: list[dt.date], models: dict[str, dict]) ->
     from aml_pipeline.storage import layout
 
     root = Path(settings.data_root).resolve()
+    sources = sorted({f"'{n.batch_source}'" for n in settings.network_settings()})
     lines = [
-        f"\nDemo done: {len(days)} days x {len(settings.networks)} network(s) "
-        f"from the '{settings.batch_source}' source."
+        f"\nDemo done: {len(days)} days x {len(settings.networks)} network(s) from the "
+        f"{' and '.join(sources)} source."
     ]
     for network in settings.networks:
         metadata = [
@@ -250,7 +251,7 @@ def _missing_runs(
     """The consecutive runs of ``days`` on which any of the assets ``names`` is not stored."""
     from aml_pipeline.storage.tables import TableStore
 
-    tables = TableStore(pipeline_config(_settings_for(network), overrides).data_root)
+    tables = TableStore(pipeline_config(_settings_for(network), network, overrides).data_root)
     stored = [set(tables.stored_days((network, name))) for name in names]
     missing = [d for d in days if not all(d in s for s in stored)]
     runs: list[list[dt.date]] = []
@@ -268,14 +269,14 @@ def _train(
     """Fetch the label days up to the as-of date and compute the features of the range's
     days that lack them (each a pure function of earlier days, so stored ones are reused),
     then train the three models; returns each model's materialization metadata."""
-    from aml_pipeline.defs.definitions import FEATURE_ASSETS, MODEL_ASSETS
+    from aml_pipeline.defs.network import FEATURE_ASSETS, MODEL_ASSETS
 
     settings = _settings_for(network)
     days = _partition_days(settings, start, end)
     if as_of is not None:
         overrides = {**overrides, "labels_as_of": as_of.isoformat()}
     hint = f"aml-pipeline download --network {network} --start-date {start} --end-date {end}"
-    if pipeline_config(settings, overrides).record(network) is None:
+    if pipeline_config(settings, network, overrides).record(network) is None:
         raise SystemExit(f"{network} has never been landed: {hint}")
     unlanded = [d for run in _missing_runs(network, overrides, ("raw_alerts",), days) for d in run]
     if unlanded:
@@ -283,7 +284,7 @@ def _train(
             f"{len(unlanded)} day(s) of the training range are not landed, e.g. "
             f"{', '.join(map(str, unlanded[:5]))}: land them first ({hint})"
         )
-    known_by = min(pipeline_config(settings, overrides).as_of(), _last_partition())
+    known_by = min(pipeline_config(settings, network, overrides).as_of(), _last_partition())
     label_days = date_range(start, known_by) if known_by >= start else []
     for names, wanted in ((("label_events",), label_days), (FEATURE_ASSETS, days)):
         for run in _missing_runs(network, overrides, names, wanted):
@@ -303,7 +304,7 @@ def _train(
     result = operations.run_job(
         settings,
         "training_job",
-        {**operations.run_config(settings, overrides), "ops": ops},
+        {**operations.run_config(settings, network, overrides), "ops": ops},
         (network, MODEL_ASSETS),
     )
     if not result.success:
@@ -364,7 +365,7 @@ def _score(network: str, start: dt.date, end: dt.date, names: tuple[str, ...]) -
 
 def score(args: argparse.Namespace) -> int:
     """Score and publish a date range (a backfill): ingest, features, score, publish."""
-    from aml_pipeline.defs.definitions import (
+    from aml_pipeline.defs.network import (
         DAILY_ASSETS,
         EVALUATION_ASSETS,
         FEATURE_ASSETS,

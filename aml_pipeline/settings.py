@@ -1,97 +1,218 @@
-"""Pipeline settings, read from environment variables with documented defaults.
+"""The pipeline's settings: one typed object read from ``AML_*`` environment variables, and
+one file per network for what differs between networks.
 
-| variable              | default        | meaning                                         |
-|-----------------------|----------------|-------------------------------------------------|
-| AML_NETWORKS          | ethereum       | comma-separated networks, one asset group each  |
-| AML_WINDOW_DAYS       | 7              | trailing window of the batches (7, 30, 90, 195) |
-| AML_DATA_ROOT         | ./data         | root of input/, warehouse/, output/, ...        |
-| AML_BATCH_SOURCE      | simulated      | ``simulated`` or ``local``                      |
-| AML_SOURCE_DIR        | (empty)        | directory of the ``local`` source               |
-| AML_SIM_PROFILE       | demo           | ``small``/``demo``/``large`` [,knob=value...]   |
-| AML_SIM_SEED          | 0              | simulator seed                                  |
-| AML_PARTITIONS_START  | 2025-01-01     | first day of the daily partitions               |
-| AML_LABELS_AS_OF      | (today, UTC)   | labels known on this date are visible (tests)   |
-| AML_EXPLAIN_COVERAGE  | -1             | alerts explained per day: -1 all, 0 none, N top |
-| AML_SCHEDULE_HOUR     | 2              | UTC hour of the daily scoring schedule          |
-| AML_SENSOR_LOOKBACK_DAYS | 7           | days the new-batch sensor looks back for gaps   |
+``Settings`` is the only place defaults are written. A network's own settings (window,
+source, source directory, simulator, schedule hour, sensor look-back) come from
+``{AML_NETWORKS_DIR}/{network}.yaml`` where that file exists, else from the environment's
+values; adding a network is adding its file. ``settings_table()`` renders the variables
+for the README (a test keeps the two equal) and the UI shows them as the ``pipeline``
+resource's config.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
-from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
-NETWORK_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
-SOURCES = ("simulated", "local")
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+NETWORK_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
+DEFAULT_NETWORK = "ethereum"
+Source = Literal["simulated", "local"]
 
 
-def _env(name: str, default: str) -> str:
-    value = os.environ.get(name, "").strip()
-    return value or default
+# The settings a network file may set; the environment's values are their defaults.
+def _window_field() -> Any:
+    return Field(default=7, ge=1, le=366, description="trailing window of the batches, days")
 
 
-def _int(name: str, default: str) -> int:
-    try:
-        return int(_env(name, default))
-    except ValueError:
-        raise ValueError(f"{name} must be an integer, got {_env(name, default)!r}") from None
+def _source_field() -> Any:
+    return Field(default="simulated", description="`simulated` (no SOT access needed) or `local`")
 
 
-def _bounded_int(name: str, default: str, low: int, high: int) -> int:
-    value = _int(name, default)
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be between {low} and {high}, got {value}")
-    return value
+def _source_dir_field() -> Any:
+    return Field(default="", description="directory of the `local` source")
+
+
+def _profile_field() -> Any:
+    return Field(
+        default="demo",
+        description="simulator scale: `small`, `demo` or `large`, optionally with knobs: "
+        "`demo,addresses=80000,transfers_per_day=50000`",
+    )
+
+
+def _seed_field() -> Any:
+    return Field(default=0, ge=0, description="simulator seed (same seed, byte-identical batches)")
+
+
+def _hour_field() -> Any:
+    return Field(default=2, ge=0, le=23, description="UTC hour of the network's daily schedule")
+
+
+def _lookback_field() -> Any:
+    return Field(
+        default=7, ge=1, le=366, description="days the new-batch sensor looks back for gaps"
+    )
+
+
+class NetworkSettings(BaseModel):
+    """One network's settings, from its file over the environment's values."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=NETWORK_PATTERN)
+    window_days: int = _window_field()
+    batch_source: Source = _source_field()
+    source_dir: str = _source_dir_field()
+    sim_profile: str = _profile_field()
+    sim_seed: int = _seed_field()
+    schedule_hour: int = _hour_field()
+    sensor_lookback_days: int = _lookback_field()
+
+
+#: What a network file may set (everything of ``NetworkSettings`` but its name).
+NETWORK_FIELDS = tuple(name for name in NetworkSettings.model_fields if name != "name")
+
+
+class Settings(BaseSettings):
+    """The environment's settings (``AML_`` + the field name, upper case); empty values
+    count as unset."""
+
+    model_config = SettingsConfigDict(env_prefix="AML_", env_ignore_empty=True)
+
+    networks: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated networks, each its own asset group, jobs, schedule and "
+        "sensors; default: the networks that have a file in `AML_NETWORKS_DIR`, else "
+        f"`{DEFAULT_NETWORK}`",
+    )
+    networks_dir: str = Field(
+        default="./networks",
+        description="directory of `{network}.yaml` files with a network's own settings "
+        "(any of: " + ", ".join(f"`{n}`" for n in NETWORK_FIELDS) + ")",
+    )
+    data_root: str = Field(
+        default="./data",
+        description="root of `input/`, `warehouse/`, `output/`, `trained_models/`, "
+        "`validation_results/`",
+    )
+    window_days: int = _window_field()
+    batch_source: Source = _source_field()
+    source_dir: str = _source_dir_field()
+    sim_profile: str = _profile_field()
+    sim_seed: int = _seed_field()
+    partitions_start: dt.date = Field(
+        default=dt.date(2025, 1, 1), description="first daily partition"
+    )
+    labels_as_of: dt.date | None = Field(
+        default=None,
+        description="labels whose `label_date` is after this are not visible; default: today (UTC)",
+    )
+    explain_coverage: int = Field(
+        default=-1, ge=-1, description="alerts explained per day: `-1` all, `0` none, `N` top N"
+    )
+    schedule_hour: int = _hour_field()
+    sensor_lookback_days: int = _lookback_field()
+
+    @field_validator("networks", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        return parse_networks(value) if isinstance(value, str) else value
+
+    @field_validator("labels_as_of", mode="before")
+    @classmethod
+    def _unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _default_networks(self) -> Settings:
+        named = parse_networks(",".join(self.networks))
+        self.networks = named or sorted(network_files(self.networks_dir)) or [DEFAULT_NETWORK]
+        return self
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """The settings of this process's environment; a bad value is one line naming the
+        variable."""
+        try:
+            return cls()
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            name = "AML_" + str(error["loc"][0]).upper() if error["loc"] else "AML_*"
+            raise ValueError(f"{name}: {error['msg']}") from None
+
+    def network(self, name: str) -> NetworkSettings:
+        """``name``'s settings: its file's values over this environment's."""
+        values = {field: getattr(self, field) for field in NETWORK_FIELDS}
+        path = network_files(self.networks_dir).get(name)
+        if path is not None:
+            values.update(read_network_file(path))
+        return NetworkSettings(name=name, **values)
+
+    def network_settings(self) -> list[NetworkSettings]:
+        """Every configured network's settings, in order."""
+        return [self.network(name) for name in self.networks]
+
+    def as_of(self) -> str:
+        """``labels_as_of`` as an ISO date, empty when unset (today)."""
+        return self.labels_as_of.isoformat() if self.labels_as_of else ""
 
 
 def parse_networks(text: str) -> list[str]:
     """Split and check a comma-separated network list (lowercase identifiers)."""
     networks = [n.strip() for n in text.split(",") if n.strip()]
     for network in networks:
-        if not NETWORK_PATTERN.match(network):
+        if not re.match(NETWORK_PATTERN, network):
             raise ValueError(f"invalid network name {network!r}: use lowercase [a-z0-9_]")
-    if not networks or len(set(networks)) != len(networks):
-        raise ValueError(f"networks must be a non-empty list without repeats: {text!r}")
+    if len(set(networks)) != len(networks):
+        raise ValueError(f"networks must not repeat: {text!r}")
     return networks
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The environment's settings, resolved once per process."""
+def network_files(folder: str) -> dict[str, Path]:
+    """The ``{network}.yaml`` files in ``folder`` by network (none if it does not exist)."""
+    root = Path(folder)
+    if not root.is_dir():
+        return {}
+    return {path.stem: path for path in sorted(root.glob("*.yaml"))}
 
-    networks: list[str]
-    window_days: int
-    data_root: str
-    batch_source: str
-    source_dir: str
-    sim_profile: str
-    sim_seed: int
-    partitions_start: str
-    labels_as_of: str
-    explain_coverage: int = -1
-    schedule_hour: int = 2
-    sensor_lookback_days: int = 7
 
-    @classmethod
-    def from_env(cls) -> Settings:
-        source = _env("AML_BATCH_SOURCE", "simulated")
-        if source not in SOURCES:
-            raise ValueError(f"AML_BATCH_SOURCE must be one of {SOURCES}, got {source!r}")
-        start = _env("AML_PARTITIONS_START", "2025-01-01")
-        dt.date.fromisoformat(start)
-        return cls(
-            networks=parse_networks(_env("AML_NETWORKS", "ethereum")),
-            window_days=_int("AML_WINDOW_DAYS", "7"),
-            data_root=_env("AML_DATA_ROOT", "./data"),
-            batch_source=source,
-            source_dir=_env("AML_SOURCE_DIR", ""),
-            sim_profile=_env("AML_SIM_PROFILE", "demo"),
-            sim_seed=_int("AML_SIM_SEED", "0"),
-            partitions_start=start,
-            labels_as_of=_env("AML_LABELS_AS_OF", ""),
-            explain_coverage=_int("AML_EXPLAIN_COVERAGE", "-1"),
-            schedule_hour=_bounded_int("AML_SCHEDULE_HOUR", "2", 0, 23),
-            sensor_lookback_days=_bounded_int("AML_SENSOR_LOOKBACK_DAYS", "7", 1, 366),
-        )
+def read_network_file(path: Path) -> dict[str, Any]:
+    """A network file's settings; a bad file is one line naming it and the problem."""
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a mapping of settings, got {type(values).__name__}")
+    unknown = sorted(set(values) - set(NETWORK_FIELDS))
+    if unknown:
+        raise ValueError(f"{path}: unknown setting(s) {unknown}; allowed: {list(NETWORK_FIELDS)}")
+    try:
+        NetworkSettings(name=path.stem, **values)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise ValueError(f"{path}: {'.'.join(map(str, error['loc']))}: {error['msg']}") from None
+    return values
+
+
+def settings_table() -> str:
+    """The environment variables as a Markdown table (the README's "Settings")."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        shown = "" if default in (None, [], "") else f"`{default}`"
+        rows.append(f"| `AML_{name.upper()}` | {shown} | {field.description} |")
+    return "\n".join(rows)

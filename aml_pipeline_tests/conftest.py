@@ -78,6 +78,7 @@ def settings_for(tmp_path: Path, **overrides: object) -> Settings:
         "networks": [NETWORK],
         "window_days": 7,
         "data_root": str(tmp_path / "data"),
+        "networks_dir": str(tmp_path / "networks"),
         "batch_source": "simulated",
         "sim_profile": "small",
         "sim_seed": 0,

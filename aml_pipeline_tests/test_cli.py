@@ -150,7 +150,7 @@ def test_a_network_keeps_the_source_it_was_first_landed_from(cli_home, capsys):
     from aml_pipeline.settings import Settings
 
     pipeline = PipelineConfig.from_settings(Settings.from_env())
-    assert pipeline.batch_source == "simulated"
+    assert pipeline.network(NETWORK).batch_source == "simulated"
     source = pipeline.source(NETWORK)
     assert isinstance(source, LocalDirectorySource) and source.storage.root == sot.resolve()
 

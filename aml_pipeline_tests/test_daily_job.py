@@ -24,6 +24,7 @@ from aml_pipeline.defs.resources import PipelineConfig
 from aml_pipeline.defs.runs import RANGE_END, RANGE_START, run_range
 from aml_pipeline.evaluation.ab_test import build_test_features, read_test_days
 from aml_pipeline.settings import Settings
+from aml_pipeline_tests.conftest import settings_for
 
 TRAIN = ["--start-date", "2025-03-01", "--end-date", "2025-03-08"]
 FILES = ("alert_scores.parquet", "alert_rankings.parquet", "cluster_scores.parquet")
@@ -133,7 +134,7 @@ def test_rescoring_is_idempotent_and_a_failed_rerun_keeps_the_published_day(scra
 
 def test_schedule_targets_the_previous_utc_day(tmp_path):
     defs = build_definitions(_settings(tmp_path))
-    schedule = _named(defs.schedules, "daily_scoring_schedule")
+    schedule = _named(defs.schedules, "ethereum_daily_schedule")
     assert schedule.cron_schedule == "0 2 * * *"
     assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
     with dg.instance_for_test() as instance:
@@ -147,7 +148,7 @@ def test_schedule_targets_the_previous_utc_day(tmp_path):
 def test_schedule_skips_a_published_day(home, monkeypatch):
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     defs = build_definitions(_settings(home))
-    schedule = _named(defs.schedules, "daily_scoring_schedule")
+    schedule = _named(defs.schedules, "ethereum_daily_schedule")
     with dg.DagsterInstance.get() as instance:
         context = dg.build_schedule_context(
             instance=instance, scheduled_execution_time=dt.datetime(2025, 3, 10, 2, tzinfo=dt.UTC)
@@ -173,23 +174,11 @@ def test_consecutive_days_are_chunked():
 
 
 def _settings(root: Path, **extra: object) -> Settings:
-    values = {
-        "networks": ["ethereum"],
-        "window_days": 7,
-        "data_root": str(root / "data"),
-        "batch_source": "simulated",
-        "source_dir": "",
-        "sim_profile": "small",
-        "sim_seed": 0,
-        "partitions_start": "2025-01-01",
-        "labels_as_of": "2025-05-01",
-        **extra,
-    }
-    return Settings(**values)  # type: ignore[arg-type]
+    return settings_for(root, **{"labels_as_of": "2025-05-01", **extra})
 
 
 def _tick(settings: Settings, instance: dg.DagsterInstance) -> dg.SensorResult:
-    sensor = _named(build_definitions(settings).sensors, "new_batch_sensor")
+    sensor = _named(build_definitions(settings).sensors, "ethereum_new_batch_sensor")
     context = dg.build_sensor_context(
         instance=instance, resources={"pipeline": PipelineConfig.from_settings(settings)}
     )
@@ -207,8 +196,13 @@ def test_sensor_runs_new_and_missed_days_once_models_exist(home, monkeypatch):
     (request,) = result.run_requests
     assert request.tags[RANGE_START] == "2025-03-11" and request.tags[RANGE_END] == "2025-03-13"
     assert request.run_key == "ethereum:2025-03-11..2025-03-13@2025-03-14"
-    assert dg.AssetKey(["ethereum", "published_scores"]) in request.asset_selection
-    assert dg.AssetKey(["ethereum", "alert_scorer"]) not in request.asset_selection
+    # the run is the network's own daily job: its days' assets, not the models
+    sensor = _named(build_definitions(settings).sensors, "ethereum_new_batch_sensor")
+    job = build_definitions(settings).resolve_job_def(sensor.job_name)
+    assert request.asset_selection is None and job.name == "ethereum_daily_job"
+    keys = job.asset_layer.executable_asset_keys
+    assert dg.AssetKey(["ethereum", "published_scores"]) in keys
+    assert dg.AssetKey(["ethereum", "alert_scorer"]) not in keys
 
 
 def test_sensor_waits_for_models(tmp_path, monkeypatch):
@@ -294,7 +288,7 @@ def test_label_sensor_reevaluates_the_scored_days_whose_labels_arrived(scratch, 
     home = scratch  # this test changes the project
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     settings = _settings(home)
-    sensor = _named(build_definitions(settings).sensors, "label_arrival_sensor")
+    sensor = _named(build_definitions(settings).sensors, "ethereum_label_arrival_sensor")
     with dg.DagsterInstance.get() as instance:
         first = sensor(dg.build_sensor_context(instance=instance))
         # every scored day got labels in the label days fetched so far: one ranged run
@@ -459,7 +453,7 @@ def _tables(root: Path, asset: str) -> dict[dt.date, pd.DataFrame]:
 
 
 def _run_label_sensor(defs, instance, cursor: str | None) -> str | None:
-    sensor = _named(defs.sensors, "label_arrival_sensor")
+    sensor = _named(defs.sensors, "ethereum_label_arrival_sensor")
     result = sensor(dg.build_sensor_context(instance=instance, cursor=cursor))
     job = defs.resolve_job_def("daily_job")
     for request in result.run_requests:
@@ -481,7 +475,7 @@ def test_the_daily_schedule_computes_exactly_what_a_backfill_computes(home, tmp_
         cursor = None
         for day in REPLAY:
             defs = build_definitions(_settings(live, labels_as_of=day.isoformat(), **CHEAP))
-            schedule = _named(defs.schedules, "daily_scoring_schedule")
+            schedule = _named(defs.schedules, "ethereum_daily_schedule")
             tick = dt.datetime.combine(day + dt.timedelta(1), dt.time(2), dt.UTC)
             request = schedule(
                 dg.build_schedule_context(instance=instance, scheduled_execution_time=tick)

@@ -59,14 +59,18 @@ def test_assets_checks_and_jobs_are_exactly_the_expected_ones(make_defs):
     }
     assert {j.name for j in defs.jobs} == {
         "daily_job",
+        "ethereum_daily_job",
         "ingestion_job",
         "features_job",
         "training_job",
         "scoring_job",
         "import_transfers_job",
     }
-    assert [s.name for s in defs.schedules] == ["daily_scoring_schedule"]
-    assert {s.name for s in defs.sensors} == {"new_batch_sensor", "label_arrival_sensor"}
+    assert [s.name for s in defs.schedules] == ["ethereum_daily_schedule"]
+    assert {s.name for s in defs.sensors} == {
+        "ethereum_new_batch_sensor",
+        "ethereum_label_arrival_sensor",
+    }
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         name = key.path[-1]

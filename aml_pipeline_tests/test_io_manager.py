@@ -190,7 +190,7 @@ def test_read_parquet_scans_many_files_in_one_query(tmp_path, manager):
 def test_the_io_manager_writes_under_the_pipeline_resources_data_root(make_defs, tmp_path):
     """One data_root: a launchpad override of the pipeline resource moves the warehouse
     with everything else (the IO manager has no root of its own)."""
-    from aml_pipeline.defs.definitions import INGESTION_ASSETS, asset_keys
+    from aml_pipeline.defs.network import INGESTION_ASSETS, asset_keys
     from aml_pipeline.defs.resources import PipelineConfig
     from aml_pipeline_tests.conftest import DAY, NETWORK, settings_for
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import datetime as dt
 import json
 import os
@@ -112,11 +111,12 @@ def eventual_labels(root: Path, data: DataSet) -> pd.DataFrame:
     """Every label of the test days as eventually known, from the network's recorded
     source: the simulator's labels of each day (known yet or not), or the label events
     of a local source arriving within LABEL_HORIZON_DAYS of the last test day."""
-    settings = dataclasses.replace(
-        Settings.from_env(),
-        data_root=str(root / "data"),
-        networks=[data.network],
-        partitions_start=PARTITIONS_START,
+    settings = Settings.from_env().model_copy(
+        update={
+            "data_root": str(root / "data"),
+            "networks": [data.network],
+            "partitions_start": dt.date.fromisoformat(PARTITIONS_START),
+        }
     )
     source, window = PipelineConfig.from_settings(settings).source(data.network), 7
     arrivals = date_range(data.cut + dt.timedelta(1), data.end + dt.timedelta(LABEL_HORIZON_DAYS))

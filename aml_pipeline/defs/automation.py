@@ -1,9 +1,9 @@
-"""When the daily job runs by itself: a schedule for yesterday, a sensor that runs every
-newly available (or missed) batch, and a sensor that re-evaluates tier 3 of old days when
-their labels arrive. All are stopped until turned on in the UI."""
+"""When a network's daily job runs by itself: a schedule for yesterday, a sensor that runs
+every newly available (or missed) batch, and a sensor that re-evaluates tier 3 of old days
+when their labels arrive. Each network has its own three; all are stopped until turned on
+in the UI."""
 
 import datetime as dt
-import json
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -20,30 +20,27 @@ if TYPE_CHECKING:  # what define_asset_job returns; not exported by dagster
 
 
 def build_daily_schedule(
-    job: "UnresolvedAssetJobDefinition", networks: list[str], hour: int
+    job: "UnresolvedAssetJobDefinition", network: str, hour: int
 ) -> dg.ScheduleDefinition:
-    """Every day at ``hour``:00 UTC, run the job for the previous (last complete) day,
-    unless every network has published it or a run is already processing it."""
+    """Every day at ``hour``:00 UTC, run the network's job for the previous (last complete)
+    day, unless the network has published it or a run is already processing it."""
 
     @dg.schedule(
-        name="daily_scoring_schedule",
+        name=f"{network}_daily_schedule",
         job=job,
         cron_schedule=f"0 {hour} * * *",
         execution_timezone="UTC",
         default_status=dg.DefaultScheduleStatus.STOPPED,
-        description=f"Ingest, featurize, score and publish yesterday's batch at {hour:02d}:00 UTC.",
+        description=f"Ingest, featurize, score and publish {network}'s batch of yesterday at "
+        f"{hour:02d}:00 UTC.",
     )
     def daily_scoring_schedule(
         context: dg.ScheduleEvaluationContext,
     ) -> dg.RunRequest | dg.SkipReason:
         day = context.scheduled_execution_time.astimezone(dt.UTC).date() - dt.timedelta(1)
         key = day.isoformat()
-        published = all(
-            key
-            in context.instance.get_materialized_partitions(
-                dg.AssetKey([network, "published_scores"])
-            )
-            for network in networks
+        published = key in context.instance.get_materialized_partitions(
+            dg.AssetKey([network, "published_scores"])
         )
         if published or key in _in_flight_days(context.instance, job.name):
             return dg.SkipReason(f"{key} is already published or being processed")
@@ -69,7 +66,7 @@ def _missing_days(
     )
     available = {
         d
-        for d in pipeline.source(network).available_dates(network, pipeline.window_days)
+        for d in pipeline.source(network).available_dates(network, pipeline.window_days(network))
         if first <= d < today
     }
     published = context.instance.get_materialized_partitions(
@@ -102,6 +99,11 @@ def _in_flight_days(instance: dg.DagsterInstance, job_name: str) -> set[str]:
     return days
 
 
+def range_tags(network: str, first: dt.date, last: dt.date) -> dict[str, str]:
+    """The tags of a ranged run of ``network`` over ``first``..``last``."""
+    return {"network": network, RANGE_START: first.isoformat(), RANGE_END: last.isoformat()}
+
+
 def contiguous_chunks(days: list[dt.date]) -> list[tuple[dt.date, dt.date]]:
     """Sorted days grouped into runs of consecutive days, at most MAX_DAYS_PER_RUN each."""
     chunks: list[tuple[dt.date, dt.date]] = []
@@ -116,12 +118,9 @@ def contiguous_chunks(days: list[dt.date]) -> list[tuple[dt.date, dt.date]]:
 
 
 def build_new_batch_sensor(
-    job: "UnresolvedAssetJobDefinition",
-    networks: list[str],
-    daily_assets: tuple[str, ...],
-    lookback_days: int,
+    job: "UnresolvedAssetJobDefinition", network: str, lookback_days: int
 ) -> dg.SensorDefinition:
-    """A sensor that runs the daily job for the batches the source has and the network has
+    """A sensor that runs the network's daily job for the batches its source has and it has
     not published, within the last ``lookback_days`` days (so missed days are caught up).
 
     Consecutive missing days go in one ranged run, in order, so a day's look-back features
@@ -131,46 +130,38 @@ def build_new_batch_sensor(
     """
 
     @dg.sensor(
-        name="new_batch_sensor",
+        name=f"{network}_new_batch_sensor",
         job=job,
         minimum_interval_seconds=600,
         default_status=dg.DefaultSensorStatus.STOPPED,
-        description=f"Runs each batch the source has and that is not published yet, looking "
-        f"back {lookback_days} days, once the network has champion models.",
+        description=f"Runs each {network} batch the source has and that is not published yet, "
+        f"looking back {lookback_days} days, once the network has champion models.",
     )
     def new_batch_sensor(
         context: dg.SensorEvaluationContext, pipeline: PipelineConfig
     ) -> dg.SensorResult:
-        requests, waiting = [], []
-        busy = _in_flight_days(context.instance, job.name)
-        today = utc_today()
-        for network in networks:
-            champions = ModelRegistry(pipeline.storage(), network).champions()
-            if not set(MODEL_KINDS) <= set(champions):
-                waiting.append(network)
-                continue
-            missing = _missing_days(context, pipeline, network, lookback_days)
-            for first, last in contiguous_chunks([d for d in missing if d.isoformat() not in busy]):
-                requests.append(
-                    dg.RunRequest(
-                        run_key=f"{network}:{first}..{last}@{today}",
-                        asset_selection=[dg.AssetKey([network, a]) for a in daily_assets],
-                        tags={
-                            "network": network,
-                            RANGE_START: first.isoformat(),
-                            RANGE_END: last.isoformat(),
-                        },
-                    )
+        champions = ModelRegistry(pipeline.storage(), network).champions()
+        if not set(MODEL_KINDS) <= set(champions):
+            return dg.SensorResult(
+                skip_reason=dg.SkipReason(
+                    f"no champion models yet for {network} (run aml-pipeline train)"
                 )
+            )
+        busy = _in_flight_days(context.instance, job.name)
+        missing = _missing_days(context, pipeline, network, lookback_days)
+        today = utc_today()
+        requests = [
+            dg.RunRequest(
+                run_key=f"{network}:{first}..{last}@{today}",
+                tags=range_tags(network, first, last),
+            )
+            for first, last in contiguous_chunks([d for d in missing if d.isoformat() not in busy])
+        ]
         if requests:
             return dg.SensorResult(run_requests=requests)
-        reason = "every available batch is published or being processed"
-        if waiting:
-            reason = (
-                f"no champion models yet for {', '.join(waiting)} (run aml-pipeline train); "
-                + reason.replace("every", "otherwise every")
-            )
-        return dg.SensorResult(skip_reason=dg.SkipReason(reason))
+        return dg.SensorResult(
+            skip_reason=dg.SkipReason("every available batch is published or being processed")
+        )
 
     return new_batch_sensor
 
@@ -203,14 +194,14 @@ def label_arrivals(
 
 
 def build_label_arrival_sensor(
-    job: "UnresolvedAssetJobDefinition", networks: list[str]
+    job: "UnresolvedAssetJobDefinition", network: str
 ) -> dg.SensorDefinition:
     """A sensor that re-runs ``tier3_evaluation`` of the scored days whose labels arrived:
     it reads each new ``label_events`` materialization's ``alert_days`` and requests one
     run per range of consecutive such days (at most MAX_DAYS_PER_RUN each)."""
 
     @dg.sensor(
-        name="label_arrival_sensor",
+        name=f"{network}_label_arrival_sensor",
         job=job,
         minimum_interval_seconds=3600,
         default_status=dg.DefaultSensorStatus.STOPPED,
@@ -218,32 +209,23 @@ def build_label_arrival_sensor(
         "new label_events partition (T+tau as it happens, no fixed horizons).",
     )
     def label_arrival_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-        cursor = json.loads(context.cursor) if context.cursor else {}
-        requests = []
-        for network in networks:
-            arrived, newest = label_arrivals(context.instance, network, cursor.get(network))
-            if newest is None or newest == cursor.get(network):
-                continue
-            scored = context.instance.get_materialized_partitions(
-                dg.AssetKey([network, "alert_scores"])
+        seen = int(context.cursor) if context.cursor else None
+        arrived, newest = label_arrivals(context.instance, network, seen)
+        scored = context.instance.get_materialized_partitions(
+            dg.AssetKey([network, "alert_scores"])
+        )
+        days = [dt.date.fromisoformat(d) for d in sorted(arrived & scored)]
+        requests = [
+            dg.RunRequest(
+                run_key=f"{network}:labels@{newest}:{first}..{last}",
+                asset_selection=[dg.AssetKey([network, "tier3_evaluation"])],
+                tags=range_tags(network, first, last),
             )
-            days = [dt.date.fromisoformat(d) for d in sorted(arrived & scored)]
-            for first, last in contiguous_chunks(days):
-                requests.append(
-                    dg.RunRequest(
-                        run_key=f"{network}:labels@{newest}:{first}..{last}",
-                        asset_selection=[dg.AssetKey([network, "tier3_evaluation"])],
-                        tags={
-                            "network": network,
-                            RANGE_START: first.isoformat(),
-                            RANGE_END: last.isoformat(),
-                        },
-                    )
-                )
-            cursor[network] = newest
+            for first, last in contiguous_chunks(days)
+        ]
         return dg.SensorResult(
             run_requests=requests,
-            cursor=json.dumps(cursor, sort_keys=True),
+            cursor=None if newest is None else str(newest),
             skip_reason=None if requests else dg.SkipReason("no new labels for a scored day"),
         )
 

@@ -106,7 +106,7 @@ def build_checks(network: str) -> list[dg.AssetChecksDefinition]:
             warehouse = warehouse_io_manager
             days = check_days(context, lambda: warehouse.stored_days(key))
             stored = warehouse.read_days(key, days)
-            problems = contract_problems(stored, spec, days, pipeline.window_days)
+            problems = contract_problems(stored, spec, days, pipeline.window_days(network))
             counts = stored["processing_date"].value_counts() if len(stored) else pd.Series()
             for day in days:
                 expected = read_landed_meta(pipeline.input_storage(), network, day)

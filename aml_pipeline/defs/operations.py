@@ -13,7 +13,7 @@ from typing import Any
 
 import dagster as dg
 
-from aml_pipeline.defs.resources import PipelineConfig
+from aml_pipeline.defs.resources import NetworkConfig, PipelineConfig
 from aml_pipeline.defs.runs import RANGE_END, RANGE_START, run_range
 from aml_pipeline.models.registry import ModelRegistry
 from aml_pipeline.settings import Settings
@@ -81,15 +81,24 @@ def pool_limits() -> dict[str, int | None]:
         return ensure_pools(instance, Settings.from_env().networks)
 
 
-def pipeline_config(settings: Settings, overrides: dict[str, str]) -> PipelineConfig:
-    """The pipeline resource for ``settings`` with ``overrides`` applied."""
-    return PipelineConfig(**{**PipelineConfig.from_settings(settings).model_dump(), **overrides})
+def pipeline_config(settings: Settings, network: str, overrides: dict[str, str]) -> PipelineConfig:
+    """The pipeline resource for ``settings`` with ``overrides`` applied: a key of
+    ``NetworkConfig`` (e.g. ``batch_source``) to ``network``'s entry, others to the top."""
+    config = PipelineConfig.from_settings(settings).model_dump()
+    for key, value in overrides.items():
+        if key in NetworkConfig.model_fields:
+            config["networks"][network][key] = value
+        else:
+            config[key] = value
+    return PipelineConfig(**config)
 
 
-def run_config(settings: Settings, overrides: dict[str, str]) -> dict[str, Any]:
-    """Run config that sets the pipeline resource to the settings plus ``overrides``."""
+def run_config(settings: Settings, network: str, overrides: dict[str, str]) -> dict[str, Any]:
+    """Run config that sets the pipeline resource to the settings plus ``overrides`` (see
+    ``pipeline_config``)."""
+    config = pipeline_config(settings, network, overrides).model_dump()
     return {
-        "resources": {"pipeline": {"config": pipeline_config(settings, overrides).model_dump()}},
+        "resources": {"pipeline": {"config": config}},
         "loggers": {"console": {"config": {"log_level": "WARNING"}}},
     }
 
@@ -111,15 +120,15 @@ def materialize(
 ) -> RunResult | None:
     """Materialize the network's daily assets ``names`` over the consecutive ``days`` in
     runs of at most MAX_DAYS_PER_RUN days; the first failed run's result, else None."""
-    from aml_pipeline.defs.definitions import asset_keys
+    from aml_pipeline.defs.network import asset_keys, daily_job_name
 
     with project_instance() as instance:
         return run_range(
-            _definitions(settings).resolve_job_def("daily_job"),
+            _definitions(settings).resolve_job_def(daily_job_name(network)),
             instance,
             days[0],
             days[-1],
-            run_config(settings, overrides or {}),
+            run_config(settings, network, overrides or {}),
             asset_keys([network], names),
             on_chunk=on_chunk,
         )
@@ -133,7 +142,7 @@ def run_job(
 ) -> RunResult:
     """Run the job ``job_name`` in process with ``config`` (only the network's ``assets``
     names, given as ``(network, names)``, if set); failures are returned, not raised."""
-    from aml_pipeline.defs.definitions import asset_keys
+    from aml_pipeline.defs.network import asset_keys
 
     job = _definitions(settings).resolve_job_def(job_name)
     with project_instance() as instance:

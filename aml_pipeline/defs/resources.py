@@ -9,7 +9,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from aml_pipeline.settings import Settings
+from aml_pipeline.settings import NetworkSettings, Settings
 from aml_pipeline.simulator.profiles import parse_profile
 from aml_pipeline.sources.base import BatchSource
 from aml_pipeline.sources.local import LocalDirectorySource
@@ -33,49 +33,64 @@ def _simulated_source(
     )
 
 
-class PipelineConfig(dg.ConfigurableResource):
-    """Where the pipeline keeps its data and where daily batches come from.
+def _about(name: str) -> str:
+    """The setting's description, as ``settings.py`` writes it, and its variable."""
+    return f"{Settings.model_fields[name].description} (AML_{name.upper()})."
 
-    Built from ``Settings`` (the ``AML_*`` environment variables, whose defaults live only
-    in ``settings.py``); the launchpad shows and overrides these values.
+
+class NetworkConfig(dg.Config):
+    """One network's batch settings (its ``networks/{network}.yaml`` over the environment)."""
+
+    window_days: int = Field(description=_about("window_days"))
+    batch_source: str = Field(description=_about("batch_source"))
+    source_dir: str = Field(description=_about("source_dir"))
+    sim_profile: str = Field(description=_about("sim_profile"))
+    sim_seed: int = Field(description=_about("sim_seed"))
+
+    @classmethod
+    def from_settings(cls, network: NetworkSettings) -> NetworkConfig:
+        return cls(**{name: getattr(network, name) for name in cls.model_fields})
+
+
+class PipelineConfig(dg.ConfigurableResource):
+    """Where the pipeline keeps its data and where each network's batches come from.
+
+    Built from ``Settings`` (the ``AML_*`` environment variables and the network files,
+    whose defaults live only in ``settings.py``); the launchpad shows and overrides these
+    values.
     """
 
-    window_days: int = Field(description="Trailing window of the batches (AML_WINDOW_DAYS).")
-    data_root: str = Field(
-        description="Root of input/, warehouse/ (the IO manager's too), output/, "
-        "trained_models/ (AML_DATA_ROOT)."
-    )
+    data_root: str = Field(description=_about("data_root"))
     input_dir: str = Field(default="", description="Where batches land; empty = data_root/input.")
-    batch_source: str = Field(description="'simulated' or 'local' (AML_BATCH_SOURCE).")
-    source_dir: str = Field(description="Directory of the local source (AML_SOURCE_DIR).")
-    sim_profile: str = Field(
-        description="Simulator profile and optional knobs, e.g. 'demo,addresses=80000' "
-        "(AML_SIM_PROFILE).",
+    networks: dict[str, NetworkConfig] = Field(
+        description="Each network's batch settings, by network."
     )
-    sim_seed: int = Field(description="Simulator seed (AML_SIM_SEED).")
-    partitions_start: str = Field(description="First daily partition (AML_PARTITIONS_START).")
-    labels_as_of: str = Field(
-        description="Labels known on this ISO date are visible; empty = today UTC "
-        "(AML_LABELS_AS_OF)."
-    )
-    explain_coverage: int = Field(
-        description="Alerts explained (tree SHAP) per day: -1 all, 0 none, N the N highest "
-        "scored (AML_EXPLAIN_COVERAGE).",
-    )
+    partitions_start: str = Field(description=_about("partitions_start"))
+    labels_as_of: str = Field(description=_about("labels_as_of"))
+    explain_coverage: int = Field(description=_about("explain_coverage"))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PipelineConfig:
         return cls(
-            window_days=settings.window_days,
             data_root=settings.data_root,
-            batch_source=settings.batch_source,
-            source_dir=settings.source_dir,
-            sim_profile=settings.sim_profile,
-            sim_seed=settings.sim_seed,
-            partitions_start=settings.partitions_start,
-            labels_as_of=settings.labels_as_of,
+            networks={
+                network.name: NetworkConfig.from_settings(network)
+                for network in settings.network_settings()
+            },
+            partitions_start=settings.partitions_start.isoformat(),
+            labels_as_of=settings.as_of(),
             explain_coverage=settings.explain_coverage,
         )
+
+    def network(self, network: str) -> NetworkConfig:
+        """``network``'s batch settings."""
+        if network not in self.networks:
+            raise ValueError(f"network {network!r} is not configured: {sorted(self.networks)}")
+        return self.networks[network]
+
+    def window_days(self, network: str) -> int:
+        """The trailing window of ``network``'s batches."""
+        return self.network(network).window_days
 
     def storage(self) -> LocalStorage:
         """The storage layer over ``data_root``."""
@@ -91,12 +106,15 @@ class PipelineConfig(dg.ConfigurableResource):
             return dt.date.fromisoformat(self.labels_as_of)
         return dt.datetime.now(dt.UTC).date()
 
-    def configured_source(self) -> SourceSpec:
-        """The source this configuration names (used for a network's first landing)."""
-        if self.batch_source == "local":
-            folder = str(Path(self.source_dir).resolve()) if self.source_dir else ""
+    def configured_source(self, network: str) -> SourceSpec:
+        """The source the configuration names for ``network`` (used at its first landing)."""
+        config = self.network(network)
+        if config.batch_source == "local":
+            folder = str(Path(config.source_dir).resolve()) if config.source_dir else ""
             return SourceSpec("local", source_dir=folder)
-        return SourceSpec(self.batch_source, sim_profile=self.sim_profile, sim_seed=self.sim_seed)
+        return SourceSpec(
+            config.batch_source, sim_profile=config.sim_profile, sim_seed=config.sim_seed
+        )
 
     def record(self, network: str) -> NetworkRecord | None:
         """The network's record (source, first landed day), None before its first landing."""
@@ -112,13 +130,13 @@ class PipelineConfig(dg.ConfigurableResource):
     def source_spec(self, network: str) -> SourceSpec:
         """The network's source: the one recorded at its first landing, else the configured."""
         record = self.record(network)
-        return record.source if record is not None else self.configured_source()
+        return record.source if record is not None else self.configured_source(network)
 
     def source(self, network: str) -> BatchSource:
         """The batch source of ``network`` (see ``source_spec``); a simulated one serves the
         labels of alerts from the network's first landed day on."""
         record = self.record(network)
-        spec = record.source if record is not None else self.configured_source()
+        spec = record.source if record is not None else self.configured_source(network)
         if spec.kind == "simulated":
             since = record.since.isoformat() if record is not None else self.partitions_start
             return _simulated_source(

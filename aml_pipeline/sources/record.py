@@ -35,7 +35,10 @@ class SourceSpec:
         if self.kind not in ("simulated", "local"):
             raise ValueError(f"unknown batch source {self.kind!r}")
         if self.kind == "local" and not self.source_dir:
-            raise ValueError("the local source needs a directory (AML_SOURCE_DIR or --source DIR)")
+            raise ValueError(
+                "the local source needs a directory (source_dir in networks/{network}.yaml, "
+                "AML_SOURCE_DIR or --source DIR)"
+            )
 
     def identity(self) -> tuple:
         """What makes two specs the same source (unused fields of the kind ignored)."""

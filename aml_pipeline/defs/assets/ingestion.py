@@ -124,7 +124,7 @@ def _build_landed_batch(network: str, partitions: dg.PartitionsDefinition):
         context: dg.AssetExecutionContext, pipeline: PipelineConfig
     ) -> dg.MaterializeResult:
         storage, days = pipeline.input_storage(), partition_days(context)
-        record, configured = pipeline.record(network), pipeline.configured_source()
+        record, configured = pipeline.record(network), pipeline.configured_source(network)
         spec = record.source if record is not None else configured
         if spec.identity() != configured.identity():
             context.log.warning(
@@ -133,7 +133,7 @@ def _build_landed_batch(network: str, partitions: dg.PartitionsDefinition):
             )
         try:
             checked = fetch_and_validate(
-                pipeline.source(network), network, days, pipeline.window_days
+                pipeline.source(network), network, days, pipeline.window_days(network)
             )
         except BatchNotAvailable as exc:
             raise dg.Failure(description=str(exc)) from exc
@@ -185,7 +185,7 @@ def _build_raw_table(network: str, spec: TableSpec, partitions: dg.PartitionsDef
         storage, days = pipeline.input_storage(), partition_days(context)
         frames = [read_landed_table(storage, network, day, spec) for day in days]
         df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-        problems = contract_problems(df, spec, days, pipeline.window_days)
+        problems = contract_problems(df, spec, days, pipeline.window_days(network))
         if problems:
             raise dg.Failure(
                 description=f"{network} {spec.file} of {days[0]}..{days[-1]} refused, nothing "
@@ -223,7 +223,7 @@ def _build_batch_metadata(network: str, partitions: dg.PartitionsDefinition):
                     "batch_id": meta.get("batch_id", ""),
                     "network": network,
                     "processing_date": day,
-                    "window_days": int(meta.get("window_days", pipeline.window_days)),
+                    "window_days": int(meta.get("window_days", pipeline.window_days(network))),
                     "schema_version": str(meta.get("schema_version", "")),
                     "generated_at": str(meta.get("generated_at", "")),
                     "counts_json": json.dumps(meta.get("counts", {}), sort_keys=True),
@@ -285,7 +285,8 @@ def _build_label_events(network: str, partitions: dg.PartitionsDefinition):
         if labels_problem:
             context.log.warning(labels_problem)
         try:
-            frames = [source.fetch_label_events(network, day, pipeline.window_days) for day in days]
+            window = pipeline.window_days(network)
+            frames = [source.fetch_label_events(network, day, window) for day in days]
         except BatchNotAvailable as exc:
             raise dg.Failure(description=str(exc)) from exc
         events = conform_table(pd.concat(frames, ignore_index=True), GROUND_TRUTH)

@@ -131,7 +131,7 @@ def build_scoring_assets(
                 ("alert_rankings", ranks),
                 ("cluster_scores", cluster_scores),
             ):
-                parts[name].append(_stamp(frame, network, day, pipeline.window_days))
+                parts[name].append(_stamp(frame, network, day, pipeline.window_days(network)))
             manifest = {
                 "processing_date": day,
                 "run_id": context.run.run_id,
@@ -242,7 +242,7 @@ def processing_metadata(
     return {
         "network": network,
         "processing_date": day.isoformat(),
-        "window_days": pipeline.window_days,
+        "window_days": pipeline.window_days(network),
         "status": "published",
         "run_id": manifest["run_id"],
         "code_version": manifest["code_version"],

@@ -1,0 +1,79 @@
+"""One network's definitions: its asset group, checks, daily job, schedule and sensors.
+
+Each configured network (``Settings.networks``, with its ``networks/{network}.yaml``)
+gets one of these; ``definitions.py`` merges them with what all networks share.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from aml_pipeline.defs.assets.comparison import build_comparison_asset
+from aml_pipeline.defs.assets.evaluation import EVALUATION_ASSETS, build_evaluation_assets
+from aml_pipeline.defs.assets.features import build_feature_assets
+from aml_pipeline.defs.assets.ingestion import build_ingestion_assets
+from aml_pipeline.defs.assets.scoring import SCORE_OUTPUTS, build_scoring_assets
+from aml_pipeline.defs.assets.training import build_model_assets
+from aml_pipeline.defs.automation import (
+    build_daily_schedule,
+    build_label_arrival_sensor,
+    build_new_batch_sensor,
+)
+from aml_pipeline.defs.checks import build_checks
+from aml_pipeline.settings import NetworkSettings
+
+INGESTION_ASSETS = (
+    "landed_batch",
+    "raw_alerts",
+    "raw_features",
+    "raw_clusters",
+    "raw_money_flows",
+    "batch_metadata",
+    "label_events",
+)
+FEATURE_ASSETS = ("alert_history", "alert_features", "cluster_features")
+MODEL_ASSETS = ("alert_scorer", "alert_ranker", "cluster_scorer")
+SCORING_ASSETS = (*SCORE_OUTPUTS, "published_scores")
+#: What the daily job materializes for a day (training is separate).
+DAILY_ASSETS = (*INGESTION_ASSETS, *FEATURE_ASSETS, *SCORING_ASSETS, *EVALUATION_ASSETS)
+
+
+def asset_keys(networks: list[str], names: tuple[str, ...]) -> list[dg.AssetKey]:
+    """The keys of the named assets in every network."""
+    return [dg.AssetKey([network, name]) for network in networks for name in names]
+
+
+def daily_job_name(network: str) -> str:
+    """The name of the network's own daily job."""
+    return f"{network}_daily_job"
+
+
+def build_network_definitions(
+    network: NetworkSettings, partitions: dg.DailyPartitionsDefinition
+) -> dg.Definitions:
+    """The assets, checks, daily job, schedule and sensors of one network."""
+    name = network.name
+    job = dg.define_asset_job(
+        daily_job_name(name),
+        selection=asset_keys([name], DAILY_ASSETS),
+        description=f"{name}'s daily run: land the batch and labels, compute features, score, "
+        "rank and explain with the champion models, validate (tiers 1-3) and publish to output/.",
+        tags={"network": name},
+    )
+    return dg.Definitions(
+        assets=[
+            *build_ingestion_assets(name, partitions),
+            *build_feature_assets(name, partitions),
+            *build_model_assets(name),
+            *build_scoring_assets(name, partitions),
+            *build_evaluation_assets(name, partitions),
+            build_comparison_asset(name),
+        ],
+        asset_checks=build_checks(name),
+        jobs=[job],
+        schedules=[build_daily_schedule(job, name, network.schedule_hour)],
+        sensors=[
+            build_new_batch_sensor(job, name, network.sensor_lookback_days),
+            build_label_arrival_sensor(job, name),
+        ],
+    )
