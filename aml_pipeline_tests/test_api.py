@@ -486,6 +486,36 @@ def test_real_uvicorn_server_on_loopback(data_root: Path) -> None:
         assert status == 422 and "DROP" not in json.dumps(body)
 
 
+def test_requests_during_a_republication_get_the_old_day_or_the_new(data_root: Path) -> None:
+    """Clients hammer a day over HTTP while it is re-published in a loop: every answer is a
+    200 from one whole version (its total and rows agree), never a 404 or a 500."""
+    storage, key = LocalStorage(data_root), f"output/{NETWORK}/{LAST}"
+    versions = {n: [(f"v{n}-{i}", 0.5) for i in range(n)] for n in range(1, 6)}
+    stop, answers = threading.Event(), []
+
+    def hammer(base_url: str) -> None:
+        while not stop.is_set():
+            answers.append(_get(f"{base_url}/scores/alerts/{LAST}?limit=100"))
+
+    with running_server(create_app(data_root, NETWORKS, NETWORK)) as base_url:
+        clients = [threading.Thread(target=hammer, args=(base_url,)) for _ in range(4)]
+        for thread in clients:
+            thread.start()
+        for round_ in range(60):
+            n = round_ % 5 + 1
+            storage.publish_dir(key, day_files(LAST, versions[n]))
+            time.sleep(0.005)
+        stop.set()
+        for thread in clients:
+            thread.join()
+    assert len(answers) > 50
+    for status, body in answers:
+        assert status == 200, body
+        ids = [row["alert_id"] for row in body["rows"]]
+        if ids[0].startswith("v"):  # a re-published version: n rows, all of version n
+            assert {i.split("-")[0] for i in ids} == {f"v{body['total']}"} == {f"v{len(ids)}"}
+
+
 def test_serve_command_passes_the_configured_networks(monkeypatch, tmp_path):
     from aml_pipeline import cli
     from aml_pipeline.api import server

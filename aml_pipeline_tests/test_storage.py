@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import threading
 
 import pytest
 
-from aml_pipeline.storage.objects import LocalStorage, StorageKeyError
+from aml_pipeline.storage.objects import KEPT_VERSIONS, LocalStorage, StorageKeyError
 
 
 @pytest.mark.parametrize("key", ["", "/etc/passwd", "../x", "a/../../b", "a//b", "a\\b", "./a"])
@@ -31,27 +32,68 @@ def test_publish_dir_replaces_the_whole_directory(tmp_path):
     storage.publish_dir("net/2025-01-01", {"x.parquet": b"3"})
     assert storage.list_dir("net/2025-01-01") == ["x.parquet"]
     assert storage.read_bytes("net/2025-01-01/x.parquet") == b"3"
-    assert sorted(os.listdir(tmp_path / "net")) == ["2025-01-01"]
+    assert storage.list_dir("net") == ["2025-01-01"]  # the versions folder is hidden
+    for _ in range(4):
+        storage.publish_dir("net/2025-01-01", {"x.parquet": b"4"})
+    # the current version and KEPT_VERSIONS retired ones
+    assert len(os.listdir(tmp_path / "net" / ".2025-01-01.versions")) == 1 + KEPT_VERSIONS
+    storage.delete("net/2025-01-01")
+    assert os.listdir(tmp_path / "net") == []
+
+
+def test_a_directory_published_before_versions_is_taken_over(tmp_path):
+    (tmp_path / "net" / "day").mkdir(parents=True)
+    (tmp_path / "net" / "day" / "a").write_bytes(b"old")
+    storage = LocalStorage(tmp_path)
+    storage.publish_dir("net/day", {"a": b"new"})
+    assert storage.read_bytes("net/day/a") == b"new" and (tmp_path / "net" / "day").is_symlink()
 
 
 def test_a_failed_publish_keeps_the_previous_directory(tmp_path, monkeypatch):
     storage = LocalStorage(tmp_path)
     storage.publish_dir("net/day", {"a": b"old"})
-    real_replace = os.replace
-    calls = []
 
-    def fail_second_rename(src, dst):
-        calls.append(src)
-        if len(calls) == 2:
-            raise OSError("rename failed")
-        real_replace(src, dst)
+    def fail(src, dst):
+        raise OSError("rename failed")
 
-    monkeypatch.setattr(os, "replace", fail_second_rename)
+    monkeypatch.setattr(os, "replace", fail)
     with pytest.raises(OSError):
         storage.publish_dir("net/day", {"a": b"new"})
     monkeypatch.undo()
     assert storage.read_bytes("net/day/a") == b"old"
-    assert sorted(os.listdir(tmp_path / "net")) == ["day"]
+    assert sorted(os.listdir(tmp_path / "net")) == [".day.versions", "day"]
+    assert len(os.listdir(tmp_path / "net" / ".day.versions")) == 1  # the failed one is gone
+
+
+def test_readers_never_miss_a_day_while_it_is_republished(tmp_path):
+    """Readers hammer a day while it is re-published in a loop: every read sees one whole
+    version (both files of the same version), none finds the day missing."""
+    storage = LocalStorage(tmp_path)
+    storage.publish_dir("net/day", {"a": b"0", "b": b"0"})
+    stop, seen, errors = threading.Event(), set(), []
+
+    def read() -> None:
+        while not stop.is_set():
+            try:
+                folder = storage.resolve_dir("net/day")
+                a, b = (folder / "a").read_bytes(), (folder / "b").read_bytes()
+                if a != b:
+                    errors.append(f"mixed versions {a!r} {b!r}")
+                seen.add(a)
+            except OSError as exc:
+                errors.append(repr(exc))
+
+    readers = [threading.Thread(target=read) for _ in range(4)]
+    for thread in readers:
+        thread.start()
+    for version in range(1, 200):
+        data = str(version).encode()
+        storage.publish_dir("net/day", {"a": data, "b": data})
+    stop.set()
+    for thread in readers:
+        thread.join()
+    assert not errors, errors[:3]
+    assert len(seen) > 10  # the readers really ran during the re-publications
 
 
 def test_a_failed_file_write_leaves_no_temp_file(tmp_path):

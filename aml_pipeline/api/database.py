@@ -160,7 +160,11 @@ class ResultsDatabase:
     # -- listing: directory listings, cheap and never cached --
 
     def _day_dir(self, network: str, day: dt.date) -> Path:
-        return self.data_root / layout.output_day(self.check_network(network), day)
+        """The day's published version now: a re-publication swaps a link to a new version
+        (``LocalStorage.publish_dir``), so a request resolves it once and reads all its
+        files from that one version."""
+        path = self.data_root / layout.output_day(self.check_network(network), day)
+        return Path(os.path.realpath(path))
 
     def has_day(self, network: str, day: dt.date) -> bool:
         """Whether the day is published (its directory holds ``alert_scores.parquet``)."""

@@ -1,8 +1,18 @@
 """The one storage layer every file access of the pipeline goes through.
 
 Keys are POSIX-style relative paths (``input/ethereum/2025-01-01/alerts.parquet``).
-``LocalStorage`` keeps them under a root directory; an object-store implementation
-only has to provide the same methods.
+``LocalStorage`` keeps them under a root directory. What each operation needs from the
+medium, and what an object store would use instead (none is implemented yet):
+
+* ``write_bytes``/``writing``: one object replaced whole (local: temp file + rename; an
+  object store's PUT is already atomic).
+* ``publish_dir``: a directory replaced whole for readers (local: versions behind a
+  symbolic link swapped in one rename; an object store: the files under a new prefix,
+  then one small pointer object readers follow).
+* ``locked``: a read-modify-write of one file by one writer at a time (local: ``flock``;
+  an object store: a conditional write, or a Dagster pool of limit 1).
+* ``local_path``/``resolve_dir``: a file path DuckDB scans directly; an object store
+  would give an ``s3://`` URL instead.
 """
 
 from __future__ import annotations
@@ -11,10 +21,23 @@ import contextlib
 import fcntl
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Protocol
+
+#: Retired versions of a published directory kept for readers still on them.
+KEPT_VERSIONS = 2
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename in ``path`` durable."""
+    handle = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
 
 
 class StorageKeyError(ValueError):
@@ -43,6 +66,8 @@ class Storage(Protocol):
 
     def local_path(self, key: str) -> Path: ...
 
+    def resolve_dir(self, key: str) -> Path: ...
+
     def writing(self, key: str) -> contextlib.AbstractContextManager[Path]: ...
 
     def locked(self, key: str) -> contextlib.AbstractContextManager[None]: ...
@@ -66,6 +91,11 @@ class LocalStorage:
     def exists(self, key: str) -> bool:
         return self.local_path(key).exists()
 
+    def resolve_dir(self, key: str) -> Path:
+        """The version a published directory ``key`` points to now: a reader that reads
+        several files of a day resolves it once and reads them all from one version."""
+        return Path(os.path.realpath(self.local_path(key)))
+
     def read_bytes(self, key: str) -> bytes:
         return self.local_path(key).read_bytes()
 
@@ -77,8 +107,12 @@ class LocalStorage:
         return sorted(p.name for p in path.iterdir() if not p.name.startswith("."))
 
     def delete(self, key: str) -> None:
+        """Remove the file or directory ``key`` (a published directory with its versions)."""
         path = self.local_path(key)
-        if path.is_dir():
+        if path.is_symlink():
+            path.unlink()
+            shutil.rmtree(path.with_name(f".{path.name}.versions"), ignore_errors=True)
+        elif path.is_dir():
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
@@ -118,33 +152,40 @@ class LocalStorage:
             tmp.write_bytes(data)
 
     def publish_dir(self, key: str, files: Mapping[str, bytes]) -> None:
-        """Write ``files`` as the complete new content of directory ``key``.
+        """Write ``files`` as the complete new content of directory ``key``, atomically for
+        readers.
 
-        The files are staged (and fsynced) in a hidden sibling directory, then swapped in
-        with two renames: a reader sees the old directory or the new one, never a mix,
-        and for the instant between the renames none (it then fails, it never reads
-        partial data). If the second rename fails the old directory is put back.
+        ``key`` is a symbolic link to a version folder (``.{name}.versions/{token}``): the
+        files are staged and fsynced in a new version, then the link is replaced in one
+        rename, so a reader opening ``key/...`` gets the old day or the new one, never a
+        mix and never nothing. The two newest retired versions are kept, so a reader
+        that resolved the link just before the swap can still finish (``resolve_dir``).
+        A directory published before links were used is moved into the versions first.
         """
         final = self.local_path(key)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        token = uuid.uuid4().hex
-        staging = final.with_name(f".{final.name}.{token}.staging")
-        retired = final.with_name(f".{final.name}.{token}.retired")
+        versions = final.with_name(f".{final.name}.versions")
+        versions.mkdir(parents=True, exist_ok=True)
+        token = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
+        staged = versions / token
+        link = final.with_name(f".{final.name}.{token}.link")
         try:
-            staging.mkdir()
+            staged.mkdir()
             for name, data in files.items():
-                with open(staging / check_key(name), "wb") as fh:
+                with open(staged / check_key(name), "wb") as fh:
                     fh.write(data)
                     fh.flush()
                     os.fsync(fh.fileno())
-            if final.exists():
-                os.replace(final, retired)
-            try:
-                os.replace(staging, final)
-            except OSError:
-                if retired.exists():
-                    os.replace(retired, final)
-                raise
+            if final.is_dir() and not final.is_symlink():
+                os.replace(final, versions / f"{token}-unversioned")
+            os.symlink(f"{versions.name}/{token}", link)
+            os.replace(link, final)
+            _fsync_dir(final.parent)
+        except BaseException:
+            shutil.rmtree(staged, ignore_errors=True)
+            raise
         finally:
-            shutil.rmtree(staging, ignore_errors=True)
-            shutil.rmtree(retired, ignore_errors=True)
+            link.unlink(missing_ok=True)
+        current = os.readlink(final).rsplit("/", 1)[-1]
+        retired = sorted(v for v in os.listdir(versions) if v != current)
+        for name in retired[:-KEPT_VERSIONS]:
+            shutil.rmtree(versions / name, ignore_errors=True)
