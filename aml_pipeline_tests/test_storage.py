@@ -7,6 +7,7 @@ import threading
 
 import pytest
 
+from aml_pipeline.storage import objects
 from aml_pipeline.storage.objects import KEPT_VERSIONS, LocalStorage, StorageKeyError
 
 
@@ -26,17 +27,21 @@ def test_write_read_list_delete(tmp_path):
     assert not storage.exists("a/b/c.txt")
 
 
-def test_publish_dir_replaces_the_whole_directory(tmp_path):
+def test_publish_dir_replaces_the_whole_directory(tmp_path, monkeypatch):
     storage = LocalStorage(tmp_path)
     storage.publish_dir("net/2025-01-01", {"x.parquet": b"1", "old.json": b"2"})
     storage.publish_dir("net/2025-01-01", {"x.parquet": b"3"})
     assert storage.list_dir("net/2025-01-01") == ["x.parquet"]
     assert storage.read_bytes("net/2025-01-01/x.parquet") == b"3"
     assert storage.list_dir("net") == ["2025-01-01"]  # the versions folder is hidden
+    versions = tmp_path / "net" / ".2025-01-01.versions"
     for _ in range(4):
         storage.publish_dir("net/2025-01-01", {"x.parquet": b"4"})
+    assert len(os.listdir(versions)) == 6  # every version retired within the grace period
+    monkeypatch.setattr(objects, "RETIRED_GRACE_SECONDS", 0)
+    storage.publish_dir("net/2025-01-01", {"x.parquet": b"5"})
     # the current version and KEPT_VERSIONS retired ones
-    assert len(os.listdir(tmp_path / "net" / ".2025-01-01.versions")) == 1 + KEPT_VERSIONS
+    assert len(os.listdir(versions)) == 1 + KEPT_VERSIONS
     storage.delete("net/2025-01-01")
     assert os.listdir(tmp_path / "net") == []
 

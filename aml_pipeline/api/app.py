@@ -8,7 +8,6 @@ message and never expose paths, SQL or tracebacks.
 import datetime as dt
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -22,26 +21,20 @@ from aml_pipeline.api.database import (
     ALERT_SCORES,
     CLUSTER_SCORES,
     LATEST,
-    MAX_LIMIT,
-    MAX_OFFSET,
     InvalidParameter,
     NotFound,
     ResultsDatabase,
-    parse_date,
+)
+from aml_pipeline.api.params import (
+    NETWORK_PATTERN,
+    NOT_FOUND,
+    DateDep,
+    Paging,
+    PagingDep,
+    invalid,
 )
 
-DATE_PATTERN = r"^(latest|[0-9]{4}-[0-9]{2}-[0-9]{2})$"
-NETWORK_PATTERN = r"^[a-z0-9_]+$"
-EXAMPLE_DATE = "2025-01-10"
-
-
 # -- response models --
-
-
-class ErrorMessage(BaseModel):
-    """An error response."""
-
-    detail: str = Field(description="What went wrong.", examples=["no published results"])
 
 
 class Health(BaseModel):
@@ -197,78 +190,6 @@ class Models(BaseModel):
     registry: dict[str, Any] = Field(description="The registry's metadata as published.")
 
 
-# -- parameters --
-
-
-@dataclass(frozen=True)
-class Paging:
-    """Validated paging and filter parameters."""
-
-    limit: int
-    offset: int
-    min_score: float | None
-
-
-def _paging(
-    limit: Annotated[
-        int, Query(ge=1, le=MAX_LIMIT, description="Rows per page.", examples=[100])
-    ] = 100,
-    offset: Annotated[
-        int, Query(ge=0, le=MAX_OFFSET, description="Rows to skip.", examples=[0])
-    ] = 0,
-    min_score: Annotated[
-        float | None,
-        Query(
-            ge=0,
-            le=1,
-            allow_inf_nan=False,
-            description="Only rows with score >= min_score (ranker_score on /rankings).",
-            examples=[0.5],
-        ),
-    ] = None,
-) -> Paging:
-    return Paging(limit, offset, min_score)
-
-
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorMessage}}
-
-
-def _invalid(exc: InvalidParameter) -> RequestValidationError:
-    """A 422 shaped like FastAPI's own validation errors."""
-    where = "query" if exc.field == "network" else "path"
-    return RequestValidationError(
-        [{"type": "value_error", "loc": (where, exc.field), "msg": str(exc)}]
-    )
-
-
-def _date_param(
-    date: Annotated[
-        str,
-        Path(
-            max_length=10,
-            pattern=DATE_PATTERN,
-            description="Processing date (YYYY-MM-DD) or `latest` for the newest day.",
-            examples=[EXAMPLE_DATE, LATEST],
-            openapi_examples={
-                "day": {"summary": "A processing date", "value": EXAMPLE_DATE},
-                "latest": {"summary": "The newest published day", "value": LATEST},
-            },
-        ),
-    ],
-) -> str:
-    """The date as given, once it is `latest` or a valid calendar date (else 422)."""
-    if date != LATEST:
-        try:
-            parse_date(date)
-        except InvalidParameter as exc:
-            raise _invalid(exc) from None
-    return date
-
-
-PagingDep = Annotated[Paging, Depends(_paging)]
-DateDep = Annotated[str, Depends(_date_param)]
-
-
 async def _unprocessable(request: Request, exc: RequestValidationError) -> JSONResponse:
     """422 with where and what was wrong; the rejected input is not echoed back."""
     errors = [{k: e[k] for k in ("type", "loc", "msg")} for e in exc.errors()]
@@ -326,7 +247,7 @@ def create_app(data_root: FilePath, networks: list[str], default_network: str) -
         try:
             return db.check_network(network)
         except InvalidParameter as exc:
-            raise _invalid(exc) from None
+            raise invalid(exc) from None
 
     NetworkDep = Annotated[str, Depends(network_param)]
 
@@ -369,12 +290,12 @@ def create_app(data_root: FilePath, networks: list[str], default_network: str) -
         dates = db.available_dates(network)
         return AvailableDates(network=network, count=len(dates), dates=dates)
 
-    @app.get("/dates/latest", tags=["dates"], summary="Newest published day", responses=_NOT_FOUND)
+    @app.get("/dates/latest", tags=["dates"], summary="Newest published day", responses=NOT_FOUND)
     def latest_date(network: NetworkDep) -> LatestDate:
         """The newest published day; 404 if the network has none."""
         return LatestDate(network=network, processing_date=db.resolve_day(network, LATEST))
 
-    @app.get("/scores/alerts/{date}", tags=["scores"], summary="Alert scores", responses=_NOT_FOUND)
+    @app.get("/scores/alerts/{date}", tags=["scores"], summary="Alert scores", responses=NOT_FOUND)
     def alert_scores(network: NetworkDep, requested: DateDep, paging: PagingDep) -> AlertScoresPage:
         """A page of the day's alert scores, by score descending then alert_id."""
         return day_page(AlertScoresPage, ALERT_SCORES, network, requested, paging)
@@ -383,7 +304,7 @@ def create_app(data_root: FilePath, networks: list[str], default_network: str) -
         "/scores/alerts/{date}/{alert_id}",
         tags=["scores"],
         summary="One alert's score and explanation",
-        responses=_NOT_FOUND,
+        responses=NOT_FOUND,
     )
     def alert_score(
         network: NetworkDep,
@@ -399,7 +320,7 @@ def create_app(data_root: FilePath, networks: list[str], default_network: str) -
         return AlertScoreDetail(network=network, processing_date=day, **row)
 
     @app.get(
-        "/rankings/alerts/{date}", tags=["scores"], summary="Alert rankings", responses=_NOT_FOUND
+        "/rankings/alerts/{date}", tags=["scores"], summary="Alert rankings", responses=NOT_FOUND
     )
     def alert_rankings(
         network: NetworkDep, requested: DateDep, paging: PagingDep
@@ -408,7 +329,7 @@ def create_app(data_root: FilePath, networks: list[str], default_network: str) -
         return day_page(AlertRankingsPage, ALERT_RANKINGS, network, requested, paging)
 
     @app.get(
-        "/scores/clusters/{date}", tags=["scores"], summary="Cluster scores", responses=_NOT_FOUND
+        "/scores/clusters/{date}", tags=["scores"], summary="Cluster scores", responses=NOT_FOUND
     )
     def cluster_scores(
         network: NetworkDep, requested: DateDep, paging: PagingDep
@@ -420,7 +341,7 @@ def create_app(data_root: FilePath, networks: list[str], default_network: str) -
         "/evaluations/{date}",
         tags=["evaluations"],
         summary="Validation tiers evaluated for a day",
-        responses=_NOT_FOUND,
+        responses=NOT_FOUND,
     )
     def evaluations(network: NetworkDep, requested: DateDep) -> Evaluations:
         """The validation tiers evaluated for the day so far (possibly none)."""
@@ -428,7 +349,7 @@ def create_app(data_root: FilePath, networks: list[str], default_network: str) -
         return Evaluations(network=network, processing_date=day, tiers=db.evaluations(network, day))
 
     @app.get(
-        "/models", tags=["models"], summary="Model registry and champions", responses=_NOT_FOUND
+        "/models", tags=["models"], summary="Model registry and champions", responses=NOT_FOUND
     )
     def models(network: NetworkDep) -> Models:
         """The network's model registry and its champion versions."""

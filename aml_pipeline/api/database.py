@@ -159,7 +159,7 @@ class ResultsDatabase:
 
     # -- listing: directory listings, cheap and never cached --
 
-    def _day_dir(self, network: str, day: dt.date) -> Path:
+    def day_dir(self, network: str, day: dt.date) -> Path:
         """The day's published version now: a re-publication swaps a link to a new version
         (``LocalStorage.publish_dir``), so a request resolves it once and reads all its
         files from that one version."""
@@ -168,7 +168,7 @@ class ResultsDatabase:
 
     def has_day(self, network: str, day: dt.date) -> bool:
         """Whether the day is published (its directory holds ``alert_scores.parquet``)."""
-        return (self._day_dir(network, day) / ALERT_SCORES).is_file()
+        return (self.day_dir(network, day) / ALERT_SCORES).is_file()
 
     def _listed_days(self, network: str) -> list[dt.date]:
         try:
@@ -206,7 +206,7 @@ class ResultsDatabase:
         conn.execute("SET lock_configuration = true")
         return conn
 
-    def _rows(self, sql: str, params: dict[str, Any], *files: Path) -> list[dict[str, Any]]:
+    def rows(self, sql: str, params: dict[str, Any], *files: Path) -> list[dict[str, Any]]:
         """Run one parameterized query; a file that vanished meanwhile means not found."""
         with self._cursor() as cursor:
             try:
@@ -221,7 +221,7 @@ class ResultsDatabase:
     def _day_file(self, network: str, day: dt.date, name: str) -> Path:
         if not self.has_day(network, day):
             raise NotFound(f"no published results for network {network!r} on {day}")
-        path = self._day_dir(network, day) / name
+        path = self.day_dir(network, day) / name
         if not path.is_file():
             raise NotFound(f"no {name.removesuffix('.parquet')} for network {network!r} on {day}")
         return path
@@ -242,8 +242,8 @@ class ResultsDatabase:
             raise ValueError("limit or offset out of range")
         path = self._day_file(network, day, name)
         params: dict[str, Any] = {"path": str(path), "min_score": min_score}
-        total = self._rows(_COUNTS[name], params, path)[0]["total"]
-        rows = self._rows(_PAGES[name], {**params, "limit": limit, "offset": offset}, path)
+        total = self.rows(_COUNTS[name], params, path)[0]["total"]
+        rows = self.rows(_PAGES[name], {**params, "limit": limit, "offset": offset}, path)
         for row in rows:
             if "explain_json" in row:
                 row["explanation"] = _explanation(row.pop("explain_json"))
@@ -254,7 +254,7 @@ class ResultsDatabase:
         scores = self._day_file(network, day, ALERT_SCORES)
         rankings = self._day_file(network, day, ALERT_RANKINGS)
         params = {"scores": str(scores), "rankings": str(rankings), "alert_id": alert_id}
-        rows = self._rows(_ALERT, params, scores, rankings)
+        rows = self.rows(_ALERT, params, scores, rankings)
         if not rows:
             raise NotFound(f"alert {alert_id!r} not found for network {network!r} on {day}")
         row = rows[0]
@@ -270,7 +270,7 @@ class ResultsDatabase:
             table = (self.check_network(network), f"{tier}_evaluation")
             path = self.data_root / layout.table_partition(table, day)
             if path.is_file():
-                for row in self._rows(_EVALUATION, {"path": str(path), "day": day}, path):
+                for row in self.rows(_EVALUATION, {"path": str(path), "day": day}, path):
                     details = row.pop("details_json")
                     found.append({"tier": tier, **row, "details": json.loads(details or "null")})
         return found

@@ -95,3 +95,9 @@ def is_day(name: str) -> bool:
     except ValueError:
         return False
     return len(name) == 10
+
+
+def partition_day(name: str) -> dt.date | None:
+    """The day of a daily partition's file name (``2025-01-01.parquet``), else None."""
+    stem = name.removesuffix(".parquet")
+    return dt.date.fromisoformat(stem) if name.endswith(".parquet") and is_day(stem) else None

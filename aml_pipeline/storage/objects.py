@@ -27,8 +27,10 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
-#: Retired versions of a published directory kept for readers still on them.
+#: Retired versions of a published directory are kept for readers still on them: the
+#: newest KEPT_VERSIONS, and any retired less than RETIRED_GRACE_SECONDS ago.
 KEPT_VERSIONS = 2
+RETIRED_GRACE_SECONDS = 60
 
 
 def _fsync_dir(path: Path) -> None:
@@ -158,9 +160,10 @@ class LocalStorage:
         ``key`` is a symbolic link to a version folder (``.{name}.versions/{token}``): the
         files are staged and fsynced in a new version, then the link is replaced in one
         rename, so a reader opening ``key/...`` gets the old day or the new one, never a
-        mix and never nothing. The two newest retired versions are kept, so a reader
-        that resolved the link just before the swap can still finish (``resolve_dir``).
-        A directory published before links were used is moved into the versions first.
+        mix and never nothing. Retired versions are kept for a grace period (see
+        KEPT_VERSIONS), so a reader that resolved the link before a swap can finish.
+        A directory published before links were used is moved into the versions first
+        (a reader in that one instant may miss the day).
         """
         final = self.local_path(key)
         versions = final.with_name(f".{final.name}.versions")
@@ -176,7 +179,7 @@ class LocalStorage:
                     fh.flush()
                     os.fsync(fh.fileno())
             if final.is_dir() and not final.is_symlink():
-                os.replace(final, versions / f"{token}-unversioned")
+                os.replace(final, versions / f"{token}-0")
             os.symlink(f"{versions.name}/{token}", link)
             os.replace(link, final)
             _fsync_dir(final.parent)
@@ -187,5 +190,7 @@ class LocalStorage:
             link.unlink(missing_ok=True)
         current = os.readlink(final).rsplit("/", 1)[-1]
         retired = sorted(v for v in os.listdir(versions) if v != current)
+        expired = time.time_ns() - RETIRED_GRACE_SECONDS * 10**9
         for name in retired[:-KEPT_VERSIONS]:
-            shutil.rmtree(versions / name, ignore_errors=True)
+            if int(name.split("-", 1)[0]) < expired:
+                shutil.rmtree(versions / name, ignore_errors=True)

@@ -1,0 +1,90 @@
+"""Request parameters shared by the API's routes: validated paging, dates and ranges, and
+the 422 raised for a parameter the query layer refuses."""
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Path, Query
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field
+
+from aml_pipeline.api.database import LATEST, MAX_LIMIT, MAX_OFFSET, InvalidParameter, parse_date
+
+DATE_PATTERN = r"^(latest|[0-9]{4}-[0-9]{2}-[0-9]{2})$"
+NETWORK_PATTERN = r"^[a-z0-9_]+$"
+EXAMPLE_DATE = "2025-01-10"
+
+
+class ErrorMessage(BaseModel):
+    """An error response."""
+
+    detail: str = Field(description="What went wrong.", examples=["no published results"])
+
+
+@dataclass(frozen=True)
+class Paging:
+    """Validated paging and filter parameters."""
+
+    limit: int
+    offset: int
+    min_score: float | None
+
+
+def paging_params(
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_LIMIT, description="Rows per page.", examples=[100])
+    ] = 100,
+    offset: Annotated[
+        int, Query(ge=0, le=MAX_OFFSET, description="Rows to skip.", examples=[0])
+    ] = 0,
+    min_score: Annotated[
+        float | None,
+        Query(
+            ge=0,
+            le=1,
+            allow_inf_nan=False,
+            description="Only rows with score >= min_score (ranker_score on /rankings).",
+            examples=[0.5],
+        ),
+    ] = None,
+) -> Paging:
+    return Paging(limit, offset, min_score)
+
+
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorMessage}}
+
+
+def invalid(exc: InvalidParameter) -> RequestValidationError:
+    """A 422 shaped like FastAPI's own validation errors."""
+    where = "query" if exc.field == "network" else "path"
+    return RequestValidationError(
+        [{"type": "value_error", "loc": (where, exc.field), "msg": str(exc)}]
+    )
+
+
+def date_param(
+    date: Annotated[
+        str,
+        Path(
+            max_length=10,
+            pattern=DATE_PATTERN,
+            description="Processing date (YYYY-MM-DD) or `latest` for the newest day.",
+            examples=[EXAMPLE_DATE, LATEST],
+            openapi_examples={
+                "day": {"summary": "A processing date", "value": EXAMPLE_DATE},
+                "latest": {"summary": "The newest published day", "value": LATEST},
+            },
+        ),
+    ],
+) -> str:
+    """The date as given, once it is `latest` or a valid calendar date (else 422)."""
+    if date != LATEST:
+        try:
+            parse_date(date)
+        except InvalidParameter as exc:
+            raise invalid(exc) from None
+    return date
+
+
+PagingDep = Annotated[Paging, Depends(paging_params)]
+DateDep = Annotated[str, Depends(date_param)]
