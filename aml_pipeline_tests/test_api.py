@@ -409,6 +409,10 @@ def test_openapi_documents_routes_parameters_and_models(client: TestClient) -> N
         "/scores/clusters/{date}",
         "/evaluations/{date}",
         "/models",
+        "/scores/alerts",
+        "/scores/clusters",
+        "/addresses/{address}/alerts",
+        "/evaluations",
     }
     params = {p["name"]: p for p in spec["paths"]["/scores/alerts/{date}"]["get"]["parameters"]}
     assert set(params) == {"date", "network", "limit", "offset", "min_score"}

@@ -33,6 +33,8 @@ from aml_pipeline.api.params import (
     PagingDep,
     invalid,
 )
+from aml_pipeline.api.range_routes import range_router
+from aml_pipeline.api.ranges import RangeQueries
 
 # -- response models --
 
@@ -356,4 +358,5 @@ def create_app(data_root: FilePath, networks: list[str], default_network: str) -
         registry = db.model_registry(network)
         return Models(network=network, champions=registry.get("champions") or {}, registry=registry)
 
+    app.include_router(range_router(RangeQueries(db), NetworkDep))
     return app

@@ -97,14 +97,16 @@ class Page:
     rows: list[dict[str, Any]]
 
 
-def parse_date(text: str) -> dt.date:
+def parse_date(text: str, field: str = "date") -> dt.date:
     """Parse a strict ``YYYY-MM-DD`` calendar date, else raise ``InvalidParameter``."""
     if not DATE_RE.fullmatch(text):
-        raise InvalidParameter("date", "date must be YYYY-MM-DD or 'latest'")
+        raise InvalidParameter(
+            field, f"{field} must be YYYY-MM-DD" + (" or 'latest'" if field == "date" else "")
+        )
     try:
         return dt.date.fromisoformat(text)
     except ValueError:
-        raise InvalidParameter("date", "date is not a valid calendar date") from None
+        raise InvalidParameter(field, f"{field} is not a valid calendar date") from None
 
 
 def _day_dir_name(name: str) -> dt.date | None:

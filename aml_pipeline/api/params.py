@@ -1,6 +1,7 @@
 """Request parameters shared by the API's routes: validated paging, dates and ranges, and
 the 422 raised for a parameter the query layer refuses."""
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -10,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from aml_pipeline.api.database import LATEST, MAX_LIMIT, MAX_OFFSET, InvalidParameter, parse_date
 
+DAY_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 DATE_PATTERN = r"^(latest|[0-9]{4}-[0-9]{2}-[0-9]{2})$"
 NETWORK_PATTERN = r"^[a-z0-9_]+$"
 EXAMPLE_DATE = "2025-01-10"
@@ -56,7 +58,7 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorMessage}}
 
 def invalid(exc: InvalidParameter) -> RequestValidationError:
     """A 422 shaped like FastAPI's own validation errors."""
-    where = "query" if exc.field == "network" else "path"
+    where = "path" if exc.field in ("date", "address") else "query"
     return RequestValidationError(
         [{"type": "value_error", "loc": (where, exc.field), "msg": str(exc)}]
     )
@@ -88,3 +90,39 @@ def date_param(
 
 PagingDep = Annotated[Paging, Depends(paging_params)]
 DateDep = Annotated[str, Depends(date_param)]
+
+
+@dataclass(frozen=True)
+class DayRangeParams:
+    """A requested range's ends as given (None: the query layer's default)."""
+
+    start: dt.date | None
+    end: dt.date | None
+
+
+def _day_query(which: str, default: str) -> Any:
+    return Query(
+        max_length=10,
+        pattern=DAY_PATTERN,
+        description=f"{which} day of the range (YYYY-MM-DD, inclusive); default: {default}.",
+        examples=[EXAMPLE_DATE],
+    )
+
+
+def range_params(
+    start_date: Annotated[
+        str | None, _day_query("First", "30 days up to end_date (address: all history)")
+    ] = None,
+    end_date: Annotated[str | None, _day_query("Last", "the newest published day")] = None,
+) -> DayRangeParams:
+    """The range's ends, once each is a valid calendar date (else 422)."""
+    try:
+        return DayRangeParams(
+            parse_date(start_date, "start_date") if start_date else None,
+            parse_date(end_date, "end_date") if end_date else None,
+        )
+    except InvalidParameter as exc:
+        raise invalid(exc) from None
+
+
+RangeDep = Annotated[DayRangeParams, Depends(range_params)]
