@@ -457,6 +457,64 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def sql(args: argparse.Namespace) -> int:
+    """The analyst's console: ``--query`` prints (or ``--output`` writes) a result,
+    ``--catalog`` writes a DuckDB file of the views, neither opens a prompt."""
+    from aml_pipeline.api import console
+
+    settings = Settings.from_env()
+    root = Path(settings.data_root).resolve()
+    try:
+        if args.catalog:
+            counts = console.write_catalog(args.catalog, root, settings.networks)
+            print(f"wrote {args.catalog}: {_views(counts)}; open it with: duckdb {args.catalog}")
+            if args.query is None:
+                return 0
+        with console.open_console(root, settings.networks) as (conn, counts):
+            if args.query is not None:
+                result = console.run_query(conn, args.query)
+                if args.output and result is not None:
+                    console.write_result(result, args.output, root)
+                    print(f"wrote {result.num_rows} row(s) to {args.output}")
+                elif result is not None:
+                    print(result.to_pandas().to_string(index=False, max_rows=200))
+                return 0
+            print(f"views: {_views(counts)}. End statements with ';', quit with .quit")
+            _prompt(conn)
+    except console.QUERY_ERRORS as exc:
+        raise SystemExit(str(exc)) from None
+    return 0
+
+
+def _views(counts: dict[str, int]) -> str:
+    shown = [f"{name} ({n} files)" for name, n in counts.items() if n]
+    return ", ".join(shown) or "none (nothing published yet)"
+
+
+def _prompt(conn: object) -> None:
+    """Read statements until .quit or end of input; print each result or its error."""
+    from aml_pipeline.api import console
+
+    buffer = ""
+    while True:
+        try:
+            line = input("sql> " if not buffer else "...> ")
+        except EOFError:
+            return
+        if line.strip() in (".quit", ".exit") and not buffer:
+            return
+        buffer += line + "\n"
+        if not buffer.rstrip().endswith(";"):
+            continue
+        try:
+            result = console.run_query(conn, buffer)
+            if result is not None:
+                print(result.to_pandas().to_string(index=False, max_rows=200))
+        except console.QUERY_ERRORS as exc:
+            print(f"error: {exc}")
+        buffer = ""
+
+
 def import_transfers_command(args: argparse.Namespace) -> int:
     """Build batches from a transfers file through the ``import_transfers_job``."""
     try:
@@ -593,6 +651,18 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--host", default="127.0.0.1")
     se.add_argument("--port", type=int, default=8000)
     se.set_defaults(func=serve)
+
+    sq = commands.add_parser(
+        "sql", help="query every published and warehouse table with DuckDB SQL (read-only)"
+    )
+    sq.add_argument("--query", help="SQL to run (default: an interactive prompt)")
+    sq.add_argument("--output", type=Path, help="write the result to a .csv or .parquet file")
+    sq.add_argument(
+        "--catalog",
+        type=Path,
+        help="write a .duckdb file of the views for the DuckDB CLI or any DuckDB client",
+    )
+    sq.set_defaults(func=sql)
 
     dm = commands.add_parser("demo", help="run the pipeline on the last days of the source")
     dm.add_argument("--days", type=int, default=42, help="days to ingest, score and publish")

@@ -47,8 +47,11 @@ def _write(root: Path, table: str, day: dt.date, columns: dict[str, pa.Array]) -
 
 @pytest.fixture(scope="module")
 def history(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_history(tmp_path_factory.mktemp("history"))
+
+
+def write_history(root: Path) -> Path:
     """40 days (one not published) with raw alerts, label events and tier evaluations."""
-    root = tmp_path_factory.mktemp("history")
     storage = LocalStorage(root)
     for day in DAYS:
         alerts = _alerts(day)

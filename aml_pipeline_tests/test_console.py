@@ -1,0 +1,125 @@
+"""The analyst's SQL console: views over every table, date filters that prune files, a
+console that never writes to the record, and the ``sql`` command."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import duckdb
+import pyarrow.csv as pa_csv
+import pytest
+
+from aml_pipeline import cli
+from aml_pipeline.api.console import ConsoleRefused, open_console, run_query, write_catalog
+from aml_pipeline_tests.test_api import NETWORKS
+from aml_pipeline_tests.test_api_ranges import write_history
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_history(tmp_path_factory.mktemp("console"))
+
+
+def _one(conn: duckdb.DuckDBPyConnection, sql: str) -> tuple:
+    return run_query(conn, sql).to_pylist()[0]
+
+
+def test_views_over_every_table_with_network_and_date(root: Path) -> None:
+    with open_console(root, NETWORKS) as (conn, counts):
+        assert counts["alert_scores"] == 39 and counts["labels"] == 30
+        assert counts["tier3_evaluation"] == 40 and counts["alert_features"] == 0
+        day = _one(
+            conn,
+            "SELECT count(*) AS n, any_value(network) AS network FROM alert_scores "
+            "WHERE processing_date = DATE '2025-01-05'",
+        )
+        assert day == {"n": 4, "network": "ethereum"}
+        joined = _one(
+            conn,
+            "SELECT count(*) AS n FROM alert_scores s JOIN raw_alerts a "
+            "USING (alert_id, processing_date) WHERE a.address = '0xabc'",
+        )
+        assert joined == {"n": 39}
+        labels = _one(conn, "SELECT min(label_date) AS first FROM labels")
+        assert str(labels["first"]) == "2025-01-11"
+
+
+def test_a_one_day_filter_opens_only_that_days_file(tmp_path: Path) -> None:
+    root = write_history(tmp_path)
+    # spoil another day's published file: a query that opened it would fail
+    (root / "output" / "ethereum" / "2025-01-03" / "alert_scores.parquet").resolve().write_bytes(
+        b"not parquet"
+    )
+    with open_console(root, NETWORKS) as (conn, _):
+        one = "SELECT count(*) AS n FROM alert_scores WHERE processing_date = DATE '2025-01-05'"
+        assert _one(conn, one) == {"n": 4}
+        month = "SELECT count(*) AS n FROM alert_scores WHERE processing_date >= DATE '2025-01-10'"
+        assert _one(conn, month) == {"n": 30 * 4}  # 31 days; 2025-01-20 is not published
+        with pytest.raises(duckdb.Error, match="2025-01-03"):
+            run_query(conn, "SELECT count(*) FROM alert_scores")
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "COPY (SELECT 1) TO 'x.csv'",
+        "CREATE TABLE t AS SELECT 1",
+        "ATTACH 'x.duckdb'",
+        "SET threads = 1",
+        "SELECT 1; DROP VIEW alert_scores",
+        "INSTALL httpfs",
+    ],
+)
+def test_the_console_runs_only_reads(root: Path, sql: str) -> None:
+    with open_console(root, NETWORKS) as (conn, _):
+        with pytest.raises(ConsoleRefused, match="read-only"):
+            run_query(conn, sql)
+        assert _one(conn, "SELECT count(*) AS n FROM alert_scores")["n"] == 39 * 4
+
+
+def test_the_console_reads_nothing_outside_the_record(root: Path) -> None:
+    with (
+        open_console(root, NETWORKS) as (conn, _),
+        pytest.raises(duckdb.Error, match=r"(?i)permission|disabled|not allowed"),
+    ):
+        run_query(conn, "SELECT * FROM read_csv('/etc/passwd')")
+
+
+def test_the_sql_command_prints_writes_and_refuses(root, tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("AML_DATA_ROOT", str(root))
+    monkeypatch.setenv("AML_NETWORKS", ",".join(NETWORKS))
+    query = "SELECT processing_date, count(*) AS n FROM alert_scores GROUP BY 1 ORDER BY 1 LIMIT 2"
+    assert cli.main(["sql", "--query", query]) == 0
+    assert "2025-01-01  4" in capsys.readouterr().out
+    out = tmp_path / "days.csv"
+    assert cli.main(["sql", "--query", query, "--output", str(out)]) == 0
+    assert pa_csv.read_csv(out).num_rows == 2
+    with pytest.raises(SystemExit, match="inside the data root"):
+        cli.main(["sql", "--query", query, "--output", str(root / "x.csv")])
+    with pytest.raises(SystemExit, match="read-only: DELETE"):
+        cli.main(["sql", "--query", "DELETE FROM alert_scores"])
+
+
+def test_a_catalog_file_opens_in_any_duckdb_client(root: Path, tmp_path: Path) -> None:
+    catalog = tmp_path / "aml.duckdb"
+    counts = write_catalog(catalog, root, NETWORKS)
+    assert counts["cluster_scores"] == 39
+    with duckdb.connect(str(catalog), read_only=True) as conn:
+        rows = conn.execute(
+            "SELECT count(*) FROM cluster_scores WHERE processing_date = DATE '2025-01-07'"
+        ).fetchall()
+    assert rows == [(2,)]
+    with pytest.raises(ConsoleRefused):
+        write_catalog(root / "aml.duckdb", root, NETWORKS)
+
+
+def test_the_interactive_prompt(root, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("AML_DATA_ROOT", str(root))
+    monkeypatch.setenv("AML_NETWORKS", ",".join(NETWORKS))
+    lines = "SELECT count(*) AS n\nFROM alert_scores;\nDROP VIEW labels;\n.quit\n"
+    monkeypatch.setattr("sys.stdin", io.StringIO(lines))
+    assert cli.main(["sql"]) == 0
+    out = capsys.readouterr().out
+    assert "alert_scores (39 files)" in out and "156" in out
+    assert "error: the console is read-only: DROP" in out
