@@ -11,8 +11,9 @@ from pydantic import BaseModel, Field
 
 from aml_pipeline.api.database import LATEST, MAX_LIMIT, MAX_OFFSET, InvalidParameter, parse_date
 
-DAY_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
-DATE_PATTERN = r"^(latest|[0-9]{4}-[0-9]{2}-[0-9]{2})$"
+_DAY = r"[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+DAY_PATTERN = rf"^{_DAY}$"
+DATE_PATTERN = rf"^(latest|{_DAY})$"
 NETWORK_PATTERN = r"^[a-z0-9_]+$"
 EXAMPLE_DATE = "2025-01-10"
 
