@@ -122,7 +122,7 @@ def link_newest(source: Path, target: Path, days: int) -> None:
 
 
 def option_a_app(root: Path):
-    """The seed's Option A behind the same route: pandas loads every day, then filters."""
+    """The seed's Option A behind the same routes: pandas loads every day, then filters."""
     import pandas as pd
     from fastapi import FastAPI, HTTPException
 
@@ -138,6 +138,16 @@ def option_a_app(root: Path):
             raise HTTPException(404, f"No scores for date {date}")
         top = rows.sort_values(["score", "alert_id"], ascending=[False, True]).head(limit)
         columns = ["alert_id", "score", "model_version", "latency_ms"]
+        return {"total": len(rows), "rows": top[columns].to_dict(orient="records")}
+
+    @app.get("/scores/alerts")
+    def alert_scores_range(start_date: str, end_date: str, limit: int = 100) -> dict:
+        files = sorted((root / layout.output_network(NETWORK)).glob("*/alert_scores.parquet"))
+        scores = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+        first, last = dt.date.fromisoformat(start_date), dt.date.fromisoformat(end_date)
+        rows = scores[scores["processing_date"].between(first, last)]
+        top = rows.sort_values(["score", "alert_id"], ascending=[False, True]).head(limit)
+        columns = ["processing_date", "alert_id", "score", "model_version"]
         return {"total": len(rows), "rows": top[columns].to_dict(orient="records")}
 
     return app

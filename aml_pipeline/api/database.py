@@ -172,7 +172,8 @@ class ResultsDatabase:
         """Whether the day is published (its directory holds ``alert_scores.parquet``)."""
         return (self.day_dir(network, day) / ALERT_SCORES).is_file()
 
-    def _listed_days(self, network: str) -> list[dt.date]:
+    def listed_days(self, network: str) -> list[dt.date]:
+        """The day folders listed for the network, newest first (not checked published)."""
         try:
             names = os.listdir(self.data_root / layout.output_network(self.check_network(network)))
         except (FileNotFoundError, NotADirectoryError):
@@ -181,11 +182,11 @@ class ResultsDatabase:
 
     def available_dates(self, network: str) -> list[dt.date]:
         """The network's published days, newest first."""
-        return [d for d in self._listed_days(network) if self.has_day(network, d)]
+        return [d for d in self.listed_days(network) if self.has_day(network, d)]
 
     def latest_date(self, network: str) -> dt.date | None:
         """The network's newest published day, if any."""
-        return next((d for d in self._listed_days(network) if self.has_day(network, d)), None)
+        return next((d for d in self.listed_days(network) if self.has_day(network, d)), None)
 
     # -- queries --
 

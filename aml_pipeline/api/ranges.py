@@ -49,7 +49,7 @@ _ALERTS_FROM = (
 )
 _ALERTS = (
     "SELECT s.processing_date, s.alert_id, a.address, a.typology_type AS typology, s.score, "
-    f"s.model_version {_ALERTS_FROM} "
+    f"s.model_version, count(*) OVER () AS total {_ALERTS_FROM} "
     "ORDER BY s.score DESC, s.processing_date DESC, s.alert_id LIMIT $limit OFFSET $offset"
 )
 _ALERTS_COUNT = f"SELECT count(*) AS total {_ALERTS_FROM}"
@@ -69,7 +69,8 @@ _CLUSTERS_FROM = (
     "FROM read_parquet($scores) WHERE ($min_score::DOUBLE IS NULL OR score >= $min_score::DOUBLE)"
 )
 _CLUSTERS = (
-    f"SELECT processing_date, cluster_id, score, model_version {_CLUSTERS_FROM} "
+    f"SELECT processing_date, cluster_id, score, model_version, count(*) OVER () AS total "
+    f"{_CLUSTERS_FROM} "
     "ORDER BY score DESC, processing_date DESC, cluster_id LIMIT $limit OFFSET $offset"
 )
 _CLUSTERS_COUNT = f"SELECT count(*) AS total {_CLUSTERS_FROM}"
@@ -120,17 +121,18 @@ class RangeQueries:
         published day; without ``start``: DEFAULT_RANGE_DAYS days up to ``end``, or every
         published day with ``whole_history``. At most MAX_RANGE_DAYS days."""
         network = self.db.check_network(network)
-        published = sorted(self.db.available_dates(network))
+        listed = self.db.listed_days(network)  # newest first, not yet checked
         if end is None:
-            end = published[-1] if published else dt.date.today()
+            end = self.db.latest_date(network) or dt.date.today()
         if start is None:
-            first = published[0] if published and whole_history else None
+            first = listed[-1] if listed and whole_history else None
             start = first or end - dt.timedelta(DEFAULT_RANGE_DAYS - 1)
         if start > end:
             raise InvalidParameter("start_date", "start_date must not be after end_date")
         if (end - start).days >= MAX_RANGE_DAYS:
             raise InvalidParameter("start_date", f"a range spans at most {MAX_RANGE_DAYS} days")
-        return DayRange(network, start, end, [d for d in published if start <= d <= end])
+        days = [d for d in reversed(listed) if start <= d <= end and self.db.has_day(network, d)]
+        return DayRange(network, start, end, days)
 
     def _published(self, span: DayRange, name: str) -> list[Path]:
         """The range's published files ``name``, each day's version resolved once."""
@@ -153,10 +155,19 @@ class RangeQueries:
     def _page(
         self, span: DayRange, sql: str, count: str, params: dict[str, Any], files: list[Path]
     ) -> RangePage:
-        """A page of ``sql``'s rows and ``count``'s total (the filter without paging)."""
-        filters = {k: v for k, v in params.items() if k not in ("limit", "offset")}
-        total = self.db.rows(count, filters, *files)[0]["total"]
-        return RangePage(span, total, self.db.rows(sql, params, *files) if total else [])
+        """A page of ``sql``'s rows, each carrying the filter's total (``count`` runs only
+        for a page past the last row)."""
+        rows = self.db.rows(sql, params, *files)
+        if rows:
+            total = rows[0]["total"]
+        elif params["offset"]:
+            filters = {k: v for k, v in params.items() if k not in ("limit", "offset")}
+            total = self.db.rows(count, filters, *files)[0]["total"]
+        else:
+            total = 0
+        for row in rows:
+            del row["total"]
+        return RangePage(span, total, rows)
 
     def alert_scores(
         self,
