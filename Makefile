@@ -33,6 +33,7 @@ bench: install
 	$(BIN)/python -m benchmarks.bench_scoring
 	AML_SIM_PROFILE=demo $(BIN)/python -m benchmarks.bench_scoring
 	$(BIN)/python -m benchmarks.bench_api
+	$(BIN)/python -m benchmarks.bench_history
 	$(BIN)/python -m benchmarks.bench_live_replay
 
 quality: install

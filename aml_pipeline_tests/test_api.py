@@ -55,8 +55,14 @@ def _parquet(columns: dict[str, pa.Array]) -> bytes:
     return buf.getvalue()
 
 
-def day_files(day: dt.date, scores: list[tuple[str, float]] = SCORES) -> dict[str, bytes]:
-    """A published day directory's files, as the pipeline writes them."""
+def day_files(
+    day: dt.date,
+    scores: list[tuple[str, float]] = SCORES,
+    context: dict[str, tuple[str, str]] | None = None,
+) -> dict[str, bytes]:
+    """A published day directory's files, as the pipeline writes them; ``context`` gives an
+    alert's (address, typology), by default ``addr-{alert_id}`` and FAN_IN."""
+    context = context or {}
     n = len(scores)
     ids = [a for a, _ in scores]
     values = [s for _, s in scores]
@@ -81,6 +87,8 @@ def day_files(day: dt.date, scores: list[tuple[str, float]] = SCORES) -> dict[st
                     [None if a == "a-5" else _explanation("1.0.0", f"f_{a}") for a in ids],
                     pa.string(),
                 ),
+                "address": pa.array([context.get(a, (f"addr-{a}",))[0] for a in ids]),
+                "typology_type": pa.array([context.get(a, ("", "FAN_IN"))[1] for a in ids]),
                 **common(n),
             }
         ),

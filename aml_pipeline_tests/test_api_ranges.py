@@ -56,7 +56,8 @@ def write_history(root: Path) -> Path:
     for day in DAYS:
         alerts = _alerts(day)
         if day != SKIPPED:
-            files = day_files(day, [(a, s) for a, s, _, _ in alerts])
+            context = {a: (address, typology) for a, _, address, typology in alerts}
+            files = day_files(day, [(a, s) for a, s, _, _ in alerts], context)
             storage.publish_dir(layout.output_day(NETWORK, day), files)
         _write(
             root,
@@ -154,14 +155,12 @@ def test_a_range_query_reads_only_the_files_of_its_days(
     monkeypatch.setattr(ResultsDatabase, "rows", spy)
     assert client.get("/scores/alerts?start_date=2025-01-19&end_date=2025-01-21").status_code == 200
     files = {f for query in read for f in query}
-    days = {Path(f).parent.name if "output" not in f else f.split("/")[-3] for f in files}
-    assert {d for d in days if d[:4] == "2025"} <= {"2025-01-19", "2025-01-21"}
-    assert {Path(f).name for f in files} == {
-        "alert_scores.parquet",
-        "2025-01-19.parquet",
-        "2025-01-21.parquet",
+    assert {Path(f).name for f in files} == {"alert_scores.parquet"}
+    # the two published days' versions, nothing of the unpublished day or any other day
+    assert {Path(f).parent.parent.name for f in files} == {
+        ".2025-01-19.versions",
+        ".2025-01-21.versions",
     }
-    assert len(files) == 4  # two days' scores and raw alerts; the unpublished day is skipped
 
 
 def test_an_address_history_covers_every_published_day_with_known_labels(

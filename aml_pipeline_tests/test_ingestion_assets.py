@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -49,9 +50,16 @@ def failure_text(result: dg.ExecuteInProcessResult) -> str:
 
 
 def files_under(path: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()
-    }
+    """Every file a reader sees under ``path``: through published days' links, without the
+    hidden version stores behind them."""
+    found = {}
+    for folder, dirs, files in os.walk(path, followlinks=True):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            if not name.startswith("."):
+                file = Path(folder) / name
+                found[str(file.relative_to(path))] = file.read_bytes()
+    return dict(sorted(found.items()))
 
 
 def test_a_day_lands_and_loads_with_metadata_and_passing_checks(make_defs, tmp_path):

@@ -36,6 +36,8 @@ from aml_pipeline.storage import layout
 NETWORK = "ethereum"
 LAST_DAY = dt.date(2025, 12, 31)
 FEATURES = [f"feature_{i:02d}" for i in range(40)]
+ADDRESSES = 200_000  # an address has about 36 alerts a year at 20,000 alerts a day
+TYPOLOGIES = ["PEEL_CHAIN", "FAN_IN", "FAN_OUT", "STRUCTURING", "RAPID_PASS_THROUGH"]
 P95_TARGET_MS = 50.0
 GROWTH_TARGET = 1.5
 
@@ -83,6 +85,8 @@ def generate(root: Path, days: int, alerts: int, seed: int = 0) -> None:
                 "model_version": pa.array(["1.0.0"] * alerts),
                 "latency_ms": pa.array(rng.uniform(5, 50, size=alerts)),
                 "explain_json": pa.array(explain[rng.permutation(alerts)].tolist(), pa.string()),
+                "address": [f"0x{a:040x}" for a in rng.integers(0, ADDRESSES, size=alerts)],
+                "typology_type": pa.array(rng.choice(TYPOLOGIES, size=alerts)),
                 **common,
             },
         )

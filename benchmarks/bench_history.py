@@ -1,7 +1,7 @@
 """Questions across days at a year of history (``python -m benchmarks.bench_history``).
 
 Synthetic history as the pipeline stores it (``bench_api.generate``'s published days plus
-the warehouse's ``raw_alerts`` and ``label_events``), 20,000 alerts a day, for 365 days; the
+the warehouse's ``label_events``), 20,000 alerts a day, for 365 days; the
 30-day history hard-links the newest 30. Each history is served by a real uvicorn server
 (``aml_pipeline.api.server.serve``, its own process).
 
@@ -48,34 +48,15 @@ from benchmarks.bench_api import (
     link_newest,
 )
 
-ADDRESSES = 200_000  # an address has about 36 alerts a year at 20,000 alerts a day
-TYPOLOGIES = ["PEEL_CHAIN", "FAN_IN", "FAN_OUT", "STRUCTURING", "RAPID_PASS_THROUGH"]
 RANGE_P95_MS, DAY_P95_MS, GROWTH = 100.0, 10.0, 1.5
 
 
-def _address(i: np.ndarray) -> list[str]:
-    return [f"0x{a:040x}" for a in i]
-
-
-def generate_warehouse(root: Path, days: int, alerts: int, seed: int = 1) -> None:
-    """``raw_alerts`` (address, typology) for the published days and ``label_events``
-    (a tenth of each day's alerts labelled 30 days later)."""
+def generate_labels(root: Path, days: int, alerts: int, seed: int = 1) -> None:
+    """``label_events``: a tenth of each day's alerts labelled 30 days later."""
     rng = np.random.default_rng(seed)
     for k in range(days):
-        day = LAST_DAY - dt.timedelta(days - 1 - k)
-        ids = [f"{day:%Y%m%d}-{i:06d}" for i in range(alerts)]
-        table = pa.table(
-            {
-                "alert_id": ids,
-                "processing_date": pa.array([day] * alerts, pa.date32()),
-                "address": _address(rng.integers(0, ADDRESSES, size=alerts)),
-                "typology_type": pa.array(rng.choice(TYPOLOGIES, size=alerts)),
-            }
-        )
-        path = root / layout.table_partition((NETWORK, "raw_alerts"), day)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, path, compression="zstd")
-        label_day, alert_day = day, day - dt.timedelta(30)
+        label_day = LAST_DAY - dt.timedelta(days - 1 - k)
+        alert_day = label_day - dt.timedelta(30)
         labelled = rng.choice(alerts, size=alerts // 10, replace=False)
         events = pa.table(
             {
@@ -90,9 +71,9 @@ def generate_warehouse(root: Path, days: int, alerts: int, seed: int = 1) -> Non
         pq.write_table(events, path, compression="zstd")
 
 
-def link_warehouse(source: Path, target: Path, days: int) -> None:
-    """Give ``target`` the newest ``days`` partitions of the warehouse tables (hard links)."""
-    for table in ("raw_alerts", "label_events"):
+def link_labels(source: Path, target: Path, days: int) -> None:
+    """Give ``target`` the newest ``days`` label partitions of ``source`` (hard links)."""
+    for table in ("label_events",):
         folder = source / layout.table_folder((NETWORK, table))
         into = target / layout.table_folder((NETWORK, table))
         into.mkdir(parents=True)
@@ -102,7 +83,7 @@ def link_warehouse(source: Path, target: Path, days: int) -> None:
 
 def frequent_addresses(root: Path, n: int) -> list[str]:
     """``n`` addresses of the newest day (each has alerts on many days)."""
-    table = pq.read_table(root / layout.table_partition((NETWORK, "raw_alerts"), LAST_DAY))
+    table = pq.read_table(root / layout.output_day(NETWORK, LAST_DAY) / "alert_scores.parquet")
     return table.column("address").to_pylist()[:n]
 
 
@@ -170,8 +151,12 @@ async def _client(base: str, paths: list[str], stop: float, out: list, errors: l
 
 def load(root: Path, port: int, addresses: list[str], args: argparse.Namespace) -> dict:
     """Concurrent mixed clients while a day is re-published in a loop."""
-    mixed = [p for cycle in routes(addresses[:50]).values() for p in cycle[:10]]
-    mixed = [p for p in mixed if "whole history" not in p]
+    mixed = [
+        path
+        for route, cycle in routes(addresses[:50]).items()
+        if route != "address, whole history"
+        for path in cycle[:10]
+    ]
     storage, day = LocalStorage(root), LAST_DAY - dt.timedelta(3)
     key = layout.output_day(NETWORK, day)
     files = {n: storage.read_bytes(f"{key}/{n}") for n in storage.list_dir(key)}
@@ -233,9 +218,9 @@ def main() -> None:
         year, month = Path(tmp) / "days_365", Path(tmp) / "days_30"
         began = time.perf_counter()
         generate(year, 365, args.alerts)
-        generate_warehouse(year, 365, args.alerts)
+        generate_labels(year, 365, args.alerts)
         link_newest(year, month, 30)
-        link_warehouse(year, month, 30)
+        link_labels(year, month, 30)
         results: dict = {
             "alerts_per_day": args.alerts,
             "generate_s": round(time.perf_counter() - began),

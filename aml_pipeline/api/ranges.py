@@ -4,8 +4,9 @@ the evaluation trend.
 A query reads exactly the files of the requested days: the range is validated, crossed
 with the published-day listing, and the resulting file list is bound as a parameter of a
 constant SQL statement — never a glob over the history, so its cost follows the range.
-Alert addresses and typologies come from the warehouse's ``raw_alerts`` of those days,
-labels from its ``label_events`` (by the day they became known).
+Each published alert score carries its alert's address and typology (days published before
+that answer them as null); labels come from the warehouse's ``label_events`` (by the day
+they became known), evaluations from its tier tables.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from aml_pipeline.api.database import (
     MAX_OFFSET,
     TIERS,
     InvalidParameter,
-    NotFound,
     ResultsDatabase,
 )
 from aml_pipeline.storage import layout
@@ -37,40 +37,36 @@ DEFAULT_RANGE_DAYS = 30
 #: Tier 3 metrics reported in the trend when the tier's details have them.
 TREND_METRICS = ("auc_roc", "auc_pr", "brier", "ece")
 
-_FILTERS = (
-    "($min_score::DOUBLE IS NULL OR s.score >= $min_score::DOUBLE) "
-    "AND ($typology::VARCHAR IS NULL OR a.typology_type = $typology::VARCHAR) "
-    "AND ($address::VARCHAR IS NULL OR a.address = $address::VARCHAR)"
-)
-_ALERTS_FROM = (
-    "FROM read_parquet($scores) s "
-    "JOIN read_parquet($alerts, union_by_name = true) a USING (alert_id, processing_date) "
-    f"WHERE {_FILTERS}"
-)
-_ALERTS = (
-    "SELECT s.processing_date, s.alert_id, a.address, a.typology_type AS typology, s.score, "
-    f"s.model_version, count(*) OVER () AS total {_ALERTS_FROM} "
-    "ORDER BY s.score DESC, s.processing_date DESC, s.alert_id LIMIT $limit OFFSET $offset"
-)
-_ALERTS_COUNT = f"SELECT count(*) AS total {_ALERTS_FROM}"
+_SCORES = "FROM read_parquet($scores, union_by_name = true) WHERE score >= $min_score"
+#: The alert filters a range query can combine (constant SQL; values are parameters).
+_ALERT_FILTERS = {
+    (): "",
+    ("typology",): " AND typology_type = $typology",
+    ("address",): " AND address = $address",
+    ("typology", "address"): " AND typology_type = $typology AND address = $address",
+}
+_ALERTS = {
+    key: "SELECT processing_date, alert_id, address, typology_type AS typology, score, "
+    f"model_version {_SCORES}{where} "
+    "ORDER BY score DESC, processing_date DESC, alert_id LIMIT $limit OFFSET $offset"
+    for key, where in _ALERT_FILTERS.items()
+}
+_ALERTS_COUNT = {
+    key: f"SELECT count(*) AS total {_SCORES}{where}" for key, where in _ALERT_FILTERS.items()
+}
 _ADDRESS = (
-    "SELECT s.processing_date, s.alert_id, a.typology_type AS typology, s.score, r.rank, "
-    "s.model_version "
-    "FROM read_parquet($alerts, union_by_name = true) a "
-    "JOIN read_parquet($scores) s USING (alert_id, processing_date) "
+    "SELECT s.processing_date, s.alert_id, s.typology_type AS typology, s.score, r.rank, "
+    "s.model_version FROM read_parquet($scores, union_by_name = true) s "
     "LEFT JOIN read_parquet($rankings) r USING (alert_id, processing_date) "
-    "WHERE a.address = $address ORDER BY s.processing_date DESC, s.alert_id"
+    "WHERE s.address = $address ORDER BY s.processing_date DESC, s.alert_id"
 )
 _LABELS = (
     "SELECT alert_id, processing_date, is_sar_filed, label_date FROM read_parquet($labels) "
     "WHERE list_contains($ids, alert_id)"
 )
-_CLUSTERS_FROM = (
-    "FROM read_parquet($scores) WHERE ($min_score::DOUBLE IS NULL OR score >= $min_score::DOUBLE)"
-)
+_CLUSTERS_FROM = "FROM read_parquet($scores) WHERE score >= $min_score"
 _CLUSTERS = (
-    f"SELECT processing_date, cluster_id, score, model_version, count(*) OVER () AS total "
-    f"{_CLUSTERS_FROM} "
+    f"SELECT processing_date, cluster_id, score, model_version {_CLUSTERS_FROM} "
     "ORDER BY score DESC, processing_date DESC, cluster_id LIMIT $limit OFFSET $offset"
 )
 _CLUSTERS_COUNT = f"SELECT count(*) AS total {_CLUSTERS_FROM}"
@@ -99,6 +95,11 @@ class RangePage:
     range: DayRange
     total: int
     rows: list[dict[str, Any]]
+
+
+def _floor(min_score: float | None) -> float:
+    """The score filter's bound (every score passes without one)."""
+    return float("-inf") if min_score is None else min_score
 
 
 def _bounded(limit: int, offset: int) -> None:
@@ -144,30 +145,15 @@ class RangeQueries:
         paths = [root / layout.table_partition((span.network, table), d) for d in days]
         return [p for p in paths if p.is_file()]
 
-    def _alerts(self, span: DayRange) -> list[Path]:
-        files = self._warehouse(span, "raw_alerts", span.days)
-        if len(files) != len(span.days):
-            raise NotFound(f"the warehouse lacks raw_alerts of published days of {span.network}")
-        return files
-
     # -- queries --
 
     def _page(
         self, span: DayRange, sql: str, count: str, params: dict[str, Any], files: list[Path]
     ) -> RangePage:
-        """A page of ``sql``'s rows, each carrying the filter's total (``count`` runs only
-        for a page past the last row)."""
-        rows = self.db.rows(sql, params, *files)
-        if rows:
-            total = rows[0]["total"]
-        elif params["offset"]:
-            filters = {k: v for k, v in params.items() if k not in ("limit", "offset")}
-            total = self.db.rows(count, filters, *files)[0]["total"]
-        else:
-            total = 0
-        for row in rows:
-            del row["total"]
-        return RangePage(span, total, rows)
+        """A page of ``sql``'s rows and ``count``'s total (the filter without paging)."""
+        filters = {k: v for k, v in params.items() if k not in ("limit", "offset")}
+        total = self.db.rows(count, filters, *files)[0]["total"]
+        return RangePage(span, total, self.db.rows(sql, params, *files) if total else [])
 
     def alert_scores(
         self,
@@ -183,17 +169,17 @@ class RangeQueries:
         _bounded(limit, offset)
         if not span.days:
             return RangePage(span, 0, [])
-        scores, alerts = self._published(span, ALERT_SCORES), self._alerts(span)
-        params = {
+        scores = self._published(span, ALERT_SCORES)
+        given = {"typology": typology, "address": address}
+        key = tuple(name for name, value in given.items() if value is not None)
+        params: dict[str, Any] = {
             "scores": [str(p) for p in scores],
-            "alerts": [str(p) for p in alerts],
-            "min_score": min_score,
-            "typology": typology,
-            "address": address,
+            "min_score": _floor(min_score),
             "limit": limit,
             "offset": offset,
+            **{name: given[name] for name in key},
         }
-        return self._page(span, _ALERTS, _ALERTS_COUNT, params, [*scores, *alerts])
+        return self._page(span, _ALERTS[key], _ALERTS_COUNT[key], params, scores)
 
     def address_history(self, span: DayRange, address: str) -> list[dict[str, Any]]:
         """Every alert on ``address`` in the range, newest first, with its score, rank,
@@ -202,18 +188,15 @@ class RangeQueries:
             return []
         scores = self._published(span, ALERT_SCORES)
         rankings = self._published(span, ALERT_RANKINGS)
-        alerts = self._alerts(span)
         rows = self.db.rows(
             _ADDRESS,
             {
-                "alerts": [str(p) for p in alerts],
                 "scores": [str(p) for p in scores],
                 "rankings": [str(p) for p in rankings],
                 "address": address,
             },
             *scores,
             *rankings,
-            *alerts,
         )
         labels = self._labels(span, [r["alert_id"] for r in rows]) if rows else {}
         for row in rows:
@@ -250,7 +233,7 @@ class RangeQueries:
         scores = self._published(span, CLUSTER_SCORES)
         params = {
             "scores": [str(p) for p in scores],
-            "min_score": min_score,
+            "min_score": _floor(min_score),
             "limit": limit,
             "offset": offset,
         }

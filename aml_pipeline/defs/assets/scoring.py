@@ -17,6 +17,7 @@ import pandas as pd
 
 from aml_pipeline.contract.files import parquet_bytes, sha256_hex
 from aml_pipeline.defs.assets.ingestion import BACKFILL, day_rows, partition_days
+from aml_pipeline.defs.io_manager import COLUMNS_KEY
 from aml_pipeline.defs.metadata import frame_metadata, storage_types
 from aml_pipeline.defs.resources import PipelineConfig
 from aml_pipeline.features.alert_features import CATEGORIES
@@ -29,6 +30,8 @@ from aml_pipeline.provenance import code_version, module_version
 from aml_pipeline.sources.landing import read_landed_meta
 from aml_pipeline.storage import layout
 
+#: The alert's own columns each alert score carries.
+ALERT_CONTEXT = ("address", "typology_type")
 SCORE_OUTPUTS = ("alert_scores", "alert_rankings", "cluster_scores", "scoring_manifest")
 OUTPUT_FILES = {
     "alert_scores": "alert_scores.parquet",
@@ -38,8 +41,8 @@ OUTPUT_FILES = {
 PROCESSING_METADATA = "processing_metadata.json"
 _DESCRIPTIONS = {
     "alert_scores": "Calibrated P(SAR filed) per alert from the champion alert scorer, with its "
-    "per-alert latency and a tree-SHAP explanation (top features, signed contributions, "
-    "base value).",
+    "per-alert latency, a tree-SHAP explanation (top features, signed contributions, "
+    "base value) and the alert's address and typology_type.",
     "alert_rankings": "The day's alerts ordered by the champion ranker (rank 1 = most "
     "suspicious; ties by alert_id), with its ranker_score (a ranking score, not a "
     "probability).",
@@ -62,6 +65,16 @@ def _load_champions(registry: ModelRegistry) -> dict[str, LoadedModel]:
             description=f"{exc}. Train first: aml-pipeline train --network {registry.network} "
             "--start-date D1 --end-date D2"
         ) from exc
+
+
+def with_alert_context(scores: pd.DataFrame, alerts: pd.DataFrame) -> pd.DataFrame:
+    """``scores`` with each alert's ``address`` and ``typology_type`` (row order kept)."""
+    context = alerts.drop_duplicates("alert_id").set_index("alert_id")[list(ALERT_CONTEXT)]
+    joined = context.reindex(scores["alert_id"])
+    if joined.isna().any(axis=None):
+        missing = scores["alert_id"][joined.isna().any(axis=1).to_numpy()].head(3).tolist()
+        raise dg.Failure(description=f"scored alerts missing from raw_alerts: {missing}")
+    return scores.assign(**{c: joined[c].to_numpy() for c in ALERT_CONTEXT})
 
 
 def _stamp(frame: pd.DataFrame, network: str, day: dt.date, window_days: int) -> pd.DataFrame:
@@ -94,6 +107,12 @@ def build_scoring_assets(
         ins={
             "alert_features": dg.AssetIn(key=[network, "alert_features"]),
             "cluster_features": dg.AssetIn(key=[network, "cluster_features"]),
+            # each score carries its alert's address and typology, so questions across
+            # days ("this typology over a month", "this address") read the scores alone
+            "raw_alerts": dg.AssetIn(
+                key=[network, "raw_alerts"],
+                metadata={COLUMNS_KEY: ["alert_id", "processing_date", *ALERT_CONTEXT]},
+            ),
         },
         # the champions score: their assets' data versions are the champions', so a
         # promotion marks every scored day stale in the UI
@@ -107,6 +126,7 @@ def build_scoring_assets(
         pipeline: PipelineConfig,
         alert_features: pd.DataFrame,
         cluster_features: pd.DataFrame,
+        raw_alerts: pd.DataFrame,
     ) -> Iterator[dg.Output]:
         models = _load_champions(ModelRegistry(pipeline.storage(), network))
         coverage = pipeline.explain_coverage
@@ -115,6 +135,7 @@ def build_scoring_assets(
             alerts, clusters = day_rows(alert_features, day), day_rows(cluster_features, day)
             began = time.perf_counter()
             scores = score_frame(models["alert_scorer"], alerts, "alert_id", CATEGORIES, coverage)
+            scores = with_alert_context(scores, day_rows(raw_alerts, day))
             scored = time.perf_counter()
             ranks = rank_frame(models["alert_ranker"], alerts)
             ranked = time.perf_counter()
