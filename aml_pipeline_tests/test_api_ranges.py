@@ -179,8 +179,8 @@ def test_an_address_history_covers_every_published_day_with_known_labels(
     ranged = client.get(f"/addresses/{ADDRESS}/alerts?start_date=2025-01-05&end_date=2025-01-06")
     assert [a["alert_id"] for a in ranged.json()["alerts"]] == ["2025-01-06-0", "2025-01-05-0"]
     assert ranged.json()["alerts"][0]["label_date"] == "2025-01-16"
-    unknown = client.get("/addresses/0xnobody/alerts").json()
-    assert unknown["count"] == 0 and unknown["alerts"] == []
+    unknown = client.get("/addresses/0xnobody/alerts")
+    assert unknown.status_code == 404 and "0xnobody" not in unknown.text
 
 
 def test_cluster_scores_over_a_range(client: TestClient) -> None:

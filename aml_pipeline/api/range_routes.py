@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
-from aml_pipeline.api.database import InvalidParameter
+from aml_pipeline.api.database import InvalidParameter, NotFound
 from aml_pipeline.api.params import NOT_FOUND, PagingDep, RangeDep, invalid
 from aml_pipeline.api.ranges import DayRange, RangePage, RangeQueries
 
@@ -177,9 +177,15 @@ def range_router(ranges: RangeQueries, network_dep: Any) -> APIRouter:
         ],
     ) -> AddressHistory:
         """Every alert on the address over the range (default: every published day), newest
-        first, with score, rank, typology, model version and its label once known."""
+        first, with score, rank, typology, model version and its label once known; 404 if
+        the address has none there."""
         found = span(network, requested, whole_history=True)
         alerts = ranges.address_history(found, address)
+        if not alerts:
+            raise NotFound(
+                f"no alerts on this address for network {network!r} in "
+                f"{found.start}..{found.end}"
+            )
         return AddressHistory(**_info(found), address=address, count=len(alerts), alerts=alerts)
 
     @router.get("/evaluations", summary="Evaluation trend over a date range")
