@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The Dagster instance is the project root's dagster.yaml; its state lives in data/dagster_home.
 export DAGSTER_HOME := $(CURDIR)
 
-.PHONY: install demo test lint ui api bench quality clean-data
+.PHONY: install demo test lint ui api bench quality deploy-check clean-data
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ bench: install
 	$(BIN)/python -m benchmarks.bench_api
 	$(BIN)/python -m benchmarks.bench_history
 	$(BIN)/python -m benchmarks.bench_live_replay
+
+# Postgres + gRPC code server + daemon + webserver on 127.0.0.1; an asset backfill through
+# the GraphQL API (deploy/loopback_check.py says what it checks). Needs Postgres 15.
+deploy-check: install
+	$(BIN)/python deploy/loopback_check.py
 
 quality: install
 	$(BIN)/python -m benchmarks.bench_quality
