@@ -183,8 +183,7 @@ def range_router(ranges: RangeQueries, network_dep: Any) -> APIRouter:
         alerts = ranges.address_history(found, address)
         if not alerts:
             raise NotFound(
-                f"no alerts on this address for network {network!r} in "
-                f"{found.start}..{found.end}"
+                f"no alerts on this address for network {network!r} in {found.start}..{found.end}"
             )
         return AddressHistory(**_info(found), address=address, count=len(alerts), alerts=alerts)
 
