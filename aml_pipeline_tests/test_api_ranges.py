@@ -227,4 +227,16 @@ def test_bad_range_parameters_are_422_before_any_query(
 def test_a_range_without_published_days_is_empty(client: TestClient) -> None:
     body = client.get("/scores/alerts?start_date=2024-06-01&end_date=2024-06-30").json()
     assert (body["days"], body["total"], body["rows"]) == (0, 0, [])
-    assert MAX_RANGE_DAYS == 366
+
+
+def test_an_address_history_longer_than_a_range_shows_its_newest_year(history: Path) -> None:
+    # a day published two years before the others
+    old = FIRST - dt.timedelta(2 * 365)
+    LocalStorage(history).publish_dir(layout.output_day(NETWORK, old), day_files(old))
+    try:
+        with TestClient(create_app(history, NETWORKS, NETWORK)) as client:
+            body = client.get(f"/addresses/{ADDRESS}/alerts").json()
+        assert body["start_date"] == str(LAST - dt.timedelta(MAX_RANGE_DAYS - 1))
+        assert body["count"] == 39
+    finally:
+        LocalStorage(history).delete(layout.output_day(NETWORK, old))

@@ -122,7 +122,7 @@ def bench_day(root: Path) -> dict:
     models = {k: registry.load(k) for k in ("alert_scorer", "alert_ranker", "cluster_scorer")}
 
     began = time.perf_counter()
-    history = build_alert_history(prior, day)
+    history = build_alert_history(tables["alerts"]["address"], prior, day)
     features = build_alert_features(
         tables["alerts"], tables["features"], tables["clusters"], history
     )
@@ -163,11 +163,20 @@ def bench_day(root: Path) -> dict:
     }
 
 
+def _labels_of(day: dt.date, *events: pd.DataFrame) -> pd.DataFrame:
+    """The labels of ``day``'s alerts among the label events known so far."""
+    known = pd.concat(events, ignore_index=True)
+    return known[known["processing_date"] == day]
+
+
 def plain_loop(root: Path, start: dt.date, end: dt.date) -> None:
     """The daily job's work for each day without Dagster: the functions its assets call,
     writing the same warehouse tables (through the IO manager's writer) and outputs."""
+    from aml_pipeline.contract.conform import conform_table
     from aml_pipeline.contract.files import parquet_bytes, sha256_hex
-    from aml_pipeline.contract.schema import BATCH_TABLES
+    from aml_pipeline.contract.schema import BATCH_TABLES, GROUND_TRUTH
+    from aml_pipeline.dates import date_range
+    from aml_pipeline.defs.assets.scoring import with_alert_context
     from aml_pipeline.defs.resources import PipelineConfig
     from aml_pipeline.evaluation import (
         Tier1Validator,
@@ -177,6 +186,7 @@ def plain_loop(root: Path, start: dt.date, end: dt.date) -> None:
     )
     from aml_pipeline.features.alert_features import (
         CATEGORIES,
+        HISTORY_ALERT_COLUMNS,
         LABEL_HISTORY_DAYS,
         build_alert_features,
         build_alert_history,
@@ -193,15 +203,14 @@ def plain_loop(root: Path, start: dt.date, end: dt.date) -> None:
         read_landed_traps,
         verify_landed,
     )
-    from aml_pipeline.storage.tables import write_parquet
+    from aml_pipeline.storage.tables import TableStore, write_parquet
 
     os.environ.update(_env(root))
     pipeline = PipelineConfig.from_settings(Settings.from_env())
-    source, storage, landed = pipeline.source(), pipeline.storage(), pipeline.input_storage()
+    source, storage, landed = pipeline.source(NETWORK), pipeline.storage(), pipeline.input_storage()
+    window, store = pipeline.window_days(NETWORK), TableStore(pipeline.data_root)
     registry = ModelRegistry(storage, NETWORK)
     models = {k: registry.load(k) for k in ("alert_scorer", "alert_ranker", "cluster_scorer")}
-    prior: list[pd.DataFrame] = []
-    prior_labels: list[pd.DataFrame] = []
     day = start
     while day <= end:
 
@@ -209,34 +218,30 @@ def plain_loop(root: Path, start: dt.date, end: dt.date) -> None:
             write_parquet(storage, layout.table_partition((NETWORK, name), day), frame)
             return frame
 
-        checked = fetch_and_validate(source, NETWORK, [day], pipeline.window_days)[0]
+        checked = fetch_and_validate(source, NETWORK, [day], window)[0]
         land(landed, checked)
         assert not verify_landed(landed, NETWORK, day)
         tables = {
             t.name: keep(f"raw_{t.name}", read_landed_table(landed, NETWORK, day, t))
             for t in BATCH_TABLES
         }
-        labels = keep(
-            "ground_truth",
-            source.fetch_labels(NETWORK, day, pipeline.window_days, pipeline.as_of()),
-        )
+        arrived = conform_table(source.fetch_label_events(NETWORK, day, window), GROUND_TRUTH)
+        keep("label_events", arrived)
+        # the look-back as alert_history reads it: the 180 stored days before, from `start`
+        look_back = date_range(day - dt.timedelta(LABEL_HISTORY_DAYS), day)[:-1]
+        prior = store.read_days((NETWORK, "raw_alerts"), look_back, HISTORY_ALERT_COLUMNS, start)
+        events = store.read_days((NETWORK, "label_events"), look_back, None, start)
         history = keep(
             "alert_history",
-            build_alert_history(
-                pd.concat(prior) if prior else tables["alerts"].iloc[:0],
-                day,
-                pd.concat(prior_labels) if prior_labels else None,
-            ),
+            build_alert_history(tables["alerts"]["address"], prior, day, events, start),
         )
         features = keep(
             "alert_features",
             build_alert_features(tables["alerts"], tables["features"], tables["clusters"], history),
         )
         clusters = keep("cluster_features", build_cluster_features(tables["clusters"], features))
-        scores = keep(
-            "alert_scores",
-            score_frame(models["alert_scorer"], features, "alert_id", CATEGORIES, -1),
-        )
+        scored = score_frame(models["alert_scorer"], features, "alert_id", CATEGORIES, -1)
+        scores = keep("alert_scores", with_alert_context(scored, tables["alerts"]))
         ranks = keep("alert_rankings", rank_frame(models["alert_ranker"], features))
         cluster_scores = keep(
             "cluster_scores",
@@ -252,7 +257,7 @@ def plain_loop(root: Path, start: dt.date, end: dt.date) -> None:
         results = {
             "tier1": Tier1Validator().validate(scores, tables["alerts"], rescored),
             "tier2": Tier2Validator().validate(scores, read_landed_traps(landed, NETWORK, day)),
-            "tier3": Tier3Validator().validate(scores, labels),
+            "tier3": Tier3Validator().validate(scores, _labels_of(day, events, arrived)),
         }
         for tier, result in results.items():
             keep(f"{tier}_evaluation", pd.DataFrame([{"details": json.dumps(to_jsonable(result))}]))
@@ -268,8 +273,6 @@ def plain_loop(root: Path, start: dt.date, end: dt.date) -> None:
         }
         files["processing_metadata.json"] = json.dumps(meta).encode()
         storage.publish_dir(layout.output_day(NETWORK, day), files)
-        prior = [*prior[-(LABEL_HISTORY_DAYS - 1) :], tables["alerts"]]
-        prior_labels = [*prior_labels[-(LABEL_HISTORY_DAYS - 1) :], labels]
         day += dt.timedelta(1)
 
 

@@ -112,7 +112,7 @@ def _day_query(which: str, default: str) -> Any:
 
 def range_params(
     start_date: Annotated[
-        str | None, _day_query("First", "30 days up to end_date (address: all history)")
+        str | None, _day_query("First", "30 days up to end_date (an address: its last 366 days)")
     ] = None,
     end_date: Annotated[str | None, _day_query("Last", "the newest published day")] = None,
 ) -> DayRangeParams:

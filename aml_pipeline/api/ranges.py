@@ -119,15 +119,18 @@ class RangeQueries:
         self, network: str, start: dt.date | None, end: dt.date | None, whole_history: bool = False
     ) -> DayRange:
         """The published days of ``start``..``end``. Without ``end``: up to the newest
-        published day; without ``start``: DEFAULT_RANGE_DAYS days up to ``end``, or every
-        published day with ``whole_history``. At most MAX_RANGE_DAYS days."""
+        published day; without ``start``: DEFAULT_RANGE_DAYS days up to ``end``, or with
+        ``whole_history`` every published day of the MAX_RANGE_DAYS up to it. At most
+        MAX_RANGE_DAYS days."""
         network = self.db.check_network(network)
         listed = self.db.listed_days(network)  # newest first, not yet checked
         if end is None:
             end = self.db.latest_date(network) or dt.date.today()
         if start is None:
-            first = listed[-1] if listed and whole_history else None
-            start = first or end - dt.timedelta(DEFAULT_RANGE_DAYS - 1)
+            span = MAX_RANGE_DAYS if whole_history else DEFAULT_RANGE_DAYS
+            start = end - dt.timedelta(span - 1)
+            if whole_history and listed:
+                start = max(start, listed[-1])
         if start > end:
             raise InvalidParameter("start_date", "start_date must not be after end_date")
         if (end - start).days >= MAX_RANGE_DAYS:
