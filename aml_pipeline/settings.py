@@ -29,57 +29,47 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 NETWORK_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
 DEFAULT_NETWORK = "ethereum"
-Source = Literal["simulated", "local"]
 
 
-# The settings a network file may set; the environment's values are their defaults.
-def _window_field() -> Any:
-    return Field(default=7, ge=1, le=366, description="trailing window of the batches, days")
-
-
-def _source_field() -> Any:
-    return Field(default="simulated", description="`simulated` (no SOT access needed) or `local`")
-
-
-def _source_dir_field() -> Any:
-    return Field(default="", description="directory of the `local` source")
-
-
-def _profile_field() -> Any:
-    return Field(
-        default="demo",
+# The settings a network file may set (the environment's values are their defaults).
+WindowDays = Annotated[int, Field(ge=1, le=366, description="trailing window of the batches, days")]
+BatchSource = Annotated[
+    Literal["simulated", "local"],
+    Field(description="`simulated` (no SOT access needed) or `local`"),
+]
+SourceDir = Annotated[str, Field(description="directory of the `local` source")]
+SimProfile = Annotated[
+    str,
+    Field(
         description="simulator scale: `small`, `demo` or `large`, optionally with knobs: "
-        "`demo,addresses=80000,transfers_per_day=50000`",
-    )
-
-
-def _seed_field() -> Any:
-    return Field(default=0, ge=0, description="simulator seed (same seed, byte-identical batches)")
-
-
-def _hour_field() -> Any:
-    return Field(default=2, ge=0, le=23, description="UTC hour of the network's daily schedule")
-
-
-def _lookback_field() -> Any:
-    return Field(
-        default=7, ge=1, le=366, description="days the new-batch sensor looks back for gaps"
-    )
+        "`demo,addresses=80000,transfers_per_day=50000`"
+    ),
+]
+SimSeed = Annotated[
+    int, Field(ge=0, description="simulator seed (same seed, byte-identical batches)")
+]
+ScheduleHour = Annotated[
+    int, Field(ge=0, le=23, description="UTC hour of the network's daily schedule")
+]
+LookbackDays = Annotated[
+    int, Field(ge=1, le=366, description="days the new-batch sensor looks back for gaps")
+]
 
 
 class NetworkSettings(BaseModel):
-    """One network's settings, from its file over the environment's values."""
+    """One network's settings: its file's values over the environment's (no defaults of
+    its own: those are ``Settings``'s)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(pattern=NETWORK_PATTERN)
-    window_days: int = _window_field()
-    batch_source: Source = _source_field()
-    source_dir: str = _source_dir_field()
-    sim_profile: str = _profile_field()
-    sim_seed: int = _seed_field()
-    schedule_hour: int = _hour_field()
-    sensor_lookback_days: int = _lookback_field()
+    window_days: WindowDays
+    batch_source: BatchSource
+    source_dir: SourceDir
+    sim_profile: SimProfile
+    sim_seed: SimSeed
+    schedule_hour: ScheduleHour
+    sensor_lookback_days: LookbackDays
 
 
 #: What a network file may set (everything of ``NetworkSettings`` but its name).
@@ -108,11 +98,11 @@ class Settings(BaseSettings):
         description="root of `input/`, `warehouse/`, `output/`, `trained_models/`, "
         "`validation_results/`",
     )
-    window_days: int = _window_field()
-    batch_source: Source = _source_field()
-    source_dir: str = _source_dir_field()
-    sim_profile: str = _profile_field()
-    sim_seed: int = _seed_field()
+    window_days: WindowDays = 7
+    batch_source: BatchSource = "simulated"
+    source_dir: SourceDir = ""
+    sim_profile: SimProfile = "demo"
+    sim_seed: SimSeed = 0
     partitions_start: dt.date = Field(
         default=dt.date(2025, 1, 1), description="first daily partition"
     )
@@ -123,8 +113,8 @@ class Settings(BaseSettings):
     explain_coverage: int = Field(
         default=-1, ge=-1, description="alerts explained per day: `-1` all, `0` none, `N` top N"
     )
-    schedule_hour: int = _hour_field()
-    sensor_lookback_days: int = _lookback_field()
+    schedule_hour: ScheduleHour = 2
+    sensor_lookback_days: LookbackDays = 7
 
     @field_validator("networks", mode="before")
     @classmethod
@@ -154,12 +144,18 @@ class Settings(BaseSettings):
             raise ValueError(f"{name}: {error['msg']}") from None
 
     def network(self, name: str) -> NetworkSettings:
-        """``name``'s settings: its file's values over this environment's."""
+        """``name``'s settings: its file's values over this environment's; a bad value is
+        one line naming the file and the setting."""
         values = {field: getattr(self, field) for field in NETWORK_FIELDS}
         path = network_files(self.networks_dir).get(name)
-        if path is not None:
-            values.update(read_network_file(path))
-        return NetworkSettings(name=name, **values)
+        if path is None:
+            return NetworkSettings(name=name, **values)
+        try:
+            return NetworkSettings(name=name, **{**values, **read_network_file(path)})
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(map(str, error["loc"]))
+            raise ValueError(f"{path}: {where}: {error['msg']}") from None
 
     def network_settings(self) -> list[NetworkSettings]:
         """Every configured network's settings, in order."""
@@ -190,7 +186,8 @@ def network_files(folder: str) -> dict[str, Path]:
 
 
 def read_network_file(path: Path) -> dict[str, Any]:
-    """A network file's settings; a bad file is one line naming it and the problem."""
+    """A network file's settings (checked by ``Settings.network``); a file that is not a
+    mapping of known settings is one line naming it and the problem."""
     try:
         values = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
@@ -200,11 +197,6 @@ def read_network_file(path: Path) -> dict[str, Any]:
     unknown = sorted(set(values) - set(NETWORK_FIELDS))
     if unknown:
         raise ValueError(f"{path}: unknown setting(s) {unknown}; allowed: {list(NETWORK_FIELDS)}")
-    try:
-        NetworkSettings(name=path.stem, **values)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        raise ValueError(f"{path}: {'.'.join(map(str, error['loc']))}: {error['msg']}") from None
     return values
 
 
