@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -172,3 +173,19 @@ def test_a_source_without_its_labels_file_says_where_it_looked(cli_home, capsys)
         cli.main(["train", "--network", NETWORK, *span])
     assert "labelled rows" in str(failed.value)
     assert "looked for" in str(failed.value) and "ground-truth/ethereum" in str(failed.value)
+
+
+def test_an_unreachable_postgres_instance_is_one_line_naming_its_settings(cli_home, monkeypatch):
+    """deploy/dagster.yaml with nothing listening on its port: the command stops before any
+    run with the cause and the variables to check, not a traceback."""
+    deploy = Path(__file__).resolve().parents[1] / "deploy" / "dagster.yaml"
+    (cli_home / "dagster.yaml").write_text(deploy.read_text())
+    for name, value in {"HOST": "127.0.0.1", "PORT": "1", "USER": "aml", "PASSWORD": "",
+                        "DB": "dagster"}.items():  # fmt: skip
+        monkeypatch.setenv(f"DAGSTER_PG_{name}", value)
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["pools"])
+    message = str(stopped.value)
+    assert "\n" not in message and "Connection refused" in message
+    assert message.startswith(f"cannot open the Dagster instance of {cli_home / 'dagster.yaml'}")
+    assert "check DAGSTER_PG_DB, DAGSTER_PG_HOST, DAGSTER_PG_PASSWORD, DAGSTER_PG_PORT" in message

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -44,12 +45,40 @@ def project_instance() -> Iterator[dg.DagsterInstance]:
                 "the working directory; run from the project root"
             )
         os.environ["DAGSTER_HOME"] = str(home)
-    current = dg.DagsterInstance.get()
+    current = _open_instance(Path(os.environ["DAGSTER_HOME"]))
     try:
-        ensure_pools(current, Settings.from_env().networks)
         yield current
     finally:
         current.dispose()
+
+
+def _open_instance(home: Path) -> dg.DagsterInstance:
+    """The instance of ``home``, its pools set up; a storage it cannot reach (Postgres down,
+    wrong credentials) is one line naming the cause and the settings to check, before any
+    run starts."""
+    current = None
+    try:
+        current = dg.DagsterInstance.get()
+        ensure_pools(current, Settings.from_env().networks)
+        return current
+    except Exception as exc:  # any storage failure: the user needs the cause, not a trace
+        if current is not None:
+            current.dispose()
+        raise SystemExit(instance_problem(home, exc)) from None
+
+
+def instance_problem(home: Path, exc: BaseException) -> str:
+    """One line: why the instance under ``home`` could not be opened, and which of its
+    settings (the environment variables its dagster.yaml reads) to check."""
+    root: BaseException = exc
+    while root.__cause__ is not None or root.__context__ is not None:
+        root = root.__cause__ or root.__context__  # type: ignore[assignment]
+    cause = " ".join(str(root).split()) or type(root).__name__
+    config = home / "dagster.yaml"
+    text = config.read_text() if config.is_file() else ""
+    names = sorted(set(re.findall(r"env:\s*([A-Za-z_][A-Za-z0-9_]*)", text)))
+    check = f"; check {', '.join(names)}" if names else ""
+    return f"cannot open the Dagster instance of {config}: {cause}{check}"
 
 
 def ensure_pools(instance: dg.DagsterInstance, networks: list[str]) -> dict[str, int | None]:
