@@ -119,7 +119,12 @@ class Settings(BaseSettings):
     @field_validator("networks", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
-        return parse_networks(value) if isinstance(value, str) else value
+        return value.split(",") if isinstance(value, str) else value
+
+    @field_validator("networks")
+    @classmethod
+    def _check(cls, value: list[str]) -> list[str]:
+        return parse_networks(",".join(value))
 
     @field_validator("labels_as_of", mode="before")
     @classmethod
@@ -128,8 +133,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _default_networks(self) -> Settings:
-        named = parse_networks(",".join(self.networks))
-        self.networks = named or sorted(network_files(self.networks_dir)) or [DEFAULT_NETWORK]
+        if not self.networks:
+            self.networks = sorted(network_files(self.networks_dir)) or [DEFAULT_NETWORK]
         return self
 
     @classmethod

@@ -441,8 +441,8 @@ def test_demo_ingests_trains_on_the_oldest_days_scores_and_summarizes(cli_home, 
     assert "top alerts of 2025-03-10 (ethereum):" in out and "score 0." in out
     assert "held-out days, tier 3" in out
     assert "over 2 days" in out  # the two held-out days have ground-truth metrics
-    days = [p for p in (cli_home / "data" / "output" / "ethereum").iterdir()]
-    assert len([p for p in days if not p.name.startswith(".")]) == 8
+    entries = (cli_home / "data" / "output" / "ethereum").iterdir()
+    assert len([p for p in entries if not p.name.startswith(".")]) == 8
 
 
 CHEAP = {"explain_coverage": 20}  # explanations of the top 20 alerts are compared too

@@ -132,10 +132,13 @@ def option_a_app(root: Path):
 
     app = FastAPI()
 
+    def every_day() -> pd.DataFrame:
+        files = sorted((root / layout.output_network(NETWORK)).glob("*/alert_scores.parquet"))
+        return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+
     @app.get("/scores/alerts/{date}")
     def alert_scores(date: str, limit: int = 100) -> dict:
-        files = sorted((root / layout.output_network(NETWORK)).glob("*/alert_scores.parquet"))
-        scores = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+        scores = every_day()
         day = scores["processing_date"].max() if date == "latest" else dt.date.fromisoformat(date)
         rows = scores[scores["processing_date"] == day]
         if rows.empty:
@@ -146,8 +149,7 @@ def option_a_app(root: Path):
 
     @app.get("/scores/alerts")
     def alert_scores_range(start_date: str, end_date: str, limit: int = 100) -> dict:
-        files = sorted((root / layout.output_network(NETWORK)).glob("*/alert_scores.parquet"))
-        scores = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+        scores = every_day()
         first, last = dt.date.fromisoformat(start_date), dt.date.fromisoformat(end_date)
         rows = scores[scores["processing_date"].between(first, last)]
         top = rows.sort_values(["score", "alert_id"], ascending=[False, True]).head(limit)

@@ -76,12 +76,11 @@ def generate_labels(root: Path, days: int, alerts: int, seed: int = 1) -> None:
 
 def link_labels(source: Path, target: Path, days: int) -> None:
     """Give ``target`` the newest ``days`` label partitions of ``source`` (hard links)."""
-    for table in ("label_events",):
-        folder = source / layout.table_folder((NETWORK, table))
-        into = target / layout.table_folder((NETWORK, table))
-        into.mkdir(parents=True)
-        for file in sorted(folder.iterdir())[-days:]:
-            os.link(file, into / file.name)
+    folder = source / layout.table_folder((NETWORK, "label_events"))
+    into = target / layout.table_folder((NETWORK, "label_events"))
+    into.mkdir(parents=True)
+    for file in sorted(folder.iterdir())[-days:]:
+        os.link(file, into / file.name)
 
 
 def frequent_addresses(root: Path, n: int) -> list[str]:

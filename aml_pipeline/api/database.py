@@ -27,6 +27,7 @@ from typing import Any
 import duckdb
 
 from aml_pipeline.storage import layout
+from aml_pipeline.storage.objects import LocalStorage
 
 NETWORK_RE = re.compile(r"[a-z0-9_]+")
 DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -122,6 +123,7 @@ class ResultsDatabase:
 
     def __init__(self, data_root: str | os.PathLike[str], networks: Sequence[str]) -> None:
         self.data_root = Path(data_root).resolve()
+        self.storage = LocalStorage(self.data_root)
         for network in networks:
             if not NETWORK_RE.fullmatch(network):
                 raise ValueError(f"invalid network name {network!r}")
@@ -165,8 +167,7 @@ class ResultsDatabase:
         """The day's published version now: a re-publication swaps a link to a new version
         (``LocalStorage.publish_dir``), so a request resolves it once and reads all its
         files from that one version."""
-        path = self.data_root / layout.output_day(self.check_network(network), day)
-        return Path(os.path.realpath(path))
+        return self.storage.resolve_dir(layout.output_day(self.check_network(network), day))
 
     def has_day(self, network: str, day: dt.date) -> bool:
         """Whether the day is published (its directory holds ``alert_scores.parquet``)."""
