@@ -100,6 +100,24 @@ def test_runs_that_write_or_read_the_look_back_start_one_at_a_time(make_defs):
     assert pools == {"granularity": "run", "default_limit": 1}
 
 
+def test_the_instance_is_the_same_from_any_working_directory(tmp_path, monkeypatch):
+    """dagster.yaml names no relative path: the UI or the daemon started from another
+    folder opens the instance under DAGSTER_HOME, not an empty one under the folder."""
+    home, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    home.mkdir(), elsewhere.mkdir()
+    (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.chdir(elsewhere)
+    instance = dg.DagsterInstance.get()
+    try:
+        instance.add_run(dg.DagsterRun(job_name="probe", run_id="probe-run"))
+        assert instance.get_run_by_id("probe-run") is not None
+    finally:
+        instance.dispose()
+    assert not list(elsewhere.iterdir())
+    assert (home / "history" / "runs.db").is_file()
+
+
 def test_the_pools_get_their_limit_before_the_first_queued_run():
     """The run queue sets a new pool's default limit only after choosing that iteration's
     runs: unless the limit exists first, a fresh instance's first backfill starts its
