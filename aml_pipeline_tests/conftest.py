@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pandas as pd
 import pytest
 from dagster._core.storage.defs_state.base import _current_storage
 
+from aml_pipeline import cli
 from aml_pipeline.contract.conform import read_parquet_bytes
 from aml_pipeline.contract.files import build_meta, parquet_bytes
 from aml_pipeline.contract.schema import BATCH_TABLES, META_FILE
@@ -118,3 +120,33 @@ def cli_home(tmp_path, monkeypatch):
     monkeypatch.setenv("AML_LABELS_AS_OF", "2025-05-01")
     (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     return tmp_path
+
+
+HOME_TRAIN = ["--start-date", "2025-03-01", "--end-date", "2025-03-08"]
+
+
+@pytest.fixture(scope="session")
+def home(tmp_path_factory):
+    """A project with 2025-03-01..08 landed, champions trained on them and 2025-03-01..10
+    published (the daily job's and the daemon's tests share it; change a ``scratch`` copy)."""
+    root = tmp_path_factory.mktemp("daily")
+    (root / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DAGSTER_HOME", str(root))
+        mp.setenv("AML_DATA_ROOT", str(root / "data"))
+        mp.setenv("AML_SIM_PROFILE", "small")
+        mp.setenv("AML_LABELS_AS_OF", "2025-05-01")
+        assert cli.main(["download", "--network", "ethereum", *HOME_TRAIN]) == 0
+        assert cli.main(["train", "--network", "ethereum", *HOME_TRAIN]) == 0
+        assert cli.main(["score", "--network", "ethereum", "--start-date", "2025-03-01",
+                         "--end-date", "2025-03-10"]) == 0  # fmt: skip
+        yield root
+
+
+@pytest.fixture
+def scratch(home: Path, tmp_path: Path) -> Path:
+    """A copy of ``home`` (data and Dagster instance) for a test that changes it, so that
+    no test depends on which ran before it."""
+    copy = tmp_path / "home"
+    shutil.copytree(home, copy)
+    return copy

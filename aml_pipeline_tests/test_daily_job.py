@@ -19,41 +19,16 @@ import pytest
 from aml_pipeline import cli
 from aml_pipeline.dates import date_range
 from aml_pipeline.defs import automation
+from aml_pipeline.defs.assets.scoring import SCORED_BY, version_mismatch
 from aml_pipeline.defs.definitions import build_definitions
+from aml_pipeline.defs.network import SCORE_OUTPUTS
 from aml_pipeline.defs.resources import PipelineConfig
 from aml_pipeline.defs.runs import RANGE_END, RANGE_START, run_range
 from aml_pipeline.evaluation.ab_test import build_test_features, read_test_days
 from aml_pipeline.settings import Settings
 from aml_pipeline_tests.conftest import settings_for
 
-TRAIN = ["--start-date", "2025-03-01", "--end-date", "2025-03-08"]
 FILES = ("alert_scores.parquet", "alert_rankings.parquet", "cluster_scores.parquet")
-
-
-@pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    """A project with 8 landed days, trained champions, and 2025-03-01..10 published."""
-    root = tmp_path_factory.mktemp("daily")
-    (root / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DAGSTER_HOME", str(root))
-        mp.setenv("AML_DATA_ROOT", str(root / "data"))
-        mp.setenv("AML_SIM_PROFILE", "small")
-        mp.setenv("AML_LABELS_AS_OF", "2025-05-01")
-        assert cli.main(["download", "--network", "ethereum", *TRAIN]) == 0
-        assert cli.main(["train", "--network", "ethereum", *TRAIN]) == 0
-        assert cli.main(["score", "--network", "ethereum", "--start-date", "2025-03-01",
-                         "--end-date", "2025-03-10"]) == 0  # fmt: skip
-        yield root
-
-
-@pytest.fixture
-def scratch(home: Path, tmp_path: Path) -> Path:
-    """A copy of ``home`` (data and Dagster instance) for a test that changes it, so that
-    no test depends on which ran before it."""
-    copy = tmp_path / "home"
-    shutil.copytree(home, copy)
-    return copy
 
 
 def _named(definitions, name: str):
@@ -518,3 +493,30 @@ def test_the_daily_schedule_computes_exactly_what_a_backfill_computes(home, tmp_
         for t in _tables(live, "tier3_evaluation").values()
     ]
     assert arrived[0] > 0 and arrived[-1] == 0  # the sensor re-evaluated as labels arrived
+
+
+def test_a_subset_of_the_score_step_stores_only_what_was_selected(scratch):
+    """Re-running one output of the score step (a UI re-run of a failed asset) is allowed:
+    it stores that output and leaves the others as they were."""
+    folder = scratch / "data" / "warehouse" / "ethereum"
+    before = {n: (folder / n / "2025-03-08.parquet").stat().st_mtime_ns for n in SCORE_OUTPUTS}
+    job = build_definitions(_settings(scratch)).resolve_job_def("ethereum_daily_job")
+    with dg.instance_for_test() as instance:
+        result = job.execute_in_process(
+            instance=instance,
+            partition_key="2025-03-08",
+            asset_selection=[dg.AssetKey(["ethereum", "alert_scores"])],
+        )
+    assert result.success
+    after = {n: (folder / n / "2025-03-08.parquet").stat().st_mtime_ns for n in SCORE_OUTPUTS}
+    assert [n for n in SCORE_OUTPUTS if after[n] != before[n]] == ["alert_scores"]
+
+
+def test_publication_refuses_outputs_scored_by_other_models_than_the_manifest_records():
+    frames = {name: pd.DataFrame({"model_version": ["2.0.0", "2.0.0"]}) for name in SCORED_BY}
+    manifest = {f"{kind}_version": "2.0.0" for kind in SCORED_BY.values()}
+    assert version_mismatch(frames, manifest) is None
+    frames["alert_scores"]["model_version"] = "2.1.0"
+    assert version_mismatch(frames, manifest) == (
+        "alert_scores were scored by alert_scorer v2.1.0, the scoring manifest records v2.0.0"
+    )
