@@ -3,10 +3,10 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# The Dagster instance is the project root's dagster.yaml; its state lives in data/dagster_home.
+# The Dagster instance is the project root's dagster.yaml; its state lives under it (history/, schedules/, storage/).
 export DAGSTER_HOME := $(CURDIR)
 
-.PHONY: install demo test lint ui api bench quality deploy-check clean-data
+.PHONY: install demo test readme-check lint ui ui-check api bench quality deploy-check clean-data
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# Every command block of README.md, run as written on small data (about two minutes).
+readme-check: install
+	$(BIN)/python -m pytest -m readme aml_pipeline_tests/test_readme.py
 
 lint: install
 	$(BIN)/ruff check .
@@ -48,8 +52,13 @@ ui: install
 	$(BIN)/aml-pipeline pools
 	$(BIN)/dg dev
 
+# The webserver on 127.0.0.1 and three pages in headless Chromium, screenshots in
+# data/ui-check/ (deploy/ui_check.py says what it checks). Not part of `make test`.
+ui-check: install
+	$(BIN)/python deploy/ui_check.py
+
 api: install
 	$(BIN)/aml-pipeline serve
 
 clean-data:
-	rm -rf data/input data/warehouse data/output data/trained_models data/validation_results data/dagster_home
+	rm -rf data/input data/warehouse data/output data/trained_models data/validation_results history schedules storage logs
