@@ -248,18 +248,23 @@ def build_scoring_assets(
             "alert_rankings": alert_rankings,
             "cluster_scores": cluster_scores,
         }
+        days = {
+            day: (
+                {name: day_rows(f, day) for name, f in frames.items()},
+                day_rows(scoring_manifest, day).iloc[0].to_dict(),
+            )
+            for day in partition_days(context)
+        }
+        mixed = [f"{d}: {p}" for d, inputs in days.items() if (p := version_mismatch(*inputs))]
+        if mixed:
+            raise dg.Failure(
+                description="; ".join(mixed) + ": nothing of this run is published; "
+                f"materialize the four outputs of {network}__score together"
+            )
         counts = {}
-        for day in partition_days(context):
+        for day, (today, manifest) in days.items():
             began = time.perf_counter()
-            today = {name: day_rows(f, day) for name, f in frames.items()}
             files = {OUTPUT_FILES[name]: parquet_bytes(f) for name, f in today.items()}
-            manifest = day_rows(scoring_manifest, day).iloc[0].to_dict()
-            problem = version_mismatch(today, manifest)
-            if problem:
-                raise dg.Failure(
-                    description=f"{network} {day}: {problem}; nothing of this run is "
-                    f"published: materialize the four outputs of {network}__score together"
-                )
             meta = processing_metadata(
                 network,
                 day,
