@@ -1,8 +1,10 @@
 """The daemon's own loops against a test instance made from the project's dagster.yaml:
 an asset backfill launched through the GraphQL API exactly as the UI's dialog sends it,
 the daily schedule's tick and the new-batch sensor. Each iteration is the daemon's code
-(backfill, scheduler, sensor and run-queue loops); each run is its own process, started by
-Dagster's default run launcher, as under ``dagster-daemon run``."""
+(backfill, run-queue, scheduler and sensor loops). Backfill runs are processes of their own,
+started by Dagster's default run launcher from a gRPC code server, as under
+``dagster-daemon run``; the schedule and sensor test freezes the clock in this process, so
+its code location and runs are in memory here."""
 
 from __future__ import annotations
 
@@ -119,9 +121,17 @@ def daemon_context(home: Path, code_server: bool = True) -> Iterator[WorkspacePr
         instance.dispose()
 
 
+ACTIVE = {
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+}
+
+
 def drain(context: WorkspaceProcessContext, done: Callable[[], bool], seconds: float = 240) -> None:
-    """Run the daemon's backfill and run-queue iterations until ``done``; every launched
-    run is a process of its own, so this waits for them too."""
+    """Run the daemon's backfill and run-queue iterations until ``done`` (which waits for
+    the launched runs too), then check that no run is left unfinished."""
     instance = context.instance
     deadline = time.monotonic() + seconds
     with QueuedRunCoordinatorDaemon(interval_seconds=1) as queue:
@@ -132,14 +142,6 @@ def drain(context: WorkspaceProcessContext, done: Callable[[], bool], seconds: f
             time.sleep(0.5)
     unfinished = instance.get_runs(filters=dg.RunsFilter(statuses=list(ACTIVE)))
     assert not unfinished, [r.run_id for r in unfinished]
-
-
-ACTIVE = {
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-}
 
 
 def runs_settled(instance: dg.DagsterInstance) -> Callable[[], bool]:
