@@ -1,5 +1,5 @@
 """The README's command blocks, run as written (``make readme-check``; CI runs it, ``make
-test`` leaves it out: it takes about two minutes).
+test`` leaves it out: it takes about two minutes; that every block is named runs in both).
 
 Every fenced ``bash`` block of the README carries a ``<!-- readme-check: NAME -->`` line
 (``skip (why)`` for the few that cannot run here, such as the quick start itself); the named
@@ -36,8 +36,6 @@ README = ROOT / "README.md"
 ORDER = ("walkthrough", "import", "ab", "sql", "api", "api-ranges")
 MARKER = re.compile(r"<!-- readme-check: (\S+)(?: \(.*\))? -->")
 AMLSIM_FIRST, AMLSIM_LAST = dt.date(2017, 1, 1), dt.date(2017, 1, 14)
-
-pytestmark = pytest.mark.readme
 
 
 def readme_blocks(text: str) -> dict[str, str]:
@@ -121,6 +119,7 @@ def serving(project: Path, env: dict[str, str], port: int) -> Iterator[None]:
         server.wait(20)
 
 
+@pytest.mark.readme
 def test_the_readme_examples_run_as_written(tmp_path):
     blocks = readme_blocks(README.read_text())
     project = tmp_path / "work" / "project"
