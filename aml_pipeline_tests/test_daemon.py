@@ -132,7 +132,6 @@ ACTIVE = {
 def drain(context: WorkspaceProcessContext, done: Callable[[], bool], seconds: float = 240) -> None:
     """Run the daemon's backfill and run-queue iterations until ``done`` (which waits for
     the launched runs too), then check that no run is left unfinished."""
-    instance = context.instance
     deadline = time.monotonic() + seconds
     with QueuedRunCoordinatorDaemon(interval_seconds=1) as queue:
         while not done():
@@ -140,8 +139,7 @@ def drain(context: WorkspaceProcessContext, done: Callable[[], bool], seconds: f
             list(execute_backfill_iteration(context, LOG))
             list(queue.run_iteration(context))
             time.sleep(0.5)
-    unfinished = instance.get_runs(filters=dg.RunsFilter(statuses=list(ACTIVE)))
-    assert not unfinished, [r.run_id for r in unfinished]
+    assert runs_settled(context.instance)(), "a run is left unfinished"
 
 
 def runs_settled(instance: dg.DagsterInstance) -> Callable[[], bool]:

@@ -18,7 +18,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -80,12 +79,6 @@ def write_amlsim_files(folder: Path) -> None:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _run(block: str, name: str, project: Path, env: dict[str, str]) -> None:
     result = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=project, env=env,
                             capture_output=True, text=True, timeout=600)  # fmt: skip
@@ -120,7 +113,7 @@ def serving(project: Path, env: dict[str, str], port: int) -> Iterator[None]:
 
 
 @pytest.mark.readme
-def test_the_readme_examples_run_as_written(tmp_path):
+def test_the_readme_examples_run_as_written(tmp_path, free_tcp_port):
     blocks = readme_blocks(README.read_text())
     project = tmp_path / "work" / "project"
     project.mkdir(parents=True)
@@ -129,7 +122,7 @@ def test_the_readme_examples_run_as_written(tmp_path):
     write_amlsim_files(tmp_path / "work" / "shared" / "extdata" / "amlsim_10k")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AML_", "DAGSTER_"))}
     env |= {"DAGSTER_HOME": str(project), "AML_SIM_PROFILE": "small"}
-    port = _free_port()
+    port = free_tcp_port
     for name in ORDER:
         block = blocks[name].replace("/tmp/", f"{tmp_path}/")
         if not name.startswith("api"):
