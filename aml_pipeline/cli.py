@@ -78,9 +78,11 @@ def _partition_days(settings: Settings, start: dt.date, end: dt.date) -> list[dt
 
 
 def _ingest(network: str, days: list[dt.date], overrides: dict[str, str]) -> int:
-    """Land the network's batches and label arrivals of ``days`` (ingestion only), in runs
-    of at most MAX_DAYS_PER_RUN days, printing a line per landed day."""
-    from aml_pipeline.defs.network import INGESTION_ASSETS
+    """Land the network's batches of ``days`` (in runs of at most MAX_DAYS_PER_RUN days,
+    ``AML_PARALLEL_RUNS`` at once), printing a line per landed day, then their label
+    arrivals (once every batch is landed: a day's labels are of earlier days' alerts, and a
+    network's first landed day is where its labels begin)."""
+    from aml_pipeline.defs.network import LANDING_ASSETS
 
     done = 0
 
@@ -96,11 +98,19 @@ def _ingest(network: str, days: list[dt.date], overrides: dict[str, str]) -> int
             )
 
     settings = _settings_for(network)
-    failed = operations.materialize(settings, network, days, INGESTION_ASSETS, overrides, progress)
+    failed = operations.materialize(settings, network, days, LANDING_ASSETS, overrides, progress)
     if failed is not None:
         print(
             f"[{done + 1}/{len(days)}] {network} {operations.run_span(failed)}: FAILED (run "
             f"{failed.run_id})\n{failure_text(failed)}",
+            file=sys.stderr,
+        )
+        return 1
+    failed = operations.materialize(settings, network, days, ("label_events",), overrides)
+    if failed is not None:
+        print(
+            f"label events of {operations.run_span(failed)} FAILED (run {failed.run_id})\n"
+            f"{failure_text(failed)}",
             file=sys.stderr,
         )
         return 1

@@ -113,6 +113,21 @@ class Settings(BaseSettings):
     explain_coverage: int = Field(
         default=-1, ge=-1, description="alerts explained per day: `-1` all, `0` none, `N` top N"
     )
+    fetch_workers: int = Field(
+        default=2,
+        ge=1,
+        le=32,
+        description="processes that fetch and validate the days of a ranged landing run at "
+        "once (`1`: in the run's own process)",
+    )
+    parallel_runs: int = Field(
+        default=2,
+        ge=1,
+        le=32,
+        description="runs a ranged command (`download`, `train`, `score --no-ingest`, `demo`) "
+        "executes at once, each in its own process, where its runs are independent: landing "
+        "batches, and features or scoring over stored batches (`1`: one after the other)",
+    )
     schedule_hour: ScheduleHour = 2
     sensor_lookback_days: LookbackDays = 7
 

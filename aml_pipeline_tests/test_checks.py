@@ -107,12 +107,17 @@ def test_a_stored_partition_that_breaks_its_check_stops_what_reads_it(
     assert job.execute_in_process(
         tags=earlier, asset_selection=asset_keys([NETWORK], INGESTION_ASSETS)
     ).success
-    real = tables.write_parquet
+    real = tables.write_frame
 
-    def faulty(storage, key, df, declared=None):
-        real(storage, key, broken(df) if f"/{asset}/" in key else df, declared)
+    def faulty(con, storage, key, *args, **kwargs):
+        real(con, storage, key, *args, **kwargs)
+        if f"/{asset}/" in key:  # the stored file, broken after the asset's own checks
+            df = broken(tables.read_parquet([str(storage.local_path(key))]))
+            with tables.duckdb_cursor() as fresh:
+                fresh.register("frame", df)
+                real(fresh, storage, key, *args, **kwargs)
 
-    monkeypatch.setattr(tables, "write_parquet", faulty)
+    monkeypatch.setattr(tables, "write_frame", faulty)
     result = _run(defs, DAY)
     assert not result.success
     check = _check(result, asset, check_name)

@@ -11,7 +11,17 @@ import pytest
 
 from aml_pipeline import cli
 from aml_pipeline.contract.files import parquet_bytes
+from aml_pipeline.defs.network import (
+    FEATURE_ASSETS,
+    INGESTION_ASSETS,
+    LANDING_ASSETS,
+    SCORING_ASSETS,
+)
+from aml_pipeline.defs.operations import independent_runs
+from aml_pipeline.defs.runs import RANGE_END, RANGE_START, balanced_chunks
 from aml_pipeline.sources.local import LocalDirectorySource
+from aml_pipeline.storage import layout
+from aml_pipeline.storage.tables import read_parquet
 from aml_pipeline_tests.conftest import (
     NETWORK,
     batch_files,
@@ -45,13 +55,84 @@ def test_download_lands_each_day_with_progress_and_records_runs(cli_home, capsys
     assert "[3/3] ethereum 2025-01-03: landed (" in out
     assert (cli_home / "data" / "input" / NETWORK / "2025-01-03" / "alerts.parquet").is_file()
     with dg.DagsterInstance.get() as instance:
-        assert len(instance.get_run_records()) == 1  # ingestion only, up to 14 days a run
+        # landing, then label events: each in ranges balanced over AML_PARALLEL_RUNS (2)
+        assert sorted(r[:3] for r in _run_ranges(instance)) == [
+            ("2025-01-01", "2025-01-02", ("label_events",)),
+            ("2025-01-01", "2025-01-02", ("landed_batch", "raw_alerts")),
+            ("2025-01-03", "2025-01-03", ("label_events",)),
+            ("2025-01-03", "2025-01-03", ("landed_batch", "raw_alerts")),
+        ]
         key = dg.AssetKey([NETWORK, "landed_batch"])
         assert instance.get_materialized_partitions(key) == {
             "2025-01-01",
             "2025-01-02",
             "2025-01-03",
         }
+
+
+def _run_ranges(instance: dg.DagsterInstance) -> list[tuple[str, str, tuple[str, ...], str]]:
+    """Each run's first and last day, which of landed_batch, raw_alerts and label_events
+    it materialized, and its id."""
+    ranges = []
+    for record in instance.get_run_records():
+        run = record.dagster_run
+        names = {k.path[-1] for k in run.asset_selection or ()}
+        shown = tuple(n for n in ("landed_batch", "raw_alerts", "label_events") if n in names)
+        ranges.append((run.tags[RANGE_START], run.tags[RANGE_END], shown, run.run_id))
+    return ranges
+
+
+def _stored(root: Path) -> dict[str, object]:
+    """Every landed day's files (bytes) and every warehouse table's rows under ``root``."""
+    days = sorted(d for d in (root / "input" / NETWORK).iterdir() if layout.is_day(d.name))
+    landed = {f"{d.name}/{f.name}": f.read_bytes() for d in days for f in sorted(d.iterdir())}
+    tables = {
+        str(p.relative_to(root)): read_parquet([str(p)])
+        for p in sorted((root / "warehouse").rglob("*.parquet"))
+    }
+    return {**landed, **tables}
+
+
+def _landing_pids(instance: dg.DagsterInstance) -> dict[tuple[str, str], int]:
+    """The process that ran each landing run, by the run's first and last day."""
+    pids = {}
+    for start, end, names, run_id in _run_ranges(instance):
+        if "landed_batch" in names:
+            events = [e.dagster_event for e in instance.all_logs(run_id) if e.dagster_event]
+            pids[(start, end)] = next(e.pid for e in events if e.is_step_start)
+    return pids
+
+
+def test_parallel_runs_land_exactly_what_one_run_after_the_other_lands(
+    cli_home, monkeypatch, capsys
+):
+    """Four days in two processes at once (this one and a kept worker) store the same
+    files and rows as the same days landed in one run."""
+    days = ["--start-date", "2025-01-01", "--end-date", "2025-01-04"]
+    stored = {}
+    for runs in ("2", "1"):
+        monkeypatch.setenv("AML_PARALLEL_RUNS", runs)
+        monkeypatch.setenv("AML_DATA_ROOT", str(cli_home / f"data-{runs}"))
+        assert _download(*days) == 0
+        stored[runs] = _stored(cli_home / f"data-{runs}")
+    out = capsys.readouterr().out
+    assert [line.split(":")[0] for line in out.splitlines() if "landed (" in line] == [
+        f"[{i}/4] ethereum 2025-01-0{i}" for i in (1, 2, 3, 4)
+    ] * 2
+    assert stored["2"].keys() == stored["1"].keys() and len(stored["1"]) > 40
+    for name, value in stored["1"].items():
+        if isinstance(value, bytes):
+            assert stored["2"][name] == value, name
+        else:
+            pd.testing.assert_frame_equal(stored["2"][name], value, obj=name)
+    with dg.DagsterInstance.get() as instance:
+        pids = _landing_pids(instance)
+    assert set(pids) == {
+        ("2025-01-01", "2025-01-02"),
+        ("2025-01-03", "2025-01-04"),
+        ("2025-01-01", "2025-01-04"),
+    }
+    assert pids[("2025-01-01", "2025-01-02")] != pids[("2025-01-03", "2025-01-04")]
 
 
 def test_download_refuses_a_bad_batch_with_the_report(cli_home, capsys):
@@ -189,3 +270,16 @@ def test_an_unreachable_postgres_instance_is_one_line_naming_its_settings(cli_ho
     assert "\n" not in message and "Connection refused" in message
     assert message.startswith(f"cannot open the Dagster instance of {cli_home / 'dagster.yaml'}")
     assert "check DAGSTER_PG_DB, DAGSTER_PG_HOST, DAGSTER_PG_PASSWORD, DAGSTER_PG_PORT" in message
+
+
+def test_independent_runs_are_balanced_over_the_processes_and_never_mix_ingestion():
+    start = dt.date(2025, 1, 1)
+    chunks = balanced_chunks(start, start + dt.timedelta(41), 2)
+    assert [(b - a).days + 1 for a, b in chunks] == [11, 11, 10, 10]
+    assert chunks[0][0] == start and chunks[-1][1] == start + dt.timedelta(41)
+    assert [(b - a).days + 1 for a, b in balanced_chunks(start, start, 2)] == [1]
+    assert len(balanced_chunks(start, start + dt.timedelta(59), 3)) == 6  # 5 runs, rounded up
+    assert independent_runs(LANDING_ASSETS) and independent_runs(("label_events",))
+    assert independent_runs((*FEATURE_ASSETS, *SCORING_ASSETS))
+    assert not independent_runs(INGESTION_ASSETS)  # label events read what landing writes
+    assert not independent_runs(("raw_alerts", "alert_history"))

@@ -65,6 +65,14 @@ def test_scores_explanations_and_latency():
         assert (shown["f2"] is None) == (i % 7 == 0)
 
 
+def test_explanations_are_the_compact_json_of_their_values():
+    model, x = _model()
+    out = score_frame(model, x, "alert_id", CATEGORIES, explain_coverage=-1)
+    for text in out["explain_json"]:
+        assert text == json.dumps(json.loads(text), separators=(",", ":"))
+        assert list(json.loads(text)) == ["model_version", "base_value", "top_features"]
+
+
 def test_explain_coverage_explains_only_the_highest_scores():
     model, x = _model()
     out = score_frame(model, x, "alert_id", CATEGORIES, explain_coverage=10)

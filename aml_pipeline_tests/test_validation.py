@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
+from aml_pipeline.contract.conform import (
+    conform_arrow,
+    conform_sql,
+    conform_table,
+    read_parquet_bytes,
+)
+from aml_pipeline.contract.files import parquet_bytes
 from aml_pipeline.contract.schema import (
+    BATCH_TABLES,
     FEATURES,
     META_FILE,
     RETIRED_FEATURES,
     SEED_META_FILE,
 )
 from aml_pipeline.contract.validation import validate_batch
-from aml_pipeline_tests.conftest import DAY, NETWORK, batch_files, batch_tables
+from aml_pipeline.defs.metadata import contract_types
+from aml_pipeline.sources.landing import landed_view
+from aml_pipeline.storage.objects import LocalStorage
+from aml_pipeline.storage.tables import duckdb_cursor, read_parquet, write_frame
+from aml_pipeline_tests.conftest import DAY, NETWORK, batch_files, batch_tables, small_source
 
 
 def _validate(files, **kwargs):
@@ -199,3 +213,55 @@ def test_malformed_meta_fields_are_reported_not_raised():
     assert ("META.json", "sha256", "must be an object, got 'not-a-dict'") in errors
     assert ("META.json", "counts", "alerts: 'many' is not a row count") in errors
     assert ("META.json", "counts", "clusters: None is not a row count") in errors
+
+
+def _stored(tmp_path, name, frame, spec):
+    """``frame`` as the warehouse stores a raw table, read back."""
+    storage = LocalStorage(tmp_path)
+    with duckdb_cursor() as con:
+        con.register("frame", frame)
+        write_frame(con, storage, name, contract_types(spec), order_by=spec.key)
+    return read_parquet([str(storage.local_path(name))])
+
+
+def _loosely_typed(df: pd.DataFrame) -> pd.DataFrame:
+    """The same values in types a careless exporter writes: numbers as strings, flags as
+    0/1 integers, timestamps as datetimes, dates as strings, a column missing."""
+    loose = df.copy()
+    for name in loose.columns:
+        kind = pd.api.types.infer_dtype(loose[name], skipna=True)
+        if kind == "integer" and not name.endswith("timestamp"):
+            loose[name] = loose[name].astype(str)
+        elif kind == "boolean":
+            loose[name] = loose[name].astype(int)
+        elif name.endswith("timestamp"):
+            loose[name] = pd.to_datetime(loose[name], unit="ms")
+        elif kind == "date":
+            loose[name] = loose[name].astype(str)
+    return loose.drop(columns=loose.columns[-2])
+
+
+@pytest.mark.parametrize("loose", [False, True], ids=["contract types", "loose types"])
+def test_duckdb_and_arrow_store_what_the_pandas_conform_stores(tmp_path, loose):
+    """A landed table read straight by DuckDB (contract types) or conformed in Arrow
+    (loose types) is stored exactly as the pandas conform would store it."""
+    files = small_source().fetch(NETWORK, DAY, 7).files
+    storage = LocalStorage(tmp_path / "input")
+    for spec in BATCH_TABLES:
+        raw = read_parquet_bytes(files[spec.file])
+        if loose:
+            raw = _loosely_typed(raw)
+        data = parquet_bytes(raw) if loose else files[spec.file]
+        storage.write_bytes(f"{NETWORK}/{DAY}/{spec.file}", data)
+        schema = pq.read_schema(io.BytesIO(data))
+        direct = conform_sql(spec, schema, "landed") is not None
+        assert direct != loose, spec.name
+        with duckdb_cursor() as con:
+            landed_view(con, storage, NETWORK, DAY, spec)
+            by_view = _stored(tmp_path, f"v_{spec.name}", con.execute("FROM frame").df(), spec)
+        arrow = conform_arrow(pq.read_table(io.BytesIO(data)), spec)
+        by_arrow = _stored(tmp_path, f"a_{spec.name}", arrow, spec)
+        by_pandas = _stored(tmp_path, f"p_{spec.name}", conform_table(raw, spec), spec)
+        pd.testing.assert_frame_equal(by_arrow, by_pandas)
+        pd.testing.assert_frame_equal(by_view, by_pandas)
+        assert len(by_pandas) == len(raw) > 0

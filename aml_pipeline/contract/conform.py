@@ -10,7 +10,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from aml_pipeline.contract.schema import ALERT_DEFAULTS, PANDAS_DTYPES, ColumnType, TableSpec
+from aml_pipeline.contract.schema import (
+    ALERT_DEFAULTS,
+    DUCKDB_TYPES,
+    PANDAS_DTYPES,
+    ColumnType,
+    TableSpec,
+)
+from aml_pipeline.storage.tables import quote_ident
 
 
 def read_parquet_bytes(data: bytes) -> pd.DataFrame:
@@ -154,6 +161,92 @@ def cast_column(series: pd.Series, type_: ColumnType) -> tuple[pd.Series, list[o
         return fast, []
     values, bad = _cast_elementwise(series, _ELEMENTWISE[type_])
     return pd.Series(values, index=index, dtype=PANDAS_DTYPES[type_]), bad
+
+
+#: The Arrow type each contract type is stored as.
+ARROW_TYPES: dict[ColumnType, pa.DataType] = {
+    "string": pa.string(),
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "bool": pa.bool_(),
+    "date": pa.date32(),
+    "timestamp_ms": pa.int64(),
+    "string_list": pa.list_(pa.string()),
+    "int_list": pa.list_(pa.int64()),
+}
+
+
+def _is_string(type_: pa.DataType) -> bool:
+    return pa.types.is_string(type_) or pa.types.is_large_string(type_)
+
+
+def _is_int(type_: pa.DataType) -> bool:
+    return pa.types.is_integer(type_) and type_ != pa.uint64()
+
+
+def is_native(type_: ColumnType, arrow_type: pa.DataType) -> bool:
+    """Whether every value of an Arrow column of ``arrow_type`` already is a ``type_``
+    value: it then casts without loss and needs no value-by-value check."""
+    if type_ == "string":
+        return _is_string(arrow_type)
+    if type_ in ("int", "timestamp_ms"):
+        return _is_int(arrow_type)
+    if type_ == "float":
+        return pa.types.is_floating(arrow_type)
+    if type_ == "bool":
+        return pa.types.is_boolean(arrow_type)
+    if type_ == "date":
+        return pa.types.is_date(arrow_type)
+    if not (pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type)):
+        return False
+    item = arrow_type.value_type
+    return _is_string(item) if type_ == "string_list" else _is_int(item)
+
+
+def conform_arrow(table: pa.Table, spec: TableSpec) -> pa.Table:
+    """``conform_table`` for an Arrow table, with the same result: columns whose Arrow type
+    is native to their contract type are cast in Arrow (no copy through pandas), the others
+    through ``cast_column``; missing columns and unknown extra columns as there."""
+    n = table.num_rows
+    columns: dict[str, pa.ChunkedArray | pa.Array] = {}
+    for col in spec.columns:
+        arrow_type = ARROW_TYPES[col.type]
+        if col.name in table.column_names:
+            column = table.column(col.name)
+            if is_native(col.type, column.type):
+                columns[col.name] = column.cast(arrow_type)
+            else:
+                series, _ = cast_column(column.to_pandas(), col.type)
+                columns[col.name] = pa.array(series, type=arrow_type, from_pandas=True)
+        elif spec.name == "alerts" and col.name in ALERT_DEFAULTS:
+            columns[col.name] = pa.array([ALERT_DEFAULTS[col.name]] * n, type=arrow_type)
+        elif col.type in ("string_list", "int_list") and spec.name == "alerts":
+            columns[col.name] = pa.array([[] for _ in range(n)], type=arrow_type)
+        else:
+            columns[col.name] = pa.nulls(n, type=arrow_type)
+    for extra in table.column_names:
+        if extra not in spec.by_name:
+            columns[extra] = table.column(extra)
+    return pa.table(columns)
+
+
+def conform_sql(spec: TableSpec, schema: pa.Schema, source: str) -> str | None:
+    """A DuckDB SELECT over the view ``source`` (a file of ``schema``) that gives what
+    ``conform_table`` gives, when every contract column the file has is native to its type
+    (``is_native``) and none it lacks takes a default; None otherwise."""
+    parts = []
+    for col in spec.columns:
+        ident, type_ = quote_ident(col.name), DUCKDB_TYPES[col.type]
+        if col.name in schema.names:
+            if not is_native(col.type, schema.field(col.name).type):
+                return None
+            parts.append(f"CAST({ident} AS {type_}) AS {ident}")
+        elif spec.name == "alerts":
+            return None  # alerts' missing columns take defaults: conform_arrow
+        else:
+            parts.append(f"CAST(NULL AS {type_}) AS {ident}")
+    parts += [quote_ident(name) for name in schema.names if name not in spec.by_name]
+    return f"SELECT {', '.join(parts)} FROM {source}"
 
 
 def empty_column(type_: ColumnType, length: int, default: object = None) -> pd.Series:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from aml_pipeline.contract.conform import cast_column, read_parquet_bytes
+from aml_pipeline.contract.conform import cast_column, is_native
 from aml_pipeline.contract.files import sha256_hex
 from aml_pipeline.contract.schema import (
     ALERTS,
@@ -126,18 +129,24 @@ def _check_traps(report: ValidationReport, data: bytes, alert_ids: set[str] | No
         )
 
 
+#: Columns whose values the batch checks compare, beyond each table's key.
+_COMPARED = ("processing_date", "window_days", "alert_id", "address")
+
+
 def _check_table(
     report: ValidationReport,
     spec: TableSpec,
-    df: pd.DataFrame,
+    table: pa.Table,
     processing_date: dt.date,
     window_days: int,
 ) -> pd.DataFrame:
-    """Check columns, types, keys and batch consistency; return the cast key columns."""
+    """Check columns, types, keys and batch consistency; return the cast key and compared
+    columns. A column whose Arrow type is native to its contract type (``is_native``)
+    cannot hold a bad value, so only the compared ones are converted to pandas."""
     file = spec.file
     cast: dict[str, pd.Series] = {}
     for col in spec.columns:
-        if col.name not in df.columns:
+        if col.name not in table.column_names:
             if col.required:
                 report.add("error", file, col.name, "missing required column")
             elif col.name in RETIRED_FEATURES:
@@ -155,7 +164,16 @@ def _check_table(
                     "info", file, col.name, f"optional column missing; read as {col.missing_means}"
                 )
             continue
-        series, bad = cast_column(df[col.name], col.type)
+        column = table.column(col.name)
+        compared = col.name in spec.key or col.name in _COMPARED
+        if is_native(col.type, column.type) and not compared:
+            continue
+        try:
+            values = column.to_pandas()
+        except (pa.ArrowException, ValueError, TypeError) as exc:
+            report.add("error", file, col.name, f"unreadable {column.type} column: {exc}")
+            continue
+        series, bad = cast_column(values, col.type)
         cast[col.name] = series
         if bad:
             report.add(
@@ -164,12 +182,12 @@ def _check_table(
                 col.name,
                 f"{len(bad)} value(s) cannot be cast to {col.type}: {_examples(bad)}",
             )
-    for extra in df.columns:
+    for extra in table.column_names:
         if extra not in spec.by_name:
             report.add("info", file, extra, "unknown column kept as is (not in the contract)")
 
     key_cols = [k for k in spec.key if k in cast]
-    if len(key_cols) == len(spec.key) and len(df):
+    if len(key_cols) == len(spec.key) and table.num_rows:
         keys = pd.DataFrame({k: cast[k] for k in key_cols})
         null_rows = keys.isna().any(axis=1)
         if null_rows.any():
@@ -289,7 +307,7 @@ def validate_batch(
                 report.add("info", spec.file, "", "optional file absent; read as empty")
             continue
         try:
-            df = read_parquet_bytes(files[spec.file])
+            table = pq.read_table(io.BytesIO(files[spec.file]))
         except Exception as exc:  # pyarrow raises several types for corrupt input
             report.add(
                 "error",
@@ -298,8 +316,8 @@ def validate_batch(
                 f"unreadable or truncated Parquet: {type(exc).__name__}: {exc}",
             )
             continue
-        report.row_counts[spec.name] = len(df)
-        frames[spec.name] = _check_table(report, spec, df, processing_date, window_days)
+        report.row_counts[spec.name] = table.num_rows
+        frames[spec.name] = _check_table(report, spec, table, processing_date, window_days)
 
     if meta_file in files:
         meta = _parse_meta(report, files[meta_file], meta_file)

@@ -40,7 +40,7 @@ def table_schema(spec: TableSpec) -> dg.TableSchema:
         columns=[
             dg.TableColumn(
                 name=c.name,
-                type=DUCKDB_TYPES[c.type],
+                type=contract_types(spec)[c.name],
                 description=c.description + ("" if c.required else " (optional)"),
                 constraints=dg.TableColumnConstraints(
                     nullable=c.name not in spec.key, unique=spec.key == (c.name,)
@@ -49,6 +49,16 @@ def table_schema(spec: TableSpec) -> dg.TableSchema:
             for c in spec.columns
         ]
     )
+
+
+def contract_types(spec: TableSpec) -> dict[str, str]:
+    """Column -> DuckDB storage type of a contract table (as ``table_schema`` declares)."""
+    return {c.name: DUCKDB_TYPES[c.type] for c in spec.columns}
+
+
+def columns_schema(columns: list[tuple[str, str]]) -> dg.TableSchema:
+    """A column schema from (name, DuckDB type) pairs (``tables.frame_columns``)."""
+    return dg.TableSchema(columns=[dg.TableColumn(name=n, type=t) for n, t in columns])
 
 
 def frame_schema(df: pd.DataFrame) -> dg.TableSchema:

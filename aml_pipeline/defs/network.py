@@ -31,6 +31,8 @@ INGESTION_ASSETS = (
     "batch_metadata",
     "label_events",
 )
+#: Ingestion without the label events: each day's batch, on its own.
+LANDING_ASSETS = tuple(name for name in INGESTION_ASSETS if name != "label_events")
 FEATURE_ASSETS = ("alert_history", "alert_features", "cluster_features")
 MODEL_ASSETS = ("alert_scorer", "alert_ranker", "cluster_scorer")
 SCORING_ASSETS = (*SCORE_OUTPUTS, "published_scores")

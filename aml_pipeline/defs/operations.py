@@ -4,23 +4,33 @@ it failed. The CLI parses and prints; everything it runs goes through here."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime as dt
+import multiprocessing
 import os
 import re
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
 from aml_pipeline.defs.resources import NetworkConfig, PipelineConfig
-from aml_pipeline.defs.runs import RANGE_END, RANGE_START, run_range
+from aml_pipeline.defs.runs import (
+    RANGE_END,
+    RANGE_START,
+    RunOutcome,
+    balanced_chunks,
+    run_chunk,
+    run_range,
+)
 from aml_pipeline.models.registry import ModelRegistry
 from aml_pipeline.settings import Settings
 
-#: What a run returns to the command line.
-RunResult = dg.ExecuteInProcessResult
+#: What a ranged run returns to the command line.
+RunResult = RunOutcome
 
 
 def _project_home() -> Path | None:
@@ -139,6 +149,23 @@ def _definitions(settings: Settings) -> dg.Definitions:
     return build_definitions(settings)
 
 
+def independent_runs(names: tuple[str, ...]) -> bool:
+    """Whether the runs of a ranged materialization of the daily assets ``names`` read
+    nothing another of its runs writes, so they may run at once: landing batches (each day
+    its own); label events alone (a day's arrivals come from the source, not from other
+    days' stored events); features, scoring and evaluations, whose look-back reads only
+    ingestion tables, which such a selection does not write. A selection that mixes
+    ingestion with what reads it goes one run after the other."""
+    from aml_pipeline.defs.network import INGESTION_ASSETS, LANDING_ASSETS
+
+    chosen = set(names)
+    return (
+        chosen <= set(LANDING_ASSETS)
+        or chosen == {"label_events"}
+        or not chosen & set(INGESTION_ASSETS)
+    )
+
+
 def materialize(
     settings: Settings,
     network: str,
@@ -148,19 +175,122 @@ def materialize(
     on_chunk: Callable[[dt.date, dt.date, RunResult], None] | None = None,
 ) -> RunResult | None:
     """Materialize the network's daily assets ``names`` over the consecutive ``days`` in
-    runs of at most MAX_DAYS_PER_RUN days; the first failed run's result, else None."""
+    runs of at most MAX_DAYS_PER_RUN days; the first failed run's outcome, else None.
+
+    Independent runs (``independent_runs``) execute ``settings.parallel_runs`` at a time on
+    the same instance (``_run_shared``), in ranges balanced over the processes (each run
+    then fetches its batches in its own process only). ``on_chunk``
+    sees the successful runs in date order, up to the first failed one; after a failure,
+    runs not yet started are cancelled.
+    """
     from aml_pipeline.defs.network import asset_keys, daily_job_name
 
+    overrides = overrides or {}
+    workers = settings.parallel_runs if independent_runs(names) else 1
+    chunks = balanced_chunks(days[0], days[-1], workers) if workers > 1 else []
     with project_instance() as instance:
-        return run_range(
-            _definitions(settings).resolve_job_def(daily_job_name(network)),
-            instance,
-            days[0],
-            days[-1],
-            run_config(settings, network, overrides or {}),
-            asset_keys([network], names),
-            on_chunk=on_chunk,
+        if len(chunks) < 2:
+            return run_range(
+                _definitions(settings).resolve_job_def(daily_job_name(network)),
+                instance,
+                days[0],
+                days[-1],
+                run_config(settings, network, overrides),
+                asset_keys([network], names),
+                on_chunk=on_chunk,
+            )
+        overrides = {"fetch_workers": "1", **overrides}
+        return _run_shared(instance, settings, network, chunks, names, overrides, workers, on_chunk)
+
+
+def _run_shared(
+    instance: dg.DagsterInstance,
+    settings: Settings,
+    network: str,
+    chunks: list[tuple[dt.date, dt.date]],
+    names: tuple[str, ...],
+    overrides: dict[str, str],
+    workers: int,
+    on_chunk: Callable[[dt.date, dt.date, RunResult], None] | None,
+) -> RunResult | None:
+    """``materialize``'s independent runs: this process runs every ``workers``-th chunk
+    itself (so nothing waits for a worker to start), ``workers - 1`` kept processes the
+    others; outcomes are reported in date order."""
+    from aml_pipeline.defs.network import asset_keys, daily_job_name
+
+    environment, pool = dict(os.environ), _run_pool(workers - 1)
+    futures = {
+        i: pool.submit(
+            _materialize_chunk, environment, settings, network, *chunks[i], names, overrides
         )
+        for i in range(len(chunks))
+        if i % workers
+    }
+    outcomes: dict[int, RunOutcome] = {}
+    reported, failed = 0, None
+
+    def report(wait: bool) -> None:
+        nonlocal reported, failed
+        while reported < len(chunks) and failed is None:
+            if reported not in outcomes:
+                future = futures.get(reported)
+                if future is None or not (wait or future.done()):
+                    return
+                outcomes[reported] = RunOutcome.load(instance, future.result())
+            outcome = outcomes[reported]
+            if not outcome.success:
+                failed = outcome
+                for pending in futures.values():
+                    pending.cancel()
+            elif on_chunk is not None:
+                on_chunk(*chunks[reported], outcome)
+            reported += 1
+
+    job = _definitions(settings).resolve_job_def(daily_job_name(network))
+    config, keys = run_config(settings, network, overrides), asset_keys([network], names)
+    for i in range(0, len(chunks), workers):
+        if failed is not None:
+            break
+        outcomes[i] = run_chunk(job, instance, *chunks[i], config, keys)
+        report(wait=False)
+    report(wait=True)
+    return failed
+
+
+_POOLS: dict[int, ProcessPoolExecutor] = {}
+
+
+def _run_pool(workers: int) -> ProcessPoolExecutor:
+    """The process's pool of ``workers`` spawned run processes, started on first use and
+    kept for the next ranged command of the same process (a spawn costs seconds: Dagster
+    and the definitions are imported once per worker, not once per command)."""
+    if workers not in _POOLS:
+        _POOLS[workers] = ProcessPoolExecutor(
+            workers, mp_context=multiprocessing.get_context("spawn")
+        )
+        atexit.register(_POOLS[workers].shutdown, cancel_futures=True)
+    return _POOLS[workers]
+
+
+def _materialize_chunk(
+    environment: dict[str, str],
+    settings: Settings,
+    network: str,
+    first: dt.date,
+    last: dt.date,
+    names: tuple[str, ...],
+    overrides: dict[str, str],
+) -> str:
+    """One run of ``materialize`` in a worker process, under the caller's environment
+    (DAGSTER_HOME, AML_*: a kept worker may serve another command); its run id."""
+    from aml_pipeline.defs.network import asset_keys, daily_job_name
+
+    os.environ.clear()
+    os.environ.update(environment)
+    with project_instance() as instance:
+        job = _definitions(settings).resolve_job_def(daily_job_name(network))
+        config = run_config(settings, network, overrides)
+        return run_chunk(job, instance, first, last, config, asset_keys([network], names)).run_id
 
 
 def run_job(

@@ -68,6 +68,7 @@ class PipelineConfig(dg.ConfigurableResource):
     partitions_start: str = Field(description=_about("partitions_start"))
     labels_as_of: str = Field(description=_about("labels_as_of"))
     explain_coverage: int = Field(description=_about("explain_coverage"))
+    fetch_workers: int = Field(description=_about("fetch_workers"))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PipelineConfig:
@@ -80,6 +81,7 @@ class PipelineConfig(dg.ConfigurableResource):
             partitions_start=settings.partitions_start.isoformat(),
             labels_as_of=settings.as_of(),
             explain_coverage=settings.explain_coverage,
+            fetch_workers=settings.fetch_workers,
         )
 
     def network(self, network: str) -> NetworkConfig:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 import dagster as dg
 
@@ -11,6 +12,33 @@ import dagster as dg
 MAX_DAYS_PER_RUN = 14
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What a finished run did: its record and its Dagster events (an in-process result
+    without the outputs it holds in memory, or the same read back from the instance)."""
+
+    run_id: str
+    success: bool
+    dagster_run: dg.DagsterRun
+    all_events: Sequence[dg.DagsterEvent]
+
+    @classmethod
+    def of(cls, result: dg.ExecuteInProcessResult) -> RunOutcome:
+        return cls(result.run_id, result.success, result.dagster_run, result.all_events)
+
+    @classmethod
+    def load(cls, instance: dg.DagsterInstance, run_id: str) -> RunOutcome:
+        """The outcome of a run another process executed, from the instance."""
+        run = instance.get_run_by_id(run_id)
+        if run is None:
+            raise ValueError(f"run {run_id} is not in the instance")
+        events = [e.dagster_event for e in instance.all_logs(run_id) if e.dagster_event]
+        return cls(run_id, run.status == dg.DagsterRunStatus.SUCCESS, run, events)
+
+    def get_asset_materialization_events(self) -> list[dg.DagsterEvent]:
+        return [e for e in self.all_events if e.is_step_materialization]
 
 
 def day_chunks(
@@ -23,6 +51,39 @@ def day_chunks(
         start = last + dt.timedelta(1)
 
 
+def balanced_chunks(start: dt.date, end: dt.date, workers: int) -> list[tuple[dt.date, dt.date]]:
+    """``[start, end]`` in ranges of at most MAX_DAYS_PER_RUN days, as many as the 14-day
+    cut needs rounded up to a multiple of ``workers``, of near-equal length: each worker
+    then gets the same number of days (42 days on 2 workers: 4 runs of 10-11 days, not
+    14 + 14 then 14 alone)."""
+    from aml_pipeline.dates import date_range, split_evenly
+
+    days = date_range(start, end)
+    needed = -(-len(days) // MAX_DAYS_PER_RUN)
+    parts = -(-needed // workers) * workers
+    return [(part[0], part[-1]) for part in split_evenly(days, parts)]
+
+
+def run_chunk(
+    job: dg.JobDefinition,
+    instance: dg.DagsterInstance,
+    first: dt.date,
+    last: dt.date,
+    run_config: dict | None = None,
+    asset_selection: Sequence[dg.AssetKey] | None = None,
+) -> RunOutcome:
+    """Materialize ``job`` over ``first..last`` in one run, in this process; failures are
+    returned, not raised."""
+    result = job.execute_in_process(
+        instance=instance,
+        run_config=run_config,
+        asset_selection=asset_selection,
+        tags={RANGE_START: first.isoformat(), RANGE_END: last.isoformat()},
+        raise_on_error=False,
+    )
+    return RunOutcome.of(result)
+
+
 def run_range(
     job: dg.JobDefinition,
     instance: dg.DagsterInstance,
@@ -30,22 +91,15 @@ def run_range(
     end: dt.date,
     run_config: dict | None = None,
     asset_selection: Sequence[dg.AssetKey] | None = None,
-    on_chunk: Callable[[dt.date, dt.date, dg.ExecuteInProcessResult], None] | None = None,
-) -> dg.ExecuteInProcessResult | None:
-    """Materialize ``job`` over the range, one run per chunk; the first failed run's result,
-    or None when every chunk succeeded. ``on_chunk`` sees each successful chunk's result
-    (progress); results are dropped at once: an in-process result holds its outputs in
-    memory."""
+    on_chunk: Callable[[dt.date, dt.date, RunOutcome], None] | None = None,
+) -> RunOutcome | None:
+    """Materialize ``job`` over the range, one run per chunk, one after the other; the
+    first failed run's outcome, or None when every chunk succeeded. ``on_chunk`` sees each
+    successful chunk's outcome (progress)."""
     for first, last in day_chunks(start, end):
-        result = job.execute_in_process(
-            instance=instance,
-            run_config=run_config,
-            asset_selection=asset_selection,
-            tags={RANGE_START: first.isoformat(), RANGE_END: last.isoformat()},
-            raise_on_error=False,
-        )
-        if not result.success:
-            return result
+        outcome = run_chunk(job, instance, first, last, run_config, asset_selection)
+        if not outcome.success:
+            return outcome
         if on_chunk is not None:
-            on_chunk(first, last, result)
+            on_chunk(first, last, outcome)
     return None

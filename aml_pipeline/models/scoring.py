@@ -40,34 +40,26 @@ def explain_json(
     order = np.argsort(-np.abs(contrib), axis=1, kind="stable")[:, :k]
     values = x[features].to_numpy(dtype="float64", na_value=np.nan)
     names = {i: categories[f] for i, f in enumerate(features) if f in categories}
+    # The JSON is assembled from pre-encoded parts: the same text as json.dumps with
+    # separators (",", ":") gives (floats are encoded by repr either way), at a fraction
+    # of the time for days of 100,000 explained alerts.
+    quoted = [json.dumps(f) for f in features]
+    head = '{"model_version":' + json.dumps(model.version) + ',"base_value":'
     out = []
     for row, picks in enumerate(order):
-        top_features = []
+        parts = []
         for i in picks:
             value = values[row, i]
             if np.isnan(value):
-                shown: float | str | None = None
+                shown = "null"
             elif i in names:
-                shown = names[i][int(value)]
+                shown = json.dumps(names[i][int(value)])
             else:
-                shown = float(value)
-            top_features.append(
-                {
-                    "feature": features[i],
-                    "value": shown,
-                    "contribution": round(float(contrib[row, i]), 6),
-                }
-            )
-        out.append(
-            json.dumps(
-                {
-                    "model_version": model.version,
-                    "base_value": round(float(base[row]), 6),
-                    "top_features": top_features,
-                },
-                separators=(",", ":"),
-            )
-        )
+                shown = json.dumps(float(value))
+            contribution = json.dumps(round(float(contrib[row, i]), 6))
+            parts.append(f'{{"feature":{quoted[i]},"value":{shown},"contribution":{contribution}}}')
+        base_value = json.dumps(round(float(base[row]), 6))
+        out.append(f'{head}{base_value},"top_features":[{",".join(parts)}]}}')
     return out
 
 

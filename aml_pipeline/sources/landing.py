@@ -6,17 +6,29 @@ Plain functions with no Dagster import: the assets and the tests both call them.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
+import multiprocessing
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
+import duckdb
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from aml_pipeline.contract.conform import conform_table, read_parquet_bytes
+from aml_pipeline.contract.conform import (
+    conform_arrow,
+    conform_sql,
+    conform_table,
+    read_parquet_bytes,
+)
 from aml_pipeline.contract.files import build_meta, sha256_hex
 from aml_pipeline.contract.schema import BATCH_TABLES, META_FILE, PATTERN_TRAPS_FILE, TableSpec
 from aml_pipeline.contract.traps import parse_pattern_traps
 from aml_pipeline.contract.validation import BatchRefused, ValidationReport, validate_batch
+from aml_pipeline.dates import split_evenly
 from aml_pipeline.sources.base import BatchSource, FetchedBatch
 from aml_pipeline.storage import layout
 from aml_pipeline.storage.objects import Storage
@@ -32,13 +44,10 @@ class CheckedBatch:
     report: ValidationReport
 
 
-def fetch_and_validate(
+def _fetch_days(
     source: BatchSource, network: str, days: Sequence[dt.date], window_days: int
 ) -> list[CheckedBatch]:
-    """Fetch and validate every day; raise ``BatchRefused`` (all reports) if any is bad.
-
-    Nothing is written here, so a refused range leaves storage exactly as it was.
-    """
+    """Fetch and validate ``days`` one after the other."""
     checked = []
     for day in days:
         batch = source.fetch(network, day, window_days)
@@ -46,6 +55,31 @@ def fetch_and_validate(
             network, day, window_days, batch.files, batch.meta_file, batch.meta_required
         )
         checked.append(CheckedBatch(batch, report))
+    return checked
+
+
+def fetch_and_validate(
+    source: BatchSource,
+    network: str,
+    days: Sequence[dt.date],
+    window_days: int,
+    workers: int = 1,
+) -> list[CheckedBatch]:
+    """Fetch and validate every day; raise ``BatchRefused`` (all reports) if any is bad.
+
+    With ``workers`` > 1 and several days, the days are cut into that many consecutive
+    slices fetched by as many processes (spawned, each with its own copy of the source,
+    whose caches then serve consecutive days); the result is the same in the same order.
+    Nothing is written here, so a refused range leaves storage exactly as it was.
+    """
+    slices = split_evenly(days, workers)
+    if len(slices) == 1:
+        checked = _fetch_days(source, network, days, window_days)
+    else:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(len(slices), mp_context=context) as pool:
+            futures = [pool.submit(_fetch_days, source, network, s, window_days) for s in slices]
+            checked = [c for future in futures for c in future.result()]
     refused = [c.report for c in checked if not c.report.ok]
     if refused:
         merged = ValidationReport(
@@ -120,20 +154,48 @@ def read_landed_traps(storage: Storage, network: str, day: dt.date) -> list[dict
     return parse_pattern_traps(json.loads(storage.read_bytes(key)), f"{storage!r}/{key}")
 
 
-def read_landed_table(
-    storage: Storage, network: str, day: dt.date, spec: TableSpec
-) -> pd.DataFrame:
-    """One landed table conformed to the contract (an absent optional file reads empty;
+def _landed_file(storage: Storage, network: str, day: dt.date, spec: TableSpec) -> bytes | None:
+    """The bytes of one landed table (None: an absent optional file, which reads empty;
     an absent required file is an error, never an empty table)."""
     key = f"{layout.landed_day(network, day)}/{spec.file}"
     if storage.exists(key):
-        raw = read_parquet_bytes(storage.read_bytes(key))
-    elif not spec.required_file:
-        raw = pd.DataFrame(columns=spec.column_names)
-    else:
-        raise FileNotFoundError(
-            f"landed batch {layout.landed_day(network, day)} has no {spec.file}: land that "
-            "day first (aml-pipeline download)"
-        )
+        return storage.read_bytes(key)
+    if not spec.required_file:
+        return None
+    raise FileNotFoundError(
+        f"landed batch {layout.landed_day(network, day)} has no {spec.file}: land that "
+        "day first (aml-pipeline download)"
+    )
+
+
+def read_landed_table(
+    storage: Storage, network: str, day: dt.date, spec: TableSpec
+) -> pd.DataFrame:
+    """One landed table conformed to the contract, sorted by its key."""
+    data = _landed_file(storage, network, day, spec)
+    raw = pd.DataFrame(columns=spec.column_names) if data is None else read_parquet_bytes(data)
     df = conform_table(raw, spec)
     return df.sort_values(list(spec.key), kind="stable").reset_index(drop=True)
+
+
+def landed_view(
+    con: duckdb.DuckDBPyConnection, storage: Storage, network: str, day: dt.date, spec: TableSpec
+) -> None:
+    """Make ``frame`` on ``con`` the landed table conformed to the contract (as
+    ``read_landed_table``, unsorted). A file whose columns are native to the contract
+    (``conform_sql``) is read by DuckDB straight from disk, with no copy in Python;
+    others are conformed in Arrow (``conform_arrow``)."""
+    data = None
+    key = f"{layout.landed_day(network, day)}/{spec.file}"
+    if storage.exists(key):
+        path = str(storage.local_path(key))
+        select = conform_sql(spec, pq.read_schema(path), "landed")
+        if select is not None:
+            con.read_parquet(path).create_view("landed")
+            con.execute(f"CREATE TEMP VIEW frame AS {select}")
+            return
+        data = _landed_file(storage, network, day, spec)
+    elif spec.required_file:
+        _landed_file(storage, network, day, spec)  # the error naming the file
+    table = pa.table({}) if data is None else pq.read_table(io.BytesIO(data))
+    con.register("frame", conform_arrow(table, spec))

@@ -25,6 +25,11 @@ FALSE_SAR_RATE = 0.01
 MIN_LABEL_DELAY, MAX_LABEL_DELAY = 5, 60
 
 
+def utc_today() -> dt.date:
+    """Today's date in UTC."""
+    return dt.datetime.now(dt.UTC).date()
+
+
 def _unit(*parts: object) -> float:
     """A deterministic number in [0, 1) from ``parts`` (per-alert randomness)."""
     digest = hashlib.sha1("|".join(map(str, parts)).encode()).digest()
@@ -74,13 +79,18 @@ class SimulatedSource(BatchSource):
         profile: SimulationProfile,
         start: dt.date,
         seed: int = 0,
-        today: Callable[[], dt.date] = lambda: dt.datetime.now(dt.UTC).date(),
+        today: Callable[[], dt.date] = utc_today,
         label_cache: Storage | None = None,
         labels_since: dt.date | None = None,
     ) -> None:
         self.profile, self.start, self.seed, self.today = profile, start, seed, today
         self.label_cache, self.labels_since = label_cache, labels_since or start
         self._simulators: dict[tuple[str, int], TransferSimulator] = {}
+
+    def __getstate__(self) -> dict:
+        """Pickled (to fetch days in worker processes) without the simulators: caches that
+        a worker rebuilds for its own days."""
+        return {**self.__dict__, "_simulators": {}}
 
     def simulator(self, network: str, window_days: int = 7) -> TransferSimulator:
         """The network's simulator, its caches sized for ``window_days``."""

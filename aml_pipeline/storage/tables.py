@@ -29,10 +29,11 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _select_sql(df: pd.DataFrame, declared: dict[str, str]) -> str:
-    """SELECT over the registered frame, casting declared columns to their types."""
+def _select_sql(names: Sequence[str], declared: dict[str, str], order_by: Sequence[str]) -> str:
+    """SELECT over the registered frame, casting declared columns to their types, sorted
+    by ``order_by``."""
     parts = []
-    for name in df.columns:
+    for name in names:
         ident = quote_ident(str(name))
         type_ = declared.get(str(name))
         if type_ is not None:
@@ -41,7 +42,8 @@ def _select_sql(df: pd.DataFrame, declared: dict[str, str]) -> str:
             parts.append(f"CAST({ident} AS {type_}) AS {ident}")
         else:
             parts.append(ident)
-    return "SELECT " + (", ".join(parts) or "*") + " FROM frame"
+    order = " ORDER BY " + ", ".join(map(quote_ident, order_by)) if order_by else ""
+    return "SELECT " + (", ".join(parts) or "*") + " FROM frame" + order
 
 
 _DATABASE: list[duckdb.DuckDBPyConnection] = []
@@ -71,16 +73,42 @@ def duckdb_cursor() -> Iterator[duckdb.DuckDBPyConnection]:
         cursor.close()
 
 
+def _frame_names(con: duckdb.DuckDBPyConnection) -> list[str]:
+    return [row[0] for row in con.execute("DESCRIBE frame").fetchall()]
+
+
+def write_frame(
+    con: duckdb.DuckDBPyConnection,
+    storage: LocalStorage,
+    key: str,
+    declared: dict[str, str] | None = None,
+    order_by: Sequence[str] = (),
+    names: Sequence[str] | None = None,
+) -> None:
+    """Atomically write the view or frame ``frame`` of ``con`` as the Parquet file ``key``
+    (declared columns cast, rows sorted by ``order_by`` if given; ``names``: its columns,
+    when the caller knows them)."""
+    names = _frame_names(con) if names is None else names
+    select = _select_sql(names, declared or {}, order_by)
+    with storage.writing(key) as tmp:
+        con.execute(f"COPY ({select}) TO ? (FORMAT parquet, COMPRESSION zstd)", [str(tmp)])
+
+
 def write_parquet(
     storage: LocalStorage, key: str, df: pd.DataFrame, declared: dict[str, str] | None = None
 ) -> None:
-    """Atomically write ``df`` as the Parquet file ``key`` through DuckDB."""
-    with duckdb_cursor() as con, storage.writing(key) as tmp:
+    """Atomically write ``df`` as the Parquet file ``key`` through DuckDB (``write_frame``)."""
+    with duckdb_cursor() as con:
         con.register("frame", df)
-        con.execute(
-            f"COPY ({_select_sql(df, declared or {})}) TO ? (FORMAT parquet, COMPRESSION zstd)",
-            [str(tmp)],
-        )
+        write_frame(con, storage, key, declared, names=[str(c) for c in df.columns])
+
+
+def frame_columns(
+    con: duckdb.DuckDBPyConnection, declared: dict[str, str] | None = None
+) -> list[tuple[str, str]]:
+    """The (name, DuckDB type) columns that ``write_frame`` stores for ``con``'s frame."""
+    select = _select_sql(_frame_names(con), declared or {}, ())
+    return [(row[0], row[1]) for row in con.execute(f"DESCRIBE {select}").fetchall()]
 
 
 def read_parquet(paths: Sequence[str], columns: Sequence[str] | None = None) -> pd.DataFrame:
@@ -125,6 +153,17 @@ class TableStore:
         """Atomically write one partition (``day`` None: an unpartitioned table)."""
         write_parquet(self.storage, layout.table_partition(table, day), df, declared)
 
+    def write_from(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        table: Sequence[str],
+        day: str,
+        declared: dict[str, str] | None = None,
+        order_by: Sequence[str] = (),
+    ) -> None:
+        """Atomically write one partition from the frame of ``con`` (``write_frame``)."""
+        write_frame(con, self.storage, layout.table_partition(table, day), declared, order_by)
+
     def missing(self, table: Sequence[str], days: Sequence[str | None]) -> list[str | None]:
         """Those of ``days`` that have no stored partition."""
         return [d for d in days if not self.storage.exists(layout.table_partition(table, d))]
@@ -135,6 +174,17 @@ class TableStore:
         """The stored partitions of ``days`` in one scan (only ``columns`` if given)."""
         paths = [str(self.storage.local_path(layout.table_partition(table, d))) for d in days]
         return read_parquet(paths, columns)
+
+    @contextlib.contextmanager
+    def scanning(
+        self, table: Sequence[str], days: Sequence[str]
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor on which the view ``frame`` is the stored partitions of ``days``, for
+        SQL that needs no copy of them in pandas (checks, counts)."""
+        paths = [str(self.storage.local_path(layout.table_partition(table, d))) for d in days]
+        with duckdb_cursor() as con:
+            con.read_parquet(paths, union_by_name=True).create_view("frame")
+            yield con
 
     def stored_days(self, table: Sequence[str]) -> list[dt.date]:
         """The days with a stored partition, ascending."""

@@ -7,6 +7,7 @@ import warnings
 from typing import Any
 
 import dagster as dg
+import duckdb
 import pandas as pd
 
 from aml_pipeline.contract import conform as conform_module
@@ -17,7 +18,12 @@ from aml_pipeline.contract.schema import BATCH_TABLES, GROUND_TRUTH, TableSpec
 from aml_pipeline.contract.validation import BatchRefused
 from aml_pipeline.dates import date_range
 from aml_pipeline.defs.io_manager import PARTITION_COLUMN_KEY, DuckDBParquetIOManager
-from aml_pipeline.defs.metadata import frame_metadata, table_schema
+from aml_pipeline.defs.metadata import (
+    columns_schema,
+    contract_types,
+    frame_metadata,
+    table_schema,
+)
 from aml_pipeline.defs.resources import PipelineConfig
 from aml_pipeline.defs.runs import MAX_DAYS_PER_RUN
 from aml_pipeline.provenance import module_version
@@ -28,11 +34,12 @@ from aml_pipeline.sources.base import BatchNotAvailable
 from aml_pipeline.sources.landing import (
     fetch_and_validate,
     land,
+    landed_view,
     read_landed_meta,
-    read_landed_table,
 )
 from aml_pipeline.sources.record import record_landing
 from aml_pipeline.storage import layout
+from aml_pipeline.storage.tables import TableStore, duckdb_cursor, frame_columns, quote_ident
 
 # Backfills run up to MAX_DAYS_PER_RUN days per run: a month is a few runs, not thirty
 # process start-ups, and memory stays bounded. The parameter is beta in Dagster 1.13.
@@ -86,19 +93,37 @@ def day_rows(frame: pd.DataFrame, day: dt.date) -> pd.DataFrame:
 
 
 def contract_problems(
-    df: pd.DataFrame, spec: TableSpec, days: list[dt.date], window_days: int
+    con: duckdb.DuckDBPyConnection, spec: TableSpec, days: list[dt.date], window_days: int
 ) -> list[str]:
-    """What is wrong with a conformed table of the given days (empty when nothing)."""
+    """What is wrong with the conformed table of the given days that is the view ``frame``
+    on ``con`` (empty when nothing): one DuckDB scan, nothing copied into pandas."""
+    keys = [quote_ident(k) for k in ("processing_date", *spec.key)]
+    key_nulls = " OR ".join(f"{k} IS NULL" for k in keys[1:])
+    windowed = "window_days" in spec.by_name
+    window = "window_days IS NOT NULL AND window_days <> ?" if windowed else "false"
+    nulls, windows = con.execute(
+        f"SELECT count(*) FILTER (WHERE {key_nulls}), count(*) FILTER (WHERE {window}) FROM frame",
+        [window_days] if windowed else [],
+    ).fetchone()
+    (duplicates,) = con.execute(
+        f"SELECT count(*) FROM (SELECT 1 FROM frame GROUP BY {', '.join(keys)} HAVING count(*) > 1)"
+    ).fetchone()
+    outside = [
+        row[0]
+        for row in con.execute(
+            "SELECT DISTINCT processing_date FROM frame WHERE processing_date IS NULL "
+            "OR NOT list_contains(?::DATE[], processing_date) ORDER BY 1 NULLS FIRST",
+            [days],
+        ).fetchall()
+    ]
     problems = []
-    keyed = df[["processing_date", *spec.key]]
-    if keyed[list(spec.key)].isna().any(axis=None):
+    if nulls:
         problems.append(f"null values in key {spec.key}")
-    if keyed.duplicated().any():
+    if duplicates:
         problems.append(f"duplicate keys {spec.key} within a day")
-    outside = set(df["processing_date"].dropna()) - set(days)
-    if outside or df["processing_date"].isna().any():
-        problems.append(f"rows outside the run's days: {sorted(map(str, outside))[:3]}")
-    if "window_days" in df and (df["window_days"].dropna() != window_days).any():
+    if outside:
+        problems.append(f"rows outside the run's days: {[str(d) for d in outside[:3]]}")
+    if windows:
         problems.append(f"window_days differs from {window_days}")
     return problems
 
@@ -133,7 +158,11 @@ def _build_landed_batch(network: str, partitions: dg.PartitionsDefinition):
             )
         try:
             checked = fetch_and_validate(
-                pipeline.source(network), network, days, pipeline.window_days(network)
+                pipeline.source(network),
+                network,
+                days,
+                pipeline.window_days(network),
+                pipeline.fetch_workers,
             )
         except BatchNotAvailable as exc:
             raise dg.Failure(description=str(exc)) from exc
@@ -170,35 +199,52 @@ def _build_landed_batch(network: str, partitions: dg.PartitionsDefinition):
 
 
 def _build_raw_table(network: str, spec: TableSpec, partitions: dg.PartitionsDefinition):
+    key = dg.AssetKey([network, f"raw_{spec.name}"])
+
     @dg.asset(
-        key=[network, f"raw_{spec.name}"],
+        key=key,
         deps=[dg.AssetKey([network, "landed_batch"])],
         **daily_table_args(network, partitions, CODE_VERSION),
         description=f"{spec.description} Read from the landed {spec.file}, cast to the "
         "contract; a day whose keys, dates or window break the contract is refused before "
-        "it is written.",
+        "it is written. Landed files whose columns already have their contract types are "
+        "cast and sorted in DuckDB without a copy through pandas.",
         metadata={"dagster/column_schema": table_schema(spec), "contract_key": list(spec.key)},
     )
     def raw_table(
         context: dg.AssetExecutionContext, pipeline: PipelineConfig
-    ) -> dg.Output[pd.DataFrame]:
+    ) -> dg.MaterializeResult:
         storage, days = pipeline.input_storage(), partition_days(context)
-        frames = [read_landed_table(storage, network, day, spec) for day in days]
-        df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-        problems = contract_problems(df, spec, days, pipeline.window_days(network))
+        window, problems, rows = pipeline.window_days(network), [], 0
+        for day in days:  # every day is checked before any is written
+            with duckdb_cursor() as con:
+                landed_view(con, storage, network, day, spec)
+                problems += [f"{day}: {p}" for p in contract_problems(con, spec, [day], window)]
         if problems:
             raise dg.Failure(
                 description=f"{network} {spec.file} of {days[0]}..{days[-1]} refused, nothing "
                 "written: " + "; ".join(problems)
             )
+        store, declared = TableStore(pipeline.data_root), contract_types(spec)
+        for day in days:
+            with duckdb_cursor() as con:
+                landed_view(con, storage, network, day, spec)
+                store.write_from(con, key.path, day.isoformat(), declared, order_by=spec.key)
+                (count,) = con.execute("SELECT count(*) FROM frame").fetchone()
+                rows, columns = rows + count, frame_columns(con, declared)
         provenance = {
             day.isoformat(): read_landed_meta(storage, network, day)
             .get("sha256", {})
             .get(spec.file, "absent")
             for day in days
         }
-        return dg.Output(
-            df, metadata=frame_metadata(df, source_sha256=dg.MetadataValue.json(provenance))
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": dg.MetadataValue.int(rows),
+                "dagster/column_schema": columns_schema(columns),
+                "files": len(days),
+                "source_sha256": dg.MetadataValue.json(provenance),
+            }
         )
 
     return raw_table
