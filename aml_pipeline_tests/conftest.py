@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import os
 import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -21,6 +22,10 @@ from aml_pipeline.defs.definitions import build_definitions
 from aml_pipeline.settings import Settings
 from aml_pipeline.simulator.profiles import SMALL
 from aml_pipeline.sources.simulated import SimulatedSource
+
+# The small profile's days take milliseconds: a process per fetched slice would cost more
+# than it saves. The tests that compare the two ways set AML_FETCH_WORKERS themselves.
+os.environ.setdefault("AML_FETCH_WORKERS", "1")
 
 START = dt.date(2025, 1, 1)
 DAY = dt.date(2025, 1, 10)

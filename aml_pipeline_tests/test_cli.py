@@ -107,9 +107,11 @@ def test_parallel_runs_land_exactly_what_one_run_after_the_other_lands(
     cli_home, monkeypatch, capsys
 ):
     """Four days in two processes at once (this one and a kept worker) store the same
-    files and rows as the same days landed in one run."""
+    files and rows as the same days landed in one run, which fetches them in two spawned
+    processes (AML_FETCH_WORKERS)."""
     days = ["--start-date", "2025-01-01", "--end-date", "2025-01-04"]
     stored = {}
+    monkeypatch.setenv("AML_FETCH_WORKERS", "2")
     for runs in ("2", "1"):
         monkeypatch.setenv("AML_PARALLEL_RUNS", runs)
         monkeypatch.setenv("AML_DATA_ROOT", str(cli_home / f"data-{runs}"))

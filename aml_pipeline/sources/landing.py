@@ -67,12 +67,12 @@ def fetch_and_validate(
 ) -> list[CheckedBatch]:
     """Fetch and validate every day; raise ``BatchRefused`` (all reports) if any is bad.
 
-    With ``workers`` > 1 and several days, the days are cut into that many consecutive
-    slices fetched by as many processes (spawned, each with its own copy of the source,
-    whose caches then serve consecutive days); the result is the same in the same order.
-    Nothing is written here, so a refused range leaves storage exactly as it was.
+    With ``workers`` > 1 and at least two days for each, the days are cut into that many
+    consecutive slices fetched by as many processes (spawned, each with its own copy of the
+    source, whose caches then serve consecutive days); the result is the same in the same
+    order. Nothing is written here, so a refused range leaves storage exactly as it was.
     """
-    slices = split_evenly(days, workers)
+    slices = split_evenly(days, min(workers, len(days) // 2))
     if len(slices) == 1:
         checked = _fetch_days(source, network, days, window_days)
     else:
