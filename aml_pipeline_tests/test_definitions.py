@@ -70,6 +70,7 @@ def test_assets_checks_and_jobs_are_exactly_the_expected_ones(make_defs):
     assert {s.name for s in defs.sensors} == {
         "ethereum_new_batch_sensor",
         "ethereum_label_arrival_sensor",
+        "dead_run_sensor",
     }
     for key in graph.get_all_asset_keys():
         node = graph.get(key)

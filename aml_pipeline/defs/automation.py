@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from aml_pipeline.dates import date_range
+from aml_pipeline.defs.dead_runs import reap_dead_runs
 from aml_pipeline.defs.resources import PipelineConfig
 from aml_pipeline.defs.runs import MAX_DAYS_PER_RUN, RANGE_END, RANGE_START
 from aml_pipeline.models.registry import MODEL_KINDS, ModelRegistry
@@ -76,7 +77,9 @@ def _missing_days(
 
 
 def _in_flight_days(instance: dg.DagsterInstance, job_name: str) -> set[str]:
-    """Days that a queued or running run of the job already covers."""
+    """Days that a queued or running run of the job already covers (dead runs are marked
+    failed first: their days are not in flight)."""
+    reap_dead_runs(instance)
     runs = instance.get_runs(
         filters=dg.RunsFilter(
             job_name=job_name,

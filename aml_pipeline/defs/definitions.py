@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from aml_pipeline.defs.dead_runs import build_dead_run_sensor
 from aml_pipeline.defs.io_manager import warehouse_io_manager
 from aml_pipeline.defs.jobs import import_transfers_job
 from aml_pipeline.defs.network import (
@@ -57,6 +58,7 @@ def _shared_definitions(settings: Settings) -> dg.Definitions:
             ),
             import_transfers_job,
         ],
+        sensors=[build_dead_run_sensor()],
         # Steps run in the run's own process: a backfill chunk of 14 days is one process,
         # not one per step (the machine has 2 cores; runs are what run in parallel).
         executor=dg.in_process_executor,

@@ -10,6 +10,7 @@ import datetime as dt
 import multiprocessing
 import os
 import re
+import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 import dagster as dg
 
+from aml_pipeline.defs.dead_runs import process_tags, reap_dead_runs
 from aml_pipeline.defs.resources import NetworkConfig, PipelineConfig
 from aml_pipeline.defs.runs import (
     RANGE_END,
@@ -63,18 +65,24 @@ def project_instance() -> Iterator[dg.DagsterInstance]:
 
 
 def _open_instance(home: Path) -> dg.DagsterInstance:
-    """The instance of ``home``, its pools set up; a storage it cannot reach (Postgres down,
-    wrong credentials) is one line naming the cause and the settings to check, before any
-    run starts."""
+    """The instance of ``home``, its pools set up and its dead runs marked failed (each
+    said on standard error); a storage it cannot reach (Postgres down, wrong credentials)
+    is one line naming the cause and the settings to check, before any run starts."""
     current = None
     try:
         current = dg.DagsterInstance.get()
         ensure_pools(current, Settings.from_env().networks)
-        return current
+        dead = reap_dead_runs(current)
     except Exception as exc:  # any storage failure: the user needs the cause, not a trace
         if current is not None:
             current.dispose()
         raise SystemExit(instance_problem(home, exc)) from None
+    for run in dead:
+        print(
+            f"aml-pipeline: run {run.run_id} ({run.job_name}) marked failed: {run.reason}",
+            file=sys.stderr,
+        )
+    return current
 
 
 def instance_problem(home: Path, exc: BaseException) -> str:
@@ -309,6 +317,7 @@ def run_job(
             instance=instance,
             raise_on_error=False,
             run_config=config,
+            tags=process_tags(),
             asset_selection=asset_keys([assets[0]], assets[1]) if assets else None,
         )
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from aml_pipeline.defs.dead_runs import process_tags
+
 #: Days one run materializes at most: few runs for a backfill, bounded memory per run.
 MAX_DAYS_PER_RUN = 14
 RANGE_START = "dagster/asset_partition_range_start"
@@ -72,13 +74,13 @@ def run_chunk(
     run_config: dict | None = None,
     asset_selection: Sequence[dg.AssetKey] | None = None,
 ) -> RunOutcome:
-    """Materialize ``job`` over ``first..last`` in one run, in this process; failures are
-    returned, not raised."""
+    """Materialize ``job`` over ``first..last`` in one run, in this process (its tags say
+    which, so a killed run is noticed: ``dead_runs``); failures are returned, not raised."""
     result = job.execute_in_process(
         instance=instance,
         run_config=run_config,
         asset_selection=asset_selection,
-        tags={RANGE_START: first.isoformat(), RANGE_END: last.isoformat()},
+        tags={RANGE_START: first.isoformat(), RANGE_END: last.isoformat(), **process_tags()},
         raise_on_error=False,
     )
     return RunOutcome.of(result)
