@@ -22,7 +22,10 @@ from aml_pipeline.evaluation.ab_test import (
     run_ab_test,
 )
 from aml_pipeline.evaluation.report import MARKDOWN_NAME, PR_PNG, RELIABILITY_PNG, ROC_PNG
-from aml_pipeline.features.alert_features import CATEGORIES, FEATURE_COLUMNS
+from aml_pipeline.features.alert_features import (
+    CATEGORIES,
+    FEATURE_COLUMNS,
+)
 from aml_pipeline.models.registry import REGISTRY_FILE, ModelIntegrityError, ModelSchemaError
 from aml_pipeline_tests.conftest import NETWORK, small_source
 

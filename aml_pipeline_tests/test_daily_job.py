@@ -98,7 +98,7 @@ def test_rescoring_is_idempotent_and_a_failed_rerun_keeps_the_published_day(scra
     pd.testing.assert_series_equal(before["score"], after["score"])
 
     published = {p.name: p.read_bytes() for p in folder.iterdir()}
-    model = home / "data" / "trained_models" / "ethereum" / "alert_scorer_v2.0.0.txt"
+    model = home / "data" / "trained_models" / "ethereum" / "alert_scorer_v3.0.0.txt"
     good = model.read_bytes()
     model.write_bytes(b"tree\nnot a model\n")
     try:
@@ -224,7 +224,7 @@ def test_every_published_day_is_evaluated_on_all_tiers(home):
     assert tier3["score"].between(0, 0.5).all()
 
     report = json.loads(
-        (home / "data/validation_results/ethereum/model_v2.0.0_evaluation.json").read_text()
+        (home / "data/validation_results/ethereum/model_v3.0.0_evaluation.json").read_text()
     )
     assert report["summary"]["days"] == 10 and report["summary"]["tier1_passed_days"] == 10
     # trained on 03-01..08: those days are in-sample and left out of the summary
@@ -293,7 +293,7 @@ def test_label_sensor_reevaluates_the_scored_days_whose_labels_arrived(scratch, 
 
 
 def _register_weakened_scorer(home: Path) -> None:
-    """alert_scorer v2.1.0: the same training, on shuffled labels."""
+    """alert_scorer v3.1.0: the same training, on shuffled labels."""
     from aml_pipeline.features.alert_features import (
         CATEGORIES,
         FEATURE_COLUMNS,
@@ -322,7 +322,7 @@ def _register_weakened_scorer(home: Path) -> None:
     }
     assert (
         registry.register("alert_scorer", model.booster, entry, model.calibration)["version"]
-        == "2.1.0"
+        == "3.1.0"
     )
 
 
@@ -340,10 +340,10 @@ def test_ab_comparison_picks_the_real_model_and_promotion_is_recorded(scratch, m
             run_config={"ops": {"ethereum__model_comparison": {"config": config}}},
         )
     meta = result.get_asset_materialization_events()[0].materialization.metadata
-    assert meta["model_a"].value == "2.0.0" and meta["model_b"].value == "2.1.0"
+    assert meta["model_a"].value == "3.0.0" and meta["model_b"].value == "3.1.0"
     assert meta["winner"].value.startswith("A") and meta["significant"].value
     assert meta["delta_pooled_auc_roc"].value < 0
-    folder = home / "data/validation_results/ethereum/v2.0.0_vs_v2.1.0"
+    folder = home / "data/validation_results/ethereum/v3.0.0_vs_v3.1.0"
     report = (folder / "comparison_report.md").read_text()
     assert "2025-03-09" in report and "roc_curves.png" in report
     assert (folder / "roc_curves.png").stat().st_size > 0
@@ -368,16 +368,16 @@ def test_ab_comparison_picks_the_real_model_and_promotion_is_recorded(scratch, m
         daily = stored[stored["processing_date"] == day].reset_index(drop=True)
         pd.testing.assert_frame_equal(features[day], daily, check_dtype=False)
     assert features[test_days[-1]]["known_sar_180d"].sum() > 0
-    output = home / "ab" / "v2.0.0_vs_v2.1.0.json"
-    args = ["validate", "--model-a", str(models / "alert_scorer_v2.0.0.txt"),
-            "--model-b", str(models / "alert_scorer_v2.1.0.txt"),
+    output = home / "ab" / "v3.0.0_vs_v3.1.0.json"
+    args = ["validate", "--model-a", str(models / "alert_scorer_v3.0.0.txt"),
+            "--model-b", str(models / "alert_scorer_v3.1.0.txt"),
             "--test-data", str(home / "data/input/ethereum"),
             "--start-date", "2025-03-09", "--end-date", "2025-03-10",
             "--ground-truth", str(labels),
             "--output", str(output), "--resamples", "200"]  # fmt: skip
     capsys.readouterr()
     assert cli.main(args) == 0
-    assert "winner: A (v2.0.0)" in capsys.readouterr().out
+    assert "winner: A (v3.0.0)" in capsys.readouterr().out
     saved = json.loads(output.read_text())
     assert set(saved["per_day"]) == {"2025-03-09", "2025-03-10"}
     assert saved["bootstrap"]["auc_roc_diff"] == meta["bootstrap"].value["auc_roc_diff"]
@@ -389,20 +389,20 @@ def test_ab_comparison_picks_the_real_model_and_promotion_is_recorded(scratch, m
     assert "2025-03-01..2025-03-08" in capsys.readouterr().err
 
     promote = ["promote", "--network", "ethereum", "--kind", "alert_scorer"]
-    assert cli.main([*promote, "--version", "2.1.0", "--reason", "test"]) == 0
-    assert cli.main([*promote, "--version", "2.0.0"]) == 0
+    assert cli.main([*promote, "--version", "3.1.0", "--reason", "test"]) == 0
+    assert cli.main([*promote, "--version", "3.0.0"]) == 0
     assert cli.main([*promote, "--version", "9.9.9"]) == 1
     registry = json.loads((models / "model_metadata.json").read_text())
-    assert registry["champions"]["alert_scorer"] == "2.0.0"
+    assert registry["champions"]["alert_scorer"] == "3.0.0"
     with dg.DagsterInstance.get() as instance:  # each promotion is a new data version
         records = instance.fetch_materializations(
             dg.AssetKey(["ethereum", "alert_scorer"]), limit=3
         ).records
     versions = [r.asset_materialization.tags["dagster/data_version"] for r in records]
-    assert versions[0].startswith("2.0.0:") and versions[1].startswith("2.1.0:")
+    assert versions[0].startswith("3.0.0:") and versions[1].startswith("3.1.0:")
     assert [(p["previous"], p["version"]) for p in registry["promotions"]] == [
-        ("2.0.0", "2.1.0"),
-        ("2.1.0", "2.0.0"),
+        ("3.0.0", "3.1.0"),
+        ("3.1.0", "3.0.0"),
     ]
 
 
@@ -412,7 +412,7 @@ def test_demo_ingests_trains_on_the_oldest_days_scores_and_summarizes(cli_home, 
     out = capsys.readouterr().out
     assert "training ethereum on 2025-03-03..2025-03-08" in out
     assert "2025-03-09..2025-03-10 are held out" in out
-    assert "ethereum: 8 days published" in out and "alert_scorer v2.0.0" in out
+    assert "ethereum: 8 days published" in out and "alert_scorer v3.0.0" in out
     assert "top alerts of 2025-03-10 (ethereum):" in out and "score 0." in out
     assert "held-out days, tier 3" in out
     assert "over 2 days" in out  # the two held-out days have ground-truth metrics
@@ -513,10 +513,10 @@ def test_a_subset_of_the_score_step_stores_only_what_was_selected(scratch):
 
 
 def test_publication_refuses_outputs_scored_by_other_models_than_the_manifest_records():
-    frames = {name: pd.DataFrame({"model_version": ["2.0.0", "2.0.0"]}) for name in SCORED_BY}
-    manifest = {f"{kind}_version": "2.0.0" for kind in SCORED_BY.values()}
+    frames = {name: pd.DataFrame({"model_version": ["3.0.0", "3.0.0"]}) for name in SCORED_BY}
+    manifest = {f"{kind}_version": "3.0.0" for kind in SCORED_BY.values()}
     assert version_mismatch(frames, manifest) is None
-    frames["alert_scores"]["model_version"] = "2.1.0"
+    frames["alert_scores"]["model_version"] = "3.1.0"
     assert version_mismatch(frames, manifest) == (
-        "alert_scores were scored by alert_scorer v2.1.0, the scoring manifest records v2.0.0"
+        "alert_scores were scored by alert_scorer v3.1.0, the scoring manifest records v3.0.0"
     )

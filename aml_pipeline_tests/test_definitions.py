@@ -36,7 +36,7 @@ CHECKS = {
 WARNING_CHECKS = {("landed_batch", "contract_drift")}
 
 
-FEATURES = ["alert_history", "alert_features", "cluster_features"]
+FEATURES = ["alert_history", "flow_features", "alert_features", "cluster_features"]
 MODELS = ["alert_scorer", "alert_ranker", "cluster_scorer"]
 SCORING = ["alert_scores", "alert_rankings", "cluster_scores", "scoring_manifest"]
 SCORING += ["published_scores"]

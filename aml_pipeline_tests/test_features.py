@@ -15,12 +15,12 @@ from aml_pipeline.features.alert_features import (
     CATEGORIES,
     FEATURE_COLUMNS,
     KEY_COLUMNS,
-    LABEL_HISTORY_FEATURES,
     OTHER,
     build_alert_features,
-    build_alert_history,
 )
 from aml_pipeline.features.cluster_features import CLUSTER_FEATURE_COLUMNS, build_cluster_features
+from aml_pipeline.features.flow_features import KNOWN_SAR_FEATURES
+from aml_pipeline.features.history import LABEL_HISTORY_FEATURES, build_alert_history
 from aml_pipeline_tests.conftest import small_source
 
 DAY = dt.date(2025, 3, 5)
@@ -40,7 +40,8 @@ def test_one_row_per_alert_with_exactly_the_feature_columns(tables):
     assert list(out.columns) == [*KEY_COLUMNS, *FEATURE_COLUMNS]
     assert len(out) == len(tables["alerts"]) and out["alert_id"].is_unique
     from_labels = {c for c in FEATURE_COLUMNS for w in ("sar", "label", "truth") if w in c}
-    assert from_labels == set(LABEL_HISTORY_FEATURES)  # only labels known before the day
+    # only labels known before the day
+    assert from_labels == {*LABEL_HISTORY_FEATURES, *KNOWN_SAR_FEATURES}
     again = build_alert_features(tables["alerts"], tables["features"], tables["clusters"])
     pd.testing.assert_frame_equal(out, again)
 

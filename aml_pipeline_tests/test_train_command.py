@@ -27,20 +27,20 @@ def test_train_registers_three_models_and_retraining_is_byte_identical(cli_home,
     ]
     assert cli.main(args) == 0
     out = capsys.readouterr().out
-    assert "alert_scorer v2.0.0: auc_roc" in out and "[champion]" in out
+    assert "alert_scorer v3.0.0: auc_roc" in out and "[champion]" in out
     assert "baseline logistic_regression" in out and "ndcg@10" in out
     assert cli.main(args) == 0
     folder = cli_home / "data" / "trained_models" / "ethereum"
     for kind in ("alert_scorer", "alert_ranker", "cluster_scorer"):
-        first = (folder / f"{kind}_v2.0.0.txt").read_bytes()
-        assert first == (folder / f"{kind}_v2.1.0.txt").read_bytes(), kind
+        first = (folder / f"{kind}_v3.0.0.txt").read_bytes()
+        assert first == (folder / f"{kind}_v3.1.0.txt").read_bytes(), kind
     assert (cli_home / "seed" / "alert_scorer.txt").read_bytes() == (
-        folder / "alert_scorer_v2.1.0.txt"
+        folder / "alert_scorer_v3.1.0.txt"
     ).read_bytes()
 
     registry = json.loads((folder / "model_metadata.json").read_text())
     assert registry["champions"] == {
-        k: "2.0.0" for k in ("alert_scorer", "alert_ranker", "cluster_scorer")
+        k: "3.0.0" for k in ("alert_scorer", "alert_ranker", "cluster_scorer")
     }
     entry = next(e for e in registry["versions"] if e["kind"] == "alert_scorer")
     for field in (

@@ -20,8 +20,8 @@ from aml_pipeline.features.alert_features import (
     FEATURE_COLUMNS,
     MONOTONE,
     build_alert_features,
-    build_alert_history,
 )
+from aml_pipeline.features.history import build_alert_history
 from aml_pipeline.models.registry import (
     ModelIntegrityError,
     ModelRegistry,

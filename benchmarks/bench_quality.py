@@ -36,7 +36,10 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from aml_pipeline.dates import date_range
 from aml_pipeline.defs.resources import PipelineConfig
 from aml_pipeline.evaluation.comparison import paired_bootstrap
-from aml_pipeline.features.alert_features import CATEGORIES, FEATURE_COLUMNS
+from aml_pipeline.features.alert_features import (
+    CATEGORIES,
+    FEATURE_COLUMNS,
+)
 from aml_pipeline.models.training import LABEL, labelled, logistic_baseline
 from aml_pipeline.settings import Settings
 from aml_pipeline.sources.simulated import SimulatedSource

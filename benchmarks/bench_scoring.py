@@ -100,9 +100,10 @@ def bench_day(root: Path) -> dict:
     from aml_pipeline.features.alert_features import (
         CATEGORIES,
         build_alert_features,
-        build_alert_history,
     )
     from aml_pipeline.features.cluster_features import CLUSTER_TYPES, build_cluster_features
+    from aml_pipeline.features.flow_features import build_flow_features
+    from aml_pipeline.features.history import build_alert_history
     from aml_pipeline.models.registry import ModelRegistry
     from aml_pipeline.models.scoring import rank_frame, score_frame
     from aml_pipeline.sources.landing import read_landed_table
@@ -123,8 +124,11 @@ def bench_day(root: Path) -> dict:
 
     began = time.perf_counter()
     history = build_alert_history(tables["alerts"]["address"], prior, day)
+    flows = build_flow_features(
+        tables["alerts"]["address"], tables["money_flows"], prior, None, day
+    )
     features = build_alert_features(
-        tables["alerts"], tables["features"], tables["clusters"], history
+        tables["alerts"], tables["features"], tables["clusters"], history, flows
     )
     featured = time.perf_counter()
     clusters = build_cluster_features(tables["clusters"], features)
@@ -186,12 +190,15 @@ def plain_loop(root: Path, start: dt.date, end: dt.date) -> None:
     )
     from aml_pipeline.features.alert_features import (
         CATEGORIES,
-        HISTORY_ALERT_COLUMNS,
-        LABEL_HISTORY_DAYS,
         build_alert_features,
-        build_alert_history,
     )
     from aml_pipeline.features.cluster_features import CLUSTER_TYPES, build_cluster_features
+    from aml_pipeline.features.flow_features import build_flow_features
+    from aml_pipeline.features.history import (
+        HISTORY_ALERT_COLUMNS,
+        LABEL_HISTORY_DAYS,
+        build_alert_history,
+    )
     from aml_pipeline.models.registry import ModelRegistry
     from aml_pipeline.models.scoring import rank_frame, score_frame
     from aml_pipeline.settings import Settings
@@ -235,9 +242,17 @@ def plain_loop(root: Path, start: dt.date, end: dt.date) -> None:
             "alert_history",
             build_alert_history(tables["alerts"]["address"], prior, day, events, start),
         )
+        flows = keep(
+            "flow_features",
+            build_flow_features(
+                tables["alerts"]["address"], tables["money_flows"], prior, events, day
+            ),
+        )
         features = keep(
             "alert_features",
-            build_alert_features(tables["alerts"], tables["features"], tables["clusters"], history),
+            build_alert_features(
+                tables["alerts"], tables["features"], tables["clusters"], history, flows
+            ),
         )
         clusters = keep("cluster_features", build_cluster_features(tables["clusters"], features))
         scored = score_frame(models["alert_scorer"], features, "alert_id", CATEGORIES, -1)

@@ -64,7 +64,11 @@ def _matrix() -> pd.DataFrame:
 def run(mode: str) -> dict:
     import lightgbm as lgb
 
-    from aml_pipeline.features.alert_features import CATEGORIES, FEATURE_COLUMNS, MONOTONE
+    from aml_pipeline.features.alert_features import (
+        CATEGORIES,
+        FEATURE_COLUMNS,
+        MONOTONE,
+    )
     from aml_pipeline.models.training import TrainParams, time_split, train_binary
 
     frame = _matrix()

@@ -33,7 +33,7 @@ INGESTION_ASSETS = (
 )
 #: Ingestion without the label events: each day's batch, on its own.
 LANDING_ASSETS = tuple(name for name in INGESTION_ASSETS if name != "label_events")
-FEATURE_ASSETS = ("alert_history", "alert_features", "cluster_features")
+FEATURE_ASSETS = ("alert_history", "flow_features", "alert_features", "cluster_features")
 MODEL_ASSETS = ("alert_scorer", "alert_ranker", "cluster_scorer")
 SCORING_ASSETS = (*SCORE_OUTPUTS, "published_scores")
 #: What the daily job materializes for a day (training is separate).

@@ -24,7 +24,14 @@ import lightgbm as lgb
 import pandas as pd
 
 from aml_pipeline.contract.files import sha256_hex
-from aml_pipeline.contract.schema import ALERTS, CLUSTERS, FEATURES, PATTERN_TRAPS_FILE, TableSpec
+from aml_pipeline.contract.schema import (
+    ALERTS,
+    CLUSTERS,
+    FEATURES,
+    MONEY_FLOWS,
+    PATTERN_TRAPS_FILE,
+    TableSpec,
+)
 from aml_pipeline.contract.traps import load_pattern_traps
 from aml_pipeline.dates import date_range
 from aml_pipeline.evaluation.comparison import compare_models
@@ -32,10 +39,10 @@ from aml_pipeline.evaluation.report import write_comparison_report
 from aml_pipeline.features.alert_features import (
     CATEGORIES,
     FEATURE_COLUMNS,
-    LABEL_HISTORY_DAYS,
     build_alert_features,
-    build_alert_history,
 )
+from aml_pipeline.features.flow_features import build_flow_features
+from aml_pipeline.features.history import LABEL_HISTORY_DAYS, build_alert_history
 from aml_pipeline.models.registry import REGISTRY_FILE, LoadedModel, check_schema, load_entry
 from aml_pipeline.models.scoring import score_frame
 from aml_pipeline.sources.landing import read_landed_table
@@ -52,6 +59,7 @@ class DayBatch:
     alerts: pd.DataFrame
     address_features: pd.DataFrame
     clusters: pd.DataFrame
+    money_flows: pd.DataFrame
     pattern_traps: list[dict[str, Any]]
 
 
@@ -133,6 +141,7 @@ def read_test_days(test_data: Path, start: dt.date, end: dt.date) -> dict[dt.dat
             alerts=_read_table(root, day, ALERTS),
             address_features=_read_table(root, day, FEATURES),
             clusters=_read_table(root, day, CLUSTERS),
+            money_flows=_read_table(root, day, MONEY_FLOWS),
             pattern_traps=load_pattern_traps(traps) if traps.is_file() else [],
         )
     return out
@@ -208,6 +217,7 @@ def build_test_features(
             batch.address_features,
             batch.clusters,
             build_alert_history(batch.alerts["address"], everything, day, known, since),
+            build_flow_features(batch.alerts["address"], batch.money_flows, everything, known, day),
         )
         for day, batch in days.items()
     }

@@ -1,9 +1,10 @@
 """Alert-level model features, computed the same way for training and for scoring.
 
 Every value comes from data available on the alert's processing date: the alert itself,
-its address's contract features, the day's clusters, earlier days' alerts, and the labels
+its address's contract features, the day's clusters, earlier days' alerts, the labels
 of earlier alerts on the same address that were known before the day (``label_date``
-before the processing date). No label known on or after the day and no statistic over
+before the processing date) and the money-flow graph around the address
+(``flow_features``). No label known on or after the day and no statistic over
 "whatever range was loaded" is used, so a row means the same thing whenever it is
 computed. Categoricals use fixed, recorded vocabularies; values outside them share one
 ``__other__`` code.
@@ -18,14 +19,15 @@ import pandas as pd
 
 from aml_pipeline.contract.schema import FEATURES
 from aml_pipeline.domain import HOUR_MS
+from aml_pipeline.features.flow_features import FLOW_FEATURES
+from aml_pipeline.features.history import (
+    COVERAGE_FEATURE,
+    HISTORY_COUNTS,
+    HISTORY_FEATURES,
+)
 
-FEATURE_SCHEMA_VERSION = 2
+FEATURE_SCHEMA_VERSION = 3
 OTHER = "__other__"
-#: Days of earlier alerts behind the alert-count history features.
-HISTORY_DAYS = 30
-#: Days of earlier alerts whose known labels feed the label-history features; long
-#: enough for labels that arrive weeks after the activity.
-LABEL_HISTORY_DAYS = 180
 
 #: Categorical feature -> its fixed vocabulary (code = position; OTHER is the last code).
 CATEGORIES: dict[str, tuple[str, ...]] = {
@@ -108,29 +110,12 @@ CLUSTER_FEATURES = (
     "in_pattern_cluster",
     "in_network_cluster",
 )
-ALERT_COUNT_FEATURES = ("prior_alerts_30d", "prior_alert_days_30d", "prior_typologies_30d")
-#: From labels of the address's alerts in the LABEL_HISTORY_DAYS before the day that were
-#: known before the day: how many, how many SAR-filed, that share, and days since the
-#: latest SAR-filed one. The rate and the days are missing without such a label.
-LABEL_HISTORY_FEATURES = (
-    "known_labels_180d",
-    "known_sar_180d",
-    "known_sar_rate_180d",
-    "days_since_known_sar",
-)
-#: Days of earlier alert data the look-back window holds (0 to LABEL_HISTORY_DAYS; the same
-#: for every address of a day): tells the models when the history features were still
-#: filling up because the data had only just begun.
-COVERAGE_FEATURE = "history_coverage_days"
-HISTORY_FEATURES = (*ALERT_COUNT_FEATURES, *LABEL_HISTORY_FEATURES, COVERAGE_FEATURE)
 #: Required direction of the score in a feature, for the alert models.
 MONOTONE: dict[str, int] = {
     "known_sar_180d": 1,
     "known_sar_rate_180d": 1,
     "days_since_known_sar": -1,
 }
-#: History columns that are counts (0 without history); the others stay missing.
-_HISTORY_COUNTS = (*ALERT_COUNT_FEATURES, "known_labels_180d", "known_sar_180d")
 #: Every model input column, in a fixed order.
 FEATURE_COLUMNS: tuple[str, ...] = (
     *ALERT_FEATURES,
@@ -138,10 +123,9 @@ FEATURE_COLUMNS: tuple[str, ...] = (
     *ACTIVITY_FEATURES,
     *CLUSTER_FEATURES,
     *HISTORY_FEATURES,
+    *FLOW_FEATURES,
 )
 KEY_COLUMNS = ("alert_id", "processing_date", "address")
-#: The columns of earlier days' alerts that ``build_alert_history`` reads.
-HISTORY_ALERT_COLUMNS = ("alert_id", "address", "processing_date", "typology_type")
 
 
 def encode(values: pd.Series, column: str) -> np.ndarray:
@@ -218,67 +202,12 @@ def _cluster_features(alerts: pd.DataFrame, clusters: pd.DataFrame) -> pd.DataFr
     return out.reset_index(drop=True).astype("float64")
 
 
-def _known_labels(
-    prior_alerts: pd.DataFrame, label_events: pd.DataFrame, day: dt.date
-) -> pd.DataFrame:
-    """Labels of alerts in the ``LABEL_HISTORY_DAYS`` before ``day`` that became known before
-    ``day``, with the alert's address."""
-    first = day - dt.timedelta(LABEL_HISTORY_DAYS)
-    dates, known_on = label_events["processing_date"], label_events["label_date"]
-    known = label_events[(dates >= first) & (dates < day) & (known_on < day)]
-    return known[["alert_id", "processing_date", "is_sar_filed"]].merge(
-        prior_alerts[["alert_id", "address"]].drop_duplicates("alert_id"), on="alert_id"
-    )
-
-
-def build_alert_history(
-    addresses: pd.Series,
-    prior_alerts: pd.DataFrame,
-    day: dt.date,
-    label_events: pd.DataFrame | None = None,
-    data_since: dt.date | None = None,
-) -> pd.DataFrame:
-    """One row per distinct address in ``addresses`` (the day's alerted addresses): how
-    often it was alerted in the ``HISTORY_DAYS`` before ``day``, on how many days, with how
-    many typologies; what was known about its alerts of the ``LABEL_HISTORY_DAYS`` before
-    ``day`` (``LABEL_HISTORY_FEATURES``); and the day's ``COVERAGE_FEATURE``, the days of
-    data between ``data_since`` (the day the network's data began; ``day`` if unknown)
-    and ``day``, at most ``LABEL_HISTORY_DAYS``.
-
-    ``prior_alerts`` needs ``alert_id``, ``address``, ``processing_date`` and
-    ``typology_type``; ``label_events`` are labels as they arrived (``alert_id``,
-    ``processing_date``, ``is_sar_filed``, ``label_date``). Only alerts dated before
-    ``day`` and labels whose ``label_date`` is before ``day`` are used.
-    """
-    columns = ["address", "processing_date", *HISTORY_FEATURES]
-    index = pd.Index(sorted(set(addresses)), name="address")
-    stats = pd.DataFrame(index=index, columns=list(HISTORY_FEATURES), dtype="float64")
-    if not prior_alerts.empty:
-        dates = prior_alerts["processing_date"]
-        prior = prior_alerts[(dates >= day - dt.timedelta(HISTORY_DAYS)) & (dates < day)]
-        grouped = prior.groupby("address", sort=True)
-        stats["prior_alerts_30d"] = grouped.size()
-        stats["prior_alert_days_30d"] = grouped["processing_date"].nunique()
-        stats["prior_typologies_30d"] = grouped["typology_type"].nunique()
-        if label_events is not None and not label_events.empty:
-            known = _known_labels(prior_alerts, label_events, day)
-            sar = known["is_sar_filed"].astype(bool)
-            stats["known_labels_180d"] = known.groupby("address").size()
-            stats["known_sar_180d"] = sar.groupby(known["address"]).sum()
-            stats["days_since_known_sar"] = (
-                known[sar]
-                .groupby("address")["processing_date"]
-                .max()
-                .map(lambda d: float((day - d).days))
-            )
-    stats = stats.astype("float64")
-    stats["known_sar_rate_180d"] = stats["known_sar_180d"] / stats["known_labels_180d"]
-    stats[list(_HISTORY_COUNTS)] = stats[list(_HISTORY_COUNTS)].fillna(0.0)
-    began = data_since if data_since is not None else day
-    stats[COVERAGE_FEATURE] = float(min(max((day - began).days, 0), LABEL_HISTORY_DAYS))
-    stats = stats.reset_index()
-    stats["processing_date"] = [day] * len(stats)
-    return stats[columns]
+def _per_address(flows: pd.DataFrame | None, alerts: pd.DataFrame) -> pd.DataFrame:
+    """The flow features of each alert's address, in the alerts' order."""
+    if flows is None or flows.empty:
+        return pd.DataFrame(np.nan, index=range(len(alerts)), columns=list(FLOW_FEATURES))
+    per_address = flows.drop_duplicates("address").set_index("address")[list(FLOW_FEATURES)]
+    return per_address.reindex(alerts["address"]).astype("float64").reset_index(drop=True)
 
 
 def build_alert_features(
@@ -286,12 +215,14 @@ def build_alert_features(
     address_features: pd.DataFrame,
     clusters: pd.DataFrame,
     history: pd.DataFrame | None = None,
+    flows: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per alert of one day: keys plus every column of ``FEATURE_COLUMNS``.
 
     ``address_features`` may lack rows or optional columns (missing values result);
     ``history`` is ``build_alert_history`` of the alerts' day (addresses without a row
-    have no history: zero counts and coverage, missing rate and days).
+    have no history: zero counts and coverage, missing rate and days); ``flows`` is
+    ``build_flow_features`` of the day (without it the flow features are missing).
     """
     days = set(alerts["processing_date"])
     if len(days) > 1:
@@ -336,9 +267,11 @@ def build_alert_features(
     else:
         prior = pd.DataFrame(index=alerts["address"], columns=list(HISTORY_FEATURES))
     prior = prior.astype("float64").reset_index(drop=True)
-    prior[list(_HISTORY_COUNTS)] = prior[list(_HISTORY_COUNTS)].fillna(0.0)
+    prior[list(HISTORY_COUNTS)] = prior[list(HISTORY_COUNTS)].fillna(0.0)
     prior[COVERAGE_FEATURE] = prior[COVERAGE_FEATURE].fillna(0.0)
-    out = pd.concat([out, _cluster_features(alerts, clusters), prior], axis=1)
+    out = pd.concat(
+        [out, _cluster_features(alerts, clusters), prior, _per_address(flows, alerts)], axis=1
+    )
     for column in FEATURE_COLUMNS:  # plain numpy dtypes, whatever the inputs carried
         out[column] = out[column].astype("int64" if column in CATEGORIES else "float64")
     return out[[*KEY_COLUMNS, *FEATURE_COLUMNS]]
@@ -366,21 +299,5 @@ LINEAGE: dict[str, list[tuple[str, str]]] = {
         for c in CLUSTER_FEATURES
     },
     **{c: [("alert_history", c)] for c in HISTORY_FEATURES},
-}
-#: alert_history column -> the (table, column) pairs it is computed from.
-HISTORY_LINEAGE: dict[str, list[tuple[str, str]]] = {
-    **{
-        c: [("raw_alerts", "address"), ("raw_alerts", "processing_date")]
-        for c in ALERT_COUNT_FEATURES
-    },
-    "prior_typologies_30d": [("raw_alerts", "address"), ("raw_alerts", "typology_type")],
-    COVERAGE_FEATURE: [("raw_alerts", "processing_date")],
-    **{
-        c: [
-            ("raw_alerts", "address"),
-            ("label_events", "is_sar_filed"),
-            ("label_events", "label_date"),
-        ]
-        for c in LABEL_HISTORY_FEATURES
-    },
+    **{c: [("flow_features", c)] for c in FLOW_FEATURES},
 }

@@ -35,7 +35,9 @@ from aml_pipeline.evaluation import (
     to_jsonable,
     total_score,
 )
-from aml_pipeline.features.alert_features import CATEGORIES
+from aml_pipeline.features.alert_features import (
+    CATEGORIES,
+)
 from aml_pipeline.models.registry import ModelRegistry
 from aml_pipeline.models.scoring import score_frame
 from aml_pipeline.provenance import module_version

@@ -1,8 +1,9 @@
-"""Daily model-feature assets of one network: alert_history, alert_features and
-cluster_features."""
+"""Daily model-feature assets of one network: alert_history, flow_features,
+alert_features and cluster_features."""
 
 import datetime as dt
 import sys
+import time
 
 import dagster as dg
 import pandas as pd
@@ -14,24 +15,40 @@ from aml_pipeline.defs.metadata import frame_metadata, storage_types
 from aml_pipeline.defs.resources import PipelineConfig
 from aml_pipeline.features import alert_features as alert_features_module
 from aml_pipeline.features import cluster_features as cluster_features_module
+from aml_pipeline.features import flow_features as flow_features_module
+from aml_pipeline.features import history as history_module
 from aml_pipeline.features.alert_features import (
     CATEGORIES,
     FEATURE_COLUMNS,
     FEATURE_SCHEMA_VERSION,
+    LINEAGE,
+    build_alert_features,
+)
+from aml_pipeline.features.cluster_features import CLUSTER_FEATURE_COLUMNS, build_cluster_features
+from aml_pipeline.features.flow_features import (
+    FLOW_COLUMNS,
+    FLOW_LINEAGE,
+    HUB_DEGREE,
+    build_flow_features,
+)
+from aml_pipeline.features.history import (
     HISTORY_ALERT_COLUMNS,
     HISTORY_DAYS,
     HISTORY_LINEAGE,
     LABEL_HISTORY_DAYS,
-    LINEAGE,
-    build_alert_features,
     build_alert_history,
 )
-from aml_pipeline.features.cluster_features import CLUSTER_FEATURE_COLUMNS, build_cluster_features
 from aml_pipeline.provenance import module_version
 from aml_pipeline.storage.tables import MissingPartitions
 
 #: The code version of the feature assets: this module and the feature code.
-CODE_VERSION = module_version(sys.modules[__name__], alert_features_module, cluster_features_module)
+CODE_VERSION = module_version(
+    sys.modules[__name__],
+    alert_features_module,
+    cluster_features_module,
+    flow_features_module,
+    history_module,
+)
 
 
 def _lineage(network: str, lineage: dict[str, list[tuple[str, str]]]) -> dg.TableColumnLineage:
@@ -46,10 +63,29 @@ def _lineage(network: str, lineage: dict[str, list[tuple[str, str]]]) -> dg.Tabl
     )
 
 
+def _look_back(
+    network: str, pipeline: PipelineConfig, warehouse: Warehouse, days: list[dt.date]
+) -> tuple[dt.date, pd.DataFrame, pd.DataFrame]:
+    """The day the network's data began, and the alerts (``HISTORY_ALERT_COLUMNS``) and label
+    events of the ``LABEL_HISTORY_DAYS`` before ``days``; a look-back day missing after the
+    data began fails the step, naming it."""
+    since = pipeline.data_since(network)
+    look_back = date_range(days[0] - dt.timedelta(LABEL_HISTORY_DAYS), days[-1])[:-1]
+    try:
+        prior_alerts = warehouse.read_days(
+            dg.AssetKey([network, "raw_alerts"]), look_back, HISTORY_ALERT_COLUMNS, since
+        )
+        events = warehouse.read_days(dg.AssetKey([network, "label_events"]), look_back, None, since)
+    except MissingPartitions as exc:
+        raise dg.Failure(description=f"the look-back of {days[0]}..{days[-1]}: {exc}") from exc
+    return since, prior_alerts, events
+
+
 def build_feature_assets(
     network: str, partitions: dg.PartitionsDefinition
 ) -> list[dg.AssetsDefinition]:
-    """``alert_history``, ``alert_features`` and ``cluster_features`` of one network."""
+    """``alert_history``, ``flow_features``, ``alert_features`` and ``cluster_features`` of
+    one network."""
 
     @dg.asset(
         key=[network, "alert_history"],
@@ -84,18 +120,7 @@ def build_feature_assets(
         alerts: pd.DataFrame,
     ) -> dg.Output[pd.DataFrame]:
         days = partition_days(context)
-        since = pipeline.data_since(network)
-        look_back = date_range(days[0] - dt.timedelta(LABEL_HISTORY_DAYS), days[-1])
-        warehouse = warehouse_io_manager
-        try:
-            prior_alerts = warehouse.read_days(
-                dg.AssetKey([network, "raw_alerts"]), look_back[:-1], HISTORY_ALERT_COLUMNS, since
-            )
-            events = warehouse.read_days(
-                dg.AssetKey([network, "label_events"]), look_back[:-1], None, since
-            )
-        except MissingPartitions as exc:
-            raise dg.Failure(description=f"the look-back of {days[0]}..{days[-1]}: {exc}") from exc
+        since, prior_alerts, events = _look_back(network, pipeline, warehouse_io_manager, days)
         frames = [
             build_alert_history(day_rows(alerts, day)["address"], prior_alerts, day, events, since)
             for day in days
@@ -106,16 +131,68 @@ def build_feature_assets(
         )
 
     @dg.asset(
+        key=[network, "flow_features"],
+        ins={
+            "alerts": dg.AssetIn(
+                key=[network, "raw_alerts"], metadata={COLUMNS_KEY: ["address", "processing_date"]}
+            ),
+            "flows": dg.AssetIn(
+                key=[network, "raw_money_flows"],
+                metadata={COLUMNS_KEY: ["processing_date", *FLOW_COLUMNS]},
+            ),
+        },
+        deps=[dg.AssetKey([network, "label_events"])],
+        description=(
+            "Per address alerted on the day, the money-flow graph around it (the day's "
+            "money_flows): how concentrated its USD in and out is, how much passes through, "
+            "its widest scatter-gather and gather-scatter, cycles of 3 and 4 through it and "
+            "the USD that goes round; and guilt by association: its counterparties (1 hop, "
+            f"and 2 hops through addresses with at most {HUB_DEGREE} counterparties) alerted "
+            f"on the day or in the {HISTORY_DAYS} days before, or with an alert labelled "
+            "SAR-filed by a label known before the day, the USD share exchanged with those and "
+            f"the days since their latest SAR. Reads the {LABEL_HISTORY_DAYS}-day look-back "
+            "of raw_alerts and label_events as alert_history does."
+        ),
+        metadata={
+            "dagster/column_lineage": _lineage(network, FLOW_LINEAGE),
+            "hub_degree": HUB_DEGREE,
+            **storage_types(),
+        },
+        **daily_table_args(network, partitions, CODE_VERSION),
+    )
+    def flow_features(
+        context: dg.AssetExecutionContext,
+        pipeline: PipelineConfig,
+        warehouse_io_manager: Warehouse,
+        alerts: pd.DataFrame,
+        flows: pd.DataFrame,
+    ) -> dg.Output[pd.DataFrame]:
+        days = partition_days(context)
+        _, prior_alerts, events = _look_back(network, pipeline, warehouse_io_manager, days)
+        started = time.perf_counter()
+        frames = [
+            build_flow_features(
+                day_rows(alerts, day)["address"], day_rows(flows, day), prior_alerts, events, day
+            )
+            for day in days
+        ]
+        df = pd.concat(frames, ignore_index=True)
+        seconds = round(time.perf_counter() - started, 3)
+        return dg.Output(df, metadata=frame_metadata(df, flows=len(flows), seconds=seconds))
+
+    @dg.asset(
         key=[network, "alert_features"],
         ins={
             "alerts": dg.AssetIn(key=[network, "raw_alerts"]),
             "address_features": dg.AssetIn(key=[network, "raw_features"]),
             "clusters": dg.AssetIn(key=[network, "raw_clusters"]),
             "history": dg.AssetIn(key=[network, "alert_history"]),
+            "flows": dg.AssetIn(key=[network, "flow_features"]),
         },
         description=(
-            "One row per alert: the alert, its address's contract features, its clusters and "
-            "the address's alert history (alert counts; labels known before the day). The "
+            "One row per alert: the alert, its address's contract features, its clusters, "
+            "the address's alert history (alert counts; labels known before the day) and its "
+            "flow features (the money-flow graph around it). The "
             "one feature function training and scoring share; no label of the day or later."
         ),
         metadata={
@@ -132,6 +209,7 @@ def build_feature_assets(
         address_features: pd.DataFrame,
         clusters: pd.DataFrame,
         history: pd.DataFrame,
+        flows: pd.DataFrame,
     ) -> dg.Output[pd.DataFrame]:
         frames = [
             build_alert_features(
@@ -139,6 +217,7 @@ def build_feature_assets(
                 day_rows(address_features, day),
                 day_rows(clusters, day),
                 day_rows(history, day),
+                day_rows(flows, day),
             )
             for day in partition_days(context)
         ]
@@ -178,4 +257,4 @@ def build_feature_assets(
         df = pd.concat(frames, ignore_index=True)
         return dg.Output(df, metadata=frame_metadata(df))
 
-    return [alert_history, alert_features, cluster_features]
+    return [alert_history, flow_features, alert_features, cluster_features]
