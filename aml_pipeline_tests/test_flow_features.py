@@ -134,3 +134,52 @@ def test_a_simulated_day_is_the_same_whatever_the_row_order():
     joined = features.loc[out["address"], list(FLOW_FEATURES)].groupby(level=0).first()
     pd.testing.assert_frame_equal(joined, out.set_index("address")[list(FLOW_FEATURES)],
                                   check_names=False, check_index_type=False)  # fmt: skip
+
+
+def test_a_random_graph_agrees_with_networkx(monkeypatch):
+    """Cycles (networkx.simple_cycles), distance-2 neighbours (networkx shortest paths),
+    widths and the USD that goes round, counted by brute force on a random graph with
+    two-way pairs and hubs (paths through a hub do not count)."""
+    import networkx as nx
+
+    rng = np.random.default_rng(7)
+    names = [f"n{i:02d}" for i in range(40)]
+    pairs = {tuple(rng.choice(names, 2, replace=False)) for _ in range(160)}
+    pairs |= {("n00", n) for n in names[1:25]}  # n00 is a hub
+    flows = _flows(*((a, b, float(rng.integers(1, 100))) for a, b in sorted(pairs)))
+    monkeypatch.setattr(flow_features, "HUB_DEGREE", 12)
+    g = nx.DiGraph()
+    g.add_weighted_edges_from(flows.itertuples(index=False))
+    small = {v for v in g if len(set(g.successors(v)) | set(g.predecessors(v))) <= 12}
+    assert small != set(g)  # the hub and others are excluded
+    anchors = names[:15]
+    out = build_flow_features(pd.Series(anchors), flows, NO_ALERTS, None, DAY).set_index("address")
+    w = nx.get_edge_attributes(g, "weight")
+    for a in anchors:
+        row = out.loc[a]
+        sub = g.subgraph(small | {a})
+        cycles = [c for c in nx.simple_cycles(sub, length_bound=4) if a in c]
+        assert row["cycles_of_3"] == sum(len(c) == 3 for c in cycles), a
+        assert row["cycles_of_4"] == sum(len(c) == 4 for c in cycles), a
+        # closed walks of 3 and 4 through small nodes, out-and-back ones included
+        rounds = [
+            min(w[a, b], w[b, c], w[c, a])
+            for b in sub.successors(a) if b != a
+            for c in sub.successors(b) if c != a and sub.has_edge(c, a)
+        ] + [
+            min(w[a, b], w[b, c], w[c, d], w[d, a])
+            for b in sub.successors(a) if b != a
+            for c in sub.successors(b) if c != a
+            for d in sub.successors(c) if d != a and sub.has_edge(d, a)
+        ]  # fmt: skip
+        usd_out = sum(w[a, b] for b in g.successors(a))
+        if usd_out:
+            assert row["cycle_usd_share"] == pytest.approx(max(rounds, default=0) / usd_out), a
+        ends = [c for b in g.successors(a) if b in small for c in g.successors(b) if c != a]
+        assert row["scatter_gather_width"] == max(map(ends.count, ends), default=0), a
+        starts = [c for b in g.predecessors(a) if b in small for c in g.predecessors(b) if c != a]
+        assert row["gather_scatter_width"] == max(map(starts.count, starts), default=0), a
+        undirected = g.to_undirected()
+        near = set(undirected[a]) | {a}
+        far = {f for b in undirected[a] if b in small for f in undirected[b]} - near
+        assert row["two_hop_alerted_today"] == len(far & set(anchors)), a

@@ -29,20 +29,22 @@ BIG_DAY_ALERTS = 100_000
 
 
 def _simulate(folder: Path) -> int:
-    """The demo day's batch tables and the alerts of the days before it, as Parquet."""
+    """The demo day's batch tables and the alerts of the days before it, pickled."""
     from aml_pipeline.contract.conform import conform_table, read_parquet_bytes
     from aml_pipeline.contract.schema import BATCH_TABLES
     from aml_pipeline.simulator.profiles import DEMO
     from aml_pipeline.sources.simulated import SimulatedSource
 
-    source = SimulatedSource(DEMO, start=dt.date(2025, 3, 1), seed=0, today=lambda: DAY)
+    source = SimulatedSource(
+        DEMO, start=dt.date(2025, 3, 1), seed=0, today=lambda: DAY + dt.timedelta(1)
+    )
     for offset in range(PRIOR_DAYS + 1):
         day = DAY - dt.timedelta(offset)
         files = source.fetch(NETWORK, day, 7).files
         for spec in BATCH_TABLES if offset == 0 else BATCH_TABLES[:1]:
             table = conform_table(read_parquet_bytes(files[spec.file]), spec)
-            table.to_parquet(folder / f"{spec.name}-{offset}.parquet")
-    return len(pd.read_parquet(folder / "alerts-0.parquet"))
+            table.to_pickle(folder / f"{spec.name}-{offset}.pkl")
+    return len(pd.read_pickle(folder / "alerts-0.pkl"))
 
 
 def _copies(frame: pd.DataFrame, columns: tuple[str, ...], k: int) -> pd.DataFrame:
@@ -52,11 +54,11 @@ def _copies(frame: pd.DataFrame, columns: tuple[str, ...], k: int) -> pd.DataFra
 def _load(folder: Path, copies: int) -> dict[str, pd.DataFrame]:
     """The inputs of both steps, the day ``copies`` times over disjoint addresses."""
     tables = {
-        name: pd.read_parquet(folder / f"{name}-0.parquet")
+        name: pd.read_pickle(folder / f"{name}-0.pkl")
         for name in ("alerts", "features", "clusters", "money_flows")
     }
     prior = pd.concat(
-        [pd.read_parquet(folder / f"alerts-{i}.parquet") for i in range(1, PRIOR_DAYS + 1)]
+        [pd.read_pickle(folder / f"alerts-{i}.pkl") for i in range(1, PRIOR_DAYS + 1)]
     )
     keyed = {
         "alerts": ("alert_id", "address"),
