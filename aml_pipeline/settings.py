@@ -54,6 +54,15 @@ ScheduleHour = Annotated[
 LookbackDays = Annotated[
     int, Field(ge=1, le=366, description="days the new-batch sensor looks back for gaps")
 ]
+AlertBudget = Annotated[
+    int,
+    Field(
+        ge=1,
+        le=1_000_000,
+        description="alerts the analysts work a day: tier 3 reports precision and recall in "
+        "each day's top this many",
+    ),
+]
 
 
 class NetworkSettings(BaseModel):
@@ -70,6 +79,7 @@ class NetworkSettings(BaseModel):
     sim_seed: SimSeed
     schedule_hour: ScheduleHour
     sensor_lookback_days: LookbackDays
+    alert_budget: AlertBudget
 
 
 #: What a network file may set (everything of ``NetworkSettings`` but its name).
@@ -130,6 +140,7 @@ class Settings(BaseSettings):
     )
     schedule_hour: ScheduleHour = 2
     sensor_lookback_days: LookbackDays = 7
+    alert_budget: AlertBudget = 100
 
     @field_validator("networks", mode="before")
     @classmethod

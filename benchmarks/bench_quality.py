@@ -35,6 +35,13 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from aml_pipeline.dates import date_range
 from aml_pipeline.defs.resources import PipelineConfig
+from aml_pipeline.evaluation.budget import (
+    DEFAULT_DAILY_BUDGET,
+    TARGET_RECALL,
+    daily_top_k,
+    precision_at_recall,
+    top_k,
+)
 from aml_pipeline.evaluation.comparison import paired_bootstrap
 from aml_pipeline.features.alert_features import (
     CATEGORIES,
@@ -132,20 +139,44 @@ def eventual_labels(root: Path, data: DataSet) -> pd.DataFrame:
     return events[events["processing_date"].astype(str).isin({str(d) for d in data.test_days})]
 
 
-def _auc(y: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+def _auc(y: np.ndarray, scores: np.ndarray, days: np.ndarray) -> dict[str, float]:
+    """AUCs over the test alerts, and the figures at the daily budget."""
+    budget = daily_top_k(y, scores, days, DEFAULT_DAILY_BUDGET)
     return {
         "auc_roc": round(float(roc_auc_score(y, scores)), 4),
         "auc_pr": round(float(average_precision_score(y, scores)), 4),
+        **{k: round(v, 4) for k, v in budget.items() if k != "days"},
+        f"precision_at_recall_{TARGET_RECALL}": round(precision_at_recall(y, scores), 4),
     }
 
 
-def _diff(y: np.ndarray, baseline: np.ndarray, scores: np.ndarray, groups: np.ndarray) -> dict:
-    """Scores minus baseline: estimate and address-bootstrap 95 % interval, per metric."""
+def _budget_diff(y: np.ndarray, baseline: np.ndarray, scores: np.ndarray, days: np.ndarray):
+    """Precision at the daily budget, scores minus baseline: the mean of the per-day
+    differences and a 95 % bootstrap interval over the days."""
+    frame = pd.DataFrame({"y": y, "a": baseline, "b": scores, "d": days})
+    k = DEFAULT_DAILY_BUDGET
+    diffs = np.array([
+        top_k(g["y"], g["b"], k)["precision"] - top_k(g["y"], g["a"], k)["precision"]
+        for _, g in frame.groupby("d")
+    ])  # fmt: skip
+    draws = np.random.default_rng(0).integers(0, len(diffs), (RESAMPLES, len(diffs)))
+    means = diffs[draws].mean(axis=1)
+    return [round(float(v), 4) for v in (diffs.mean(), *np.quantile(means, [0.025, 0.975]))]
+
+
+def _diff(
+    y: np.ndarray, baseline: np.ndarray, scores: np.ndarray, groups: np.ndarray, days: np.ndarray
+) -> dict:
+    """Scores minus baseline: estimate and 95 % interval per metric (AUCs bootstrapped over
+    addresses, precision at the budget over days)."""
     result = paired_bootstrap(y, baseline, scores, groups=groups, n_resamples=RESAMPLES)
     return {
         metric: [round(result[metric][k], 4) for k in ("estimate", "ci_low", "ci_high")]
         for metric in ("auc_roc_diff", "auc_pr_diff")
-    } | {"n_addresses": result["n_blocks"]}
+    } | {
+        f"precision_at_{DEFAULT_DAILY_BUDGET}_diff": _budget_diff(y, baseline, scores, days),
+        "n_addresses": result["n_blocks"],
+    }
 
 
 def evaluate(data: DataSet, root: Path, before: Path | None) -> dict:
@@ -161,6 +192,7 @@ def evaluate(data: DataSet, root: Path, before: Path | None) -> dict:
     test = labelled(features, truth, data.end + dt.timedelta(LABEL_HORIZON_DAYS))
     test = test.merge(_published(root, network, data.test_days), on="alert_id", validate="1:1")
     y, groups = test[LABEL].to_numpy(), test["address"].to_numpy()
+    days = test["processing_date"].astype(str).to_numpy()
     scores = {
         "alert_scorer": test["score"].to_numpy(),
         "logistic_regression": logistic_baseline(
@@ -180,12 +212,12 @@ def evaluate(data: DataSet, root: Path, before: Path | None) -> dict:
         "train_positives": int(train[LABEL].sum()),
         "test_rows": len(test),
         "test_positives": int(y.sum()),
-        **{name: _auc(y, s) for name, s in scores.items()},
+        **{name: _auc(y, s, days) for name, s in scores.items()},
         "alert_scorer_minus_logistic_regression": _diff(
-            y, scores["logistic_regression"], scores["alert_scorer"], groups
+            y, scores["logistic_regression"], scores["alert_scorer"], groups, days
         ),
         "alert_scorer_minus_confidence_only": _diff(
-            y, scores["confidence_only"], scores["alert_scorer"], groups
+            y, scores["confidence_only"], scores["alert_scorer"], groups, days
         ),
     }
     if before is not None:
@@ -195,8 +227,10 @@ def evaluate(data: DataSet, root: Path, before: Path | None) -> dict:
         if old["score"].isna().any():
             raise SystemExit("the two replays scored different alerts; compare like with like")
         report["before"] = {
-            "alert_scorer": _auc(y, old["score"].to_numpy()),
-            "after_minus_before": _diff(y, old["score"].to_numpy(), scores["alert_scorer"], groups),
+            "alert_scorer": _auc(y, old["score"].to_numpy(), days),
+            "after_minus_before": _diff(
+                y, old["score"].to_numpy(), scores["alert_scorer"], groups, days
+            ),
         }
     return report
 

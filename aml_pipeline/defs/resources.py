@@ -46,6 +46,7 @@ class NetworkConfig(dg.Config):
     source_dir: str = Field(description=_about("source_dir"))
     sim_profile: str = Field(description=_about("sim_profile"))
     sim_seed: int = Field(description=_about("sim_seed"))
+    alert_budget: int = Field(description=_about("alert_budget"))
 
     @classmethod
     def from_settings(cls, network: NetworkSettings) -> NetworkConfig:

@@ -255,6 +255,10 @@ def _mean(values: list[float]) -> float | None:
 def _aggregate(runs: list[Mapping[str, Any]], pooled: Mapping[str, Any]) -> dict[str, Any]:
     """One model's tier scores over the days, plus Tier 3 on the pooled paired alerts."""
     tier3 = [run["tier3"]["score"] for run in runs if run["tier3"]["score"] is not None]
+    at_budget = {
+        name: [run["tier3"]["metrics"].get(name) for run in runs]
+        for name in ("precision_at_budget", "recall_at_budget")
+    }
     return {
         "n_days": len(runs),
         "tier1": {
@@ -265,7 +269,16 @@ def _aggregate(runs: list[Mapping[str, Any]], pooled: Mapping[str, Any]) -> dict
             "mean_score": _mean([run["tier2"]["score"] for run in runs]),
             "days_passed": sum(run["tier2"]["passed"] for run in runs),
         },
-        "tier3": {"mean_score": _mean(tier3), "days_scored": len(tier3), "pooled": pooled},
+        "tier3": {
+            "mean_score": _mean(tier3),
+            "days_scored": len(tier3),
+            "pooled": pooled,
+            # what the analysts' daily budget finds, averaged over the days with labels
+            **{
+                f"mean_{name}": _mean([v for v in values if v is not None])
+                for name, values in at_budget.items()
+            },
+        },
         "total": {"mean_score": _mean([run["total_score"] for run in runs])},
     }
 

@@ -15,6 +15,7 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from aml_pipeline.evaluation.tier3_validator import RECALL_METRIC
 from aml_pipeline.evaluation.validator_utils import to_jsonable
 from aml_pipeline.storage.objects import LocalStorage
 
@@ -115,18 +116,21 @@ def _tier_tables(result: Mapping[str, Any]) -> list[str]:
     header = ["Model", "Tier 1", "T1 passed", "Tier 2", "T2 passed", "Tier 3", "T3 scored"]
     lines += _table([*header, "Total"], rows)
     lines += ["## Pooled Tier 3 (paired labelled alerts)", ""]
-    metrics = ("n_samples", "n_positive", "auc_roc", "auc_pr", "best_f1", "best_f1_threshold")
+    metrics = ("n_samples", "n_positive", "auc_roc", "auc_pr", RECALL_METRIC, "best_f1")
+    daily = ("mean_precision_at_budget", "mean_recall_at_budget")
     rows = [
         [name, agg["tier3"]["pooled"]["score"]]
         + [agg["tier3"]["pooled"]["metrics"].get(m) for m in metrics]
+        + [agg["tier3"].get(m) for m in daily]
         for name, agg in result["aggregate"].items()
     ]
-    return lines + _table(["Model", "Tier 3 score", *metrics], rows)
+    return lines + _table(["Model", "Tier 3 score", *metrics, *daily], rows)
 
 
 def _per_day_tables(result: Mapping[str, Any]) -> list[str]:
     lines = ["## Per day", ""]
-    header = ["Day", "Tier 1", "Tier 2", "Tier 3", "Total", "AUC-ROC", "AUC-PR", "Tier 3 note"]
+    header = ["Day", "Tier 1", "Tier 2", "Tier 3", "Total", "AUC-ROC", "AUC-PR", "P@budget"]
+    header += ["R@budget", "Tier 3 note"]
     for name in result["models"].values():
         rows = []
         for day in result["days"]:
@@ -139,6 +143,8 @@ def _per_day_tables(result: Mapping[str, Any]) -> list[str]:
                     run["total_score"],
                     metrics.get("auc_roc"),
                     metrics.get("auc_pr"),
+                    metrics.get("precision_at_budget"),
+                    metrics.get("recall_at_budget"),
                     run["tier3"]["reason"] or "",
                 ]
             )

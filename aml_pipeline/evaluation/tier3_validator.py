@@ -1,7 +1,9 @@
 """Tier 3: accuracy against ground truth arriving at T+τ (0 to 0.5).
 
 score = 0.3 * AUC-ROC + 0.2 * AUC-PR over the scored alerts that have a label; the Brier
-score and expected calibration error are reported beside it (scores in [0, 1]). Alert ids
+score and expected calibration error are reported beside it (scores in [0, 1]), and what
+the ranking is worth at an analyst's budget: precision and recall in the day's top
+``budget`` labelled alerts and the precision at recall 0.6 (``evaluation/budget.py``). Alert ids
 are matched as strings; a duplicated scored alert_id uses its first row. NaN/inf scores are
 excluded from the metrics and counted (``n_non_finite_excluded``): Tier 1 already fails
 them and Tier 2 penalizes them, so they are not ranked a second time here. With no labelled
@@ -16,6 +18,12 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
+from aml_pipeline.evaluation.budget import (
+    DEFAULT_DAILY_BUDGET,
+    TARGET_RECALL,
+    precision_at_recall,
+    top_k,
+)
 from aml_pipeline.evaluation.validator_utils import (
     SCORE_DECIMALS,
     TIER_MAX_SCORES,
@@ -26,6 +34,8 @@ from aml_pipeline.evaluation.validator_utils import (
 from aml_pipeline.models.calibration import brier_score, expected_calibration_error
 
 LABEL = "is_sar_filed"
+#: The metric of the precision at recall TARGET_RECALL.
+RECALL_METRIC = f"precision_at_recall_{round(100 * TARGET_RECALL)}"
 AUC_ROC_WEIGHT = 0.3
 AUC_PR_WEIGHT = 0.2
 
@@ -82,8 +92,11 @@ def _best_f1(y_true: np.ndarray, y_score: np.ndarray) -> tuple[float, float]:
     return float(f1[best]), float(thresholds[best])
 
 
-def score_ranking(y_true: np.ndarray, y_score: np.ndarray) -> dict[str, Any]:
-    """Tier 3 result for boolean labels and finite scores of the same alerts."""
+def score_ranking(
+    y_true: np.ndarray, y_score: np.ndarray, budget: int = DEFAULT_DAILY_BUDGET
+) -> dict[str, Any]:
+    """Tier 3 result for boolean labels and finite scores of the same alerts (in a stable
+    order: ties at the budget are broken by it)."""
     n, n_positive = len(y_true), int(np.sum(y_true))
     counts = {
         "n_samples": n,
@@ -100,6 +113,7 @@ def score_ranking(y_true: np.ndarray, y_score: np.ndarray) -> dict[str, Any]:
     best_f1, best_threshold = _best_f1(y_true, y_score)
     score = AUC_ROC_WEIGHT * auc_roc + AUC_PR_WEIGHT * auc_pr
     probabilities = bool(np.all((y_score >= 0) & (y_score <= 1)))
+    at_budget = top_k(y_true, y_score, budget)
     return {
         "score": round(score, SCORE_DECIMALS),
         "max_score": TIER_MAX_SCORES["tier3"],
@@ -110,6 +124,10 @@ def score_ranking(y_true: np.ndarray, y_score: np.ndarray) -> dict[str, Any]:
             "auc_pr": auc_pr,
             "best_f1": best_f1,
             "best_f1_threshold": best_threshold,
+            "alert_budget": budget,
+            "precision_at_budget": at_budget["precision"],
+            "recall_at_budget": at_budget["recall"],
+            RECALL_METRIC: precision_at_recall(y_true, y_score, TARGET_RECALL),
             # calibration: how far the scores are from probabilities (not part of the score)
             "brier": brier_score(y_true, y_score) if probabilities else None,
             "ece": expected_calibration_error(y_true, y_score) if probabilities else None,
@@ -118,9 +136,13 @@ def score_ranking(y_true: np.ndarray, y_score: np.ndarray) -> dict[str, Any]:
 
 
 class Tier3Validator:
-    """Ground-truth accuracy: AUC-ROC and AUC-PR of the scores against ``is_sar_filed``."""
+    """Ground-truth accuracy: AUC-ROC and AUC-PR of the scores against ``is_sar_filed``,
+    and the figures at a daily ``budget`` of alerts."""
 
     max_score = TIER_MAX_SCORES["tier3"]
+
+    def __init__(self, budget: int = DEFAULT_DAILY_BUDGET) -> None:
+        self.budget = budget
 
     def validate(self, scores_df: pd.DataFrame, ground_truth_df: pd.DataFrame) -> dict[str, Any]:
         """Inner-join scores with the labels on alert_id and score the ranking."""
@@ -131,7 +153,9 @@ class Tier3Validator:
         scores = scores_frame(scores_df)
         merged = scores.merge(labels, on="alert_id", how="inner")
         finite = np.isfinite(merged["score"].to_numpy())
-        result = score_ranking(merged[LABEL].to_numpy()[finite], merged["score"].to_numpy()[finite])
+        result = score_ranking(
+            merged[LABEL].to_numpy()[finite], merged["score"].to_numpy()[finite], self.budget
+        )
         if not len(merged):
             result["reason"] = "no scored alert has a ground-truth label"
         result["metrics"].update(

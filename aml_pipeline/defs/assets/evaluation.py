@@ -196,7 +196,8 @@ def build_evaluation_assets(
         rows = []
         for day in days:
             scores = day_rows(alert_scores, day)
-            result = Tier3Validator().validate(scores, day_rows(labels, day))
+            budget = pipeline.network(network).alert_budget
+            result = Tier3Validator(budget).validate(scores, day_rows(labels, day))
             result["passed"] = None
             result["labels_through"] = through.isoformat()
             rows.append(_row(network, day, _version(scores), result))
