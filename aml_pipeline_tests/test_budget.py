@@ -47,3 +47,14 @@ def test_tier3_reports_the_budget_figures():
     assert metrics["precision_at_budget"] == pytest.approx(0.5)
     assert metrics["recall_at_budget"] == pytest.approx(1 / 3)
     assert metrics[RECALL_METRIC] == pytest.approx(2 / 3)  # top 3 find 2 of 3 SARs
+
+
+def test_tier3_reports_the_f1_at_the_model_threshold_chosen_on_validation_days():
+    ids = [f"a{i}" for i in range(6)]
+    scores = pd.DataFrame({"alert_id": ids, "score": [0.9, 0.8, 0.7, 0.6, 0.5, 0.4]})
+    truth = pd.DataFrame({"alert_id": ids, "is_sar_filed": [True, False, True, False, False, True]})
+    metrics = Tier3Validator(threshold=0.75).validate(scores, truth)["metrics"]
+    # flags a0, a1: precision 1/2, recall 1/3
+    assert metrics["model_threshold"] == 0.75
+    assert metrics["f1_at_model_threshold"] == pytest.approx(2 * 0.5 * (1 / 3) / (0.5 + 1 / 3))
+    assert Tier3Validator().validate(scores, truth)["metrics"]["f1_at_model_threshold"] is None

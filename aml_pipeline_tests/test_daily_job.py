@@ -222,6 +222,14 @@ def test_every_published_day_is_evaluated_on_all_tiers(home):
     metrics = [json.loads(d)["metrics"] for d in tier3["details_json"]]
     assert all(0.5 < m["auc_roc"] <= 1 and m["n_positive"] > 0 for m in metrics)
     assert tier3["score"].between(0, 0.5).all()
+    # the figures at the analysts' budget, and the F1 at the threshold chosen in training
+    registry = json.loads((home / "data/trained_models/ethereum/model_metadata.json").read_text())
+    scorer = next(v for v in registry["versions"] if v["kind"] == "alert_scorer")
+    assert 0 < scorer["metrics"]["f1_threshold"] < 1
+    for m in metrics:
+        assert m["alert_budget"] == 100 and 0 <= m["precision_at_budget"] <= 1
+        assert m["model_threshold"] == scorer["metrics"]["f1_threshold"]
+        assert 0 <= m["f1_at_model_threshold"] <= 1
 
     report = json.loads(
         (home / "data/validation_results/ethereum/model_v3.0.0_evaluation.json").read_text()

@@ -95,6 +95,10 @@ class PipelineConfig(dg.ConfigurableResource):
         """The trailing window of ``network``'s batches."""
         return self.network(network).window_days
 
+    def alert_budget(self, network: str) -> int:
+        """The alerts ``network``'s analysts work a day."""
+        return self.network(network).alert_budget
+
     def storage(self) -> LocalStorage:
         """The storage layer over ``data_root``."""
         return LocalStorage(self.data_root)

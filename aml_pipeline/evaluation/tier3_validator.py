@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 from aml_pipeline.evaluation.budget import (
     DEFAULT_DAILY_BUDGET,
@@ -31,7 +31,12 @@ from aml_pipeline.evaluation.validator_utils import (
     float_values,
     to_jsonable,
 )
-from aml_pipeline.models.calibration import brier_score, expected_calibration_error
+from aml_pipeline.models.calibration import (
+    best_f1,
+    brier_score,
+    expected_calibration_error,
+    f1_at,
+)
 
 LABEL = "is_sar_filed"
 #: The metric of the precision at recall TARGET_RECALL.
@@ -82,21 +87,15 @@ def no_tier3_score(reason: str, **metrics: Any) -> dict[str, Any]:
     }
 
 
-def _best_f1(y_true: np.ndarray, y_score: np.ndarray) -> tuple[float, float]:
-    """Highest F1 over the precision-recall curve's thresholds and that threshold."""
-    precision, recall, thresholds = precision_recall_curve(y_true, y_score)
-    precision, recall = precision[:-1], recall[:-1]
-    denom = precision + recall
-    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(denom), where=denom > 0)
-    best = int(np.argmax(f1))
-    return float(f1[best]), float(thresholds[best])
-
-
 def score_ranking(
-    y_true: np.ndarray, y_score: np.ndarray, budget: int = DEFAULT_DAILY_BUDGET
+    y_true: np.ndarray,
+    y_score: np.ndarray,
+    budget: int = DEFAULT_DAILY_BUDGET,
+    threshold: float | None = None,
 ) -> dict[str, Any]:
     """Tier 3 result for boolean labels and finite scores of the same alerts (in a stable
-    order: ties at the budget are broken by it)."""
+    order: ties at the budget are broken by it); with the model's ``threshold`` (chosen on
+    its validation days), also the F1 of flagging the alerts at or above it."""
     n, n_positive = len(y_true), int(np.sum(y_true))
     counts = {
         "n_samples": n,
@@ -110,7 +109,7 @@ def score_ranking(
         return no_tier3_score(f"single class: all {n} labelled alerts are {kind}", **counts)
     auc_roc = float(roc_auc_score(y_true, y_score))
     auc_pr = float(average_precision_score(y_true, y_score))
-    best_f1, best_threshold = _best_f1(y_true, y_score)
+    top_f1, best_threshold = best_f1(y_true, y_score)
     score = AUC_ROC_WEIGHT * auc_roc + AUC_PR_WEIGHT * auc_pr
     probabilities = bool(np.all((y_score >= 0) & (y_score <= 1)))
     at_budget = top_k(y_true, y_score, budget)
@@ -122,12 +121,16 @@ def score_ranking(
             **counts,
             "auc_roc": auc_roc,
             "auc_pr": auc_pr,
-            "best_f1": best_f1,
+            "best_f1": top_f1,
             "best_f1_threshold": best_threshold,
             "alert_budget": budget,
             "precision_at_budget": at_budget["precision"],
             "recall_at_budget": at_budget["recall"],
             RECALL_METRIC: precision_at_recall(y_true, y_score, TARGET_RECALL),
+            "model_threshold": threshold,
+            "f1_at_model_threshold": None
+            if threshold is None
+            else f1_at(y_true, y_score, threshold),
             # calibration: how far the scores are from probabilities (not part of the score)
             "brier": brier_score(y_true, y_score) if probabilities else None,
             "ece": expected_calibration_error(y_true, y_score) if probabilities else None,
@@ -141,8 +144,8 @@ class Tier3Validator:
 
     max_score = TIER_MAX_SCORES["tier3"]
 
-    def __init__(self, budget: int = DEFAULT_DAILY_BUDGET) -> None:
-        self.budget = budget
+    def __init__(self, budget: int = DEFAULT_DAILY_BUDGET, threshold: float | None = None) -> None:
+        self.budget, self.threshold = budget, threshold
 
     def validate(self, scores_df: pd.DataFrame, ground_truth_df: pd.DataFrame) -> dict[str, Any]:
         """Inner-join scores with the labels on alert_id and score the ranking."""
@@ -154,7 +157,10 @@ class Tier3Validator:
         merged = scores.merge(labels, on="alert_id", how="inner")
         finite = np.isfinite(merged["score"].to_numpy())
         result = score_ranking(
-            merged[LABEL].to_numpy()[finite], merged["score"].to_numpy()[finite], self.budget
+            merged[LABEL].to_numpy()[finite],
+            merged["score"].to_numpy()[finite],
+            self.budget,
+            self.threshold,
         )
         if not len(merged):
             result["reason"] = "no scored alert has a ground-truth label"

@@ -1,4 +1,5 @@
-"""Calibrated probabilities for the binary scorers, and how calibrated a score is.
+"""Calibrated probabilities for the binary scorers, how calibrated a score is, and the
+F1 of flagging alerts above a threshold.
 
 The classifiers are trained with ``scale_pos_weight``, so their raw probabilities are
 inflated. A Platt map (a logistic regression on the model's raw log-odds) fitted on the
@@ -13,6 +14,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import f1_score, precision_recall_curve
 
 #: Equal-width bins of the expected calibration error and the reliability diagram.
 CALIBRATION_BINS = 10
@@ -90,3 +92,19 @@ def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = CALIBRA
     return float(
         sum(row["count"] * abs(row["mean_score"] - row["sar_rate"]) for row in table) / total
     )
+
+
+def best_f1(y_true: np.ndarray, y_score: np.ndarray) -> tuple[float, float]:
+    """The highest F1 over the thresholds of ``y_score`` and that threshold (alerts scoring
+    at or above it are flagged)."""
+    precision, recall, thresholds = precision_recall_curve(y_true, y_score)
+    precision, recall = precision[:-1], recall[:-1]
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(denom), where=denom > 0)
+    best = int(np.argmax(f1))
+    return float(f1[best]), float(thresholds[best])
+
+
+def f1_at(y_true: np.ndarray, y_score: np.ndarray, threshold: float) -> float:
+    """F1 of flagging the alerts scoring at or above ``threshold``."""
+    return float(f1_score(np.asarray(y_true, dtype=bool), y_score >= threshold, zero_division=0))

@@ -25,6 +25,7 @@ from sklearn.preprocessing import StandardScaler
 
 from aml_pipeline.models.calibration import (
     PlattCalibration,
+    best_f1,
     brier_score,
     expected_calibration_error,
     fit_platt,
@@ -232,8 +233,12 @@ def train_binary(
     calibration = fit_platt(raw, y[valid])
     score = calibration.apply(raw)
     uncalibrated = 1.0 / (1.0 + np.exp(-raw))
+    valid_f1, f1_threshold = best_f1(y[valid], score)
     metrics = {
         **_binary_metrics(y[valid], score),
+        # the threshold an analyst would alert on, chosen on the validation days
+        "valid_f1": valid_f1,
+        "f1_threshold": f1_threshold,
         **calibration_metrics(y[valid], score),
         **{f"{k}_uncalibrated": v for k, v in calibration_metrics(y[valid], uncalibrated).items()},
         "best_iteration": booster.best_iteration,

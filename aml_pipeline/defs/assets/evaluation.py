@@ -193,11 +193,16 @@ def build_evaluation_assets(
         days = partition_days(context)
         through = last_label_day(warehouse, network, days)
         labels = read_known_labels(warehouse, network, days, through, pipeline.data_since(network))
+        registry, budget = (
+            ModelRegistry(pipeline.storage(), network),
+            pipeline.alert_budget(network),
+        )
         rows = []
         for day in days:
             scores = day_rows(alert_scores, day)
-            budget = pipeline.network(network).alert_budget
-            result = Tier3Validator(budget).validate(scores, day_rows(labels, day))
+            entry = registry.entry("alert_scorer", _version(scores)) or {}
+            threshold = entry.get("metrics", {}).get("f1_threshold")  # older models have none
+            result = Tier3Validator(budget, threshold).validate(scores, day_rows(labels, day))
             result["passed"] = None
             result["labels_through"] = through.isoformat()
             rows.append(_row(network, day, _version(scores), result))
