@@ -43,10 +43,7 @@ from aml_pipeline.evaluation.budget import (
     top_k,
 )
 from aml_pipeline.evaluation.comparison import paired_bootstrap
-from aml_pipeline.features.alert_features import (
-    CATEGORIES,
-    FEATURE_COLUMNS,
-)
+from aml_pipeline.features.alert_features import CATEGORIES, FEATURE_COLUMNS
 from aml_pipeline.models.training import LABEL, labelled, logistic_baseline
 from aml_pipeline.settings import Settings
 from aml_pipeline.sources.simulated import SimulatedSource

@@ -35,9 +35,7 @@ from aml_pipeline.evaluation import (
     to_jsonable,
     total_score,
 )
-from aml_pipeline.features.alert_features import (
-    CATEGORIES,
-)
+from aml_pipeline.features.alert_features import CATEGORIES
 from aml_pipeline.models.registry import ModelRegistry
 from aml_pipeline.models.scoring import score_frame
 from aml_pipeline.provenance import module_version
@@ -193,10 +191,8 @@ def build_evaluation_assets(
         days = partition_days(context)
         through = last_label_day(warehouse, network, days)
         labels = read_known_labels(warehouse, network, days, through, pipeline.data_since(network))
-        registry, budget = (
-            ModelRegistry(pipeline.storage(), network),
-            pipeline.alert_budget(network),
-        )
+        registry = ModelRegistry(pipeline.storage(), network)
+        budget = pipeline.alert_budget(network)
         rows = []
         for day in days:
             scores = day_rows(alert_scores, day)

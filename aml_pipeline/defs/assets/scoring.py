@@ -20,9 +20,7 @@ from aml_pipeline.defs.assets.ingestion import BACKFILL, day_rows, partition_day
 from aml_pipeline.defs.io_manager import COLUMNS_KEY
 from aml_pipeline.defs.metadata import frame_metadata, storage_types
 from aml_pipeline.defs.resources import PipelineConfig
-from aml_pipeline.features.alert_features import (
-    CATEGORIES,
-)
+from aml_pipeline.features.alert_features import CATEGORIES
 from aml_pipeline.features.cluster_features import CLUSTER_TYPES
 from aml_pipeline.models import calibration as calibration_module
 from aml_pipeline.models import scoring as scoring_module
