@@ -174,3 +174,21 @@ def test_report_writes_json_markdown_and_two_linked_pngs(better_b, tmp_path):
         "reliability.png",
         "roc_curves.png",
     ]
+
+
+def test_each_model_is_judged_at_its_own_threshold_and_the_budget():
+    scores, alerts, truth = _inputs(0.2, 0.45)
+    result = compare_models(scores, alerts, truth, thresholds={"A": 1.5, "B": 0.5}, n_resamples=50)
+    pooled = {name: agg["tier3"]["pooled"]["metrics"] for name, agg in result["aggregate"].items()}
+    assert pooled["A"]["model_threshold"] == 1.5 and pooled["B"]["model_threshold"] == 0.5
+    assert pooled["A"]["f1_at_model_threshold"] == 0  # nothing scores 1.5
+    y = truth["is_sar_filed"].to_numpy()
+    b = np.concatenate([scores["B"][day]["score"].to_numpy() for day in DAYS])
+    flagged = b >= 0.5
+    precision, recall = y[flagged].mean(), flagged[y].mean()
+    expected = 2 * precision * recall / (precision + recall)
+    assert pooled["B"]["f1_at_model_threshold"] == pytest.approx(expected)
+    for day in DAYS:
+        tier3 = result["per_day"][day]["models"]["B"]["tier3"]["metrics"]
+        assert tier3["model_threshold"] == 0.5 and tier3["alert_budget"] == 100
+    assert 0 < result["aggregate"]["B"]["tier3"]["mean_precision_at_budget"] <= 1

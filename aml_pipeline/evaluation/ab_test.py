@@ -291,6 +291,10 @@ def compare_loaded(
         labels,
         {day.isoformat(): day_traps for day, day_traps in traps.items()},
         rescored=rescored,
+        thresholds={
+            names[label]: model.entry.get("metrics", {}).get("f1_threshold")
+            for label, model in models.items()
+        },
         n_resamples=n_resamples,
         seed=seed,
     )

@@ -347,6 +347,7 @@ def compare_models(
     pattern_traps: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
     *,
     rescored: Mapping[str, DayFrames] | None = None,
+    thresholds: Mapping[str, float | None] | None = None,
     n_resamples: int = 1000,
     seed: int = 0,
     confidence: float = 0.95,
@@ -360,11 +361,13 @@ def compare_models(
             (then day keys must be ISO dates and each day uses its own labels).
         pattern_traps: ``{day: traps}``; days without traps use none.
         rescored: ``{model_name: {day: rescored_df}}`` for the Tier 1 determinism check.
+        thresholds: ``{model_name: threshold}``, each model's alerting threshold chosen on
+            its validation days (tier 3 reports the F1 at it).
         n_resamples, seed, confidence: paired bootstrap settings.
     """
     days = sorted(alerts)
     names = _check_inputs(scores, days)
-    traps, rescored = pattern_traps or {}, rescored or {}
+    traps, rescored, thresholds = pattern_traps or {}, rescored or {}, thresholds or {}
     labels_by_day = {day: _day_labels(ground_truth, day) for day in days}
     per_day = {}
     for day in days:
@@ -375,6 +378,7 @@ def compare_models(
                 traps.get(day, []),
                 labels_by_day[day],
                 rescored.get(name, {}).get(day),
+                thresholds.get(name),
             )
             for name in names
         }
@@ -391,7 +395,7 @@ def compare_models(
     aggregate = {
         name: _aggregate(
             [per_day[day]["models"][name] for day in days],
-            score_ranking(y_true, pooled[column].to_numpy()),
+            score_ranking(y_true, pooled[column].to_numpy(), threshold=thresholds.get(name)),
         )
         for name, column in columns.items()
     }

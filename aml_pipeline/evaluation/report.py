@@ -116,7 +116,8 @@ def _tier_tables(result: Mapping[str, Any]) -> list[str]:
     header = ["Model", "Tier 1", "T1 passed", "Tier 2", "T2 passed", "Tier 3", "T3 scored"]
     lines += _table([*header, "Total"], rows)
     lines += ["## Pooled Tier 3 (paired labelled alerts)", ""]
-    metrics = ("n_samples", "n_positive", "auc_roc", "auc_pr", RECALL_METRIC, "best_f1")
+    metrics = ("n_samples", "n_positive", "auc_roc", "auc_pr", RECALL_METRIC)
+    metrics += ("best_f1", "f1_at_model_threshold")
     daily = ("mean_precision_at_budget", "mean_recall_at_budget")
     rows = [
         [name, agg["tier3"]["pooled"]["score"]]

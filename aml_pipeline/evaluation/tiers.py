@@ -19,8 +19,10 @@ def validate_day(
     pattern_traps: Sequence[Mapping[str, Any]] | Mapping[str, Any],
     ground_truth_df: pd.DataFrame | None = None,
     rescored_df: pd.DataFrame | None = None,
+    threshold: float | None = None,
 ) -> dict[str, Any]:
-    """All three tiers for one day and their total (JSON-safe).
+    """All three tiers for one day and their total (JSON-safe); ``threshold`` is the
+    model's alerting threshold, for tier 3's F1 at it.
 
     Without ``ground_truth_df`` (labels arrive at T+τ) Tier 3 has score None and a reason.
     """
@@ -29,7 +31,7 @@ def validate_day(
     if ground_truth_df is None:
         tier3 = no_tier3_score("no ground truth supplied (labels arrive at T+tau)")
     else:
-        tier3 = Tier3Validator().validate(scores_df, ground_truth_df)
+        tier3 = Tier3Validator(threshold=threshold).validate(scores_df, ground_truth_df)
     return {
         "tier1": tier1,
         "tier2": tier2,
