@@ -6,8 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aml_pipeline.evaluation.budget import daily_top_k, precision_at_recall, top_k
-from aml_pipeline.evaluation.tier3_validator import RECALL_METRIC, Tier3Validator
+from aml_pipeline.evaluation.budget import (
+    RECALL_METRIC,
+    daily_top_k,
+    precision_at_recall,
+    top_k,
+)
+from aml_pipeline.evaluation.tier3_validator import Tier3Validator
 
 
 def test_top_k_counts_the_highest_scores_of_the_day():
@@ -38,10 +43,16 @@ def test_precision_at_recall_is_the_best_threshold_that_finds_enough_sars():
     assert precision_at_recall(np.zeros(3), s[:3]) is None
 
 
-def test_tier3_reports_the_budget_figures():
+def _day() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Six scored alerts in falling score order, the 1st, 3rd and 6th SAR-filed."""
     ids = [f"a{i}" for i in range(6)]
     scores = pd.DataFrame({"alert_id": ids, "score": [0.9, 0.8, 0.7, 0.6, 0.5, 0.4]})
     truth = pd.DataFrame({"alert_id": ids, "is_sar_filed": [True, False, True, False, False, True]})
+    return scores, truth
+
+
+def test_tier3_reports_the_budget_figures():
+    scores, truth = _day()
     metrics = Tier3Validator(budget=2).validate(scores, truth)["metrics"]
     assert metrics["alert_budget"] == 2
     assert metrics["precision_at_budget"] == pytest.approx(0.5)
@@ -50,9 +61,7 @@ def test_tier3_reports_the_budget_figures():
 
 
 def test_tier3_reports_the_f1_at_the_model_threshold_chosen_on_validation_days():
-    ids = [f"a{i}" for i in range(6)]
-    scores = pd.DataFrame({"alert_id": ids, "score": [0.9, 0.8, 0.7, 0.6, 0.5, 0.4]})
-    truth = pd.DataFrame({"alert_id": ids, "is_sar_filed": [True, False, True, False, False, True]})
+    scores, truth = _day()
     metrics = Tier3Validator(threshold=0.75).validate(scores, truth)["metrics"]
     # flags a0, a1: precision 1/2, recall 1/3
     assert metrics["model_threshold"] == 0.75

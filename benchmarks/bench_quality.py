@@ -37,7 +37,7 @@ from aml_pipeline.dates import date_range
 from aml_pipeline.defs.resources import PipelineConfig
 from aml_pipeline.evaluation.budget import (
     DEFAULT_DAILY_BUDGET,
-    TARGET_RECALL,
+    RECALL_METRIC,
     daily_top_k,
     precision_at_recall,
     top_k,
@@ -143,7 +143,7 @@ def _auc(y: np.ndarray, scores: np.ndarray, days: np.ndarray) -> dict[str, float
         "auc_roc": round(float(roc_auc_score(y, scores)), 4),
         "auc_pr": round(float(average_precision_score(y, scores)), 4),
         **{k: round(v, 4) for k, v in budget.items() if k != "days"},
-        f"precision_at_recall_{TARGET_RECALL}": round(precision_at_recall(y, scores), 4),
+        RECALL_METRIC: round(precision_at_recall(y, scores), 4),
     }
 
 

@@ -16,6 +16,8 @@ from sklearn.metrics import precision_recall_curve
 DEFAULT_DAILY_BUDGET = 100
 #: The share of SARs at which ``precision_at_recall`` is read.
 TARGET_RECALL = 0.6
+#: The name of the precision at TARGET_RECALL in reports.
+RECALL_METRIC = f"precision_at_recall_{round(100 * TARGET_RECALL)}"
 
 
 def top_k(y_true: np.ndarray, y_score: np.ndarray, k: int) -> dict[str, float | None]:

@@ -15,7 +15,7 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from aml_pipeline.evaluation.tier3_validator import RECALL_METRIC
+from aml_pipeline.evaluation.budget import RECALL_METRIC
 from aml_pipeline.evaluation.validator_utils import to_jsonable
 from aml_pipeline.storage.objects import LocalStorage
 

@@ -20,6 +20,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from aml_pipeline.evaluation.budget import (
     DEFAULT_DAILY_BUDGET,
+    RECALL_METRIC,
     TARGET_RECALL,
     precision_at_recall,
     top_k,
@@ -39,8 +40,6 @@ from aml_pipeline.models.calibration import (
 )
 
 LABEL = "is_sar_filed"
-#: The metric of the precision at recall TARGET_RECALL.
-RECALL_METRIC = f"precision_at_recall_{round(100 * TARGET_RECALL)}"
 AUC_ROC_WEIGHT = 0.3
 AUC_PR_WEIGHT = 0.2
 

@@ -202,11 +202,14 @@ def _cluster_features(alerts: pd.DataFrame, clusters: pd.DataFrame) -> pd.DataFr
     return out.reset_index(drop=True).astype("float64")
 
 
-def _per_address(flows: pd.DataFrame | None, alerts: pd.DataFrame) -> pd.DataFrame:
-    """The flow features of each alert's address, in the alerts' order."""
-    if flows is None or flows.empty:
-        return pd.DataFrame(np.nan, index=range(len(alerts)), columns=list(FLOW_FEATURES))
-    per_address = flows.drop_duplicates("address").set_index("address")[list(FLOW_FEATURES)]
+def _per_address(
+    frame: pd.DataFrame | None, alerts: pd.DataFrame, columns: tuple[str, ...]
+) -> pd.DataFrame:
+    """``columns`` of ``frame`` (a row per address) for each alert's address, in the alerts'
+    order; missing where the address has no row."""
+    if frame is None or frame.empty:
+        return pd.DataFrame(np.nan, index=range(len(alerts)), columns=list(columns))
+    per_address = frame.drop_duplicates("address").set_index("address")[list(columns)]
     return per_address.reindex(alerts["address"]).astype("float64").reset_index(drop=True)
 
 
@@ -258,19 +261,17 @@ def build_alert_features(
         )
         out[name] = ((day_end_ms - ts.astype("float64")) / HOUR_MS).to_numpy()
 
-    if history is not None and not history.empty:
-        prior = (
-            history.drop_duplicates("address")
-            .set_index("address")
-            .reindex(alerts["address"])[list(HISTORY_FEATURES)]
-        )
-    else:
-        prior = pd.DataFrame(index=alerts["address"], columns=list(HISTORY_FEATURES))
-    prior = prior.astype("float64").reset_index(drop=True)
+    prior = _per_address(history, alerts, HISTORY_FEATURES)
     prior[list(HISTORY_COUNTS)] = prior[list(HISTORY_COUNTS)].fillna(0.0)
     prior[COVERAGE_FEATURE] = prior[COVERAGE_FEATURE].fillna(0.0)
     out = pd.concat(
-        [out, _cluster_features(alerts, clusters), prior, _per_address(flows, alerts)], axis=1
+        [
+            out,
+            _cluster_features(alerts, clusters),
+            prior,
+            _per_address(flows, alerts, FLOW_FEATURES),
+        ],
+        axis=1,
     )
     for column in FEATURE_COLUMNS:  # plain numpy dtypes, whatever the inputs carried
         out[column] = out[column].astype("int64" if column in CATEGORIES else "float64")
