@@ -67,6 +67,79 @@ def test_every_typology_is_injected_and_the_mix_drifts(sim):
     )
 
 
+@pytest.fixture(scope="module")
+def pairs(sim) -> dict[int, set[tuple[str, str]]]:
+    """Day index -> the (from, to) pairs that transferred that day, for 90 days."""
+    days = [DAY + dt.timedelta(i) for i in range(90)]
+    return {
+        day_index(d): set(zip(t["from_address"], t["to_address"], strict=True))
+        for d in days
+        for t in [sim.transfers(d)]
+    }
+
+
+def _episodes(sim, pairs, typology: str) -> list:
+    """The episodes of ``typology`` that run entirely within the days of ``pairs``."""
+    first, last = min(pairs), max(pairs)
+    return [
+        ep
+        for ep in sim.episodes_active(first, last)
+        if ep.typology == typology and ep.start >= first and ep.start + ep.duration <= last
+    ]
+
+
+def _moved(pairs, ep) -> set[tuple[str, str]]:
+    return set().union(*(pairs[d] for d in range(ep.start, ep.start + ep.duration)))
+
+
+def test_campaigns_leave_their_flow_shapes(sim, pairs):
+    rings = _episodes(sim, pairs, "cycle")
+    assert rings
+    for ep in rings:  # funds go round every ring
+        ring = set(zip(ep.actors, ep.actors[1:] + ep.actors[:1], strict=True))
+        assert ring <= _moved(pairs, ep)
+    layering = _episodes(sim, pairs, "layering_path")
+    back = [ep for ep in layering if ep.extra["round_trip"]]
+    assert back and len(back) < len(layering)  # some layering paths come back to the origin
+    for ep in back:
+        assert (ep.actors[-1], ep.actors[0]) in _moved(pairs, ep)
+    for ep in _episodes(sim, pairs, "fan_in_smurfing"):  # collection fan-in
+        moved = _moved(pairs, ep)
+        assert sum((s, ep.actors[0]) in moved for s in ep.actors[1:]) >= 3
+
+
+def test_lookalikes_leave_the_innocent_shapes(sim, pairs):
+    makers = _episodes(sim, pairs, "market_maker_round_trip")
+    assert makers
+    for ep in makers:  # a market maker trades both ways with most of its counterparties
+        moved, maker = _moved(pairs, ep), ep.actors[0]
+        both = [o for o in ep.actors[1:] if {(maker, o), (o, maker)} <= moved]
+        assert len(both) >= len(ep.actors[1:]) / 2
+    payrolls = [ep for ep in _episodes(sim, pairs, "payroll_fan_out") if ep.duration >= 7]
+    assert payrolls
+    for ep in payrolls:  # a weekly payroll pays all its staff at once
+        moved = _moved(pairs, ep)
+        assert all((ep.actors[0], r) in moved for r in ep.actors[1:])
+    assert not any(ep.illicit for ep in makers)
+
+
+def test_crime_groups_reuse_their_mules_and_exits(sim):
+    start = day_index(DAY)
+    campaigns = [
+        ep for d in range(start, start + 60) for ep in sim.episodes_starting(d) if ep.illicit
+    ]
+    seen: dict[str, tuple] = {}
+    reused = 0
+    for ep in campaigns:
+        group = sim.groups[ep.group]
+        if ep.typology in ("peel_chain", "layering_path", "rapid_pass_through", "burst"):
+            assert set(ep.counterparties) <= set(group.exits)  # cashed out as before
+        for actor in set(ep.actors) & set(group.mules):
+            reused += actor in seen and seen[actor] != ep.key
+            seen.setdefault(actor, ep.key)
+    assert reused >= 3  # a mule of one campaign works again in a later one
+
+
 def test_most_alerts_are_false_positives_and_lookalikes_are_alerted():
     source = small_source()
     labels = pd.concat([source.labels("ethereum", DAY + dt.timedelta(i), 7) for i in range(3)])

@@ -4,6 +4,16 @@ Every episode is planned from a seed on the day it starts, so the transfers of a
 be regenerated without replaying history. Laundering episodes mark their actors illicit;
 look-alikes produce the same shapes (fan-in, fan-out, round trips, bursts, amounts just
 below thresholds, pass-through) from ordinary, honest activity.
+
+The money-flow graph carries what laundering leaves between addresses: collection fan-in,
+layering chains (some returning to their origin), peel chains, cycles, scatter-gather
+through mules; and the innocent versions: exchange deposit fan-in, payroll fan-out, market
+makers trading both ways with their counterparties. Campaigns are run by a few crime
+groups (``CrimeGroup``) that reuse their mules and cash-out addresses from one campaign to
+the next, and most campaigns start with the proceeds leaving one of the group's funders
+(the wallets where a scam or a hack collected them), as real groups do: an address paid by
+a funder or working beside a mule of an earlier, reported campaign is more suspect. The
+mules' and funders' everyday counterparties are the innocent side of that association.
 """
 
 from __future__ import annotations
@@ -19,6 +29,40 @@ from aml_pipeline.domain import REPORTING_THRESHOLD_USD as THRESHOLD_USD
 from aml_pipeline.simulator.population import ASSET_WEIGHTS, ASSETS, Population, address_id
 
 MAX_DURATION = 21  # days
+#: Crime groups per expected campaign a day, and what each keeps between its campaigns.
+GROUPS_PER_DAILY_CAMPAIGN = 2.0
+GROUP_MULES = 24
+GROUP_EXITS = 6
+GROUP_FUNDERS = 2
+#: The chance that a recruited (aged) mule of a campaign comes from its group's pool, and
+#: that a campaign starts with proceeds from one of the group's funders.
+MULE_REUSE = 0.6
+FUNDED = 0.6
+
+
+@dataclass(frozen=True)
+class CrimeGroup:
+    """A laundering organisation's infrastructure, reused across its campaigns."""
+
+    mules: tuple[str, ...]  # recruited aged retail wallets
+    exits: tuple[str, ...]  # exchange deposit addresses it cashes out through
+    funders: tuple[str, ...]  # its own wallets holding the proceeds to launder
+
+
+def crime_groups(
+    pop: Population, campaigns_per_day: float, rng: np.random.Generator
+) -> tuple[CrimeGroup, ...]:
+    """The network's crime groups: about two per expected campaign a day, at least two."""
+    n = max(2, round(GROUPS_PER_DAILY_CAMPAIGN * campaigns_per_day))
+    retail, deposits = pop.of_kind("retail"), pop.of_kind("exchange_deposit")
+    return tuple(
+        CrimeGroup(
+            mules=tuple(str(a) for a in pop.address[rng.choice(retail, GROUP_MULES, False)]),
+            exits=tuple(str(a) for a in pop.address[rng.choice(deposits, GROUP_EXITS, False)]),
+            funders=tuple(address_id(pop.network, "g", g, i) for i in range(GROUP_FUNDERS)),
+        )
+        for g in range(n)
+    )
 
 
 @dataclass
@@ -36,10 +80,17 @@ class Episode:
     caught: bool = False
     label_delay: int = 0
     asset: str = "ETH"
+    group: int | None = None  # index of the crime group running a campaign
+    funder: str | None = None  # the group's wallet whose proceeds start the campaign
     extra: dict = field(default_factory=dict)
 
     def active_on(self, day: int) -> bool:
         return self.start <= day < self.start + self.duration
+
+    @property
+    def members(self) -> list[str]:
+        """Everyone acting in the episode: its actors and its funder."""
+        return [*self.actors, self.funder] if self.funder else self.actors
 
 
 Rows = list[tuple[int, str, str, float, str]]
@@ -59,14 +110,16 @@ def _times(
 
 
 def _chain(ep: Episode, day: int, rng: np.random.Generator, day_ms: int, peel: bool) -> Rows:
-    """Peel chain / layering path: funds hop along ``actors``, a few hops a day."""
-    hops_per_day = max(1, len(ep.actors) // ep.duration + 1)
+    """Peel chain / layering path: funds hop along ``actors``, a few hops a day; a
+    round-trip path ends where it began."""
+    path = ep.actors + ep.actors[:1] if ep.extra.get("round_trip") else ep.actors
+    hops_per_day = max(1, len(path) // ep.duration + 1)
     first = (day - ep.start) * hops_per_day
     rows: Rows = []
     amount = ep.scale * (0.93**first)
     t = _times(rng, day_ms, 1, night=ep.extra["night"], latest_hour=8)[0]
-    for h in range(first, min(first + hops_per_day, len(ep.actors) - 1)):
-        src, dst = ep.actors[h], ep.actors[h + 1]
+    for h in range(first, min(first + hops_per_day, len(path) - 1)):
+        src, dst = path[h], path[h + 1]
         if peel:
             cut = amount * rng.uniform(0.03, 0.12)
             rows.append(
@@ -147,6 +200,20 @@ def _cycle(ep: Episode, day: int, rng: np.random.Generator, day_ms: int) -> Rows
             rows.append((int(t), src, dst, amount, ep.asset))
             amount *= rng.uniform(0.96, 0.999)
             t += int(rng.integers(5 * 60_000, HOUR_MS))
+    return rows
+
+
+def _market_making(ep: Episode, day: int, rng: np.random.Generator, day_ms: int) -> Rows:
+    """A market maker (``actors[0]``) sells to and buys from its counterparties: on most
+    days each trades both ways with it, for about the same USD."""
+    maker, rows = ep.actors[0], []
+    for other in ep.actors[1:]:
+        if rng.random() < 0.35:
+            continue
+        amount = ep.scale * rng.lognormal(0.0, 0.5)
+        sell, buy = _times(rng, day_ms, 2)
+        rows.append((int(sell), maker, other, amount, ep.asset))
+        rows.append((int(buy), other, maker, amount * rng.uniform(0.97, 1.03), ep.asset))
     return rows
 
 
@@ -239,7 +306,7 @@ EMITTERS: dict[str, Emitter] = {
     # benign look-alikes
     "exchange_deposit_fan_in": _fan_in,
     "payroll_fan_out": _fan_out,
-    "market_maker_round_trip": _cycle,
+    "market_maker_round_trip": _market_making,
     "airdrop": _fan_out,
     "invoice_payments": _fan_in,
     "bridge_relay": _pass_through,
@@ -278,12 +345,29 @@ LOOKALIKES = (
 )
 
 
+def funding(ep: Episode, pop: Population, day: int, rng: np.random.Generator, day_ms: int) -> Rows:
+    """A funded campaign's proceeds: victims keep paying the group's funder while it runs,
+    and on its first day the funder pays its first actor, early in the day."""
+    if ep.funder is None:
+        return []
+    victims = pop.address[rng.choice(pop.of_kind("retail"), int(rng.integers(1, 5)))]
+    amounts = rng.lognormal(np.log(ep.scale / 5), 0.8, len(victims))
+    rows: Rows = [
+        (int(t), str(v), ep.funder, float(a), ep.asset)
+        for t, v, a in zip(_times(rng, day_ms, len(victims)), victims, amounts, strict=True)
+    ]
+    if day == ep.start:
+        t = _times(rng, day_ms, 1, night=ep.extra["night"], latest_hour=6)[0]
+        rows.append((int(t), ep.funder, ep.actors[0], ep.scale * rng.uniform(1.0, 1.5), ep.asset))
+    return rows
+
+
 def cover_traffic(ep: Episode, pop: Population, rng: np.random.Generator, day_ms: int) -> Rows:
     """Ordinary transfers of an episode's actors besides the episode itself (mules and
     fresh wallets also shop, swap and use exchanges, as do payroll recipients)."""
     pool = pop.of_kind("retail", "defi", "exchange_deposit", "merchant")
     rows: Rows = []
-    for actor in ep.actors:
+    for actor in ep.members:
         for _ in range(int(rng.binomial(1, 0.3))):
             other = str(pop.address[rng.choice(pool)])
             amount = float(np.round(rng.lognormal(np.log(150), 1.3), 2))
@@ -319,11 +403,19 @@ def typology_weights(names: tuple[str, ...], day: int, seed: int) -> np.ndarray:
 
 
 def plan_episode(
-    pop: Population, key: tuple[int, ...], typology: str, start: int, rng: np.random.Generator
+    pop: Population,
+    groups: tuple[CrimeGroup, ...],
+    key: tuple[int, ...],
+    typology: str,
+    start: int,
+    rng: np.random.Generator,
 ) -> Episode:
-    """Choose actors, counterparties and scale for a new episode of ``typology``."""
+    """Choose actors, counterparties and scale for a new episode of ``typology``; a
+    campaign is run by one of ``groups`` and draws on its mules and exits."""
     illicit = typology in LAUNDERING
     net = pop.network
+    group_index = int(rng.integers(len(groups)))
+    group = groups[group_index]
 
     serial = itertools.count()
 
@@ -335,17 +427,29 @@ def plan_episode(
         return [str(a) for a in pop.address[rng.choice(pop.of_kind(kind), n)]]
 
     def actors(n: int) -> list[str]:
-        """Illicit actors: fresh addresses mixed with recruited aged wallets (mules)."""
+        """Illicit actors: fresh addresses mixed with recruited aged wallets (mules), most
+        of them the group's own."""
         k = int(rng.binomial(n, 0.35))
-        return fresh(n - k) + existing("retail", k)
+        reused = int(rng.binomial(k, MULE_REUSE))
+        own = [str(a) for a in rng.choice(group.mules, reused, replace=False)]
+        return fresh(n - k) + own + existing("retail", k - reused)
 
-    exits = existing("exchange_deposit", 4)
+    exits = (
+        [str(a) for a in rng.choice(group.exits, 4, replace=False)]
+        if illicit
+        else existing("exchange_deposit", 4)
+    )
     duration = int(rng.integers(2, MAX_DURATION + 1))
     scale = float(rng.lognormal(np.log(6_000), 0.9))
     # bots and launderers in other time zones often move funds at night (UTC)
     extra: dict = {"night": bool(rng.random() < (0.6 if illicit else 0.25))}
-    if typology in ("peel_chain", "layering_path"):
+    if typology == "peel_chain":
         who, other = actors(int(rng.integers(4, 12))), exits
+        scale *= 6
+    elif typology == "layering_path":  # half of them come back to where they began
+        extra["round_trip"] = bool(rng.random() < 0.5)
+        who = actors(int(rng.integers(3, 7) if extra["round_trip"] else rng.integers(4, 12)))
+        other = exits
         scale *= 6
     elif typology == "fan_in_smurfing":
         who, other = actors(int(rng.integers(8, 30))), exits[:1]
@@ -392,8 +496,11 @@ def plan_episode(
             else float(rng.uniform(5, 60))
         )
     elif typology == "market_maker_round_trip":
-        who, other = existing("market_maker", int(rng.integers(2, 4))), []
-        scale *= 5
+        who = existing("market_maker", int(rng.integers(2, 4)))
+        who += existing("defi", int(rng.integers(2, 5)))
+        who += existing("whale", int(rng.integers(1, 5)))
+        other = []
+        scale *= 2
     elif typology == "bridge_relay":
         who = existing("bridge", 1)
         other = existing("retail", 1) + existing("defi", 1)
@@ -439,5 +546,7 @@ def plan_episode(
         caught=bool(rng.random() < 0.85),
         label_delay=int(rng.integers(5, 40)),
         asset=str(rng.choice(ASSETS, p=ASSET_WEIGHTS)),
+        group=group_index if illicit else None,
+        funder=str(rng.choice(group.funders)) if illicit and rng.random() < FUNDED else None,
         extra=extra,
     )

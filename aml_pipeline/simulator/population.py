@@ -22,6 +22,8 @@ KINDS: dict[str, tuple[float, str, float]] = {
     "institution": (0.006, "institutional", 0.6),
 }
 KIND_NAMES = tuple(KINDS)
+#: Services and institutions: never the subject of an investigation about a customer.
+SERVICE_KINDS = ("exchange_hot", "defi", "bridge", "mixer", "market_maker", "institution")
 #: typical transfer size (median USD, log-sd) of transfers a kind sends
 AMOUNTS: dict[str, tuple[float, float]] = {
     "retail": (120.0, 1.4),
@@ -162,6 +164,11 @@ class Population:
     @functools.lru_cache(maxsize=32)  # noqa: B019 - the population never changes
     def _of_kinds(self, names: tuple[str, ...]) -> np.ndarray:
         return np.flatnonzero(np.isin(self.kind, [KIND_NAMES.index(n) for n in names]))
+
+    @functools.cached_property
+    def services(self) -> frozenset[str]:
+        """The addresses of ``SERVICE_KINDS``."""
+        return frozenset(self.address[self.of_kind(*SERVICE_KINDS)])
 
     def tags(self) -> dict[str, str]:
         """Public address tags (what a chain-analytics vendor would know)."""

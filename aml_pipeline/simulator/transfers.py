@@ -17,6 +17,8 @@ from aml_pipeline.simulator.episodes import (
     MAX_DURATION,
     Episode,
     cover_traffic,
+    crime_groups,
+    funding,
     mix_assets,
     plan_episode,
     typology_weights,
@@ -52,6 +54,7 @@ class TransferSimulator:
         self.population = Population.generate(
             network, profile.addresses, seed * 7919 + self._net % 7919
         )
+        self.groups = crime_groups(self.population, profile.campaigns_per_day, self._rng(5))
         # a daily run needs the window's days and the episodes that reach into them
         self.transfers = functools.lru_cache(maxsize=window_days + 2)(self._transfers)
         self.episodes_starting = functools.lru_cache(maxsize=window_days + MAX_DURATION + 2)(
@@ -75,6 +78,7 @@ class TransferSimulator:
                 episodes.append(
                     plan_episode(
                         self.population,
+                        self.groups,
                         (day, family, i),
                         typology,
                         day,
@@ -151,6 +155,7 @@ class TransferSimulator:
         for ep in self.episodes_active(d, d):
             rng = self._rng(4, *ep.key, d)
             rows.extend(mix_assets(EMITTERS[ep.typology](ep, d, rng, day_ms), rng))
+            rows.extend(funding(ep, self.population, d, rng, day_ms))
             rows.extend(cover_traffic(ep, self.population, rng, day_ms))
         episodes = pd.DataFrame(rows, columns=TRANSFER_COLUMNS)
         # episodes are timed to end within the day; the clip is only a safety net
@@ -171,7 +176,7 @@ class TransferSimulator:
         actors: dict[str, Episode] = {}
         for ep in self.episodes_active(day_index(first), day_index(last)):
             if ep.illicit:
-                for address in ep.actors:
+                for address in ep.members:
                     if address not in actors or (ep.caught and not actors[address].caught):
                         actors[address] = ep  # a caught campaign decides the label
         return actors

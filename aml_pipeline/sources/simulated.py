@@ -20,6 +20,7 @@ from aml_pipeline.sources.base import BatchNotAvailable, BatchSource, FetchedBat
 from aml_pipeline.storage.objects import Storage
 
 FALSE_SAR_RATE = 0.01
+FALSE_SAR_PERIOD = 30  # days
 #: Days from an alert to its label: a caught campaign's delay (5-39) plus 0-5 days per
 #: alert for a SAR, 7-60 days for a case closed without one.
 MIN_LABEL_DELAY, MAX_LABEL_DELAY = 5, 60
@@ -42,12 +43,17 @@ def simulated_labels(
     """Ground truth for a day's alerts.
 
     An alert is SAR-filed when its address acted in a laundering campaign active in the
-    window and that campaign was caught (about 85 %); about 1 % of the others get a false
-    SAR. Each label is known ``label_date - processing_date`` days later: the campaign's
-    investigation delay (5-40 days) plus a few days per alert for true SARs, 7-60 days
-    for cases closed without a SAR.
+    window and that campaign was caught (about 85 %). About 1 % of the other addresses are
+    wrongly suspected for a ``FALSE_SAR_PERIOD``, and their alerts of that period get a
+    false SAR: a false report is a judgement about a customer, so an address alerted every
+    day (a busy merchant or deposit address) is not reported more often for it, and a
+    service (exchange hot wallet, DeFi contract, bridge, mixer, market maker, institution)
+    is never the subject. Each label is known ``label_date - processing_date`` days later:
+    the campaign's investigation delay (5-40 days) plus a few days per alert for true SARs,
+    7-60 days for cases closed without a SAR.
     """
     actors = sim.illicit_actors(day - dt.timedelta(window_days - 1), day)
+    services = sim.population.services
     rows = []
     for alert in alerts.itertuples(index=False):
         campaign = actors.get(alert.address)
@@ -55,7 +61,9 @@ def simulated_labels(
         if campaign is not None and campaign.caught:
             sar, delay = True, campaign.label_delay + int(u * 6)
         else:
-            sar = u < FALSE_SAR_RATE
+            period = day.toordinal() // FALSE_SAR_PERIOD
+            suspect = _unit(seed, "suspect", alert.address, period) < FALSE_SAR_RATE
+            sar = suspect and alert.address not in services
             delay = 7 + int(_unit(seed, "delay", alert.alert_id) * (MAX_LABEL_DELAY - 6))
         rows.append((alert.alert_id, day, sar, day + dt.timedelta(delay)))
     return pd.DataFrame(rows, columns=GROUND_TRUTH.column_names)
