@@ -27,6 +27,16 @@ def _date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"not an ISO date (YYYY-MM-DD): {text!r}") from exc
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from exc
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _days(start: dt.date, end: dt.date) -> list[dt.date]:
     if end < start:
         raise SystemExit(f"--end-date {end} is before --start-date {start}")
@@ -390,6 +400,15 @@ def score(args: argparse.Namespace) -> int:
     return _score(args.network, args.start_date, args.end_date, names)
 
 
+def _budget(budget: int | None, network: str | None) -> int:
+    """The daily alert budget: ``budget`` if given, else the network's ``alert_budget``
+    (or the environment's, without a network)."""
+    if budget is not None:
+        return budget
+    settings = Settings.from_env()
+    return settings.network(network).alert_budget if network else settings.alert_budget
+
+
 def validate(args: argparse.Namespace) -> int:
     """A/B test two alert-scorer files with the validators' tiers 1-3 (the seed's
     validate_models.py); writes the JSON, comparison_report.md and its plots."""
@@ -407,6 +426,7 @@ def validate(args: argparse.Namespace) -> int:
             Path(args.output),
             n_resamples=args.resamples,
             seed=args.seed,
+            budget=_budget(args.budget, args.network),
         )
     except (FileNotFoundError, ValueError) as exc:
         print(f"validation failed: {exc}", file=sys.stderr)
@@ -640,6 +660,14 @@ def build_parser() -> argparse.ArgumentParser:
     va.add_argument("--ground-truth", required=True, help="Parquet/CSV with alert_id, is_sar_filed")
     va.add_argument("--output", required=True, help="comparison JSON; the report goes beside it")
     va.add_argument("--resamples", type=int, default=1000, help="paired bootstrap resamples")
+    va.add_argument(
+        "--budget",
+        type=_positive,
+        default=None,
+        help="alerts the analysts work a day (default: the --network's alert_budget, else "
+        "AML_ALERT_BUDGET, 100)",
+    )
+    va.add_argument("--network", default=None, help="take the daily alert budget from its settings")
     va.add_argument("--seed", type=int, default=0)
     va.set_defaults(func=validate)
 

@@ -101,6 +101,7 @@ def test_ab_test_prefers_the_better_model(setup: Setup, tmp_path: Path) -> None:
         setup.ground_truth,
         output,
         n_resamples=200,
+        budget=7,
     )
     names = result["models"]
     assert names == {"a": "A (v1.0.0)", "b": "B (v1.1.0)"}
@@ -114,6 +115,7 @@ def test_ab_test_prefers_the_better_model(setup: Setup, tmp_path: Path) -> None:
             assert run["tier1"]["passed"], run["tier1"]["failed_checks"]
             assert run["tier1"]["checks"]["determinism"]["status"] == "passed"
             assert run["tier3"]["score"] is not None
+            assert run["tier3"]["metrics"]["alert_budget"] == 7
     auc_a = result["aggregate"][names["a"]]["tier3"]["pooled"]["metrics"]["auc_roc"]
     assert auc_a > 0.7
 

@@ -285,3 +285,14 @@ def test_independent_runs_are_balanced_over_the_processes_and_never_mix_ingestio
     assert independent_runs((*FEATURE_ASSETS, *SCORING_ASSETS))
     assert not independent_runs(INGESTION_ASSETS)  # label events read what landing writes
     assert not independent_runs(("raw_alerts", "alert_history"))
+
+
+def test_validate_judges_at_the_networks_daily_budget(tmp_path, monkeypatch):
+    monkeypatch.setenv("AML_NETWORKS_DIR", str(tmp_path))
+    monkeypatch.setenv("AML_ALERT_BUDGET", "40")
+    (tmp_path / "bitcoin.yaml").write_text("alert_budget: 25\n")
+    assert cli._budget(None, "bitcoin") == 25
+    assert cli._budget(None, None) == 40
+    assert cli._budget(9, "bitcoin") == 9
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["validate", "--budget", "0"])

@@ -192,3 +192,14 @@ def test_each_model_is_judged_at_its_own_threshold_and_the_budget():
         tier3 = result["per_day"][day]["models"]["B"]["tier3"]["metrics"]
         assert tier3["model_threshold"] == 0.5 and tier3["alert_budget"] == 100
     assert 0 < result["aggregate"]["B"]["tier3"]["mean_precision_at_budget"] <= 1
+
+
+def test_the_budget_is_the_networks_not_a_constant():
+    scores, alerts, truth = _inputs(0.2, 0.45)
+    result = compare_models(scores, alerts, truth, budget=3, n_resamples=50)
+    y = truth.set_index("alert_id")["is_sar_filed"]
+    for day in DAYS:
+        tier3 = result["per_day"][day]["models"]["B"]["tier3"]["metrics"]
+        assert tier3["alert_budget"] == 3
+        top = scores["B"][day].sort_values("score", ascending=False)["alert_id"].head(3)
+        assert tier3["precision_at_budget"] == pytest.approx(y[top].mean())

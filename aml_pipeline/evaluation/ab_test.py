@@ -34,6 +34,7 @@ from aml_pipeline.contract.schema import (
 )
 from aml_pipeline.contract.traps import load_pattern_traps
 from aml_pipeline.dates import date_range
+from aml_pipeline.evaluation.budget import DEFAULT_DAILY_BUDGET
 from aml_pipeline.evaluation.comparison import compare_models
 from aml_pipeline.evaluation.report import write_comparison_report
 from aml_pipeline.features.alert_features import (
@@ -271,9 +272,11 @@ def compare_loaded(
     inputs: dict[str, Any],
     n_resamples: int = 1000,
     seed: int = 0,
+    budget: int = DEFAULT_DAILY_BUDGET,
 ) -> dict[str, Any]:
     """Score every day with models ``A`` and ``B`` (twice, for tier 1's determinism),
-    compare them (``compare_models``), write ``output`` and the report beside it."""
+    compare them (``compare_models``) at the daily alert ``budget``, write ``output`` and
+    the report beside it."""
     for model in models.values():
         check_schema(model, list(FEATURE_COLUMNS))
     names = {label: f"{label} (v{model.version})" for label, model in models.items()}
@@ -295,6 +298,7 @@ def compare_loaded(
             names[label]: model.entry.get("metrics", {}).get("f1_threshold")
             for label, model in models.items()
         },
+        budget=budget,
         n_resamples=n_resamples,
         seed=seed,
     )
@@ -313,9 +317,11 @@ def run_ab_test(
     output: Path,
     n_resamples: int = 1000,
     seed: int = 0,
+    budget: int = DEFAULT_DAILY_BUDGET,
 ) -> dict[str, Any]:
     """Compare model A (baseline) with model B on the test days from ``start`` to ``end``
-    of a test-data directory, with features built as the daily run built them.
+    of a test-data directory, with features built as the daily run built them, at a daily
+    alert ``budget``.
 
     Writes ``output`` (JSON) and, beside it, ``comparison_report.md`` with ROC/PR and
     reliability PNGs; returns the ``compare_models`` result with an ``inputs`` description
@@ -347,4 +353,5 @@ def run_ab_test(
         inputs,
         n_resamples,
         seed,
+        budget,
     )

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import precision_recall_curve, roc_curve
 
+from aml_pipeline.evaluation.budget import DEFAULT_DAILY_BUDGET
 from aml_pipeline.evaluation.tier3_validator import (
     LABEL,
     labels_frame,
@@ -348,6 +349,7 @@ def compare_models(
     *,
     rescored: Mapping[str, DayFrames] | None = None,
     thresholds: Mapping[str, float | None] | None = None,
+    budget: int = DEFAULT_DAILY_BUDGET,
     n_resamples: int = 1000,
     seed: int = 0,
     confidence: float = 0.95,
@@ -363,6 +365,7 @@ def compare_models(
         rescored: ``{model_name: {day: rescored_df}}`` for the Tier 1 determinism check.
         thresholds: ``{model_name: threshold}``, each model's alerting threshold chosen on
             its validation days (tier 3 reports the F1 at it).
+        budget: the alerts the analysts work a day (the network's ``alert_budget``).
         n_resamples, seed, confidence: paired bootstrap settings.
     """
     days = sorted(alerts)
@@ -379,6 +382,7 @@ def compare_models(
                 labels_by_day[day],
                 rescored.get(name, {}).get(day),
                 thresholds.get(name),
+                budget,
             )
             for name in names
         }

@@ -105,6 +105,7 @@ def build_comparison_asset(network: str) -> dg.AssetsDefinition:
                 "warnings": [],
             },
             n_resamples=config.resamples,
+            budget=pipeline.alert_budget(network),
         )
         promoted = None
         if config.promote_winner and result["significant"] and result["winner"].startswith("B"):
