@@ -296,7 +296,8 @@ def _train(
     if as_of is not None:
         overrides = {**overrides, "labels_as_of": as_of.isoformat()}
     hint = f"aml-pipeline download --network {network} --start-date {start} --end-date {end}"
-    if pipeline_config(settings, network, overrides).record(network) is None:
+    pipeline = pipeline_config(settings, network, overrides)
+    if pipeline.record(network) is None:
         raise SystemExit(f"{network} has never been landed: {hint}")
     unlanded = [d for run in _missing_runs(network, overrides, ("raw_alerts",), days) for d in run]
     if unlanded:
@@ -304,7 +305,8 @@ def _train(
             f"{len(unlanded)} day(s) of the training range are not landed, e.g. "
             f"{', '.join(map(str, unlanded[:5]))}: land them first ({hint})"
         )
-    known_by = min(pipeline_config(settings, network, overrides).as_of(), _last_partition())
+    # labels that arrive after the range's label horizon cannot change its training
+    known_by = min(pipeline.as_of(), _last_partition(), pipeline.labels_complete_by(network, end))
     label_days = date_range(start, known_by) if known_by >= start else []
     for names, wanted in ((("label_events",), label_days), (FEATURE_ASSETS, days)):
         for run in _missing_runs(network, overrides, names, wanted):

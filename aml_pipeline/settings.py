@@ -64,6 +64,16 @@ AlertBudget = Annotated[
     ),
 ]
 
+LabelHorizon = Annotated[
+    int,
+    Field(
+        ge=1,
+        le=3650,
+        description="days after an alert by which every label of it has arrived: training "
+        "reads (and `train` fetches) label days only up to its range's end plus this",
+    ),
+]
+
 
 class NetworkSettings(BaseModel):
     """One network's settings: its file's values over the environment's (no defaults of
@@ -80,6 +90,7 @@ class NetworkSettings(BaseModel):
     schedule_hour: ScheduleHour
     sensor_lookback_days: LookbackDays
     alert_budget: AlertBudget
+    label_horizon_days: LabelHorizon
 
 
 #: What a network file may set (everything of ``NetworkSettings`` but its name).
@@ -141,6 +152,7 @@ class Settings(BaseSettings):
     schedule_hour: ScheduleHour = 2
     sensor_lookback_days: LookbackDays = 7
     alert_budget: AlertBudget = 100
+    label_horizon_days: LabelHorizon = 120
 
     @field_validator("networks", mode="before")
     @classmethod

@@ -12,7 +12,11 @@ from aml_pipeline import cli
 RANGE = ["--start-date", "2025-03-01", "--end-date", "2025-03-08"]
 
 
-def test_train_registers_three_models_and_retraining_is_byte_identical(cli_home, capsys):
+def test_train_registers_three_models_and_retraining_is_byte_identical(
+    cli_home, capsys, monkeypatch
+):
+    # every label has arrived 30 days after its alert: nothing after 2025-04-07 is fetched
+    monkeypatch.setenv("AML_LABEL_HORIZON_DAYS", "30")
     assert cli.main(["download", "--network", "ethereum", *RANGE]) == 0
     capsys.readouterr()
     args = [
@@ -59,13 +63,15 @@ def test_train_registers_three_models_and_retraining_is_byte_identical(cli_home,
         "feature_schema_version",
     ):
         assert field in entry, field
-    assert entry["as_of"] == "2025-04-20"
+    assert entry["as_of"] == "2025-04-20" and entry["labels_through"] == "2025-04-07"
     assert entry["training_range"] == ["2025-03-01", "2025-03-08"]
     assert entry["valid_days"] == ["2025-03-07", "2025-03-08"]
 
     with dg.DagsterInstance.get() as instance:
         key = dg.AssetKey(["ethereum", "alert_features"])
         assert len(instance.get_materialized_partitions(key)) == 8
+        labels = instance.get_materialized_partitions(dg.AssetKey(["ethereum", "label_events"]))
+        assert max(labels) == "2025-04-07"
         assert instance.get_latest_materialization_event(dg.AssetKey(["ethereum", "alert_scorer"]))
 
 

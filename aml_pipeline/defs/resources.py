@@ -47,6 +47,7 @@ class NetworkConfig(dg.Config):
     sim_profile: str = Field(description=_about("sim_profile"))
     sim_seed: int = Field(description=_about("sim_seed"))
     alert_budget: int = Field(description=_about("alert_budget"))
+    label_horizon_days: int = Field(description=_about("label_horizon_days"))
 
     @classmethod
     def from_settings(cls, network: NetworkSettings) -> NetworkConfig:
@@ -98,6 +99,11 @@ class PipelineConfig(dg.ConfigurableResource):
     def alert_budget(self, network: str) -> int:
         """The alerts ``network``'s analysts work a day."""
         return self.network(network).alert_budget
+
+    def labels_complete_by(self, network: str, last_day: dt.date) -> dt.date:
+        """The day by which every label of ``network``'s alerts up to ``last_day`` has
+        arrived (its ``label_horizon_days`` later)."""
+        return last_day + dt.timedelta(self.network(network).label_horizon_days)
 
     def storage(self) -> LocalStorage:
         """The storage layer over ``data_root``."""

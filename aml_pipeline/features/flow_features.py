@@ -109,7 +109,7 @@ def _firsts(sorted_keys: np.ndarray) -> np.ndarray:
 def _graph(flows: pd.DataFrame) -> _Graph:
     m = len(flows)
     codes, nodes = pd.factorize(
-        pd.concat([flows["from_address"], flows["to_address"]], ignore_index=True), sort=True
+        pd.concat([flows["from_address"], flows["to_address"]], ignore_index=True)
     )
     n = len(nodes)
     src, dst, usd = codes[:m], codes[m:], flows["amount_usd_sum"].to_numpy("float64")
@@ -167,7 +167,7 @@ def _paths(
     path_usd = np.minimum(first_usd[step], usd[pos])
     keep = ends != anchors[rows]
     key = rows[keep].astype(np.int64) * n + ends[keep]
-    order = np.argsort(key, kind="stable")
+    order = np.argsort(key)
     key, path_usd = key[order], path_usd[keep][order]
     first = _firsts(key)
     counts = np.diff(np.r_[first, len(key)])

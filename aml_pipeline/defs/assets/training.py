@@ -97,8 +97,12 @@ class TrainingInputs:
         self.network, self.days = network, config.days()
         self.as_of = config.as_of_date(pipeline)
         self.since = pipeline.data_since(network)
-        #: The last label day read: the as-of date, or the last label day fetched so far.
-        self.labels_through = last_label_day(warehouse, network, self.days, self.as_of)
+        #: The last label day read: the as-of date, or the last label day fetched so far,
+        #: at most the day every label of the range has arrived by.
+        complete = pipeline.labels_complete_by(network, self.days[-1])
+        self.labels_through = last_label_day(
+            warehouse, network, self.days, min(self.as_of, complete)
+        )
 
     def table(self, name: str) -> pd.DataFrame:
         """One table over the training range; every day must be materialized."""
