@@ -435,6 +435,9 @@ def validate(args: argparse.Namespace) -> int:
         return 1
     for warning in result["inputs"]["warnings"]:
         print(f"WARNING: {warning}; those alerts' label history is incomplete", file=sys.stderr)
+    for model in ("model_a", "model_b"):
+        if "unchecked" in result["inputs"][model]:
+            print(f"WARNING: {model}: {result['inputs'][model]['unchecked']}", file=sys.stderr)
     for name, aggregate in result["aggregate"].items():
         pooled = aggregate["tier3"]["pooled"]["metrics"]
         tiers = ", ".join(

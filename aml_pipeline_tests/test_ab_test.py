@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import pytest
 from aml_pipeline.evaluation.ab_test import (
     IncompleteLabelHistory,
     build_test_features,
+    compare_loaded,
     load_model_file,
     read_ground_truth,
     read_test_days,
@@ -25,8 +28,14 @@ from aml_pipeline.evaluation.report import MARKDOWN_NAME, PR_PNG, RELIABILITY_PN
 from aml_pipeline.features.alert_features import (
     CATEGORIES,
     FEATURE_COLUMNS,
+    FEATURE_SCHEMA_VERSION,
 )
-from aml_pipeline.models.registry import REGISTRY_FILE, ModelIntegrityError, ModelSchemaError
+from aml_pipeline.models.registry import (
+    REGISTRY_FILE,
+    LoadedModel,
+    ModelIntegrityError,
+    ModelSchemaError,
+)
 from aml_pipeline_tests.conftest import NETWORK, small_source
 
 DAYS = [dt.date(2025, 3, d) for d in range(1, 7)]
@@ -121,6 +130,7 @@ def test_ab_test_prefers_the_better_model(setup: Setup, tmp_path: Path) -> None:
 
     inputs = result["inputs"]
     assert inputs["model_a"]["sha256"] == hashlib.sha256(setup.model_a.read_bytes()).hexdigest()
+    assert "assumed to be this code's" in inputs["model_a"]["unchecked"]  # a bare file
     assert (inputs["model_a"]["version"], inputs["model_b"]["version"]) == ("1.0.0", "1.1.0")
     assert (inputs["start_date"], inputs["end_date"]) == ("2025-03-05", "2025-03-06")
     assert json.loads(output.read_text()) == result
@@ -214,3 +224,64 @@ def test_ground_truth_is_a_file_or_a_folder_of_daily_label_events(tmp_path: Path
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match=r"holds no \.parquet"):
         read_ground_truth(tmp_path / "empty")
+
+
+def test_a_registered_model_of_another_vocabulary_is_refused(setup: Setup, tmp_path: Path) -> None:
+    model = tmp_path / "alert_scorer_v3.9.0.txt"
+    model.write_bytes(setup.model_a.read_bytes())
+    typologies = list(CATEGORIES["typology_type"])
+    entry = {
+        "file": model.name,
+        "version": "3.9.0",
+        "kind": "alert_scorer",
+        "features": list(FEATURE_COLUMNS),
+        "sha256": hashlib.sha256(model.read_bytes()).hexdigest(),
+        "feature_schema_version": FEATURE_SCHEMA_VERSION,
+        "categories": {
+            **{k: list(v) for k, v in CATEGORIES.items()},
+            "typology_type": [*typologies[:2], "inserted", *typologies[2:]],
+        },
+    }
+    (tmp_path / REGISTRY_FILE).write_text(json.dumps({"versions": [entry]}))
+    with pytest.raises(ModelSchemaError, match=f"typology_type differs .* at code 2: the model "
+                       f"has 'inserted', the code {typologies[2]!r}"):  # fmt: skip
+        run_ab_test(
+            setup.model_a,
+            model,
+            setup.test_data,
+            TEST_DAYS[0],
+            TEST_DAYS[-1],
+            setup.ground_truth,
+            tmp_path / "out.json",
+            n_resamples=10,
+        )
+
+
+def _swapped_in_a_child(path: Path, other: Path, parent: int) -> LoadedModel:
+    """``path``'s model in process ``parent``; ``other``'s in any other process."""
+    return load_model_file(path if os.getpid() == parent else other)
+
+
+def test_determinism_is_checked_in_a_fresh_process_from_the_stored_file(setup, tmp_path):
+    labels = pd.read_parquet(setup.ground_truth)
+    days = read_test_days(setup.test_data, TEST_DAYS[0], TEST_DAYS[-1])
+    features, _ = build_test_features(setup.test_data, days, labels)
+    result = compare_loaded(
+        {
+            "A": functools.partial(load_model_file, setup.model_a),
+            # B's file is another model by the time the fresh process reads it
+            "B": functools.partial(_swapped_in_a_child, setup.model_b, setup.model_a, os.getpid()),
+        },
+        features,
+        {day: batch.alerts for day, batch in days.items()},
+        labels,
+        {day: batch.pattern_traps for day, batch in days.items()},
+        tmp_path / "comparison.json",
+        {"warnings": []},
+        n_resamples=10,
+    )
+    for day in result["days"]:
+        runs = result["per_day"][day]["models"]
+        assert runs["A (v1.0.0)"]["tier1"]["checks"]["determinism"]["status"] == "passed"
+        determinism = runs["B (v1.1.0)"]["tier1"]["checks"]["determinism"]
+        assert determinism["status"] == "failed" and determinism["details"]["n_mismatched"] > 0

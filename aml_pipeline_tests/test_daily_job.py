@@ -325,6 +325,7 @@ def _register_weakened_scorer(home: Path) -> None:
     entry = {
         "feature_schema_version": FEATURE_SCHEMA_VERSION,
         "features": features,
+        "categories": {k: list(v) for k, v in CATEGORIES.items()},
         "training_range": ["2025-03-01", "2025-03-08"],
         "note": "shuffled labels (test)",
     }

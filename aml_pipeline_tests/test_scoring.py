@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from aml_pipeline.features.alert_features import FEATURE_SCHEMA_VERSION
 from aml_pipeline.models.registry import LoadedModel, ModelSchemaError
 from aml_pipeline.models.scoring import explain_mask, rank_frame, score_frame
 
@@ -35,7 +36,13 @@ def _model(objective: str = "binary") -> tuple[LoadedModel, pd.DataFrame]:
     else:
         data = lgb.Dataset(x[features], y, categorical_feature=["kind"])
     booster = lgb.train(params, data, num_boost_round=20)
-    entry = {"version": "1.0.0", "features": features, "kind": "alert_scorer"}
+    entry = {
+        "version": "1.0.0",
+        "features": features,
+        "kind": "alert_scorer",
+        "feature_schema_version": FEATURE_SCHEMA_VERSION,
+        "categories": CATEGORIES,
+    }
     return LoadedModel(booster, entry, "0" * 64), x
 
 
@@ -87,7 +94,7 @@ def test_empty_day_and_missing_features():
     model, x = _model()
     empty = score_frame(model, x.iloc[:0], "alert_id", CATEGORIES, -1)
     assert empty.empty and list(empty.columns)[:2] == ["alert_id", "score"]
-    assert rank_frame(model, x.iloc[:0]).empty
+    assert rank_frame(model, x.iloc[:0], CATEGORIES).empty
     with pytest.raises(ModelSchemaError, match="lacks 1: \\['f2'\\]"):
         score_frame(model, x.drop(columns="f2"), "alert_id", CATEGORIES, -1)
 
@@ -95,9 +102,24 @@ def test_empty_day_and_missing_features():
 def test_ranks_are_dense_and_ties_break_by_alert_id():
     model, x = _model("lambdarank")
     x = pd.concat([x.iloc[:50], x.iloc[:50].assign(alert_id=lambda d: "b" + d["alert_id"])])
-    ranks = rank_frame(model, x.sample(frac=1, random_state=1))
+    ranks = rank_frame(model, x.sample(frac=1, random_state=1), CATEGORIES)
     assert ranks["rank"].tolist() == list(range(1, 101))
     assert ranks["ranker_score"].is_monotonic_decreasing
     for _, tied in ranks.groupby("ranker_score"):
         assert tied["alert_id"].tolist() == sorted(tied["alert_id"])
-    assert rank_frame(model, x)["alert_id"].tolist() == ranks["alert_id"].tolist()
+    assert rank_frame(model, x, CATEGORIES)["alert_id"].tolist() == ranks["alert_id"].tolist()
+
+
+def test_a_model_of_another_schema_or_vocabulary_is_refused_naming_the_difference():
+    model, x = _model()
+    inserted = {"kind": ["a", "new", "b", "__other__"]}
+    with pytest.raises(ModelSchemaError, match=r"kind differs .* at code 1: the model has 'b'"):
+        score_frame(model, x, "alert_id", inserted, -1)
+    with pytest.raises(ModelSchemaError, match="at code 3: the model has nothing, the code 'z'"):
+        rank_frame(model, x, {"kind": [*CATEGORIES["kind"], "z"]})
+    old = LoadedModel(model.booster, {**model.entry, "feature_schema_version": 2}, model.sha256)
+    with pytest.raises(ModelSchemaError, match="trained on feature schema 2; this code computes"):
+        score_frame(old, x, "alert_id", CATEGORIES, -1)
+    bare = {k: v for k, v in model.entry.items() if k != "categories"}
+    with pytest.raises(ModelSchemaError, match="records no vocabulary of kind"):
+        score_frame(LoadedModel(model.booster, bare, model.sha256), x, "alert_id", CATEGORIES, -1)

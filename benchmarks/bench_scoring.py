@@ -133,7 +133,7 @@ def bench_day(root: Path) -> dict:
     featured = time.perf_counter()
     clusters = build_cluster_features(tables["clusters"], features)
     scores = score_frame(models["alert_scorer"], features, "alert_id", CATEGORIES, 0)
-    ranks = rank_frame(models["alert_ranker"], features)
+    ranks = rank_frame(models["alert_ranker"], features, CATEGORIES)
     cluster_scores = score_frame(
         models["cluster_scorer"], clusters, "cluster_id", {"cluster_type": CLUSTER_TYPES}, 0
     )
@@ -257,7 +257,7 @@ def plain_loop(root: Path, start: dt.date, end: dt.date) -> None:
         clusters = keep("cluster_features", build_cluster_features(tables["clusters"], features))
         scored = score_frame(models["alert_scorer"], features, "alert_id", CATEGORIES, -1)
         scores = keep("alert_scores", with_alert_context(scored, tables["alerts"]))
-        ranks = keep("alert_rankings", rank_frame(models["alert_ranker"], features))
+        ranks = keep("alert_rankings", rank_frame(models["alert_ranker"], features, CATEGORIES))
         cluster_scores = keep(
             "cluster_scores",
             score_frame(

@@ -14,8 +14,12 @@ alerts.parquet, features.parquet, clusters.parquet and optionally pattern_traps.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
+import multiprocessing
 import re
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +48,13 @@ from aml_pipeline.features.alert_features import (
 )
 from aml_pipeline.features.flow_features import build_flow_features
 from aml_pipeline.features.history import LABEL_HISTORY_DAYS, build_alert_history
-from aml_pipeline.models.registry import REGISTRY_FILE, LoadedModel, check_schema, load_entry
+from aml_pipeline.models.registry import (
+    REGISTRY_FILE,
+    LoadedModel,
+    check_compatible,
+    check_schema,
+    load_entry,
+)
 from aml_pipeline.models.scoring import score_frame
 from aml_pipeline.sources.landing import read_landed_table
 from aml_pipeline.storage.objects import LocalStorage
@@ -83,7 +93,8 @@ def load_model_file(path: Path) -> LoadedModel:
     as the registry loads it: verified against the recorded sha256 and with its
     calibration map. Otherwise version and kind come from a ``{kind}_v{X.Y.Z}`` stem
     (version = stem otherwise), the features from the booster, and the scores are the
-    booster's own (uncalibrated) output.
+    booster's own (uncalibrated) output; such a model's feature schema and vocabularies
+    cannot be checked against the code's, which its entry's ``unchecked`` says.
     """
     path = Path(path)
     if not path.is_file():
@@ -102,6 +113,8 @@ def load_model_file(path: Path) -> LoadedModel:
         "kind": match["kind"] if match else "model",
         "features": booster.feature_name(),
         "file": path.name,
+        "unchecked": f"no {REGISTRY_FILE} entry beside {path.name}: its feature schema and "
+        "category vocabularies are assumed to be this code's",
     }
     return LoadedModel(booster, entry, sha256_hex(data))
 
@@ -259,11 +272,41 @@ def _model_inputs(path: Path, model: LoadedModel) -> dict[str, Any]:
         "kind": model.entry.get("kind"),
         "sha256": model.sha256,
         "n_features": len(model.features),
+        **({"unchecked": model.entry["unchecked"]} if "unchecked" in model.entry else {}),
     }
 
 
+#: Loads a model from its stored file; picklable, so a fresh process can call it too.
+ModelLoader = Callable[[], LoadedModel]
+
+
+def _score_days(
+    model: LoadedModel, features: dict[dt.date, pd.DataFrame]
+) -> dict[str, pd.DataFrame]:
+    return {
+        day.isoformat(): score_frame(model, frame, "alert_id", CATEGORIES, explain_coverage=0)
+        for day, frame in features.items()
+    }
+
+
+def _load_and_score(
+    loaders: dict[str, ModelLoader], features: dict[dt.date, pd.DataFrame]
+) -> dict[str, dict[str, pd.DataFrame]]:
+    return {label: _score_days(load(), features) for label, load in loaders.items()}
+
+
+def rescore_in_fresh_process(
+    loaders: dict[str, ModelLoader], features: dict[dt.date, pd.DataFrame]
+) -> dict[str, dict[str, pd.DataFrame]]:
+    """Each model loaded again from its stored file and scored in a new (spawned) process,
+    which shares nothing with this one: what tier 1's determinism check compares."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=context) as pool:
+        return pool.submit(_load_and_score, loaders, features).result()
+
+
 def compare_loaded(
-    models: dict[str, LoadedModel],
+    loaders: dict[str, ModelLoader],
     features: dict[dt.date, pd.DataFrame],
     alerts: dict[dt.date, pd.DataFrame],
     labels: pd.DataFrame,
@@ -274,20 +317,18 @@ def compare_loaded(
     seed: int = 0,
     budget: int = DEFAULT_DAILY_BUDGET,
 ) -> dict[str, Any]:
-    """Score every day with models ``A`` and ``B`` (twice, for tier 1's determinism),
-    compare them (``compare_models``) at the daily alert ``budget``, write ``output`` and
-    the report beside it."""
+    """Score every day with models ``A`` and ``B`` (``loaders`` load them), and again in a
+    fresh process from their stored files for tier 1's determinism check; compare them
+    (``compare_models``) at the daily alert ``budget``, write ``output`` and the report
+    beside it."""
+    models = {label: load() for label, load in loaders.items()}
     for model in models.values():
         check_schema(model, list(FEATURE_COLUMNS))
+        check_compatible(model, CATEGORIES)
     names = {label: f"{label} (v{model.version})" for label, model in models.items()}
-    scores: dict[str, dict[str, pd.DataFrame]] = {name: {} for name in names.values()}
-    rescored: dict[str, dict[str, pd.DataFrame]] = {name: {} for name in names.values()}
-    for day, frame in features.items():
-        for label, model in models.items():
-            for target in (scores, rescored):
-                target[names[label]][day.isoformat()] = score_frame(
-                    model, frame, "alert_id", CATEGORIES, explain_coverage=0
-                )
+    scores = {names[label]: _score_days(model, features) for label, model in models.items()}
+    again = rescore_in_fresh_process(loaders, features)
+    rescored = {names[label]: days for label, days in again.items()}
     result = compare_models(
         scores,
         {day.isoformat(): frame for day, frame in alerts.items()},
@@ -330,6 +371,7 @@ def run_ab_test(
     """
     paths = {"A": Path(model_a), "B": Path(model_b)}
     models = {label: load_model_file(path) for label, path in paths.items()}
+    loaders = {label: functools.partial(load_model_file, path) for label, path in paths.items()}
     labels = read_ground_truth(ground_truth)
     days = read_test_days(test_data, start, end)
     features, warnings = build_test_features(test_data, days, labels)
@@ -344,7 +386,7 @@ def run_ab_test(
         "warnings": warnings,
     }
     return compare_loaded(
-        models,
+        loaders,
         features,
         {day: batch.alerts for day, batch in days.items()},
         labels,

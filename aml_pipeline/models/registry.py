@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from aml_pipeline.contract.files import sha256_hex
+from aml_pipeline.features.alert_features import FEATURE_SCHEMA_VERSION
 from aml_pipeline.models.calibration import PlattCalibration
 from aml_pipeline.storage import layout
 from aml_pipeline.storage.objects import Storage
@@ -32,7 +33,8 @@ REGISTRY_FILE = "model_metadata.json"
 
 
 class ModelSchemaError(ValueError):
-    """The scoring data does not have the columns a model was trained on."""
+    """A model this code cannot feed: the scoring data lacks columns it was trained on, or
+    its feature schema or category vocabularies are not the code's."""
 
 
 class ModelNotFound(LookupError):
@@ -212,4 +214,40 @@ def check_schema(model: LoadedModel, columns: list[str]) -> None:
             f"features; the scoring data lacks {len(missing)}: {missing[:8]}"
             f"{' ...' if len(missing) > 8 else ''} (feature schema "
             f"{model.entry.get('feature_schema_version')})"
+        )
+
+
+def check_compatible(model: LoadedModel, categories: Mapping[str, Sequence[str]]) -> None:
+    """Refuse a model trained on another feature schema, or whose vocabulary of a
+    categorical feature differs from ``categories`` (the code's): codes are positions in
+    the vocabulary, so one inserted value would silently shift every later code. A bare
+    model file loaded without its metadata (its entry says ``unchecked``) passes."""
+    if "unchecked" in model.entry:
+        return
+    name = f"{model.entry['kind']} v{model.version}"
+    schema = model.entry.get("feature_schema_version")
+    if schema != FEATURE_SCHEMA_VERSION:
+        raise ModelSchemaError(
+            f"{name} was trained on feature schema {schema}; this code computes schema "
+            f"{FEATURE_SCHEMA_VERSION}: retrain it"
+        )
+    recorded = model.entry.get("categories") or {}
+    for column, values in categories.items():
+        if column not in model.features:
+            continue
+        if column not in recorded:
+            raise ModelSchemaError(f"{name} records no vocabulary of {column}: retrain it")
+        theirs, ours = list(recorded[column]), list(values)
+        if theirs == ours:
+            continue
+        at = next(
+            (i for i, (a, b) in enumerate(zip(theirs, ours, strict=False)) if a != b),
+            min(len(theirs), len(ours)),
+        )
+        model_value = repr(theirs[at]) if at < len(theirs) else "nothing"
+        code_value = repr(ours[at]) if at < len(ours) else "nothing"
+        raise ModelSchemaError(
+            f"{name}: its vocabulary of {column} differs from this code's at code {at}: the "
+            f"model has {model_value}, the code {code_value} (every later code would be read "
+            "as another value): retrain it"
         )

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from aml_pipeline.models.registry import LoadedModel, check_schema
+from aml_pipeline.models.registry import LoadedModel, check_compatible, check_schema
 
 #: Alerts predicted (and timed) together; latency_ms is each block's time per alert.
 BLOCK_SIZE = 2048
@@ -98,6 +98,7 @@ def score_frame(
     negative) are explained in timed blocks; an explained row's latency includes both.
     """
     check_schema(model, list(features.columns))
+    check_compatible(model, categories)
     x = features[model.features]
     n = len(x)
     scores = np.empty(n)
@@ -128,10 +129,14 @@ def score_frame(
     )
 
 
-def rank_frame(model: LoadedModel, features: pd.DataFrame) -> pd.DataFrame:
+def rank_frame(
+    model: LoadedModel, features: pd.DataFrame, categories: Mapping[str, Sequence[str]]
+) -> pd.DataFrame:
     """alert_id, rank (1..N by the ranker's score, ties by alert_id), ranker_score (a
-    ranking score, not a probability), model_version."""
+    ranking score, not a probability), model_version; ``categories`` are the code's
+    vocabularies, which must be the model's."""
     check_schema(model, list(features.columns))
+    check_compatible(model, categories)
     scores = model.predict(features[model.features]) if len(features) else np.empty(0)
     out = pd.DataFrame({"alert_id": features["alert_id"].to_numpy(), "ranker_score": scores})
     out = out.sort_values(["ranker_score", "alert_id"], ascending=[False, True], kind="stable")

@@ -3,6 +3,7 @@ registered alert scorers over days the daily run processed, optionally promoting
 that is significant under the address bootstrap."""
 
 import datetime as dt
+import functools
 import sys
 
 import dagster as dg
@@ -90,7 +91,10 @@ def build_comparison_asset(network: str) -> dg.AssetsDefinition:
         by_day = {day: day_rows(features, day) for day in days}
         folder = layout.comparison_folder(network, a, b)
         result = compare_loaded(
-            {"A": registry.load("alert_scorer", a), "B": registry.load("alert_scorer", b)},
+            {
+                "A": functools.partial(registry.load, "alert_scorer", a),
+                "B": functools.partial(registry.load, "alert_scorer", b),
+            },
             by_day,
             {day: frame[["alert_id", "address"]] for day, frame in by_day.items()},
             labels,

@@ -166,7 +166,7 @@ def build_scoring_assets(
             scores = score_frame(models["alert_scorer"], alerts, "alert_id", CATEGORIES, coverage)
             scores = with_alert_context(scores, day_rows(raw_alerts, day))
             scored = time.perf_counter()
-            ranks = rank_frame(models["alert_ranker"], alerts)
+            ranks = rank_frame(models["alert_ranker"], alerts, CATEGORIES)
             ranked = time.perf_counter()
             cluster_scores = score_frame(
                 models["cluster_scorer"],
