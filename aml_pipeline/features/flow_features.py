@@ -23,9 +23,9 @@ counterparties: an exchange or a market maker links everyone to everyone, and wa
 through it costs its degree squared while saying nothing about a laundering ring. One
 function computes the features for training and for scoring, with sparse matrices
 (scipy) and vectorised path walks (numpy), anchors in blocks of ``BLOCK_ANCHORS`` so a
-large day's memory stays bounded: on a 100,000-alert day with 6.8 million flows, 6.4 s
-and 1.2 GB over its inputs where the same features as DuckDB self-joins took 203 s and 20 GB
-(``python -m benchmarks.bench_flow_features``).
+large day's memory stays bounded: on a 101,000-alert day with 6.4 million flows, 7.1 s
+and 1.15 GB over its inputs where the same features as DuckDB self-joins took 203 s and
+20 GB (``python -m benchmarks.bench_flow_features``).
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def _firsts(sorted_keys: np.ndarray) -> np.ndarray:
 def _graph(flows: pd.DataFrame) -> _Graph:
     m = len(flows)
     codes, nodes = pd.factorize(
-        pd.concat([flows["from_address"], flows["to_address"]], ignore_index=True)
+        pd.concat([flows["from_address"], flows["to_address"]], ignore_index=True), sort=True
     )
     n = len(nodes)
     src, dst, usd = codes[:m], codes[m:], flows["amount_usd_sum"].to_numpy("float64")
@@ -167,7 +167,7 @@ def _paths(
     path_usd = np.minimum(first_usd[step], usd[pos])
     keep = ends != anchors[rows]
     key = rows[keep].astype(np.int64) * n + ends[keep]
-    order = np.argsort(key)
+    order = np.argsort(key, kind="stable")
     key, path_usd = key[order], path_usd[keep][order]
     first = _firsts(key)
     counts = np.diff(np.r_[first, len(key)])
