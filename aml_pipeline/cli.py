@@ -228,10 +228,15 @@ def summary(settings: Settings, days: list[dt.date], models: dict[str, dict]) ->
         if evaluation.is_file():
             held_out = json.loads(evaluation.read_text())["summary"]
             auc = held_out["mean_auc_roc_held_out"]
+            judged = (
+                f"mean AUC-ROC {auc:.3f} over {held_out['held_out_days_with_tier3']} days"
+                if auc is not None
+                else "no mean AUC-ROC yet"
+            )
             lines.append(
-                f"  held-out days, tier 3 with the labels known so far: mean AUC-ROC "
-                f"{'n/a' if auc is None else f'{auc:.3f}'} over "
-                f"{held_out['held_out_days_with_tier3']} days ({evaluation})"
+                f"  held-out days, tier 3 on mature labels only: {judged}; "
+                f"{held_out['held_out_days_immature']} held-out day(s) wait for their labels "
+                f"to mature ({evaluation})"
             )
         last = root / layout.output_day(network, days[-1])
         top = top_alerts(last, 5)
@@ -266,14 +271,19 @@ def top_alerts(day_dir: Path, n: int) -> list[str]:
 
 
 def _missing_runs(
-    network: str, overrides: dict[str, str], names: tuple[str, ...], days: list[dt.date]
+    network: str,
+    overrides: dict[str, str],
+    names: tuple[str, ...],
+    days: list[dt.date],
+    stale: Sequence[dt.date] = (),
 ) -> list[list[dt.date]]:
-    """The consecutive runs of ``days`` on which any of the assets ``names`` is not stored."""
+    """The consecutive runs of ``days`` on which any of the assets ``names`` is not stored
+    or that are ``stale``."""
     from aml_pipeline.storage.tables import TableStore
 
     tables = TableStore(pipeline_config(_settings_for(network), network, overrides).data_root)
     stored = [set(tables.stored_days((network, name))) for name in names]
-    missing = [d for d in days if not all(d in s for s in stored)]
+    missing = [d for d in days if d in stale or not all(d in s for s in stored)]
     runs: list[list[dt.date]] = []
     for day in missing:
         if runs and day - runs[-1][-1] == dt.timedelta(1):
@@ -281,6 +291,30 @@ def _missing_runs(
         else:
             runs.append([day])
     return runs
+
+
+def _fetched_without_labels(network: str, days: list[dt.date]) -> list[dt.date]:
+    """The label days among ``days`` whose latest fetch found no labels file (the
+    ``labels_file`` its materialization recorded): stored empty, to be fetched again."""
+    import dagster as dg
+
+    key, wanted = dg.AssetKey([network, "label_events"]), [d.isoformat() for d in days]
+    latest: dict[str, str] = {}
+    with dg.DagsterInstance.get() as instance:
+        cursor = None
+        while wanted:
+            result = instance.fetch_materializations(  # newest first
+                dg.AssetRecordsFilter(asset_key=key, asset_partitions=wanted),
+                limit=1000,
+                cursor=cursor,
+            )
+            for record in result.records:
+                found = record.asset_materialization.metadata.get("labels_file")
+                latest.setdefault(record.partition_key, found.value if found else "found")
+            if not result.has_more:
+                break
+            cursor = result.cursor
+    return [dt.date.fromisoformat(p) for p, found in sorted(latest.items()) if found != "found"]
 
 
 def _train(
@@ -308,8 +342,14 @@ def _train(
     # labels that arrive after the range's label horizon cannot change its training
     known_by = min(pipeline.as_of(), _last_partition(), pipeline.labels_complete_by(network, end))
     label_days = date_range(start, known_by) if known_by >= start else []
-    for names, wanted in ((("label_events",), label_days), (FEATURE_ASSETS, days)):
-        for run in _missing_runs(network, overrides, names, wanted):
+    # a label day fetched while the source had no labels file is fetched again, and the
+    # features after it (their label history read it) are computed again
+    empty = _fetched_without_labels(network, label_days)
+    for names, wanted, stale in (
+        (("label_events",), label_days, empty),
+        (FEATURE_ASSETS, days, [d for d in days if empty and d > empty[0]]),
+    ):
+        for run in _missing_runs(network, overrides, names, wanted, stale):
             failed = operations.materialize(settings, network, run, names, overrides)
             if failed is not None:
                 raise SystemExit(

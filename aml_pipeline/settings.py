@@ -74,6 +74,17 @@ LabelHorizon = Annotated[
     ),
 ]
 
+MaturityDays = Annotated[
+    int,
+    Field(
+        ge=0,
+        le=3650,
+        description="days after which a day's labels count as complete enough to judge a "
+        "model by (tier 3's `labels_mature`); `0`: estimated from the label delays observed "
+        "(Kaplan-Meier, the day by which 95 % of the labels have arrived)",
+    ),
+]
+
 
 class NetworkSettings(BaseModel):
     """One network's settings: its file's values over the environment's (no defaults of
@@ -91,6 +102,7 @@ class NetworkSettings(BaseModel):
     sensor_lookback_days: LookbackDays
     alert_budget: AlertBudget
     label_horizon_days: LabelHorizon
+    label_maturity_days: MaturityDays
 
 
 #: What a network file may set (everything of ``NetworkSettings`` but its name).
@@ -153,6 +165,7 @@ class Settings(BaseSettings):
     sensor_lookback_days: LookbackDays = 7
     alert_budget: AlertBudget = 100
     label_horizon_days: LabelHorizon = 120
+    label_maturity_days: MaturityDays = 0
 
     @field_validator("networks", mode="before")
     @classmethod

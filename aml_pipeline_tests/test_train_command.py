@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import dagster as dg
+import pandas as pd
 import pytest
 
 from aml_pipeline import cli
+from aml_pipeline_tests.conftest import NETWORK, small_source, write_upstream
 
 RANGE = ["--start-date", "2025-03-01", "--end-date", "2025-03-08"]
 
@@ -96,3 +99,24 @@ def test_training_on_days_not_landed_names_them(cli_home):
     with pytest.raises(SystemExit, match=r"2025-02-21: land them first \(aml-pipeline download"):
         cli.main(["train", "--network", "ethereum", "--start-date", "2025-02-20",
                   "--end-date", "2025-02-21"])  # fmt: skip
+
+
+def test_label_days_fetched_before_the_labels_file_existed_are_fetched_again(cli_home, capsys):
+    """A SOT directory whose labels file arrives after its batches were landed: the first
+    training finds no labels, the next one fetches the empty label days again."""
+    source, start = small_source(), dt.date(2025, 3, 1)
+    days = [start + dt.timedelta(i) for i in range(8)]
+    sot = cli_home / "sot"
+    for day in days:
+        write_upstream(sot, source.fetch(NETWORK, day, 7).files, day)
+    assert cli.main(["download", "--network", NETWORK, *RANGE, "--source", str(sot)]) == 0
+    train = ["train", "--network", NETWORK, *RANGE, "--as-of", "2025-04-20"]
+    with pytest.raises(SystemExit, match="no labels for ethereum"):
+        cli.main(train)
+    labels = pd.concat([source.labels(NETWORK, day, 7) for day in days], ignore_index=True)
+    folder = sot / "ground-truth" / NETWORK
+    folder.mkdir(parents=True)
+    labels.to_parquet(folder / "ground_truth.parquet")
+    capsys.readouterr()
+    assert cli.main(train) == 0
+    assert "alert_scorer v3.0.0: auc_roc" in capsys.readouterr().out

@@ -48,6 +48,7 @@ class NetworkConfig(dg.Config):
     sim_seed: int = Field(description=_about("sim_seed"))
     alert_budget: int = Field(description=_about("alert_budget"))
     label_horizon_days: int = Field(description=_about("label_horizon_days"))
+    label_maturity_days: int = Field(description=_about("label_maturity_days"))
 
     @classmethod
     def from_settings(cls, network: NetworkSettings) -> NetworkConfig:

@@ -19,6 +19,7 @@ from aml_pipeline.defs.assets.ingestion import (
     BACKFILL,
     day_rows,
     last_label_day,
+    network_label_maturity,
     partition_days,
     read_known_labels,
 )
@@ -35,6 +36,7 @@ from aml_pipeline.evaluation import (
     to_jsonable,
     total_score,
 )
+from aml_pipeline.evaluation.maturity import labelled_share
 from aml_pipeline.features.alert_features import CATEGORIES
 from aml_pipeline.models.registry import ModelRegistry
 from aml_pipeline.models.scoring import score_frame
@@ -176,8 +178,12 @@ def build_evaluation_assets(
         "of the day's alerts that have arrived so far (the label events from the day to the "
         "latest one fetched, recorded as labels_through), with sample counts, the best F1, "
         "the Brier score and the expected calibration error. A day without both classes "
-        "yet has no metric and says why. The label-arrival sensor re-runs it when new label "
-        "events hold labels of the day's alerts. Also rewrites the per-model evaluation "
+        "yet has no metric and says why. Each day says whether its labels are mature "
+        "(labels_mature: the network's label maturity has passed by labels_through) and "
+        "which share of its alerts is labelled so far: the labels of a young day "
+        "over-represent SARs, which come sooner than closures. The label-arrival sensor "
+        "re-runs it when new label events hold labels of the day's alerts. Also rewrites "
+        "the per-model evaluation "
         f"files validation_results/{network}/model_v{{version}}_evaluation.json.",
         **common,
     )
@@ -193,20 +199,28 @@ def build_evaluation_assets(
         labels = read_known_labels(warehouse, network, days, through, pipeline.data_since(network))
         registry = ModelRegistry(pipeline.storage(), network)
         budget = pipeline.alert_budget(network)
+        maturity = network_label_maturity(pipeline, warehouse, network, through)
+        context.log.info(maturity.describe())
         rows = []
         for day in days:
             scores = day_rows(alert_scores, day)
             entry = registry.entry("alert_scorer", _version(scores)) or {}
             threshold = entry.get("metrics", {}).get("f1_threshold")  # older models have none
-            result = Tier3Validator(budget, threshold).validate(scores, day_rows(labels, day))
+            known = day_rows(labels, day)
+            result = Tier3Validator(budget, threshold).validate(scores, known)
             result["passed"] = None
             result["labels_through"] = through.isoformat()
+            share = labelled_share(scores["alert_id"], known)
+            result["labels_mature"] = maturity.mature(day, through, share)
+            result["labelled_share"] = share
+            result["label_maturity_days"] = maturity.days
             rows.append(_row(network, day, _version(scores), result))
         frame = _frame(rows)
         written = write_model_evaluations(pipeline.storage(), network, frame)
         metadata = _metadata(context, "tier3", frame)
         metadata["evaluation_files"] = dg.MetadataValue.json(written)
         metadata["labels_through"] = through.isoformat()
+        metadata["label_maturity"] = dg.MetadataValue.json(maturity.to_dict())
         return dg.Output(frame, metadata=metadata)
 
     return [tier1_evaluation, tier2_evaluation, tier3_evaluation]
@@ -268,8 +282,10 @@ def _model_report(storage: LocalStorage, network: str, version: str) -> dict[str
         if record["model_version"] == version:
             days[name.removesuffix(".json")] = record
     held_out = [d for d in days.values() if not d["in_sample"]]
-    totals = [d["total"] for d in held_out if "total" in d]
-    aucs = [d["tier3"]["metrics"]["auc_roc"] for d in held_out if d["tier3"]["score"] is not None]
+    # judged only where the labels are mature: a young day's known labels are mostly SARs
+    mature = [d for d in held_out if d["tier3"].get("labels_mature", True)]
+    totals = [d["total"] for d in mature if "total" in d]
+    aucs = [d["tier3"]["metrics"]["auc_roc"] for d in mature if d["tier3"]["score"] is not None]
     return {
         "network": network,
         "model_version": version,
@@ -279,8 +295,12 @@ def _model_report(storage: LocalStorage, network: str, version: str) -> dict[str
             "in_sample_days": len(days) - len(held_out),
             "tier1_passed_days": sum(1 for d in days.values() if (d["tier1"] or {}).get("passed")),
             "held_out_days_with_tier3": len(aucs),
+            "held_out_days_immature": len(held_out) - len(mature),
             "mean_total_score_held_out": sum(totals) / len(totals) if totals else None,
             "mean_auc_roc_held_out": sum(aucs) / len(aucs) if aucs else None,
+            "judged_on": "held-out days whose labels are mature"
+            if mature
+            else "nothing: no held-out day's labels are mature yet",
         },
         "days": dict(sorted(days.items())),
     }

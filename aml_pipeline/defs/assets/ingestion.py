@@ -26,6 +26,7 @@ from aml_pipeline.defs.metadata import (
 )
 from aml_pipeline.defs.resources import PipelineConfig
 from aml_pipeline.defs.runs import MAX_DAYS_PER_RUN
+from aml_pipeline.evaluation.maturity import LabelMaturity, estimate_label_maturity
 from aml_pipeline.provenance import module_version
 from aml_pipeline.sources import base as source_module
 from aml_pipeline.sources import landing as landing_module
@@ -370,6 +371,26 @@ def last_label_day(
     if not stored:
         return min(alert_days) - dt.timedelta(1)
     return stored[-1] if as_of is None else min(as_of, stored[-1])
+
+
+def network_label_maturity(
+    pipeline: PipelineConfig, warehouse: DuckDBParquetIOManager, network: str, through: dt.date
+) -> LabelMaturity:
+    """``network``'s label maturity: its ``label_maturity_days`` setting, else estimated
+    from every stored alert and the label events stored up to ``through``."""
+    setting = pipeline.network(network).label_maturity_days
+    if setting:
+        return LabelMaturity.from_setting(setting)
+
+    def stored(name: str, columns: list[str]) -> pd.DataFrame:
+        key = dg.AssetKey([network, name])
+        days = [d for d in warehouse.stored_days(key) if d <= through]
+        return warehouse.read_days(key, days, columns)
+
+    alerts = stored("raw_alerts", ["alert_id", "processing_date"])
+    return estimate_label_maturity(
+        alerts, stored("label_events", ["alert_id", "label_date"]), through
+    )
 
 
 def read_known_labels(
