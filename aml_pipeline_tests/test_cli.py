@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import dagster as dg
@@ -296,3 +297,22 @@ def test_validate_judges_at_the_networks_daily_budget(tmp_path, monkeypatch):
     assert cli._budget(9, "bitcoin") == 9
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["validate", "--budget", "0"])
+
+
+def test_a_day_before_the_first_one_is_refused_once_features_count_from_it(cli_home, capsys):
+    from aml_pipeline.defs import operations
+    from aml_pipeline.settings import Settings
+
+    assert _download("--start-date", "2025-03-05", "--end-date", "2025-03-06") == 0
+    # nothing derived yet: the first day may still move back
+    assert _download("--start-date", "2025-03-04", "--end-date", "2025-03-04") == 0
+    days = [dt.date(2025, 3, 4), dt.date(2025, 3, 5)]
+    assert operations.materialize(Settings.from_env(), NETWORK, days, FEATURE_ASSETS) is None
+    capsys.readouterr()
+    assert _download("--start-date", "2025-03-03", "--end-date", "2025-03-03") == 1
+    err = capsys.readouterr().err
+    assert "ethereum's data begins on 2025-03-04" in err
+    assert "the features of 2 day(s) from 2025-03-04 count their look-back from it" in err
+    assert not (cli_home / "data" / "input" / NETWORK / "2025-03-03").exists()
+    record = json.loads((cli_home / "data" / "input" / NETWORK / "NETWORK.json").read_text())
+    assert record["since"] == "2025-03-04"

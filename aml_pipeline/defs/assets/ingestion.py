@@ -151,6 +151,8 @@ def _build_landed_batch(network: str, partitions: dg.PartitionsDefinition):
     ) -> dg.MaterializeResult:
         storage, days = pipeline.input_storage(), partition_days(context)
         record, configured = pipeline.record(network), pipeline.configured_source(network)
+        if record is not None and days[0] < record.since:
+            _refuse_moving_the_first_day(pipeline, network, record.since, days[0])
         spec = record.source if record is not None else configured
         if spec.identity() != configured.identity():
             context.log.warning(
@@ -357,6 +359,24 @@ def _build_label_events(network: str, partitions: dg.PartitionsDefinition):
         )
 
     return label_events
+
+
+def _refuse_moving_the_first_day(
+    pipeline: PipelineConfig, network: str, since: dt.date, day: dt.date
+) -> None:
+    """Refuse to land ``day`` before the network's recorded first day once features were
+    derived: their look-back (``history_coverage_days``) counts from that first day, so
+    moving it would silently change days already stored."""
+    derived = TableStore(pipeline.data_root).stored_days((network, "alert_features"))
+    if derived:
+        record = layout.network_record(network)
+        raise dg.Failure(
+            description=f"{network}'s data begins on {since} (recorded in {record}), and "
+            f"the features of {len(derived)} day(s) from {derived[0]} count their look-back "
+            f"from it: landing {day} before it would silently change them. Land the earlier "
+            f"days as another network, or start {network} over (remove its warehouse tables "
+            f"and {record})"
+        )
 
 
 def last_label_day(
