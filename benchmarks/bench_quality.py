@@ -43,11 +43,15 @@ from aml_pipeline.evaluation.budget import (
     top_k,
 )
 from aml_pipeline.evaluation.comparison import paired_bootstrap
+from aml_pipeline.evaluation.report import plot_reliability
 from aml_pipeline.features.alert_features import CATEGORIES, FEATURE_COLUMNS
+from aml_pipeline.models.calibration import brier_score, expected_calibration_error, reliability
+from aml_pipeline.models.registry import ModelRegistry
 from aml_pipeline.models.training import LABEL, labelled, logistic_baseline
 from aml_pipeline.settings import Settings
 from aml_pipeline.sources.simulated import SimulatedSource
 from aml_pipeline.storage import layout
+from aml_pipeline.storage.objects import LocalStorage
 from aml_pipeline.storage.tables import read_parquet
 
 HERE = Path(__file__).resolve().parent
@@ -176,8 +180,37 @@ def _diff(
     }
 
 
-def evaluate(data: DataSet, root: Path, before: Path | None) -> dict:
-    """Figures of the scorer, the regression and the confidence on the replayed days."""
+def calibration(y: np.ndarray, scores: np.ndarray) -> dict:
+    """How well published scores read as probabilities on days the model never saw: Brier
+    score, expected calibration error, the mean score against the eventual SAR rate, and
+    the reliability table."""
+    return {
+        "brier": round(brier_score(y, scores), 4),
+        "ece": round(expected_calibration_error(y, scores), 4),
+        "mean_score": round(float(scores.mean()), 4),
+        "eventual_sar_rate": round(float(y.mean()), 4),
+        "mean_score_over_sar_rate": round(float(scores.mean() / y.mean()), 3),
+        "reliability": reliability(y, scores),
+    }
+
+
+def self_report(root: Path, network: str) -> dict:
+    """What the champion alert scorer's registry entry says of it: its validation figures
+    and the days and labels they rest on."""
+    entry = ModelRegistry(LocalStorage(root / "data"), network).load("alert_scorer").entry
+    metrics = entry["metrics"]
+    return {
+        "version": entry["version"],
+        "valid_days": entry.get("valid_days"),
+        "labels_through": entry.get("labels_through"),
+        **{k: round(metrics[k], 4) for k in ("auc_roc", "auc_pr", "brier", "ece") if k in metrics},
+    }
+
+
+def evaluate(data: DataSet, root: Path, before: Path | None, plots: Path | None = None) -> dict:
+    """Figures of the scorer, the regression and the confidence on the replayed days; the
+    scorer's calibration there beside its registry's self-report, and with ``plots`` its
+    reliability diagram written there."""
     network, train_days = data.network, date_range(data.start, data.cut)
     train = labelled(
         _warehouse(root, network, "alert_features", train_days),
@@ -216,7 +249,15 @@ def evaluate(data: DataSet, root: Path, before: Path | None) -> dict:
         "alert_scorer_minus_confidence_only": _diff(
             y, scores["confidence_only"], scores["alert_scorer"], groups, days
         ),
+        "alert_scorer_calibration": calibration(y, scores["alert_scorer"]),
+        "registry_self_report": self_report(root, network),
     }
+    if plots is not None:
+        plots.mkdir(parents=True, exist_ok=True)
+        path = plots / f"{network}_reliability.png"
+        table = {"alert scorer, held-out days": report["alert_scorer_calibration"]}
+        plot_reliability(path, table, f"{data.name}: held-out days, eventual labels")
+        report["reliability_png"] = str(path)
     if before is not None:
         old = test[["alert_id"]].merge(
             _published(before, network, data.test_days), on="alert_id", how="left"
@@ -259,6 +300,8 @@ def main() -> None:
                         "temporary directory, removed at the end)")  # fmt: skip
     parser.add_argument("--before", default=None, help="also replay this checkout's code")
     parser.add_argument("--only", default=None, help="only the data set whose name has this")
+    parser.add_argument("--plots", default="quality_plots", help="where the reliability "
+                        "diagrams go (one PNG per data set)")  # fmt: skip
     args = parser.parse_args()
     with contextlib.ExitStack() as stack:
         work = Path(args.workdir or stack.enter_context(tempfile.TemporaryDirectory()))
@@ -272,7 +315,7 @@ def main() -> None:
             checkouts = {"after": HERE.parent, "before": Path(args.before or HERE.parent)}
             running = {k: launch(data, r, checkouts[k]) for k, r in roots.items()}
             replays = {k: finish(p, roots[k]) for k, p in running.items()}
-            report = evaluate(data, roots["after"], roots.get("before"))
+            report = evaluate(data, roots["after"], roots.get("before"), Path(args.plots))
             report["replay_s"] = {k: r["steps_s"] for k, r in replays.items()}
             print(json.dumps(report), flush=True)
 

@@ -179,8 +179,11 @@ def _curve_section(result: Mapping[str, Any], directory: Path) -> list[str]:
     return [*lines, f"![ROC curves]({ROC_PNG})", "", f"![Precision-recall curves]({PR_PNG})", ""]
 
 
-def _plot_reliability(path: Path, calibration: Mapping[str, Any]) -> None:
-    """Reliability diagram: per score bin, the SAR share against the mean score."""
+def plot_reliability(
+    path: Path, calibration: Mapping[str, Any], title: str = "Reliability (pooled paired alerts)"
+) -> None:
+    """Reliability diagram of each model's ``reliability`` table (with its ``brier`` and
+    ``ece``): per score bin, the SAR share against the mean score."""
     figure = Figure(figsize=(6, 5), dpi=100)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
@@ -194,7 +197,7 @@ def _plot_reliability(path: Path, calibration: Mapping[str, Any]) -> None:
         )
     axes.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfectly calibrated")
     axes.set(xlabel="Mean score in bin", ylabel="SAR share in bin", xlim=(0, 1), ylim=(0, 1.02))
-    axes.set_title("Reliability (pooled paired alerts)")
+    axes.set_title(title)
     axes.legend(loc="upper left")
     axes.grid(alpha=0.3)
     _atomic_write(path, lambda tmp: figure.savefig(tmp, format="png"))
@@ -210,7 +213,7 @@ def _calibration_section(result: Mapping[str, Any], directory: Path) -> list[str
             "",
         ]
     rows = [[name, table["brier"], table["ece"]] for name, table in calibration.items()]
-    _plot_reliability(directory / RELIABILITY_PNG, calibration)
+    plot_reliability(directory / RELIABILITY_PNG, calibration)
     return [
         *lines,
         *_table(["Model", "Brier score", "Expected calibration error"], rows),
