@@ -221,7 +221,9 @@ def summary(settings: Settings, days: list[dt.date], models: dict[str, dict]) ->
         lines.append(
             f"  {network}: {len(metadata)} days published, {scored} alerts scored by "
             f"alert_scorer v{', v'.join(used)}; trained now: v{trained['version']} "
-            f"(validation {figures or 'n/a'})"
+            f"(validation {figures or 'n/a'}"
+            + ("; optimistic: its labels were not mature" if _optimistic(trained) else "")
+            + ")"
             + ("" if trained["champion"] else "; promote it with aml-pipeline promote")
         )
         evaluation = root / layout.model_evaluation(network, used[-1])
@@ -386,6 +388,20 @@ def _print_metrics(models: dict[str, dict]) -> None:
         )
         for name, base in m["baselines"].items():
             print(f"      baseline {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in base.items()))
+        if _optimistic(m):
+            print(f"      {_optimistic(m)}")
+
+
+def _optimistic(metadata: dict) -> str:
+    """A warning when a model's validation labels were not mature, else ''."""
+    checked = metadata.get("validation_labels")
+    if not checked or checked["mature"]:
+        return ""
+    return (
+        f"validated on labels {checked['labelled_share']:.0%} complete, not yet mature "
+        "(the first labels to arrive are mostly SARs): these figures are optimistic; "
+        "tier 3 and make quality judge held-out days by mature labels"
+    )
 
 
 def train(args: argparse.Namespace) -> int:

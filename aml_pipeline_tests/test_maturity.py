@@ -78,3 +78,19 @@ def test_a_day_is_mature_by_age_or_by_its_own_labelled_share():
         AS_OF,
     )
     assert empty.n_alerts == 0 and not empty.complete and "unknown" in empty.describe()
+
+
+def test_validation_labels_say_how_complete_and_mature_they_were():
+    from types import SimpleNamespace
+
+    from aml_pipeline.defs.assets.training import validation_labels
+
+    first, second = dt.date(2025, 5, 1), dt.date(2025, 5, 2)
+    alerts = pd.DataFrame({"processing_date": [first] * 10 + [second] * 10})
+    frame = pd.DataFrame({"processing_date": [first] * 10 + [second] * 9})  # labelled rows
+    model = SimpleNamespace(data={"valid_days": [str(first), str(second)]})
+    setting = LabelMaturity.from_setting(30)
+    young = validation_labels(alerts, frame, model, setting, second + dt.timedelta(5))
+    assert young["labelled_share"] == 0.95 and not young["mature"]  # the second day: 90 %
+    old = validation_labels(alerts, frame, model, setting, second + dt.timedelta(30))
+    assert old["mature"] and old["label_maturity"]["days"] == 30

@@ -67,6 +67,10 @@ def test_train_registers_three_models_and_retraining_is_byte_identical(
     ):
         assert field in entry, field
     assert entry["as_of"] == "2025-04-20" and entry["labels_through"] == "2025-04-07"
+    # a month after the validation days most closures are still to come: said so
+    checked = entry["validation_labels"]
+    assert not checked["mature"] and 0.2 < checked["labelled_share"] < 0.8
+    assert "not yet mature" in out and "these figures are optimistic" in out
     assert entry["training_range"] == ["2025-03-01", "2025-03-08"]
     assert entry["valid_days"] == ["2025-03-07", "2025-03-08"]
 

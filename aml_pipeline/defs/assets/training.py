@@ -15,9 +15,14 @@ import pandas as pd
 from pydantic import Field
 
 from aml_pipeline.dates import date_range
-from aml_pipeline.defs.assets.ingestion import last_label_day, read_known_labels
+from aml_pipeline.defs.assets.ingestion import (
+    last_label_day,
+    network_label_maturity,
+    read_known_labels,
+)
 from aml_pipeline.defs.io_manager import DuckDBParquetIOManager, Warehouse
 from aml_pipeline.defs.resources import PipelineConfig
+from aml_pipeline.evaluation.maturity import LabelMaturity
 from aml_pipeline.features.alert_features import (
     CATEGORIES,
     FEATURE_COLUMNS,
@@ -149,6 +154,34 @@ def _register(
     return registry.register(kind, model.booster, entry, model.calibration)
 
 
+def validation_labels(
+    alerts: pd.DataFrame,
+    frame: pd.DataFrame,
+    model: TrainedModel,
+    maturity: LabelMaturity,
+    through: dt.date,
+) -> dict[str, Any]:
+    """What the validation figures rest on: the share of the validation days' ``alerts``
+    whose label was known (the labelled ``frame``'s rows), and whether every validation
+    day's labels were mature; young days' known labels over-represent SARs, which makes
+    the figures optimistic."""
+    first, last = (dt.date.fromisoformat(d) for d in model.data["valid_days"])
+    days = pd.date_range(first, last).date
+    alerts_per_day = alerts["processing_date"].value_counts()
+    labelled_per_day = frame["processing_date"].value_counts()
+    shares = {
+        day: labelled_per_day.get(day, 0) / alerts_per_day[day]
+        for day in days
+        if alerts_per_day.get(day, 0)
+    }
+    labelled = sum(labelled_per_day.get(day, 0) for day in shares)
+    return {
+        "labelled_share": round(labelled / max(sum(alerts_per_day[d] for d in shares), 1), 4),
+        "mature": all(maturity.mature(day, through, share) for day, share in shares.items()),
+        "label_maturity": maturity.to_dict(),
+    }
+
+
 def _result(entry: dict[str, Any], registry: ModelRegistry) -> dg.MaterializeResult:
     metrics = {k: float(v) for k, v in entry["metrics"].items()}
     return dg.MaterializeResult(
@@ -164,6 +197,7 @@ def _result(entry: dict[str, Any], registry: ModelRegistry) -> dg.MaterializeRes
             "calibration": dg.MetadataValue.json(entry.get("calibration")),
             "data_sha256": entry["data_sha256"],
             "labels_through": entry["labels_through"],
+            "validation_labels": dg.MetadataValue.json(entry.get("validation_labels")),
         },
         data_version=champion_data_version(registry, entry["kind"]),
     )
@@ -244,7 +278,8 @@ def build_model_assets(network: str) -> list[dg.AssetsDefinition]:
         pipeline: PipelineConfig,
     ) -> dg.MaterializeResult:
         inputs = TrainingInputs(warehouse, pipeline, network, config)
-        frame = labelled(inputs.table("alert_features"), inputs.labels(), inputs.as_of)
+        alerts = inputs.table("alert_features")
+        frame = labelled(alerts, inputs.labels(), inputs.as_of)
         features, categorical = list(FEATURE_COLUMNS), list(CATEGORIES)
         if kind == "alert_scorer":
             model = _fit(
@@ -268,7 +303,11 @@ def build_model_assets(network: str) -> list[dg.AssetsDefinition]:
             )
         registry = ModelRegistry(pipeline.storage(), network)
         categories = {k: list(v) for k, v in CATEGORIES.items()}
-        entry = _register(registry, kind, model, config, inputs, {"categories": categories})
+        through = inputs.labels_through
+        maturity = network_label_maturity(pipeline, warehouse, network, through)
+        checked = validation_labels(alerts, frame, model, maturity, through)
+        extra = {"categories": categories, "validation_labels": checked}
+        entry = _register(registry, kind, model, config, inputs, extra)
         return _result(entry, registry)
 
     @dg.asset(
