@@ -351,15 +351,24 @@ def test_ab_comparison_picks_the_real_model_and_promotion_is_recorded(scratch, m
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setenv("AML_DATA_ROOT", str(home / "data"))
     _register_weakened_scorer(home)
-    defs = build_definitions(_settings(home))
     config = {"start_date": "2025-03-09", "end_date": "2025-03-10", "resamples": 200}
-    with dg.DagsterInstance.get() as instance:
-        result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
-            instance=instance,
-            asset_selection=[dg.AssetKey(["ethereum", "model_comparison"])],
-            run_config={"ops": {"ethereum__model_comparison": {"config": config}}},
-        )
-    meta = result.get_asset_materialization_events()[0].materialization.metadata
+
+    def compare(**settings: object) -> dict:
+        defs = build_definitions(_settings(home, **settings))
+        with dg.DagsterInstance.get() as instance:
+            result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+                instance=instance,
+                asset_selection=[dg.AssetKey(["ethereum", "model_comparison"])],
+                run_config={"ops": {"ethereum__model_comparison": {"config": config}}},
+            )
+        return result.get_asset_materialization_events()[0].materialization.metadata
+
+    # labels known by 2025-05-01 are 86 % of those days' alerts: not mature, no verdict
+    meta = compare()
+    assert meta["winner"].value is None and not meta["significant"].value
+    assert "no test day's labels are mature yet" in meta["recommendation"].value
+    # with a label maturity of 30 days (a network setting) both days are judged
+    meta = compare(label_maturity_days=30)
     assert meta["model_a"].value == "3.0.0" and meta["model_b"].value == "3.1.0"
     assert meta["winner"].value.startswith("A") and meta["significant"].value
     assert meta["delta_pooled_auc_roc"].value < 0

@@ -203,3 +203,16 @@ def test_the_budget_is_the_networks_not_a_constant():
         assert tier3["alert_budget"] == 3
         top = scores["B"][day].sort_values("score", ascending=False)["alert_id"].head(3)
         assert tier3["precision_at_budget"] == pytest.approx(y[top].mean())
+
+
+def test_the_verdict_rests_on_the_mature_days_or_says_it_could_not():
+    scores, alerts, truth = _inputs(0.2, 0.45)
+    everything = compare_models(scores, alerts, truth, n_resamples=50)
+    first = compare_models(scores, alerts, truth, judged_days=DAYS[:1], n_resamples=50)
+    assert first["judged_days"] == list(DAYS[:1]) and first["days"] == list(DAYS)
+    assert first["pooled"]["n_paired"] < everything["pooled"]["n_paired"]
+    assert f"Judged on the 1 of {len(DAYS)} day(s)" in first["recommendation"]
+    assert set(first["per_day"]) == set(DAYS)  # every day's tiers are still reported
+    none = compare_models(scores, alerts, truth, judged_days=[], n_resamples=50)
+    assert none["winner"] is None and not none["significant"]
+    assert "no test day's labels are mature yet" in none["recommendation"]

@@ -316,11 +316,13 @@ def compare_loaded(
     n_resamples: int = 1000,
     seed: int = 0,
     budget: int = DEFAULT_DAILY_BUDGET,
+    judged_days: list[dt.date] | None = None,
 ) -> dict[str, Any]:
     """Score every day with models ``A`` and ``B`` (``loaders`` load them), and again in a
     fresh process from their stored files for tier 1's determinism check; compare them
-    (``compare_models``) at the daily alert ``budget``, write ``output`` and the report
-    beside it."""
+    (``compare_models``) at the daily alert ``budget``, the verdict resting on
+    ``judged_days`` (the days with mature labels; None: all), write ``output`` and the
+    report beside it."""
     models = {label: load() for label, load in loaders.items()}
     for model in models.values():
         check_schema(model, list(FEATURE_COLUMNS))
@@ -340,6 +342,7 @@ def compare_loaded(
             for label, model in models.items()
         },
         budget=budget,
+        judged_days=None if judged_days is None else [d.isoformat() for d in judged_days],
         n_resamples=n_resamples,
         seed=seed,
     )

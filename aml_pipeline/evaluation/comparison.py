@@ -221,6 +221,9 @@ def _pooled_pairs(
             day_scores = scores_frame(scores[name][day]).rename(columns={"score": suffix})
             merged = merged.merge(day_scores, on="alert_id", how="left")
         frames.append(merged)
+    if not frames:
+        columns = {"alert_id": object, LABEL: bool, "address": object, "a": float, "b": float}
+        frames = [pd.DataFrame({c: pd.Series(dtype=t) for c, t in columns.items()})]
     pooled = pd.concat(frames, ignore_index=True)
     scored_a, scored_b = pooled["a"].notna(), pooled["b"].notna()
     finite = np.isfinite(pooled["a"].to_numpy()) & np.isfinite(pooled["b"].to_numpy())
@@ -350,6 +353,7 @@ def compare_models(
     rescored: Mapping[str, DayFrames] | None = None,
     thresholds: Mapping[str, float | None] | None = None,
     budget: int = DEFAULT_DAILY_BUDGET,
+    judged_days: Sequence[str] | None = None,
     n_resamples: int = 1000,
     seed: int = 0,
     confidence: float = 0.95,
@@ -366,6 +370,9 @@ def compare_models(
         thresholds: ``{model_name: threshold}``, each model's alerting threshold chosen on
             its validation days (tier 3 reports the F1 at it).
         budget: the alerts the analysts work a day (the network's ``alert_budget``).
+        judged_days: the days whose labels are mature: the pooled figures, the bootstrap
+            and the verdict rest on them alone (None: every day); each day's tiers are
+            still reported.
         n_resamples, seed, confidence: paired bootstrap settings.
     """
     days = sorted(alerts)
@@ -387,7 +394,10 @@ def compare_models(
             for name in names
         }
         per_day[day] = {"models": runs, "delta": _day_delta(*runs.values())}
-    pooled, pool_counts = _pooled_pairs(scores, labels_by_day, names, alerts)
+    judged = days if judged_days is None else [d for d in days if d in set(judged_days)]
+    pooled, pool_counts = _pooled_pairs(
+        scores, {day: labels_by_day[day] for day in judged}, names, alerts
+    )
     y_true = pooled[LABEL].to_numpy(dtype=bool)
     # alerts whose address is unknown are blocks of their own
     blocks = (
@@ -412,11 +422,18 @@ def compare_models(
         seed=seed,
         confidence=confidence,
     )
+    if not judged:
+        bootstrap["reason"] = "no test day's labels are mature yet"
     winner, significant, recommendation = _verdict(names, bootstrap, aggregate)
+    if judged_days is not None and judged:
+        recommendation += (
+            f" Judged on the {len(judged)} of {len(days)} day(s) whose labels are mature."
+        )
     return to_jsonable(
         {
             "models": {"a": names[0], "b": names[1]},
             "days": days,
+            "judged_days": judged,
             "per_day": per_day,
             "aggregate": aggregate,
             "delta": _aggregate_delta(*aggregate.values()),

@@ -10,12 +10,18 @@ import dagster as dg
 from pydantic import Field
 
 from aml_pipeline.dates import date_range
-from aml_pipeline.defs.assets.ingestion import day_rows, last_label_day, read_known_labels
+from aml_pipeline.defs.assets.ingestion import (
+    day_rows,
+    last_label_day,
+    network_label_maturity,
+    read_known_labels,
+)
 from aml_pipeline.defs.assets.training import promotion_event
 from aml_pipeline.defs.io_manager import Warehouse
 from aml_pipeline.defs.resources import PipelineConfig
 from aml_pipeline.evaluation import ab_test, comparison, report
 from aml_pipeline.evaluation.ab_test import compare_loaded
+from aml_pipeline.evaluation.maturity import labelled_share
 from aml_pipeline.models.registry import ModelRegistry
 from aml_pipeline.provenance import module_version
 from aml_pipeline.sources.landing import read_landed_traps
@@ -89,6 +95,12 @@ def build_comparison_asset(network: str) -> dg.AssetsDefinition:
         through = last_label_day(warehouse, network, days)
         labels = read_known_labels(warehouse, network, days, through, pipeline.data_since(network))
         by_day = {day: day_rows(features, day) for day in days}
+        maturity = network_label_maturity(pipeline, warehouse, network, through)
+        mature = [
+            day
+            for day, frame in by_day.items()
+            if maturity.mature(day, through, labelled_share(frame["alert_id"], labels))
+        ]
         folder = layout.comparison_folder(network, a, b)
         result = compare_loaded(
             {
@@ -105,11 +117,13 @@ def build_comparison_asset(network: str) -> dg.AssetsDefinition:
                 "model_b": b,
                 "features": f"warehouse {network}/alert_features",
                 "labels_through": through.isoformat(),
+                "label_maturity": maturity.to_dict(),
                 "n_alerts": {day.isoformat(): len(frame) for day, frame in by_day.items()},
                 "warnings": [],
             },
             n_resamples=config.resamples,
             budget=pipeline.alert_budget(network),
+            judged_days=mature,
         )
         promoted = None
         if config.promote_winner and result["significant"] and result["winner"].startswith("B"):
@@ -131,6 +145,7 @@ def build_comparison_asset(network: str) -> dg.AssetsDefinition:
                 "bootstrap": dg.MetadataValue.json(result["bootstrap"]),
                 "promoted": dg.MetadataValue.json(promoted),
                 "labels_through": through.isoformat(),
+                "judged_days": dg.MetadataValue.json(result["judged_days"]),
                 "report": dg.MetadataValue.path(
                     str(storage.local_path(f"{folder}/comparison_report.md"))
                 ),
