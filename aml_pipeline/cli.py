@@ -295,30 +295,6 @@ def _missing_runs(
     return runs
 
 
-def _fetched_without_labels(network: str, days: list[dt.date]) -> list[dt.date]:
-    """The label days among ``days`` whose latest fetch found no labels file (the
-    ``labels_file`` its materialization recorded): stored empty, to be fetched again."""
-    import dagster as dg
-
-    key, wanted = dg.AssetKey([network, "label_events"]), [d.isoformat() for d in days]
-    latest: dict[str, str] = {}
-    with dg.DagsterInstance.get() as instance:
-        cursor = None
-        while wanted:
-            result = instance.fetch_materializations(  # newest first
-                dg.AssetRecordsFilter(asset_key=key, asset_partitions=wanted),
-                limit=1000,
-                cursor=cursor,
-            )
-            for record in result.records:
-                found = record.asset_materialization.metadata.get("labels_file")
-                latest.setdefault(record.partition_key, found.value if found else "found")
-            if not result.has_more:
-                break
-            cursor = result.cursor
-    return [dt.date.fromisoformat(p) for p, found in sorted(latest.items()) if found != "found"]
-
-
 def _train(
     network: str, start: dt.date, end: dt.date, as_of: dt.date | None, overrides: dict[str, str]
 ) -> dict[str, dict]:
@@ -346,7 +322,7 @@ def _train(
     label_days = date_range(start, known_by) if known_by >= start else []
     # a label day fetched while the source had no labels file is fetched again, and the
     # features after it (their label history read it) are computed again
-    empty = _fetched_without_labels(network, label_days)
+    empty = operations.fetched_without_labels(network, label_days)
     for names, wanted, stale in (
         (("label_events",), label_days, empty),
         (FEATURE_ASSETS, days, [d for d in days if empty and d > empty[0]]),

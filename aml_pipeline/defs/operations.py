@@ -367,3 +367,25 @@ def record_promotion(registry: ModelRegistry, kind: str, record: dict[str, Any])
 
     with project_instance() as instance:
         instance.report_runless_asset_event(promotion_event(registry, kind, record))
+
+
+def fetched_without_labels(network: str, days: list[dt.date]) -> list[dt.date]:
+    """The label days among ``days`` whose latest fetch found no labels file (the
+    ``labels_file`` its materialization recorded): stored empty, to be fetched again."""
+    key, wanted = dg.AssetKey([network, "label_events"]), [d.isoformat() for d in days]
+    latest: dict[str, str] = {}
+    with project_instance() as instance:
+        cursor = None
+        while wanted:
+            result = instance.fetch_materializations(  # newest first
+                dg.AssetRecordsFilter(asset_key=key, asset_partitions=wanted),
+                limit=1000,
+                cursor=cursor,
+            )
+            for record in result.records:
+                found = record.asset_materialization.metadata.get("labels_file")
+                latest.setdefault(record.partition_key, found.value if found else "found")
+            if not result.has_more:
+                break
+            cursor = result.cursor
+    return [dt.date.fromisoformat(p) for p, found in sorted(latest.items()) if found != "found"]
