@@ -364,8 +364,9 @@ def _print_metrics(models: dict[str, dict]) -> None:
         )
         for name, base in m["baselines"].items():
             print(f"      baseline {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in base.items()))
-        if _optimistic(m):
-            print(f"      {_optimistic(m)}")
+        warning = _optimistic(m)
+        if warning:
+            print(f"      {warning}")
 
 
 def _optimistic(metadata: dict) -> str:

@@ -197,7 +197,8 @@ def calibration(y: np.ndarray, scores: np.ndarray) -> dict:
 def self_report(root: Path, network: str) -> dict:
     """What the champion alert scorer's registry entry says of it: its validation figures
     and the days and labels they rest on."""
-    entry = ModelRegistry(LocalStorage(root / "data"), network).load("alert_scorer").entry
+    registry = ModelRegistry(LocalStorage(root / "data"), network)
+    entry = registry.entry("alert_scorer", registry.champions()["alert_scorer"])
     metrics = entry["metrics"]
     return {
         "version": entry["version"],

@@ -394,7 +394,7 @@ def compare_models(
             for name in names
         }
         per_day[day] = {"models": runs, "delta": _day_delta(*runs.values())}
-    judged = days if judged_days is None else [d for d in days if d in set(judged_days)]
+    judged = days if judged_days is None else sorted(set(days) & set(judged_days))
     pooled, pool_counts = _pooled_pairs(
         scores, {day: labels_by_day[day] for day in judged}, names, alerts
     )
