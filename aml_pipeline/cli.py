@@ -364,9 +364,27 @@ def _print_metrics(models: dict[str, dict]) -> None:
         )
         for name, base in m["baselines"].items():
             print(f"      baseline {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in base.items()))
+        if m.get("validation"):
+            print(f"      {_split_text(m['validation'])}")
         warning = _optimistic(m)
         if warning:
             print(f"      {warning}")
+
+
+def _split_text(split: dict) -> str:
+    """One line on what a model was validated on."""
+    days = split["early_stopping_days"] + split["calibration_days"]
+    text = (
+        f"validated on the {split['split']} {min(days)}..{max(days)}: early stopping on "
+        f"{len(split['early_stopping_days'])} of them, the figures above on the other "
+        f"{len(split['calibration_days'])}"
+    )
+    if split["weighted_rows"]:
+        text += (
+            f"; {split['weighted_rows']} labelled rows of younger days trained on, weighted "
+            f"up to {split['max_weight']:g}x for the labels still to come"
+        )
+    return text
 
 
 def _optimistic(metadata: dict) -> str:

@@ -88,7 +88,8 @@ def test_validation_labels_say_how_complete_and_mature_they_were():
     first, second = dt.date(2025, 5, 1), dt.date(2025, 5, 2)
     alerts = pd.DataFrame({"processing_date": [first] * 10 + [second] * 10})
     frame = pd.DataFrame({"processing_date": [first] * 10 + [second] * 9})  # labelled rows
-    model = SimpleNamespace(data={"valid_days": [str(first), str(second)]})
+    split = {"early_stopping_days": [str(first)], "calibration_days": [str(second)]}
+    model = SimpleNamespace(data={"validation": split})
     setting = LabelMaturity.from_setting(30)
     young = validation_labels(alerts, frame, model, setting, second + dt.timedelta(5))
     assert young["labelled_share"] == 0.95 and not young["mature"]  # the second day: 90 %

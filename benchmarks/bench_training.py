@@ -69,7 +69,8 @@ def run(mode: str) -> dict:
         FEATURE_COLUMNS,
         MONOTONE,
     )
-    from aml_pipeline.models.training import TrainParams, time_split, train_binary
+    from aml_pipeline.models.splits import split_by_maturity
+    from aml_pipeline.models.training import TrainParams, train_binary
 
     frame = _matrix()
     params = TrainParams(max_rounds=300, early_stopping_rounds=300)
@@ -87,7 +88,7 @@ def run(mode: str) -> dict:
         )
         rounds = model.booster.num_trees()
     else:
-        train, _ = time_split(frame, params.valid_fraction)
+        train = split_by_maturity(frame, params.valid_fraction).train
         y = frame["is_sar_filed"].to_numpy()
         pos = y[train].sum()
         lgb_params = params.lgb_params(

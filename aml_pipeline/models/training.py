@@ -30,16 +30,18 @@ from aml_pipeline.models.calibration import (
     expected_calibration_error,
     fit_platt,
 )
+from aml_pipeline.models.splits import (
+    LABEL,
+    LabelTiming,
+    NotEnoughLabels,
+    Split,
+    split_by_maturity,
+)
 
-LABEL = "is_sar_filed"
 NDCG_AT = (10, 50, 100)
 #: The logistic-regression baseline is fitted on at most this many training rows (an
 #: evenly spaced, deterministic subset), which keeps it cheap on millions of alerts.
 BASELINE_MAX_ROWS = 200_000
-
-
-class NotEnoughLabels(ValueError):
-    """Too few labelled rows (or only one class) to train or validate."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class TrainParams:
     max_rounds: int = 1500
     early_stopping_rounds: int = 100
     valid_fraction: float = 0.2
+    immature: str = "weight"
     seed: int = 42
     num_threads: int = 2
 
@@ -107,24 +110,12 @@ def library_versions() -> dict[str, str]:
 def labelled(
     features: pd.DataFrame, labels: pd.DataFrame, as_of: dt.date, key: str = "alert_id"
 ) -> pd.DataFrame:
-    """Rows whose label was known on ``as_of``, joined to their features, in a stable order."""
-    known = labels[labels["label_date"] <= as_of][[key, LABEL]]
+    """Rows whose label was known on ``as_of``, joined to their features and label date,
+    in a stable order."""
+    known = labels[labels["label_date"] <= as_of][[key, LABEL, "label_date"]]
     frame = features.merge(known, on=key, how="inner")
     frame[LABEL] = frame[LABEL].astype(bool).astype(int)
     return frame.sort_values(["processing_date", key], kind="stable").reset_index(drop=True)
-
-
-def time_split(frame: pd.DataFrame, valid_fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """Train on the earlier days, validate on the latest ``valid_fraction`` of the days."""
-    days = sorted(set(frame["processing_date"]))
-    if len(days) < 2:
-        raise NotEnoughLabels(
-            f"need labelled rows on at least 2 days for a time split, got {len(days)}"
-        )
-    n_valid = min(max(1, math.ceil(len(days) * valid_fraction)), len(days) - 1)
-    cut = days[-n_valid]
-    valid = (frame["processing_date"] >= cut).to_numpy()
-    return ~valid, valid
 
 
 def _check_classes(y: np.ndarray, part: str) -> None:
@@ -143,9 +134,10 @@ def data_hash(frame: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
-def _summary(frame: pd.DataFrame, train: np.ndarray, valid: np.ndarray) -> dict[str, Any]:
+def _summary(frame: pd.DataFrame, split: Split) -> dict[str, Any]:
     y = frame[LABEL].to_numpy()
     days = frame["processing_date"]
+    train, valid = split.train, split.valid
     return {
         "rows": len(frame),
         "positives": int(y.sum()),
@@ -155,6 +147,7 @@ def _summary(frame: pd.DataFrame, train: np.ndarray, valid: np.ndarray) -> dict[
         "valid_positives": int(y[valid].sum()),
         "train_days": [str(days[train].min()), str(days[train].max())],
         "valid_days": [str(days[valid].min()), str(days[valid].max())],
+        "validation": split.describe(frame),
         "data_sha256": data_hash(frame),
     }
 
@@ -203,50 +196,65 @@ def train_binary(
     baseline_column: str,
     vocab_sizes: dict[str, int],
     monotone: dict[str, int] | None = None,
+    timing: LabelTiming | None = None,
 ) -> TrainedModel:
     """A binary classifier of ``LABEL``; class imbalance via ``scale_pos_weight``;
-    ``monotone`` maps features to a required direction (+1 / -1). Its calibration map is
-    fitted on the validation days' raw scores; the recorded AUCs, Brier score and ECE are
-    of the calibrated scores on those days (``*_uncalibrated`` before the map)."""
-    train, valid = time_split(frame, params.valid_fraction)
+    ``monotone`` maps features to a required direction (+1 / -1); ``timing`` says which
+    days' labels are mature (``split_by_maturity``). Early stopping uses the validation
+    days' early-stopping slice and the calibration map their calibration slice; the
+    recorded AUCs and best F1 are of the calibration slice, the Brier score, ECE and mean
+    score against the SAR rate of the early-stopping slice (which the map never saw)."""
+    split = split_by_maturity(frame, params.valid_fraction, _timing(params, timing))
+    train, stop, cal = split.train, split.stop, split.calibrate
     y = frame[LABEL].to_numpy()
-    _check_classes(y[train], "training")
-    _check_classes(y[valid], "validation")
+    for part, mask in (("training", train), ("early-stopping", stop), ("calibration", cal)):
+        _check_classes(y[mask], part)
     x = frame[features]
-    pos = int(y[train].sum())
+    pos = float(split.weight[train][y[train] == 1].sum())
     lgb_params = params.lgb_params(
         "binary",
         metric="auc",
-        scale_pos_weight=(len(y[train]) - pos) / pos,
+        scale_pos_weight=(float(split.weight[train].sum()) - pos) / pos,
         **_monotone_params(features, monotone),
     )
-    dtrain = lgb.Dataset(x[train], y[train], categorical_feature=categorical)
-    dvalid = lgb.Dataset(x[valid], y[valid], reference=dtrain)
+    dtrain = lgb.Dataset(
+        x[train], y[train], weight=split.weight[train], categorical_feature=categorical
+    )
+    dstop = lgb.Dataset(x[stop], y[stop], reference=dtrain)
     booster = lgb.train(
         lgb_params,
         dtrain,
         num_boost_round=params.max_rounds,
-        valid_sets=[dvalid],
+        valid_sets=[dstop],
         callbacks=[lgb.early_stopping(params.early_stopping_rounds, verbose=False)],
     )
-    raw = booster.predict(x[valid], num_iteration=booster.best_iteration, raw_score=True)
-    calibration = fit_platt(raw, y[valid])
-    score = calibration.apply(raw)
-    uncalibrated = 1.0 / (1.0 + np.exp(-raw))
-    valid_f1, f1_threshold = best_f1(y[valid], score)
+
+    def raw_score(mask: np.ndarray) -> np.ndarray:
+        return booster.predict(x[mask], num_iteration=booster.best_iteration, raw_score=True)
+
+    raw_cal, raw_stop = raw_score(cal), raw_score(stop)
+    calibration = fit_platt(raw_cal, y[cal])
+    score = calibration.apply(raw_cal)
+    unseen = calibration.apply(raw_stop)
+    valid_f1, f1_threshold = best_f1(y[cal], score)
     metrics = {
-        **_binary_metrics(y[valid], score),
-        # the threshold an analyst would alert on, chosen on the validation days
+        **_binary_metrics(y[cal], score),
+        # the threshold an analyst would alert on, chosen on the calibration days
         "valid_f1": valid_f1,
         "f1_threshold": f1_threshold,
-        **calibration_metrics(y[valid], score),
-        **{f"{k}_uncalibrated": v for k, v in calibration_metrics(y[valid], uncalibrated).items()},
+        **calibration_metrics(y[stop], unseen),
+        "mean_score": float(unseen.mean()),
+        "sar_rate": float(y[stop].mean()),
+        **{
+            f"{k}_uncalibrated": v
+            for k, v in calibration_metrics(y[stop], 1.0 / (1.0 + np.exp(-raw_stop))).items()
+        },
         "best_iteration": booster.best_iteration,
     }
     baselines = {
-        f"{baseline_column}_only": _binary_metrics(y[valid], x.loc[valid, baseline_column]),
+        f"{baseline_column}_only": _binary_metrics(y[cal], x.loc[cal, baseline_column]),
         "logistic_regression": _binary_metrics(
-            y[valid], logistic_baseline(x[train], y[train], x[valid], categorical, vocab_sizes)
+            y[cal], logistic_baseline(x[train], y[train], x[cal], categorical, vocab_sizes)
         ),
     }
     return TrainedModel(
@@ -254,9 +262,16 @@ def train_binary(
         features,
         lgb_params,
         metrics,
-        {**_summary(frame, train, valid), "baselines": baselines},
+        {**_summary(frame, split), "baselines": baselines},
         calibration,
     )
+
+
+def _timing(params: TrainParams, timing: LabelTiming | None) -> LabelTiming | None:
+    """``timing`` with the immature-day mode of ``params``."""
+    if timing is None:
+        return None
+    return LabelTiming(timing.mature_days, timing.through, params.immature)
 
 
 def _monotone_params(features: list[str], monotone: dict[str, int] | None) -> dict[str, Any]:
@@ -291,17 +306,20 @@ def train_ranker(
     categorical: list[str],
     params: TrainParams,
     monotone: dict[str, int] | None = None,
+    timing: LabelTiming | None = None,
 ) -> TrainedModel:
     """LambdaRank with one query group per day (frames are one network each); ``monotone``
-    as for ``train_binary``."""
-    train, valid = time_split(frame, params.valid_fraction)
+    and ``timing`` as for ``train_binary``: early stopping on the early-stopping slice,
+    the recorded NDCG and AUC on the calibration slice."""
+    split = split_by_maturity(frame, params.valid_fraction, _timing(params, timing))
+    train, stop, cal = split.train, split.stop, split.calibrate
     rel = relevance(frame)
-    _check_classes((rel[train] > 0).astype(int), "training")
-    _check_classes((rel[valid] > 0).astype(int), "validation")
+    for part, mask in (("training", train), ("early-stopping", stop), ("calibration", cal)):
+        _check_classes((rel[mask] > 0).astype(int), part)
     x = frame[features]
     groups = {
         part: frame.loc[mask].groupby("processing_date", sort=True).size().to_numpy()
-        for part, mask in (("train", train), ("valid", valid))
+        for part, mask in (("train", train), ("stop", stop), ("cal", cal))
     }
     lgb_params = params.lgb_params(
         "lambdarank",
@@ -313,29 +331,30 @@ def train_ranker(
     dtrain = lgb.Dataset(
         x[train],
         rel[train],
+        weight=split.weight[train],
         group=groups["train"],
         categorical_feature=categorical,
     )
-    dvalid = lgb.Dataset(x[valid], rel[valid], group=groups["valid"], reference=dtrain)
+    dstop = lgb.Dataset(x[stop], rel[stop], group=groups["stop"], reference=dtrain)
     booster = lgb.train(
         lgb_params,
         dtrain,
         num_boost_round=params.max_rounds,
-        valid_sets=[dvalid],
+        valid_sets=[dstop],
         callbacks=[
             lgb.early_stopping(params.early_stopping_rounds, verbose=False, first_metric_only=True)
         ],
     )
-    score = booster.predict(x[valid], num_iteration=booster.best_iteration)
+    score = booster.predict(x[cal], num_iteration=booster.best_iteration)
     metrics: dict[str, float] = {
-        f"ndcg@{k}": _ndcg(rel[valid], score, groups["valid"], k) for k in NDCG_AT
+        f"ndcg@{k}": _ndcg(rel[cal], score, groups["cal"], k) for k in NDCG_AT
     }
-    metrics["auc_roc"] = float(roc_auc_score(rel[valid] > 0, score))
+    metrics["auc_roc"] = float(roc_auc_score(rel[cal] > 0, score))
     metrics["best_iteration"] = booster.best_iteration
-    conf = x.loc[valid, "alert_confidence_score"].to_numpy()
+    conf = x.loc[cal, "alert_confidence_score"].to_numpy()
     baselines = {
         "alert_confidence_score_only": {
-            f"ndcg@{k}": _ndcg(rel[valid], conf, groups["valid"], k) for k in NDCG_AT
+            f"ndcg@{k}": _ndcg(rel[cal], conf, groups["cal"], k) for k in NDCG_AT
         }
     }
     return TrainedModel(
@@ -344,7 +363,7 @@ def train_ranker(
         lgb_params,
         metrics,
         {
-            **_summary(frame, train, valid),
+            **_summary(frame, split),
             "baselines": baselines,
             "relevance": "0 no SAR, 1 SAR, 2 SAR at/above the day's median",
         },

@@ -8,7 +8,7 @@ metadata in ``trained_models/{network}/``.
 import datetime as dt
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import dagster as dg
 import pandas as pd
@@ -33,6 +33,7 @@ from aml_pipeline.features.cluster_features import CLUSTER_FEATURE_COLUMNS, CLUS
 from aml_pipeline.models import calibration as calibration_module
 from aml_pipeline.models import training as training_module
 from aml_pipeline.models.registry import ModelRegistry
+from aml_pipeline.models.splits import LabelTiming
 from aml_pipeline.models.training import (
     LABEL,
     NotEnoughLabels,
@@ -59,7 +60,15 @@ class TrainModelsConfig(dg.Config):
         "empty = the pipeline's labels_as_of (today by default).",
     )
     valid_fraction: float = Field(
-        default=TrainParams.valid_fraction, description="Latest share of days validated on."
+        default=TrainParams.valid_fraction,
+        description="Share of the days validated on: the latest mature days (their labels "
+        "complete), alternately for early stopping and for calibration.",
+    )
+    immature: Literal["weight", "exclude"] = Field(
+        default=TrainParams.immature,
+        description="Days whose labels are not mature yet: 'weight' trains on their known "
+        "labels weighted by 1 / P(label of that class arrived by then), 'exclude' leaves "
+        "them out.",
     )
     # the defaults of models.training.TrainParams, so both stay one definition
     learning_rate: float = TrainParams.learning_rate
@@ -128,6 +137,11 @@ class TrainingInputs:
         except MissingPartitions as exc:
             raise dg.Failure(description=f"labels known by {self.as_of}: {exc}") from exc
 
+    def maturity(self, pipeline: PipelineConfig) -> LabelMaturity:
+        """The network's label maturity with the label days known through
+        ``labels_through``."""
+        return network_label_maturity(pipeline, self.warehouse, self.network, self.labels_through)
+
 
 def _register(
     registry: ModelRegistry,
@@ -154,6 +168,30 @@ def _register(
     return registry.register(kind, model.booster, entry, model.calibration)
 
 
+def labelled_shares(alerts: pd.DataFrame, frame: pd.DataFrame) -> dict[dt.date, tuple[int, int]]:
+    """Per day of ``alerts``: (alerts, of them labelled in the labelled ``frame``)."""
+    alerts_per_day = alerts["processing_date"].value_counts()
+    labelled_per_day = frame["processing_date"].value_counts()
+    return {
+        day: (int(n), int(labelled_per_day.get(day, 0)))
+        for day, n in sorted(alerts_per_day.items())
+        if n
+    }
+
+
+def label_timing(
+    alerts: pd.DataFrame, frame: pd.DataFrame, maturity: LabelMaturity, through: dt.date
+) -> LabelTiming:
+    """Which days of ``alerts`` have mature labels, given the labelled ``frame`` and the
+    label days known through ``through``."""
+    mature = frozenset(
+        day
+        for day, (n, known) in labelled_shares(alerts, frame).items()
+        if maturity.mature(day, through, known / n)
+    )
+    return LabelTiming(mature, through)
+
+
 def validation_labels(
     alerts: pd.DataFrame,
     frame: pd.DataFrame,
@@ -165,19 +203,14 @@ def validation_labels(
     whose label was known (the labelled ``frame``'s rows), and whether every validation
     day's labels were mature; young days' known labels over-represent SARs, which makes
     the figures optimistic."""
-    first, last = (dt.date.fromisoformat(d) for d in model.data["valid_days"])
-    days = pd.date_range(first, last).date
-    alerts_per_day = alerts["processing_date"].value_counts()
-    labelled_per_day = frame["processing_date"].value_counts()
-    shares = {
-        day: labelled_per_day.get(day, 0) / alerts_per_day[day]
-        for day in days
-        if alerts_per_day.get(day, 0)
-    }
-    labelled = sum(labelled_per_day.get(day, 0) for day in shares)
+    split = model.data["validation"]
+    days = {dt.date.fromisoformat(d) for d in split["early_stopping_days"]}
+    days |= {dt.date.fromisoformat(d) for d in split["calibration_days"]}
+    shares = {d: v for d, v in labelled_shares(alerts, frame).items() if d in days}
+    counted = sum(n for n, _ in shares.values())
     return {
-        "labelled_share": round(labelled / max(sum(alerts_per_day[d] for d in shares), 1), 4),
-        "mature": all(maturity.mature(day, through, share) for day, share in shares.items()),
+        "labelled_share": round(sum(k for _, k in shares.values()) / max(counted, 1), 4),
+        "mature": all(maturity.mature(d, through, k / n) for d, (n, k) in shares.items()),
         "label_maturity": maturity.to_dict(),
     }
 
@@ -198,6 +231,7 @@ def _result(entry: dict[str, Any], registry: ModelRegistry) -> dg.MaterializeRes
             "data_sha256": entry["data_sha256"],
             "labels_through": entry["labels_through"],
             "validation_labels": dg.MetadataValue.json(entry.get("validation_labels")),
+            "validation": dg.MetadataValue.json(entry.get("validation")),
         },
         data_version=champion_data_version(registry, entry["kind"]),
     )
@@ -231,24 +265,23 @@ def champion_data_version(registry: ModelRegistry, kind: str) -> dg.DataVersion:
 def cluster_labels(
     clusters: pd.DataFrame, alert_labels: pd.DataFrame, as_of: dt.date
 ) -> pd.DataFrame:
-    """A cluster is SAR when any member's known label is; not SAR only when every member's
-    label is known and none is; otherwise it is not labelled yet."""
-    known = alert_labels[alert_labels["label_date"] <= as_of].set_index("alert_id")[LABEL]
+    """A cluster is SAR when any member's known label is (labelled on the first such
+    member's label date); not SAR only when every member's label is known and none is
+    (labelled when the last one arrived); otherwise it is not labelled yet."""
+    known = alert_labels[alert_labels["label_date"] <= as_of].set_index("alert_id")
     members = clusters[["cluster_id", "related_alert_ids"]].explode("related_alert_ids")
-    members["label"] = members["related_alert_ids"].map(known)
-    grouped = members.groupby("cluster_id")["label"]
-    any_sar = grouped.agg(lambda s: bool((s == True).any()))  # noqa: E712 - object dtype
-    all_known = grouped.agg(lambda s: bool(s.notna().all()))
+    ids = members["related_alert_ids"]
+    members["sar"] = ids.map(known[LABEL]).astype("boolean")
+    members["day"] = pd.to_datetime(ids.map(known["label_date"]))
+    members["sar_day"] = members["day"].where(members["sar"].fillna(False).astype(bool))
+    grouped = members.groupby("cluster_id", sort=True)
+    any_sar = grouped["sar"].agg(lambda s: bool(s.fillna(False).any()))
+    all_known = grouped["sar"].agg(lambda s: bool(s.notna().all()))
+    day = grouped["sar_day"].min().where(any_sar, grouped["day"].max())
     out = pd.DataFrame(
-        {
-            "cluster_id": any_sar.index,
-            LABEL: any_sar.to_numpy(),
-            "label_known": (any_sar | all_known).to_numpy(),
-        }
+        {"cluster_id": any_sar.index, LABEL: any_sar.to_numpy(), "label_date": day.dt.date}
     )
-    out = out[out["label_known"]].drop(columns="label_known")
-    out["label_date"] = as_of
-    return out
+    return out[(any_sar | all_known).to_numpy()].reset_index(drop=True)
 
 
 def _fit(pipeline: PipelineConfig, network: str, train: Callable[[], TrainedModel]) -> TrainedModel:
@@ -280,6 +313,9 @@ def build_model_assets(network: str) -> list[dg.AssetsDefinition]:
         inputs = TrainingInputs(warehouse, pipeline, network, config)
         alerts = inputs.table("alert_features")
         frame = labelled(alerts, inputs.labels(), inputs.as_of)
+        through = inputs.labels_through
+        maturity = inputs.maturity(pipeline)
+        timing = label_timing(alerts, frame, maturity, through)
         features, categorical = list(FEATURE_COLUMNS), list(CATEGORIES)
         if kind == "alert_scorer":
             model = _fit(
@@ -293,18 +329,19 @@ def build_model_assets(network: str) -> list[dg.AssetsDefinition]:
                     "alert_confidence_score",
                     vocab,
                     MONOTONE,
+                    timing,
                 ),
             )
         else:
             model = _fit(
                 pipeline,
                 network,
-                lambda: train_ranker(frame, features, categorical, config.params(), MONOTONE),
+                lambda: train_ranker(
+                    frame, features, categorical, config.params(), MONOTONE, timing
+                ),
             )
         registry = ModelRegistry(pipeline.storage(), network)
         categories = {k: list(v) for k, v in CATEGORIES.items()}
-        through = inputs.labels_through
-        maturity = network_label_maturity(pipeline, warehouse, network, through)
         checked = validation_labels(alerts, frame, model, maturity, through)
         extra = {"categories": categories, "validation_labels": checked}
         entry = _register(registry, kind, model, config, inputs, extra)
@@ -348,8 +385,14 @@ def build_model_assets(network: str) -> list[dg.AssetsDefinition]:
     ) -> dg.MaterializeResult:
         inputs = TrainingInputs(warehouse_io_manager, pipeline, network, config)
         clusters = inputs.table("raw_clusters")
-        labels = cluster_labels(clusters, inputs.labels(), inputs.as_of)
+        alert_labels = inputs.labels()
+        labels = cluster_labels(clusters, alert_labels, inputs.as_of)
         frame = labelled(inputs.table("cluster_features"), labels, inputs.as_of, key="cluster_id")
+        alerts = inputs.table("alert_features")
+        maturity = inputs.maturity(pipeline)
+        timing = label_timing(
+            alerts, labelled(alerts, alert_labels, inputs.as_of), maturity, inputs.labels_through
+        )
         model = _fit(
             pipeline,
             network,
@@ -360,6 +403,7 @@ def build_model_assets(network: str) -> list[dg.AssetsDefinition]:
                 config.params(),
                 "confidence_avg",
                 {"cluster_type": len(CLUSTER_TYPES)},
+                timing=timing,
             ),
         )
         registry = ModelRegistry(pipeline.storage(), network)
