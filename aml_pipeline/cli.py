@@ -366,6 +366,15 @@ def _print_metrics(models: dict[str, dict]) -> None:
             print(f"      baseline {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in base.items()))
         if m.get("validation"):
             print(f"      {_split_text(m['validation'])}")
+        intervals = m.get("validation_intervals")
+        if intervals:
+            print(
+                f"      95 % intervals over {intervals['blocks']}: "
+                + ", ".join(
+                    f"{k} {intervals[k][1]:.3f}..{intervals[k][2]:.3f}"
+                    for k in ("auc_roc", "auc_pr")
+                )
+            )
         warning = _optimistic(m)
         if warning:
             print(f"      {warning}")

@@ -10,6 +10,7 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from aml_pipeline.evaluation import compare_models, paired_bootstrap, write_comparison_report
+from aml_pipeline.models.bootstrap import bootstrap_aucs
 
 DAYS = ("2025-01-01", "2025-01-02", "2025-01-03")
 
@@ -96,6 +97,22 @@ def test_bootstrap_estimates_match_sklearn_with_ties():
     pr = average_precision_score(y, b) - average_precision_score(y, a)
     assert result["auc_roc_diff"]["estimate"] == pytest.approx(roc, abs=1e-12)
     assert result["auc_pr_diff"]["estimate"] == pytest.approx(pr, abs=1e-12)
+
+
+def test_one_models_intervals_cover_its_figures_and_widen_with_address_blocks():
+    rng = np.random.default_rng(4)
+    address = np.repeat(np.arange(200), 10)  # ten alerts per address, one outcome each
+    y = np.repeat(rng.random(200) < 0.2, 10)
+    score = y * 0.5 + np.repeat(rng.random(200), 10) + 0.2 * rng.random(2000)
+    by_row = bootstrap_aucs(y, score, n_resamples=300)
+    by_address = bootstrap_aucs(y, score, groups=address, n_resamples=300)
+    assert by_row["auc_roc"][0] == pytest.approx(roc_auc_score(y, score), abs=1e-12)
+    assert by_row["auc_pr"][0] == pytest.approx(average_precision_score(y, score), abs=1e-12)
+    for metric in ("auc_roc", "auc_pr"):
+        estimate, low, high = by_address[metric]
+        assert low <= estimate <= high
+        assert high - low > 1.5 * (by_row[metric][2] - by_row[metric][1])
+    assert bootstrap_aucs(np.zeros(5, bool), np.arange(5.0)) is None
 
 
 def test_bootstrap_skips_single_class_resamples():

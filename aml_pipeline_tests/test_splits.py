@@ -130,5 +130,8 @@ def test_calibrating_on_censored_labels_fails_and_on_mature_days_passes(censored
     assert new.data["validation"]["split"] == "mature days"
     # the self-reported mean score and SAR rate (rows the map never saw) agree as well
     assert new.metrics["mean_score"] == pytest.approx(new.metrics["sar_rate"], rel=0.15)
+    estimate, low, high = new.data["validation_intervals"]["auc_roc"]
+    assert estimate == pytest.approx(new.metrics["auc_roc"]) and low < estimate < high
+    assert new.data["validation_intervals"]["blocks"] == "rows"  # no address column
     excluded = _train(frame, timing, TrainParams(**{**vars(PARAMS), "immature": "exclude"}))
     assert _mean_score_on_unseen_days(excluded)[0] == pytest.approx(rate, rel=0.10)

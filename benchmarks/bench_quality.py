@@ -8,8 +8,10 @@ published scores are then evaluated against the labels as eventually known, next
 detector confidence alone and a logistic regression trained on the same rows and
 features and applied to the same live features.
 
-Intervals are 95 % paired-bootstrap intervals over addresses (``paired_bootstrap`` of
-the A/B comparison: one implementation): alerts on one address are not independent.
+Intervals are 95 % paired-bootstrap intervals over addresses (``models.bootstrap``, the
+A/B comparison's too): alerts on one address are not independent. The champion's
+registry figures (measured at training on its calibration days, with their own interval)
+are set beside the held-out ones: they agree when the two intervals overlap.
 With ``--before CHECKOUT`` (e.g. ``git worktree add /tmp/before 87d3540``) the same
 replay also runs on that version of the code and its scorer figures are reported beside
 the current ones. Data sets: the simulator's demo profile, and AMLSim 10K when
@@ -42,9 +44,9 @@ from aml_pipeline.evaluation.budget import (
     precision_at_recall,
     top_k,
 )
-from aml_pipeline.evaluation.comparison import paired_bootstrap
 from aml_pipeline.evaluation.report import plot_reliability
 from aml_pipeline.features.alert_features import CATEGORIES, FEATURE_COLUMNS
+from aml_pipeline.models.bootstrap import bootstrap_aucs, paired_bootstrap
 from aml_pipeline.models.calibration import brier_score, expected_calibration_error, reliability
 from aml_pipeline.models.registry import ModelRegistry
 from aml_pipeline.models.training import LABEL, labelled, logistic_baseline
@@ -196,16 +198,36 @@ def calibration(y: np.ndarray, scores: np.ndarray) -> dict:
 
 def self_report(root: Path, network: str) -> dict:
     """What the champion alert scorer's registry entry says of it: its validation figures
-    and the days and labels they rest on."""
+    with their intervals, and the days and labels they rest on."""
     registry = ModelRegistry(LocalStorage(root / "data"), network)
     entry = registry.entry("alert_scorer", registry.champions()["alert_scorer"])
     metrics = entry["metrics"]
+    wanted = ("auc_roc", "auc_pr", "brier", "ece", "mean_score", "sar_rate")
+    split = entry.get("validation") or {}
     return {
         "version": entry["version"],
         "valid_days": entry.get("valid_days"),
+        "split": split.get("split"),
+        "calibration_days": len(split.get("calibration_days", [])),
         "labels_through": entry.get("labels_through"),
-        **{k: round(metrics[k], 4) for k in ("auc_roc", "auc_pr", "brier", "ece") if k in metrics},
+        "validation_labels": entry.get("validation_labels"),
+        **{k: round(metrics[k], 4) for k in wanted if k in metrics},
+        "intervals": entry.get("validation_intervals"),
     }
+
+
+def agreement(held_out: dict, registry: dict) -> dict:
+    """Per AUC: the held-out figure and the registry's, each with its 95 % interval, and
+    whether they agree (the two intervals overlap)."""
+    out = {}
+    for metric in ("auc_roc", "auc_pr"):
+        ours, theirs = held_out[metric], (registry.get("intervals") or {}).get(metric)
+        out[metric] = {
+            "held_out": [round(v, 4) for v in ours],
+            "registry": [round(v, 4) for v in theirs] if theirs else None,
+            "agree": bool(theirs and theirs[1] <= ours[2] and ours[1] <= theirs[2]),
+        }
+    return out
 
 
 def evaluate(data: DataSet, root: Path, before: Path | None, plots: Path | None = None) -> dict:
@@ -253,6 +275,8 @@ def evaluate(data: DataSet, root: Path, before: Path | None, plots: Path | None 
         "alert_scorer_calibration": calibration(y, scores["alert_scorer"]),
         "registry_self_report": self_report(root, network),
     }
+    held_out = bootstrap_aucs(y, scores["alert_scorer"], groups=groups, n_resamples=RESAMPLES)
+    report["registry_agrees"] = agreement(held_out, report["registry_self_report"])
     if plots is not None:
         plots.mkdir(parents=True, exist_ok=True)
         path = plots / f"{network}_reliability.png"

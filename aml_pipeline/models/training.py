@@ -23,6 +23,7 @@ from sklearn.metrics import average_precision_score, ndcg_score, roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from aml_pipeline.models.bootstrap import bootstrap_aucs
 from aml_pipeline.models.calibration import (
     PlattCalibration,
     best_f1,
@@ -152,6 +153,19 @@ def _summary(frame: pd.DataFrame, split: Split) -> dict[str, Any]:
     }
 
 
+def validation_intervals(
+    frame: pd.DataFrame, rows: np.ndarray, y: np.ndarray, score: np.ndarray
+) -> dict[str, Any] | None:
+    """95 % bootstrap intervals of the AUCs of ``score`` on ``rows`` (labels ``y``),
+    resampling whole addresses when the frame has them (alerts on one address are not
+    independent), else single rows: how far the recorded figures can be trusted."""
+    groups = frame.loc[rows, "address"].to_numpy() if "address" in frame else None
+    found = bootstrap_aucs(y, score, groups=groups)
+    if found is None:
+        return None
+    return {**found, "blocks": "addresses" if groups is not None else "rows"}
+
+
 def calibration_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     """Brier score and expected calibration error of probabilities ``p``."""
     return {"brier": brier_score(y, p), "ece": expected_calibration_error(y, p)}
@@ -262,7 +276,11 @@ def train_binary(
         features,
         lgb_params,
         metrics,
-        {**_summary(frame, split), "baselines": baselines},
+        {
+            **_summary(frame, split),
+            "baselines": baselines,
+            "validation_intervals": validation_intervals(frame, cal, y[cal], score),
+        },
         calibration,
     )
 
@@ -365,6 +383,7 @@ def train_ranker(
         {
             **_summary(frame, split),
             "baselines": baselines,
+            "validation_intervals": validation_intervals(frame, cal, rel[cal] > 0, score),
             "relevance": "0 no SAR, 1 SAR, 2 SAR at/above the day's median",
         },
     )

@@ -232,6 +232,7 @@ def _result(entry: dict[str, Any], registry: ModelRegistry) -> dg.MaterializeRes
             "labels_through": entry["labels_through"],
             "validation_labels": dg.MetadataValue.json(entry.get("validation_labels")),
             "validation": dg.MetadataValue.json(entry.get("validation")),
+            "validation_intervals": dg.MetadataValue.json(entry.get("validation_intervals")),
         },
         data_version=champion_data_version(registry, entry["kind"]),
     )
