@@ -301,7 +301,7 @@ def _train(
     """Fetch the label days up to the as-of date and compute the features of the range's
     days that lack them (each a pure function of earlier days, so stored ones are reused),
     then train the three models; returns each model's materialization metadata."""
-    from aml_pipeline.defs.network import FEATURE_ASSETS, MODEL_ASSETS
+    from aml_pipeline.defs.network import CHAMPION_ASSETS, FEATURE_ASSETS, MODEL_ASSETS
 
     settings = _settings_for(network)
     days = _partition_days(settings, start, end)
@@ -345,11 +345,18 @@ def _train(
         settings,
         "training_job",
         {**operations.run_config(settings, network, overrides), "ops": ops},
-        (network, MODEL_ASSETS),
+        (network, (*MODEL_ASSETS, *CHAMPION_ASSETS)),
     )
     if not result.success:
         raise SystemExit(f"training failed (run {result.run_id}):\n{failure_text(result)}")
-    return operations.materialized_metadata(result)
+    metadata = operations.materialized_metadata(result)
+    return {
+        kind: {
+            **metadata[kind],
+            "champion": metadata[f"{kind}_champion"]["champion"] == metadata[kind]["version"],
+        }
+        for kind in MODEL_ASSETS
+    }
 
 
 def _print_metrics(models: dict[str, dict]) -> None:
@@ -513,21 +520,34 @@ def validate(args: argparse.Namespace) -> int:
 
 
 def promote(args: argparse.Namespace) -> int:
-    """Make a registered model version the champion used for scoring (recorded)."""
-    from aml_pipeline.models.registry import ModelNotFound, ModelRegistry
-    from aml_pipeline.storage.objects import LocalStorage
-
-    registry = ModelRegistry(LocalStorage(Settings.from_env().data_root), args.network)
-    try:
-        record = registry.promote(args.kind, args.version, args.reason)
-    except ModelNotFound as exc:
-        print(str(exc), file=sys.stderr)
-        return 1
-    operations.record_promotion(registry, args.kind, record)
-    print(
-        f"{args.network} {args.kind}: champion v{record['previous']} -> v{record['version']} "
-        f"(recorded in {registry.folder}/model_metadata.json)"
+    """Make a registered model version the champion used for scoring: a materialization
+    of its champion asset, which refuses a version that fails a gate (unless
+    ``--override`` gives a reason) and records the promotion in the registry."""
+    settings = _settings_for(args.network)
+    config = {args.kind: args.version, "reason": args.reason, "override": args.override}
+    result = operations.run_job(
+        settings,
+        "training_job",
+        {
+            **operations.run_config(settings, args.network, {}),
+            "ops": {f"{args.network}__champions": {"config": config}},
+        },
+        (args.network, (f"{args.kind}_champion",)),
     )
+    if not result.success:
+        print(failure_text(result), file=sys.stderr)
+        return 1
+    champion = operations.materialized_metadata(result)[f"{args.kind}_champion"]
+    gates = ", ".join(
+        f"{g['name']} {'passed' if g['passed'] else 'FAILED (overridden)'}"
+        for g in champion["gates"]
+    )
+    change = (
+        f"champion v{champion['previous']} -> v{champion['champion']}"
+        if champion["promoted"]
+        else f"v{champion['champion']} is already the champion"
+    )
+    print(f"{args.network} {args.kind}: {change}; gates: {gates}")
     return 0
 
 
@@ -743,6 +763,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pr.add_argument("--version", required=True, help="e.g. 1.1.0")
     pr.add_argument("--reason", default="", help="recorded with the promotion")
+    pr.add_argument(
+        "--override",
+        default="",
+        help="promote even if a gate fails; this reason is recorded in the registry",
+    )
     pr.set_defaults(func=promote)
 
     po = commands.add_parser(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -417,22 +418,97 @@ def test_ab_comparison_picks_the_real_model_and_promotion_is_recorded(scratch, m
     assert cli.main(args) == 1
     assert "2025-03-01..2025-03-08" in capsys.readouterr().err
 
+    # the A/B promotion: B lost, so the champion asset keeps A and says why
+    champion = _champion_metadata(_materialize_champion(home, {"from_comparison": True}))
+    assert champion["champion"].value == "3.0.0" and not champion["promoted"].value
+    assert "no significant challenger" in champion["note"].value
+
     promote = ["promote", "--network", "ethereum", "--kind", "alert_scorer"]
     assert cli.main([*promote, "--version", "3.1.0", "--reason", "test"]) == 0
+    assert "champion v3.0.0 -> v3.1.0; gates: compatible passed, tier1 passed" in (
+        capsys.readouterr().out
+    )
     assert cli.main([*promote, "--version", "3.0.0"]) == 0
     assert cli.main([*promote, "--version", "9.9.9"]) == 1
+    assert "has no alert_scorer v9.9.9" in capsys.readouterr().err
     registry = json.loads((models / "model_metadata.json").read_text())
     assert registry["champions"]["alert_scorer"] == "3.0.0"
     with dg.DagsterInstance.get() as instance:  # each promotion is a new data version
         records = instance.fetch_materializations(
-            dg.AssetKey(["ethereum", "alert_scorer"]), limit=3
+            dg.AssetKey(["ethereum", "alert_scorer_champion"]), limit=3
         ).records
     versions = [r.asset_materialization.tags["dagster/data_version"] for r in records]
     assert versions[0].startswith("3.0.0:") and versions[1].startswith("3.1.0:")
-    assert [(p["previous"], p["version"]) for p in registry["promotions"]] == [
+    assert versions[2].startswith("3.0.0:")  # the A/B run kept it: the same data version
+    assert versions[2] == versions[0]
+    promotions = [p for p in registry["promotions"] if p["kind"] == "alert_scorer"]
+    assert [(p["previous"], p["version"]) for p in promotions] == [
+        (None, "3.0.0"),  # training made its first version the champion, through the gates
         ("3.0.0", "3.1.0"),
         ("3.1.0", "3.0.0"),
     ]
+    assert {g["name"] for g in promotions[0]["gates"]} == {"compatible", "tier1"}
+    # tier 1 ran on the days of the comparison that compared v3.1.0
+    tier1 = next(g for g in promotions[1]["gates"] if g["name"] == "tier1")
+    assert tier1["passed"] and "2025-03-09..2025-03-10 (2 days)" in tier1["detail"]
+
+
+def _materialize_champion(home: Path, config: dict) -> dg.ExecuteInProcessResult:
+    defs = build_definitions(_settings(home))
+    with dg.DagsterInstance.get() as instance:
+        return defs.resolve_job_def("training_job").execute_in_process(
+            instance=instance,
+            asset_selection=[dg.AssetKey(["ethereum", "alert_scorer_champion"])],
+            run_config={"ops": {"ethereum__champions": {"config": config}}},
+            raise_on_error=False,
+        )
+
+
+def _champion_metadata(result: dg.ExecuteInProcessResult) -> dict:
+    (event,) = result.get_asset_materialization_events()
+    return event.materialization.metadata
+
+
+def test_a_model_whose_vocabulary_differs_is_refused_unless_overridden(
+    scratch, monkeypatch, capsys
+):
+    from aml_pipeline.features.alert_features import CATEGORIES
+    from aml_pipeline.models.registry import ModelRegistry
+    from aml_pipeline.storage.objects import LocalStorage
+
+    monkeypatch.setenv("DAGSTER_HOME", str(scratch))
+    monkeypatch.setenv("AML_DATA_ROOT", str(scratch / "data"))
+    registry = ModelRegistry(LocalStorage(scratch / "data"), "ethereum")
+    champion = registry.load("alert_scorer")
+    column = next(iter(CATEGORIES))
+    inserted = ["inserted_typology", *CATEGORIES[column]]
+    entry = {
+        **{k: v for k, v in champion.entry.items() if k not in ("version", "file", "sha256")},
+        "categories": {**champion.entry["categories"], column: inserted},
+    }
+    version = registry.register(
+        "alert_scorer", champion.booster, entry, champion.calibration, promote_if_first=False
+    )["version"]
+    promote = ["promote", "--network", "ethereum", "--kind", "alert_scorer", "--version", version]
+    assert cli.main(promote) == 1
+    err = capsys.readouterr().err
+    assert f"alert_scorer v{version} is not promoted: gate compatible" in err
+    assert f"vocabulary of {column} differs" in err and "'inserted_typology'" in err
+    assert registry.champions()["alert_scorer"] == champion.version  # nothing changed
+    assert cli.main([*promote, "--override", "known: scores its own way"]) == 0
+    assert "compatible FAILED (overridden)" in capsys.readouterr().out
+    saved = json.loads((scratch / "data/trained_models/ethereum/model_metadata.json").read_text())
+    record = saved["promotions"][-1]
+    assert record["version"] == version and record["override"] == "known: scores its own way"
+    assert [g["name"] for g in record["gates"] if not g["passed"]] == ["compatible"]
+    # the overridden gate stays visible: materialized again, its check fails as a warning
+    result = _materialize_champion(scratch, {"override": "still known"})
+    (check,) = result.get_asset_check_evaluations()
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert "FAILED" in check.metadata["compatible"].value
+    # without the override, the incompatible champion is not kept either
+    refused = _materialize_champion(scratch, {})
+    assert not refused.success
 
 
 def test_demo_ingests_trains_on_the_oldest_days_scores_and_summarizes(cli_home, capsys):
@@ -551,3 +627,33 @@ def test_publication_refuses_outputs_scored_by_other_models_than_the_manifest_re
     assert version_mismatch(frames, manifest) == (
         "alert_scores were scored by alert_scorer v3.1.0, the scoring manifest records v3.0.0"
     )
+
+
+class _LoaderThatDiffersElsewhere:
+    """Loads one version in the test's process and another in any other process: the
+    fresh-process re-scoring then differs, as a model file swapped after scoring would."""
+
+    def __init__(self, root: str, here: str, elsewhere: str) -> None:
+        self.root, self.here, self.elsewhere = root, here, elsewhere
+        self.pid = os.getpid()
+
+    def __call__(self):
+        from aml_pipeline.models.registry import ModelRegistry
+        from aml_pipeline.storage.objects import LocalStorage
+
+        version = self.here if os.getpid() == self.pid else self.elsewhere
+        return ModelRegistry(LocalStorage(self.root), "ethereum").load("alert_scorer", version)
+
+
+def test_the_tier1_gate_fails_when_the_stored_model_scores_differently(scratch):
+    from aml_pipeline.evaluation.gates import tier1_gate
+
+    _register_weakened_scorer(scratch)
+    features = _warehouse(scratch, "alert_features")
+    day = dt.date(2025, 3, 9)
+    one_day = {day: features[features["processing_date"] == day].reset_index(drop=True)}
+    root = str(scratch / "data")
+    same = tier1_gate(_LoaderThatDiffersElsewhere(root, "3.0.0", "3.0.0"), one_day)
+    assert same.passed and "tier 1 passed on 2025-03-09..2025-03-09" in same.detail
+    swapped = tier1_gate(_LoaderThatDiffersElsewhere(root, "3.0.0", "3.1.0"), one_day)
+    assert not swapped.passed and swapped.detail.endswith("2025-03-09: determinism")

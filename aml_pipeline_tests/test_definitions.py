@@ -31,6 +31,9 @@ CHECKS = {
     ("raw_money_flows", "conforms_to_contract"),
     ("label_events", "labels_known_in_time"),
     ("tier1_evaluation", "tier1_passed"),
+    ("alert_scorer_champion", "gates"),
+    ("alert_ranker_champion", "gates"),
+    ("cluster_scorer_champion", "gates"),
 }
 #: The only check that warns instead of stopping the run.
 WARNING_CHECKS = {("landed_batch", "contract_drift")}
@@ -38,6 +41,7 @@ WARNING_CHECKS = {("landed_batch", "contract_drift")}
 
 FEATURES = ["alert_history", "flow_features", "alert_features", "cluster_features"]
 MODELS = ["alert_scorer", "alert_ranker", "cluster_scorer"]
+MODELS += [f"{kind}_champion" for kind in MODELS]
 SCORING = ["alert_scores", "alert_rankings", "cluster_scores", "scoring_manifest"]
 SCORING += ["published_scores"]
 EVALUATION = ["tier1_evaluation", "tier2_evaluation", "tier3_evaluation"]
@@ -163,11 +167,19 @@ def test_a_backfill_of_n_days_targets_those_days_and_nothing_later(make_defs):
         assert sorted(target.get_partitions_subset(key).get_partition_keys()) == days, key
 
 
-def test_scores_depend_on_the_models_they_use(make_defs):
+def test_scores_depend_on_the_champions_and_the_champions_on_the_candidates(make_defs):
+    """A newly trained candidate makes its champion stale in the UI, not the scores."""
     graph = make_defs().resolve_asset_graph()
+    kinds = ("alert_scorer", "alert_ranker", "cluster_scorer")
     for output in ("alert_scores", "alert_rankings", "cluster_scores"):
         parents = graph.get(dg.AssetKey(["ethereum", output])).parent_keys
-        assert {dg.AssetKey(["ethereum", m]) for m in MODELS} <= parents, output
+        assert {dg.AssetKey(["ethereum", f"{k}_champion"]) for k in kinds} <= parents, output
+        assert not {dg.AssetKey(["ethereum", k]) for k in kinds} & parents, output
+    for kind in kinds:
+        champion = graph.get(dg.AssetKey(["ethereum", f"{kind}_champion"]))
+        assert dg.AssetKey(["ethereum", kind]) in champion.parent_keys
+    scorer = graph.get(dg.AssetKey(["ethereum", "alert_scorer_champion"]))
+    assert dg.AssetKey(["ethereum", "model_comparison"]) in scorer.parent_keys
 
 
 def test_publication_waits_for_tier1(make_defs):

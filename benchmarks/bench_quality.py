@@ -300,7 +300,7 @@ def evaluate(data: DataSet, root: Path, before: Path | None, plots: Path | None 
 
 def data_sets() -> list[DataSet]:
     day = dt.date.fromisoformat
-    sets = [DataSet("simulator demo profile", "ethereum", day("2025-03-01"),
+    sets = [DataSet("simulator demo profile", "ethereum", day("2025-01-01"),
                     day("2025-04-09"), day("2025-04-24"))]  # fmt: skip
     if AMLSIM.is_dir():
         sets.append(

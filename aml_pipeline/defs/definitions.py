@@ -9,6 +9,7 @@ from aml_pipeline.defs.dead_runs import build_dead_run_sensor
 from aml_pipeline.defs.io_manager import warehouse_io_manager
 from aml_pipeline.defs.jobs import import_transfers_job
 from aml_pipeline.defs.network import (
+    CHAMPION_ASSETS,
     DAILY_ASSETS,
     EVALUATION_ASSETS,
     FEATURE_ASSETS,
@@ -47,8 +48,10 @@ def _shared_definitions(settings: Settings) -> dg.Definitions:
             ),
             dg.define_asset_job(
                 "training_job",
-                selection=asset_keys(networks, MODEL_ASSETS),
-                description="Train and register the alert scorer, alert ranker and cluster scorer.",
+                selection=asset_keys(networks, (*MODEL_ASSETS, *CHAMPION_ASSETS)),
+                description="Train and register the alert scorer, alert ranker and cluster "
+                "scorer, and materialize their champions (kept, or the first version; "
+                "selected alone with a version, a gated promotion).",
             ),
             dg.define_asset_job(
                 "scoring_job",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from aml_pipeline.defs.assets.champions import build_champion_assets
 from aml_pipeline.defs.assets.comparison import build_comparison_asset
 from aml_pipeline.defs.assets.evaluation import EVALUATION_ASSETS, build_evaluation_assets
 from aml_pipeline.defs.assets.features import build_feature_assets
@@ -35,6 +36,8 @@ INGESTION_ASSETS = (
 LANDING_ASSETS = tuple(name for name in INGESTION_ASSETS if name != "label_events")
 FEATURE_ASSETS = ("alert_history", "flow_features", "alert_features", "cluster_features")
 MODEL_ASSETS = ("alert_scorer", "alert_ranker", "cluster_scorer")
+#: The version of each model that scores: materialized by training, promotion and A/B.
+CHAMPION_ASSETS = tuple(f"{kind}_champion" for kind in MODEL_ASSETS)
 SCORING_ASSETS = (*SCORE_OUTPUTS, "published_scores")
 #: What the daily job materializes for a day (training is separate).
 DAILY_ASSETS = (*INGESTION_ASSETS, *FEATURE_ASSETS, *SCORING_ASSETS, *EVALUATION_ASSETS)
@@ -67,6 +70,7 @@ def build_network_definitions(
             *build_ingestion_assets(name, partitions),
             *build_feature_assets(name, partitions),
             *build_model_assets(name),
+            build_champion_assets(name),
             *build_scoring_assets(name, partitions),
             *build_evaluation_assets(name, partitions),
             build_comparison_asset(name),

@@ -28,7 +28,6 @@ from aml_pipeline.defs.runs import (
     run_chunk,
     run_range,
 )
-from aml_pipeline.models.registry import ModelRegistry
 from aml_pipeline.settings import Settings
 
 #: What a ranged run returns to the command line.
@@ -358,15 +357,6 @@ def materialized_metadata(result: RunResult) -> dict[str, dict[str, Any]]:
         e.asset_key.path[-1]: {k: v.value for k, v in e.materialization.metadata.items()}
         for e in result.get_asset_materialization_events()
     }
-
-
-def record_promotion(registry: ModelRegistry, kind: str, record: dict[str, Any]) -> None:
-    """Record a promotion as a materialization of the model asset, so the UI shows what the
-    old champion scored as stale."""
-    from aml_pipeline.defs.assets.training import promotion_event
-
-    with project_instance() as instance:
-        instance.report_runless_asset_event(promotion_event(registry, kind, record))
 
 
 def fetched_without_labels(network: str, days: list[dt.date]) -> list[dt.date]:

@@ -280,9 +280,10 @@ def _model_inputs(path: Path, model: LoadedModel) -> dict[str, Any]:
 ModelLoader = Callable[[], LoadedModel]
 
 
-def _score_days(
+def score_days(
     model: LoadedModel, features: dict[dt.date, pd.DataFrame]
 ) -> dict[str, pd.DataFrame]:
+    """The alert scores of each day's features, by ISO day."""
     return {
         day.isoformat(): score_frame(model, frame, "alert_id", CATEGORIES, explain_coverage=0)
         for day, frame in features.items()
@@ -292,7 +293,7 @@ def _score_days(
 def _load_and_score(
     loaders: dict[str, ModelLoader], features: dict[dt.date, pd.DataFrame]
 ) -> dict[str, dict[str, pd.DataFrame]]:
-    return {label: _score_days(load(), features) for label, load in loaders.items()}
+    return {label: score_days(load(), features) for label, load in loaders.items()}
 
 
 def rescore_in_fresh_process(
@@ -328,7 +329,7 @@ def compare_loaded(
         check_schema(model, list(FEATURE_COLUMNS))
         check_compatible(model, CATEGORIES)
     names = {label: f"{label} (v{model.version})" for label, model in models.items()}
-    scores = {names[label]: _score_days(model, features) for label, model in models.items()}
+    scores = {names[label]: score_days(model, features) for label, model in models.items()}
     again = rescore_in_fresh_process(loaders, features)
     rescored = {names[label]: days for label, days in again.items()}
     result = compare_models(

@@ -150,9 +150,17 @@ class ModelRegistry:
             self._write(registry)
         return entry
 
-    def promote(self, kind: str, version: str, reason: str = "") -> dict[str, Any]:
+    def promote(
+        self,
+        kind: str,
+        version: str,
+        reason: str = "",
+        gates: list[dict[str, Any]] | None = None,
+        override: str = "",
+    ) -> dict[str, Any]:
         """Make ``version`` the champion used for scoring; the change is recorded in the
-        registry's ``promotions`` history, and returned."""
+        registry's ``promotions`` history with the ``gates`` it was judged by (and the
+        ``override`` reason when one failed), and returned."""
         with self.storage.locked(f"{self.folder}/{REGISTRY_FILE}"):
             registry = self._read()
             if not any(e["kind"] == kind and e["version"] == version for e in registry["versions"]):
@@ -163,6 +171,8 @@ class ModelRegistry:
                 "previous": registry["champions"].get(kind),
                 "reason": reason,
                 "promoted_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                **({"gates": gates} if gates is not None else {}),
+                **({"override": override} if override else {}),
             }
             registry["champions"][kind] = version
             registry.setdefault("promotions", []).append(record)

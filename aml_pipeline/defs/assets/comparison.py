@@ -1,6 +1,7 @@
 """The ``model_comparison`` asset: the A/B test of ``aml-pipeline validate`` on two
-registered alert scorers over days the daily run processed, optionally promoting a winner
-that is significant under the address bootstrap."""
+registered alert scorers over days the daily run processed. Its verdict promotes nothing
+by itself: the ``alert_scorer_champion`` asset, materialized with ``from_comparison``,
+promotes a challenger that won significantly, through its gates."""
 
 import datetime as dt
 import functools
@@ -16,7 +17,6 @@ from aml_pipeline.defs.assets.ingestion import (
     network_label_maturity,
     read_known_labels,
 )
-from aml_pipeline.defs.assets.training import promotion_event
 from aml_pipeline.defs.io_manager import Warehouse
 from aml_pipeline.defs.resources import PipelineConfig
 from aml_pipeline.evaluation import ab_test, comparison, report
@@ -37,10 +37,6 @@ class ModelComparisonConfig(dg.Config):
     model_a: str = Field(default="", description="Baseline version; empty = the champion.")
     model_b: str = Field(default="", description="Challenger version; empty = the latest.")
     resamples: int = Field(default=1000, description="Paired bootstrap resamples.")
-    promote_winner: bool = Field(
-        default=False,
-        description="Make B the champion when it wins significantly (recorded in the registry).",
-    )
 
 
 def build_comparison_asset(network: str) -> dg.AssetsDefinition:
@@ -64,7 +60,6 @@ def build_comparison_asset(network: str) -> dg.AssetsDefinition:
         f"validation_results/{network}/v{{A}}_vs_v{{B}}/ with comparison_report.md.",
     )
     def model_comparison(
-        context: dg.AssetExecutionContext,
         config: ModelComparisonConfig,
         pipeline: PipelineConfig,
         warehouse_io_manager: Warehouse,
@@ -125,10 +120,6 @@ def build_comparison_asset(network: str) -> dg.AssetsDefinition:
             budget=pipeline.alert_budget(network),
             judged_days=mature,
         )
-        promoted = None
-        if config.promote_winner and result["significant"] and result["winner"].startswith("B"):
-            promoted = registry.promote("alert_scorer", b, result["recommendation"])
-            context.log_event(promotion_event(registry, "alert_scorer", promoted))
         delta = result["delta"]
         return dg.MaterializeResult(
             metadata={
@@ -143,7 +134,7 @@ def build_comparison_asset(network: str) -> dg.AssetsDefinition:
                     if k in ("pooled_auc_roc", "pooled_auc_pr") and v is not None
                 },
                 "bootstrap": dg.MetadataValue.json(result["bootstrap"]),
-                "promoted": dg.MetadataValue.json(promoted),
+                "test_range": dg.MetadataValue.json([days[0].isoformat(), days[-1].isoformat()]),
                 "labels_through": through.isoformat(),
                 "judged_days": dg.MetadataValue.json(result["judged_days"]),
                 "report": dg.MetadataValue.path(

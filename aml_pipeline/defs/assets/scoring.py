@@ -16,6 +16,7 @@ import dagster as dg
 import pandas as pd
 
 from aml_pipeline.contract.files import parquet_bytes, sha256_hex
+from aml_pipeline.defs.assets.champions import champion_key
 from aml_pipeline.defs.assets.ingestion import BACKFILL, day_rows, partition_days
 from aml_pipeline.defs.io_manager import COLUMNS_KEY
 from aml_pipeline.defs.metadata import frame_metadata, storage_types
@@ -139,8 +140,8 @@ def build_scoring_assets(
             ),
         },
         # the champions score: their assets' data versions are the champions', so a
-        # promotion marks every scored day stale in the UI
-        deps=[dg.AssetKey([network, kind]) for kind in MODEL_KINDS],
+        # promotion marks every scored day stale in the UI, and a new candidate does not
+        deps=[champion_key(network, kind) for kind in MODEL_KINDS],
         partitions_def=partitions,
         backfill_policy=BACKFILL,
         code_version=CODE_VERSION,

@@ -165,7 +165,8 @@ def _register(
         "library_versions": library_versions(),
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
-    return registry.register(kind, model.booster, entry, model.calibration)
+    # the champion changes only through its gated champion asset
+    return registry.register(kind, model.booster, entry, model.calibration, promote_if_first=False)
 
 
 def labelled_shares(alerts: pd.DataFrame, frame: pd.DataFrame) -> dict[dt.date, tuple[int, int]]:
@@ -222,7 +223,6 @@ def _result(entry: dict[str, Any], registry: ModelRegistry) -> dg.MaterializeRes
             "version": entry["version"],
             "file": f"{registry.folder}/{entry['file']}",
             "sha256": entry["sha256"],
-            "champion": registry.champions().get(entry["kind"]) == entry["version"],
             **metrics,
             "rows": entry["rows"],
             "positives": entry["positives"],
@@ -234,33 +234,8 @@ def _result(entry: dict[str, Any], registry: ModelRegistry) -> dg.MaterializeRes
             "validation": dg.MetadataValue.json(entry.get("validation")),
             "validation_intervals": dg.MetadataValue.json(entry.get("validation_intervals")),
         },
-        data_version=champion_data_version(registry, entry["kind"]),
+        data_version=dg.DataVersion(f"{entry['version']}:{entry['sha256'][:16]}"),
     )
-
-
-#: The tag that carries a materialization's data version (Dagster's own name for it).
-DATA_VERSION_TAG = "dagster/data_version"
-
-
-def promotion_event(
-    registry: ModelRegistry, kind: str, record: dict[str, Any]
-) -> dg.AssetMaterialization:
-    """The model asset's materialization for a promotion: the new champion's data version,
-    so the UI marks everything it scored stale."""
-    return dg.AssetMaterialization(
-        asset_key=dg.AssetKey([registry.network, kind]),
-        description=f"v{record['version']} promoted to champion (was v{record['previous']})",
-        metadata={"champion": record["version"], "previous": str(record["previous"])},
-        tags={DATA_VERSION_TAG: champion_data_version(registry, kind).value},
-    )
-
-
-def champion_data_version(registry: ModelRegistry, kind: str) -> dg.DataVersion:
-    """The model asset's data version: the champion that scores use (so a retrain that
-    leaves the champion in place does not mark scores stale, and a promotion does)."""
-    champion = registry.champions().get(kind)
-    entry = registry.entry(kind, champion) if champion else None
-    return dg.DataVersion(f"{champion}:{entry['sha256'][:16]}" if entry else "none")
 
 
 def cluster_labels(
