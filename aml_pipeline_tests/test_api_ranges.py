@@ -224,6 +224,26 @@ def test_bad_range_parameters_are_422_before_any_query(
     assert response.json()["detail"][0]["loc"][-1] == field
 
 
+@pytest.mark.parametrize(
+    ("url", "status"),
+    [
+        ("/scores/alerts?end_date=0001-01-01", 200),
+        ("/scores/clusters?end_date=0001-01-01", 200),
+        ("/evaluations?end_date=0001-01-29", 200),
+        ("/addresses/abc/alerts?end_date=0001-12-31", 404),  # no alerts there: the usual 404
+    ],
+)
+def test_a_range_ending_near_the_first_representable_day_is_answered_not_an_error(
+    client: TestClient, url: str, status: int
+) -> None:
+    response = client.get(url)
+    assert response.status_code == status, response.text
+    if status == 200:
+        assert response.json()["start_date"] == "0001-01-01"
+    else:
+        assert "0001-12-31..0001-12-31" in response.json()["detail"]
+
+
 def test_a_range_without_published_days_is_empty(client: TestClient) -> None:
     body = client.get("/scores/alerts?start_date=2024-06-01&end_date=2024-06-30").json()
     assert (body["days"], body["total"], body["rows"]) == (0, 0, [])

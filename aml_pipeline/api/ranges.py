@@ -128,9 +128,10 @@ class RangeQueries:
             end = self.db.latest_date(network) or dt.date.today()
         if start is None:
             span = MAX_RANGE_DAYS if whole_history else DEFAULT_RANGE_DAYS
-            start = end - dt.timedelta(span - 1)
-            if whole_history and listed:
-                start = max(start, listed[-1])
+            # not before the first representable day (an end near 0001-01-01 would overflow)
+            start = dt.date.fromordinal(max(1, end.toordinal() - (span - 1)))
+            if whole_history and listed:  # from the oldest published day, if before end
+                start = max(start, min(listed[-1], end))
         if start > end:
             raise InvalidParameter("start_date", "start_date must not be after end_date")
         if (end - start).days >= MAX_RANGE_DAYS:
