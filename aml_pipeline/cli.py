@@ -478,10 +478,19 @@ def _budget(budget: int | None, network: str | None) -> int:
     return settings.network(network).alert_budget if network else settings.alert_budget
 
 
+def _maturity_days(days: int | None, network: str | None) -> int:
+    """The label maturity to judge by: ``days`` if given, else the network's
+    ``label_maturity_days`` (0: estimated from the ground truth)."""
+    if days is not None:
+        return days
+    return Settings.from_env().network(network).label_maturity_days if network else 0
+
+
 def validate(args: argparse.Namespace) -> int:
     """A/B test two alert-scorer files with the validators' tiers 1-3 (the seed's
     validate_models.py); writes the JSON, comparison_report.md and its plots."""
     from aml_pipeline.evaluation.ab_test import run_ab_test
+    from aml_pipeline.evaluation.maturity import LabelMaturity
 
     _days(args.start_date, args.end_date)
     try:
@@ -496,6 +505,7 @@ def validate(args: argparse.Namespace) -> int:
             n_resamples=args.resamples,
             seed=args.seed,
             budget=_budget(args.budget, args.network),
+            label_maturity_days=_maturity_days(args.label_maturity_days, args.network),
         )
     except (FileNotFoundError, ValueError) as exc:
         print(f"validation failed: {exc}", file=sys.stderr)
@@ -514,6 +524,12 @@ def validate(args: argparse.Namespace) -> int:
         )
         aucs = ", ".join(f"{m} {pooled[m]:.3f}" for m in ("auc_roc", "auc_pr") if pooled.get(m))
         print(f"  {name}: {tiers}; pooled {aucs}")
+    inputs = result["inputs"]
+    print(
+        f"judged on {len(result['judged_days'])} of {len(inputs['n_alerts'])} test days, "
+        f"those whose labels are mature by {inputs['labels_through']} "
+        f"({LabelMaturity(**inputs['label_maturity']).describe()})"
+    )
     print(f"winner: {result['winner']}\n{result['recommendation']}")
     print(f"written: {args.output} and {Path(args.output).parent / 'comparison_report.md'}")
     return 0
@@ -752,7 +768,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="alerts the analysts work a day (default: the --network's alert_budget, else "
         "AML_ALERT_BUDGET, 100)",
     )
-    va.add_argument("--network", default=None, help="take the daily alert budget from its settings")
+    va.add_argument(
+        "--network",
+        default=None,
+        help="take the daily alert budget and the label maturity from its settings",
+    )
+    va.add_argument(
+        "--label-maturity-days",
+        type=int,
+        default=None,
+        help="days after which a test day's labels are complete enough to judge by (default: "
+        "the --network's label_maturity_days, else estimated from the ground truth)",
+    )
     va.add_argument("--seed", type=int, default=0)
     va.set_defaults(func=validate)
 

@@ -406,8 +406,17 @@ def test_ab_comparison_picks_the_real_model_and_promotion_is_recorded(scratch, m
             "--ground-truth", str(labels),
             "--output", str(output), "--resamples", "200"]  # fmt: skip
     capsys.readouterr()
+    # the label file's labels (known by 2025-05-01) are not mature for these days: no verdict
     assert cli.main(args) == 0
-    assert "winner: A (v3.0.0)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "judged on 0 of 2 test days, those whose labels are mature by 2025-05-01" in out
+    assert "label maturity at least 53 days" in out
+    assert "no test day's labels are mature yet" in out
+    args += ["--label-maturity-days", "30"]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "judged on 2 of 2 test days" in out and "label maturity 30 days (setting)" in out
+    assert "winner: A (v3.0.0)" in out
     saved = json.loads(output.read_text())
     assert set(saved["per_day"]) == {"2025-03-09", "2025-03-10"}
     assert saved["bootstrap"]["auc_roc_diff"] == meta["bootstrap"].value["auc_roc_diff"]

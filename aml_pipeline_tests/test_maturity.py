@@ -80,6 +80,14 @@ def test_a_day_is_mature_by_age_or_by_its_own_labelled_share():
     assert empty.n_alerts == 0 and not empty.complete and "unknown" in empty.describe()
 
 
+def test_a_lower_bound_does_not_make_its_own_oldest_day_mature():
+    bound = LabelMaturity(53, "estimated", False, 53, 0.87, 1120)
+    oldest, through = dt.date(2025, 3, 9), dt.date(2025, 5, 1)
+    assert not bound.mature(oldest, through, 0.87)
+    assert bound.mature(oldest, through + dt.timedelta(1), 0.87)
+    assert LabelMaturity.from_setting(53).mature(oldest, through, None)
+
+
 def test_validation_labels_say_how_complete_and_mature_they_were():
     from types import SimpleNamespace
 

@@ -40,6 +40,11 @@ from aml_pipeline.contract.traps import load_pattern_traps
 from aml_pipeline.dates import date_range
 from aml_pipeline.evaluation.budget import DEFAULT_DAILY_BUDGET
 from aml_pipeline.evaluation.comparison import compare_models
+from aml_pipeline.evaluation.maturity import (
+    LabelMaturity,
+    estimate_label_maturity,
+    labelled_share,
+)
 from aml_pipeline.evaluation.report import write_comparison_report
 from aml_pipeline.features.alert_features import (
     CATEGORIES,
@@ -363,10 +368,13 @@ def run_ab_test(
     n_resamples: int = 1000,
     seed: int = 0,
     budget: int = DEFAULT_DAILY_BUDGET,
+    label_maturity_days: int = 0,
 ) -> dict[str, Any]:
     """Compare model A (baseline) with model B on the test days from ``start`` to ``end``
     of a test-data directory, with features built as the daily run built them, at a daily
-    alert ``budget``.
+    alert ``budget``. The verdict rests on the days whose labels are mature by the last
+    label day of the ground truth (``label_maturity_days``, else estimated from the test
+    days' alerts and the ground truth's label dates).
 
     Writes ``output`` (JSON) and, beside it, ``comparison_report.md`` with ROC/PR and
     reliability PNGs; returns the ``compare_models`` result with an ``inputs`` description
@@ -379,6 +387,18 @@ def run_ab_test(
     labels = read_ground_truth(ground_truth)
     days = read_test_days(test_data, start, end)
     features, warnings = build_test_features(test_data, days, labels)
+    through = max(pd.to_datetime(labels["label_date"])).date()
+    tested = pd.concat([batch.alerts[["alert_id", "processing_date"]] for batch in days.values()])
+    maturity = (
+        LabelMaturity.from_setting(label_maturity_days)
+        if label_maturity_days
+        else estimate_label_maturity(tested, labels, through)
+    )
+    judged = [
+        day
+        for day, batch in days.items()
+        if maturity.mature(day, through, labelled_share(batch.alerts["alert_id"], labels))
+    ]
     inputs = {
         "model_a": _model_inputs(paths["A"], models["A"]),
         "model_b": _model_inputs(paths["B"], models["B"]),
@@ -387,6 +407,8 @@ def run_ab_test(
         "end_date": end.isoformat(),
         "ground_truth": {"path": str(Path(ground_truth).resolve()), "n_rows": len(labels)},
         "n_alerts": {day.isoformat(): len(batch.alerts) for day, batch in days.items()},
+        "labels_through": through.isoformat(),
+        "label_maturity": maturity.to_dict(),
         "warnings": warnings,
     }
     return compare_loaded(
@@ -400,4 +422,5 @@ def run_ab_test(
         n_resamples,
         seed,
         budget,
+        judged,
     )

@@ -49,9 +49,11 @@ class LabelMaturity:
 
     def mature(self, day: dt.date, labels_through: dt.date, share: float | None) -> bool:
         """Whether ``day``'s labels are mature with the label days up to ``labels_through``
-        known: the maturity has passed, or ``share`` (of the day's alerts labelled so far)
-        is at least ``MATURITY_QUANTILE`` already."""
-        passed = (labels_through - day).days >= self.days
+        known: the maturity has passed (beyond a lower bound: a day followed up exactly as
+        long as the estimate's longest follow-up may still lack labels), or ``share`` (of
+        the day's alerts labelled so far) is at least ``MATURITY_QUANTILE`` already."""
+        age = (labels_through - day).days
+        passed = age >= self.days if self.complete else age > self.days
         return passed or (share is not None and share >= MATURITY_QUANTILE)
 
     def describe(self) -> str:
