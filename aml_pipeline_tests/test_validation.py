@@ -69,6 +69,49 @@ def test_fractional_value_in_integer_column():
     assert [(f, c) for f, c, _ in errors] == [("features.parquet", "degree_in")]
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), 5.0, -3.0, 1e300])
+def test_a_meaningless_confidence_refuses_the_batch_naming_file_and_column(value):
+    tables = batch_tables()
+    tables["alerts"].loc[2, "alert_confidence_score"] = value
+    (error,) = _errors(_validate(batch_files(tables)))
+    assert error[:2] == ("alerts.parquet", "alert_confidence_score")
+    assert error[2].startswith("1 ")
+
+
+def test_infinite_or_negative_amounts_and_counts_are_errors():
+    tables = batch_tables()
+    tables["features"].loc[0, "total_in_usd"] = float("inf")
+    tables["features"].loc[1, "degree_in"] = -4
+    tables["money_flows"].loc[0, "amount_usd_sum"] = -1.0
+    errors = _errors(_validate(batch_files(tables)))
+    assert [(f, c) for f, c, _ in errors] == [
+        ("features.parquet", "degree_in"),
+        ("features.parquet", "total_in_usd"),
+        ("money_flows.parquet", "amount_usd_sum"),
+    ]
+    assert "1 value(s) not at least 0: -4.0" in errors[0][2]
+    assert "1 infinite value(s): inf" in errors[1][2]
+
+
+def test_odd_values_are_warnings_with_a_count():
+    tables = batch_tables()
+    tables["features"].loc[:2, "night_transaction_ratio"] = 1.5
+    tables["features"].loc[0, "reciprocity_ratio"] = 1.0000000000000002  # rounding: fine
+    tables["features"].loc[0, "total_volume_usd"] = 1e300
+    tables["features"].loc[0, "peak_hour"] = 24
+    tables["alerts"].loc[0, "severity"] = "apocalyptic"
+    report = _validate(batch_files(tables))
+    assert report.ok, report.format()
+    warnings = {(p.file, p.column): p.problem for p in report.warnings}
+    assert warnings[("features.parquet", "night_transaction_ratio")].startswith(
+        "3 value(s) not in [0, 1]: 1.5"
+    )
+    assert ("features.parquet", "reciprocity_ratio") not in warnings
+    assert "1 implausibly large value(s)" in warnings[("features.parquet", "total_volume_usd")]
+    assert "1 value(s) not in [0, 23]: 24.0" in warnings[("features.parquet", "peak_hour")]
+    assert "'apocalyptic'" in warnings[("alerts.parquet", "severity")]
+
+
 def test_null_and_duplicate_keys_are_both_reported():
     tables = batch_tables()
     alerts = tables["alerts"]

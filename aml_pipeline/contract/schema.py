@@ -13,11 +13,17 @@ Every column is either *required* (a batch without it is refused) or *optional* 
 optional column becomes a column of missing values and is reported as schema drift).
 Key columns must be non-null and unique within a file. Columns a batch carries that this
 module does not know are kept as they are and reported.
+
+Values: a float is never infinite, and a required one never missing; a value outside a
+column's ``valid`` range is meaningless (a confidence of 5, a negative count or USD total)
+and refuses the batch; one outside its ``usual`` range (a ratio above 1, an hour of 24), a
+magnitude above ``MAX_PLAUSIBLE`` or a string outside ``allowed`` is merely odd and is
+reported with its count.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 ColumnType = Literal[
@@ -49,9 +55,15 @@ DUCKDB_TYPES: dict[ColumnType, str] = {
 }
 
 
+#: ``(low, high)`` bounds of a numeric column, either end open (None).
+Bounds = tuple[float | None, float | None]
+#: Above this magnitude a number is reported as implausible (no USD amount reaches it).
+MAX_PLAUSIBLE = 1e15
+
+
 @dataclass(frozen=True)
 class ColumnSpec:
-    """One column of a contract table."""
+    """One column of a contract table, with the values it may take."""
 
     name: str
     type: ColumnType
@@ -59,6 +71,9 @@ class ColumnSpec:
     required: bool = False
     missing_means: str = "missing value"
     note: str = ""
+    valid: Bounds | None = None  # outside: meaningless, the batch is refused
+    usual: Bounds | None = None  # outside: odd, reported with a count
+    allowed: tuple[str, ...] | None = None  # any other string: odd, reported
 
 
 @dataclass(frozen=True)
@@ -79,6 +94,44 @@ class TableSpec:
     @property
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
+
+
+SEVERITIES = ("low", "medium", "high", "critical")
+CLUSTER_TYPES = ("same_entity", "pattern", "network", "time_proximity")
+#: Integer columns that are not counts (an id, and positions in a day or a week).
+_NOT_COUNTS = {"community_id", "peak_hour", "peak_day", "peak_activity_hour", "peak_activity_day"}
+#: USD (or native) amounts that may be negative.
+_SIGNED_AMOUNTS = {"net_flow_usd"}
+
+
+def _value_rules(col: ColumnSpec) -> ColumnSpec:
+    """``col`` with the value rules its name and type imply."""
+    name, rules = col.name, {}
+    if name in ("alert_confidence_score", "confidence_avg"):
+        rules["valid"] = (0.0, 1.0)
+    elif col.type == "int" and name not in _NOT_COUNTS:
+        rules["valid"] = (0.0, None)  # counts, degrees, windows
+    elif (
+        col.type == "float"
+        and (name.endswith(("_usd", "_usd_sum")) or name == "amount_sum")
+        and name not in _SIGNED_AMOUNTS
+    ):
+        rules["valid"] = (0.0, None)
+    if name.endswith("_ratio"):
+        rules["usual"] = (0.0, 1.0)
+    elif name.endswith("_hour"):
+        rules["usual"] = (0.0, 23.0)
+    elif name.endswith("_day") and col.type == "int" and name in _NOT_COUNTS:
+        rules["usual"] = (0.0, 6.0)
+    if name in ("severity", "severity_max"):
+        rules["allowed"] = SEVERITIES
+    elif name == "cluster_type":
+        rules["allowed"] = CLUSTER_TYPES
+    return replace(col, **rules)
+
+
+def _with_rules(spec: TableSpec) -> TableSpec:
+    return replace(spec, columns=tuple(_value_rules(c) for c in spec.columns))
 
 
 def _req(name: str, type_: ColumnType, description: str, note: str = "") -> ColumnSpec:
@@ -403,6 +456,11 @@ GROUND_TRUTH = TableSpec(
         _req("is_sar_filed", "bool", "a SAR was filed / the address was confirmed illicit"),
         _req("label_date", "date", "the day the label became known (>= processing_date)"),
     ),
+)
+
+# every batch table with the value rules of its columns
+ALERTS, FEATURES, CLUSTERS, MONEY_FLOWS = (
+    _with_rules(spec) for spec in (ALERTS, FEATURES, CLUSTERS, MONEY_FLOWS)
 )
 
 #: The data files of a batch, in landing order.

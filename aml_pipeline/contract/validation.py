@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -20,10 +21,13 @@ from aml_pipeline.contract.schema import (
     BATCH_TABLES,
     FEATURE_GROUP_OF,
     FEATURES,
+    MAX_PLAUSIBLE,
     META_FIELDS,
     META_FILE,
     PATTERN_TRAPS_FILE,
     RETIRED_FEATURES,
+    Bounds,
+    ColumnSpec,
     TableSpec,
     batch_id,
 )
@@ -31,6 +35,9 @@ from aml_pipeline.contract.traps import trap_problems
 
 Severity = Literal["error", "warning", "info"]
 _MAX_EXAMPLES = 3
+#: How far (relative) a computed value may pass a bound by rounding: 1.0000000000000002
+#: is a ratio of 1.
+BOUND_TOLERANCE = 1e-9
 
 
 @dataclass(frozen=True)
@@ -129,6 +136,91 @@ def _check_traps(report: ValidationReport, data: bytes, alert_ids: set[str] | No
         )
 
 
+def _has_rules(col: ColumnSpec) -> bool:
+    return col.type == "float" or bool(col.valid or col.usual or col.allowed)
+
+
+def _outside(x: np.ndarray, bounds: Bounds) -> np.ndarray:
+    """Values beyond ``bounds`` by more than floating-point rounding (1e-9 relative)."""
+    low, high = bounds
+    out = np.zeros(len(x), dtype=bool)
+    if low is not None:
+        out |= x < low - BOUND_TOLERANCE * max(1.0, abs(low))
+    if high is not None:
+        out |= x > high + BOUND_TOLERANCE * max(1.0, abs(high))
+    return out
+
+
+def _bounds_text(bounds: Bounds) -> str:
+    low, high = bounds
+    if high is None:
+        return f"at least {low:g}"
+    return f"in [{low:g}, {high:g}]"
+
+
+def _check_values(report: ValidationReport, file: str, col: ColumnSpec, values: pd.Series) -> None:
+    """The contract's value rules on one cast column (``schema`` says which)."""
+    if col.allowed is not None:
+        present = values.dropna()
+        odd = present[~present.isin(col.allowed)]
+        if len(odd):
+            report.add(
+                "warning",
+                file,
+                col.name,
+                f"{len(odd)} value(s) outside {', '.join(col.allowed)}: "
+                f"{_examples(sorted(set(odd.astype(str))))}",
+            )
+        return
+    if col.type not in ("int", "float"):
+        return
+    x = pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    if col.type == "float":
+        infinite = np.isinf(x)
+        if infinite.any():
+            report.add(
+                "error",
+                file,
+                col.name,
+                f"{int(infinite.sum())} infinite value(s): {_examples(x[infinite].tolist())}",
+            )
+        if col.required and np.isnan(x).any():
+            report.add(
+                "error",
+                file,
+                col.name,
+                f"{int(np.isnan(x).sum())} missing or NaN value(s) in a required column",
+            )
+    finite = x[np.isfinite(x)]
+    if col.valid is not None:
+        bad = finite[_outside(finite, col.valid)]
+        if len(bad):
+            report.add(
+                "error",
+                file,
+                col.name,
+                f"{len(bad)} value(s) not {_bounds_text(col.valid)}: {_examples(bad.tolist())}",
+            )
+    if col.usual is not None:
+        odd = finite[_outside(finite, col.usual)]
+        if len(odd):
+            report.add(
+                "warning",
+                file,
+                col.name,
+                f"{len(odd)} value(s) not {_bounds_text(col.usual)}: {_examples(odd.tolist())}",
+            )
+    huge = finite[np.abs(finite) > MAX_PLAUSIBLE]
+    if len(huge):
+        report.add(
+            "warning",
+            file,
+            col.name,
+            f"{len(huge)} implausibly large value(s) (above {MAX_PLAUSIBLE:g} in magnitude): "
+            f"{_examples(huge.tolist())}",
+        )
+
+
 #: Columns whose values the batch checks compare, beyond each table's key.
 _COMPARED = ("processing_date", "window_days", "alert_id", "address")
 
@@ -166,15 +258,18 @@ def _check_table(
             continue
         column = table.column(col.name)
         compared = col.name in spec.key or col.name in _COMPARED
-        if is_native(col.type, column.type) and not compared:
+        native = is_native(col.type, column.type)
+        if native and not compared and not _has_rules(col):
             continue
         try:
             values = column.to_pandas()
         except (pa.ArrowException, ValueError, TypeError) as exc:
             report.add("error", file, col.name, f"unreadable {column.type} column: {exc}")
             continue
-        series, bad = cast_column(values, col.type)
-        cast[col.name] = series
+        # a native column is its contract type already: only its values are checked
+        series, bad = (values, []) if native and not compared else cast_column(values, col.type)
+        if compared or not native:
+            cast[col.name] = series
         if bad:
             report.add(
                 "error",
@@ -182,6 +277,8 @@ def _check_table(
                 col.name,
                 f"{len(bad)} value(s) cannot be cast to {col.type}: {_examples(bad)}",
             )
+        else:
+            _check_values(report, file, col, series)
     for extra in table.column_names:
         if extra not in spec.by_name:
             report.add("info", file, extra, "unknown column kept as is (not in the contract)")
