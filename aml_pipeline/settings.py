@@ -109,6 +109,10 @@ class NetworkSettings(BaseModel):
 NETWORK_FIELDS = tuple(name for name in NetworkSettings.model_fields if name != "name")
 
 
+#: The names a loopback-bound server is reached by.
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
+
+
 class Settings(BaseSettings):
     """The environment's settings (``AML_`` + the field name, upper case); empty values
     count as unset."""
@@ -166,11 +170,23 @@ class Settings(BaseSettings):
     alert_budget: AlertBudget = 100
     label_horizon_days: LabelHorizon = 120
     label_maturity_days: MaturityDays = 0
+    api_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(LOOPBACK_HOSTS),
+        description="comma-separated Host names the results API answers (others get 400, "
+        "against DNS rebinding); add the name it is deployed under",
+    )
 
     @field_validator("networks", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
         return value.split(",") if isinstance(value, str) else value
+
+    @field_validator("api_allowed_hosts", mode="before")
+    @classmethod
+    def _hosts(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        return [host.strip() for host in value.split(",") if host.strip()]
 
     @field_validator("networks")
     @classmethod

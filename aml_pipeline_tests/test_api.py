@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import re
 import socket
 import threading
 import time
@@ -23,7 +24,7 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from aml_pipeline.api.app import create_app
+from aml_pipeline.api.app import SECURITY_HEADERS, create_app
 from aml_pipeline.api.database import (
     ALERT_SCORES,
     InvalidParameter,
@@ -154,7 +155,9 @@ def data_root(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def client(data_root: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(data_root, NETWORKS, NETWORK)) as test_client:
+    with TestClient(
+        create_app(data_root, NETWORKS, NETWORK), base_url="http://127.0.0.1"
+    ) as test_client:
         yield test_client
 
 
@@ -362,7 +365,7 @@ def test_internal_errors_are_generic(data_root: Path, monkeypatch: pytest.Monkey
         raise RuntimeError(f"secret {data_root} SELECT * FROM read_parquet")
 
     monkeypatch.setattr(app.state.db, "page", broken)
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with TestClient(app, base_url="http://127.0.0.1", raise_server_exceptions=False) as client:
         response = client.get("/scores/alerts/latest")
     assert response.status_code == 500
     assert response.json() == {"detail": "internal server error"}
@@ -381,7 +384,7 @@ def test_a_day_query_reads_only_that_days_files(client: TestClient, data_root: P
         "/dates/available",
     ):
         assert client.get(url).status_code == 200, url
-    with TestClient(client.app, raise_server_exceptions=False) as raw:
+    with TestClient(client.app, base_url="http://127.0.0.1", raise_server_exceptions=False) as raw:
         corrupt = raw.get(f"/scores/alerts/{DAYS[0]}")
     assert corrupt.status_code == 500 and corrupt.json() == {"detail": "internal server error"}
 
@@ -551,3 +554,33 @@ def test_explanations_carry_category_names_and_may_be_absent(client: TestClient)
     assert {row["alert_id"] for row in page["rows"]} >= {"a-5"}
     clusters = client.get(f"/scores/clusters/{LAST}").json()["rows"]
     assert clusters[0]["explanation"]["top_features"][2]["value"] == "FAN_IN"
+
+
+def test_another_host_name_is_refused_against_dns_rebinding(client: TestClient) -> None:
+    latest = "/scores/alerts/latest?limit=1"
+    assert client.get(latest).status_code == 200
+    refused = client.get(latest, headers={"Host": "attacker.example"})
+    assert refused.status_code == 400 and "a-1" not in refused.text
+    assert client.get(latest, headers={"Host": "localhost:8000"}).status_code == 200
+    deployed = create_app(client.app.state.db.data_root, NETWORKS, NETWORK, ["aml.internal"])
+    with TestClient(deployed, base_url="http://aml.internal") as named:
+        assert named.get(latest).status_code == 200
+        assert named.get(latest, headers={"Host": "127.0.0.1"}).status_code == 400
+
+
+def test_every_answer_carries_the_security_headers(client: TestClient) -> None:
+    for url in ("/health", "/scores/alerts/latest", "/scores/alerts/2000-01-01", "/docs"):
+        response = client.get(url)
+        for name, value in SECURITY_HEADERS.items():
+            assert response.headers[name] == value, (url, name)
+
+
+def test_the_documentation_pages_load_nothing_from_the_internet(client: TestClient) -> None:
+    for page in ("/docs", "/redoc"):
+        html = client.get(page).text
+        assert "http://" not in html and "https://" not in html, page
+        scripts = re.findall(r'src="([^"]+\.js)"', html)
+        assert scripts, page
+        for script in scripts:
+            asset = client.get(script)
+            assert asset.status_code == 200 and len(asset.content) > 100_000, script

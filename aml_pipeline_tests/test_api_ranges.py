@@ -103,7 +103,9 @@ def write_history(root: Path) -> Path:
 
 @pytest.fixture
 def client(history: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(history, NETWORKS, NETWORK)) as test_client:
+    with TestClient(
+        create_app(history, NETWORKS, NETWORK), base_url="http://127.0.0.1"
+    ) as test_client:
         yield test_client
 
 
@@ -254,7 +256,9 @@ def test_an_address_history_longer_than_a_range_shows_its_newest_year(history: P
     old = FIRST - dt.timedelta(2 * 365)
     LocalStorage(history).publish_dir(layout.output_day(NETWORK, old), day_files(old))
     try:
-        with TestClient(create_app(history, NETWORKS, NETWORK)) as client:
+        with TestClient(
+            create_app(history, NETWORKS, NETWORK), base_url="http://127.0.0.1"
+        ) as client:
             body = client.get(f"/addresses/{ADDRESS}/alerts").json()
         assert body["start_date"] == str(LAST - dt.timedelta(MAX_RANGE_DAYS - 1))
         assert body["count"] == 39

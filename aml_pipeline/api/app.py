@@ -6,7 +6,7 @@ message and never expose paths, SQL or tracebacks.
 """
 
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal, TypeVar
@@ -14,7 +14,9 @@ from typing import Annotated, Any, Literal, TypeVar
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from aml_pipeline.api.database import (
     ALERT_RANKINGS,
@@ -35,6 +37,7 @@ from aml_pipeline.api.params import (
 )
 from aml_pipeline.api.range_routes import range_router
 from aml_pipeline.api.ranges import RangeQueries
+from aml_pipeline.settings import LOOPBACK_HOSTS
 
 # -- response models --
 
@@ -207,8 +210,42 @@ async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": "internal server error"}, status_code=500)
 
 
-def create_app(data_root: FilePath, networks: list[str], default_network: str) -> FastAPI:
-    """The results API over ``data_root`` for ``networks`` (``default_network`` if none given)."""
+#: Sent with every response: no sniffing, no framing, no referrer, and only this origin's
+#: scripts and styles (Swagger UI's page initializes itself inline).
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Content-Security-Policy": "default-src 'self'; script-src 'self' 'unsafe-inline'; "
+    "style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'",
+}
+
+
+def _hardened(app: FastAPI, allowed_hosts: Sequence[str]) -> None:
+    """Answer only requests for ``allowed_hosts`` (a DNS-rebinding page cannot read the
+    results through an analyst's browser) and send ``SECURITY_HEADERS``."""
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Any) -> Any:
+        response = await call_next(request)
+        response.headers.update(SECURITY_HEADERS)
+        return response
+
+    # added last, so it runs first: a refused Host never reaches the routes
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
+
+
+def create_app(
+    data_root: FilePath,
+    networks: list[str],
+    default_network: str,
+    allowed_hosts: Sequence[str] = LOOPBACK_HOSTS,
+) -> FastAPI:
+    """The results API over ``data_root`` for ``networks`` (``default_network`` if none
+    given), answering requests for ``allowed_hosts`` only; its Swagger UI and ReDoc pages
+    are served with their assets from the app itself (``fastapi-offline``), so they work
+    on a machine without internet."""
     db = ResultsDatabase(data_root, networks)
     if default_network not in db.networks:
         raise ValueError(f"default network {default_network!r} is not in {networks}")
@@ -218,7 +255,7 @@ def create_app(data_root: FilePath, networks: list[str], default_network: str) -
         yield
         db.close()
 
-    app = FastAPI(
+    app = FastAPIOffline(
         title="AML pipeline results API",
         version="1.0.0",
         summary="Read-only access to published alert scores, rankings and evaluations.",
@@ -230,6 +267,7 @@ def create_app(data_root: FilePath, networks: list[str], default_network: str) -
         lifespan=lifespan,
     )
     app.state.db = db
+    _hardened(app, allowed_hosts)
     app.add_exception_handler(RequestValidationError, _unprocessable)
     app.add_exception_handler(NotFound, _not_found)
     app.add_exception_handler(Exception, _internal_error)

@@ -19,7 +19,9 @@ def serve(
     default_network: str,
     networks: Sequence[str] | None = None,
 ) -> None:
-    """Serve the API until interrupted; ``networks`` defaults to the AML_NETWORKS setting."""
-    configured = list(networks) if networks is not None else Settings.from_env().networks
-    app = create_app(Path(data_root), configured, default_network)
+    """Serve the API until interrupted; ``networks`` defaults to the AML_NETWORKS setting,
+    the allowed Host names are AML_API_ALLOWED_HOSTS."""
+    settings = Settings.from_env()
+    configured = list(networks) if networks is not None else settings.networks
+    app = create_app(Path(data_root), configured, default_network, settings.api_allowed_hosts)
     uvicorn.run(app, host=host, port=port, server_header=False)
