@@ -222,7 +222,11 @@ def summary(settings: Settings, days: list[dt.date], models: dict[str, dict]) ->
             f"  {network}: {len(metadata)} days published, {scored} alerts scored by "
             f"alert_scorer v{', v'.join(used)}; trained now: v{trained['version']} "
             f"(validation {figures or 'n/a'}"
-            + ("; optimistic: its labels were not mature" if _optimistic(trained) else "")
+            + (
+                "; optimistic: its labels were not mature"
+                if _optimistic(trained)
+                else _rests_on(trained.get("validation"))
+            )
             + ")"
             + ("" if trained["champion"] else "; promote it with aml-pipeline promote")
         )
@@ -385,6 +389,14 @@ def _print_metrics(models: dict[str, dict]) -> None:
         warning = _optimistic(m)
         if warning:
             print(f"      {warning}")
+
+
+def _rests_on(split: dict | None) -> str:
+    """What a model's validation figures rest on, for the demo's summary."""
+    if not split:
+        return ""
+    days = split["calibration_days"]
+    return f", on {len(days)} days with mature labels, {min(days)}..{max(days)}"
 
 
 def _split_text(split: dict) -> str:

@@ -584,3 +584,12 @@ def test_the_documentation_pages_load_nothing_from_the_internet(client: TestClie
         for script in scripts:
             asset = client.get(script)
             assert asset.status_code == 200 and len(asset.content) > 100_000, script
+
+
+def test_head_answers_every_get_route_without_a_body(client: TestClient) -> None:
+    for url in ("/health", "/scores/alerts/latest?limit=2", "/docs", "/scores/alerts/2000-01-01"):
+        got, head = client.get(url), client.head(url)
+        assert head.status_code == got.status_code, url
+        assert head.content == b"" and got.content, url
+        assert head.headers["content-length"] == got.headers["content-length"], url
+    assert client.post("/health").status_code == 405

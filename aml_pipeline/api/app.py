@@ -222,6 +222,26 @@ SECURITY_HEADERS = {
 }
 
 
+class _HeadAsGet:
+    """Answers HEAD on every GET route as HTTP says: the GET's status and headers (its
+    Content-Length included), without the body."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def without_body(message: dict) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, without_body)
+
+
 def _hardened(app: FastAPI, allowed_hosts: Sequence[str]) -> None:
     """Answer only requests for ``allowed_hosts`` (a DNS-rebinding page cannot read the
     results through an analyst's browser) and send ``SECURITY_HEADERS``."""
@@ -232,6 +252,7 @@ def _hardened(app: FastAPI, allowed_hosts: Sequence[str]) -> None:
         response.headers.update(SECURITY_HEADERS)
         return response
 
+    app.add_middleware(_HeadAsGet)
     # added last, so it runs first: a refused Host never reaches the routes
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
 
