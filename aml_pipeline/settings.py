@@ -176,6 +176,12 @@ class Settings(BaseSettings):
         "against DNS rebinding); add the name it is deployed under",
     )
 
+    api_token: str = Field(
+        default="",
+        description="bearer token the results API requires on every route but `/health` and "
+        "the documentation; required to serve on a non-loopback address",
+    )
+
     @field_validator("networks", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:

@@ -593,3 +593,28 @@ def test_head_answers_every_get_route_without_a_body(client: TestClient) -> None
         assert head.content == b"" and got.content, url
         assert head.headers["content-length"] == got.headers["content-length"], url
     assert client.post("/health").status_code == 405
+
+
+def test_with_a_token_every_route_but_health_and_the_docs_needs_it(data_root: Path) -> None:
+    app = create_app(data_root, NETWORKS, NETWORK, token="s3cret")
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        latest = "/scores/alerts/latest"
+        refused = client.get(latest)
+        assert refused.status_code == 401 and refused.headers["WWW-Authenticate"] == "Bearer"
+        assert "a-1" not in refused.text and refused.headers["X-Frame-Options"] == "DENY"
+        wrong = client.get(latest, headers={"Authorization": "Bearer guess"})
+        assert wrong.status_code == 401
+        good = client.get(latest, headers={"Authorization": "Bearer s3cret"})
+        assert good.status_code == 200
+        for open_path in ("/health", "/docs", "/openapi.json"):
+            assert client.get(open_path).status_code == 200, open_path
+
+
+def test_serving_beyond_this_machine_needs_a_token(monkeypatch, data_root: Path) -> None:
+    from aml_pipeline.api import server
+
+    monkeypatch.delenv("AML_API_TOKEN", raising=False)
+    with pytest.raises(SystemExit, match="without a bearer token: set AML_API_TOKEN"):
+        server.serve("0.0.0.0", 8000, data_root, NETWORK, NETWORKS)
+    assert server.is_loopback("127.0.0.1") and server.is_loopback("::1")
+    assert server.is_loopback("localhost") and not server.is_loopback("10.0.0.5")

@@ -6,6 +6,7 @@ message and never expose paths, SQL or tracebacks.
 """
 
 import datetime as dt
+import hmac
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path as FilePath
@@ -242,9 +243,34 @@ class _HeadAsGet:
         await self.app({**scope, "method": "GET"}, receive, without_body)
 
 
-def _hardened(app: FastAPI, allowed_hosts: Sequence[str]) -> None:
+#: Paths open without the bearer token: liveness and the documentation of the API.
+OPEN_PATHS = ("/health", "/docs", "/redoc", "/openapi.json", "/static-offline-docs/")
+
+
+def _require_token(app: FastAPI, token: str) -> None:
+    """Refuse every request but ``OPEN_PATHS`` without ``Authorization: Bearer {token}``."""
+    expected = f"Bearer {token}".encode()
+
+    @app.middleware("http")
+    async def bearer_token(request: Request, call_next: Any) -> Any:
+        path = request.url.path
+        if path.startswith(OPEN_PATHS) or hmac.compare_digest(
+            request.headers.get("authorization", "").encode(), expected
+        ):
+            return await call_next(request)
+        return JSONResponse(
+            {"detail": "a bearer token is required (Authorization: Bearer ...)"},
+            status_code=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+def _hardened(app: FastAPI, allowed_hosts: Sequence[str], token: str) -> None:
     """Answer only requests for ``allowed_hosts`` (a DNS-rebinding page cannot read the
-    results through an analyst's browser) and send ``SECURITY_HEADERS``."""
+    results through an analyst's browser), with the bearer ``token`` when one is set, and
+    send ``SECURITY_HEADERS``."""
+    if token:
+        _require_token(app, token)
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Any) -> Any:
@@ -262,6 +288,7 @@ def create_app(
     networks: list[str],
     default_network: str,
     allowed_hosts: Sequence[str] = LOOPBACK_HOSTS,
+    token: str = "",
 ) -> FastAPI:
     """The results API over ``data_root`` for ``networks`` (``default_network`` if none
     given), answering requests for ``allowed_hosts`` only; its Swagger UI and ReDoc pages
@@ -288,7 +315,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.db = db
-    _hardened(app, allowed_hosts)
+    _hardened(app, allowed_hosts, token)
     app.add_exception_handler(RequestValidationError, _unprocessable)
     app.add_exception_handler(NotFound, _not_found)
     app.add_exception_handler(Exception, _internal_error)
