@@ -31,6 +31,7 @@ from aml_pipeline.api.database import (
     ResultsDatabase,
     parse_date,
 )
+from aml_pipeline.api.server import MAX_HEAD_BYTES, server_config
 from aml_pipeline.storage.objects import LocalStorage
 
 NETWORK = "ethereum"
@@ -459,7 +460,7 @@ def running_server(app: FastAPI) -> Iterator[str]:
     """Run ``app`` with uvicorn on a free loopback port in a thread; yield its base URL."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    server = uvicorn.Server(server_config(app))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
@@ -618,3 +619,20 @@ def test_serving_beyond_this_machine_needs_a_token(monkeypatch, data_root: Path)
         server.serve("0.0.0.0", 8000, data_root, NETWORK, NETWORKS)
     assert server.is_loopback("127.0.0.1") and server.is_loopback("::1")
     assert server.is_loopback("localhost") and not server.is_loopback("10.0.0.5")
+
+
+def _raw(base_url: str, request: bytes) -> bytes:
+    host, port = base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(request)
+        return conn.recv(4096)
+
+
+def test_the_server_refuses_an_oversized_request_head(data_root: Path) -> None:
+    with running_server(create_app(data_root, NETWORKS, NETWORK)) as base_url:
+        small = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        assert _raw(base_url, small).startswith(b"HTTP/1.1 200")
+        big = b"X-Big: " + b"a" * (2 * MAX_HEAD_BYTES) + b"\r\n"
+        oversized = small.replace(b"Connection", big + b"Connection")
+        answer = _raw(base_url, oversized)
+        assert answer.startswith(b"HTTP/1.1 400") and b"server:" not in answer.lower()

@@ -6,6 +6,7 @@ import ipaddress
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -37,7 +38,32 @@ def serve(
         settings.api_allowed_hosts,
         settings.api_token,
     )
-    uvicorn.run(app, host=host, port=port, server_header=False)
+    uvicorn.Server(server_config(app, host, port)).run()
+
+
+#: The largest request head (request line and headers) the server reads; beyond: 400.
+MAX_HEAD_BYTES = 64 * 1024
+#: Seconds an idle keep-alive connection is held.
+KEEP_ALIVE_S = 5
+#: Connections served at once; beyond, 503 at once rather than a growing queue.
+MAX_CONNECTIONS = 64
+
+
+def server_config(app: Any, host: str = "127.0.0.1", port: int = 8000) -> uvicorn.Config:
+    """uvicorn's configuration with bounds: the pure-Python h11 parser (httptools has no
+    limit on a request's head) reading at most ``MAX_HEAD_BYTES``, ``KEEP_ALIVE_S`` idle
+    seconds, ``MAX_CONNECTIONS`` at once, no Server header."""
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http="h11",
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+        timeout_keep_alive=KEEP_ALIVE_S,
+        limit_concurrency=MAX_CONNECTIONS,
+        server_header=False,
+        log_level="warning",
+    )
 
 
 def is_loopback(host: str) -> bool:
