@@ -636,3 +636,19 @@ def test_the_server_refuses_an_oversized_request_head(data_root: Path) -> None:
         oversized = small.replace(b"Connection", big + b"Connection")
         answer = _raw(base_url, oversized)
         assert answer.startswith(b"HTTP/1.1 400") and b"server:" not in answer.lower()
+
+
+def test_a_truncated_registry_is_named_by_the_pipeline_and_a_503_by_the_api(
+    data_root: Path, client: TestClient
+) -> None:
+    from aml_pipeline.models.registry import ModelRegistry, RegistryUnreadable
+
+    path = data_root / "trained_models" / NETWORK / "model_metadata.json"
+    path.write_bytes(path.read_bytes()[:20])
+    with pytest.raises(RegistryUnreadable, match=r"model_metadata\.json is not readable JSON"):
+        ModelRegistry(LocalStorage(data_root), NETWORK).champions()
+    answer = client.get("/models")
+    assert answer.status_code == 503 and "unreadable" in answer.json()["detail"]
+    assert str(data_root) not in answer.text
+    path.write_text('["not", "a", "registry"]')
+    assert client.get("/models").status_code == 503

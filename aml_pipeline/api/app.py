@@ -27,11 +27,13 @@ from aml_pipeline.api.database import (
     InvalidParameter,
     NotFound,
     ResultsDatabase,
+    Unavailable,
 )
 from aml_pipeline.api.params import (
     NETWORK_PATTERN,
     NOT_FOUND,
     DateDep,
+    ErrorMessage,
     Paging,
     PagingDep,
     invalid,
@@ -206,6 +208,10 @@ async def _not_found(request: Request, exc: NotFound) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=404)
 
 
+async def _unavailable(request: Request, exc: Unavailable) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=503)
+
+
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
     """A generic 500 (the server still logs the traceback)."""
     return JSONResponse({"detail": "internal server error"}, status_code=500)
@@ -318,6 +324,7 @@ def create_app(
     _hardened(app, allowed_hosts, token)
     app.add_exception_handler(RequestValidationError, _unprocessable)
     app.add_exception_handler(NotFound, _not_found)
+    app.add_exception_handler(Unavailable, _unavailable)
     app.add_exception_handler(Exception, _internal_error)
 
     def network_param(
@@ -437,7 +444,10 @@ def create_app(
         return Evaluations(network=network, processing_date=day, tiers=db.evaluations(network, day))
 
     @app.get(
-        "/models", tags=["models"], summary="Model registry and champions", responses=NOT_FOUND
+        "/models",
+        tags=["models"],
+        summary="Model registry and champions",
+        responses={**NOT_FOUND, 503: {"model": ErrorMessage}},
     )
     def models(network: NetworkDep) -> Models:
         """The network's model registry and its champion versions."""

@@ -26,6 +26,7 @@ from typing import Any
 
 import duckdb
 
+from aml_pipeline.models.registry import RegistryUnreadable, parse_registry
 from aml_pipeline.storage import layout
 from aml_pipeline.storage.objects import LocalStorage
 
@@ -88,6 +89,10 @@ class InvalidParameter(ValueError):
 
 class NotFound(LookupError):
     """No published data for the request (the API answers 404)."""
+
+
+class Unavailable(RuntimeError):
+    """Stored data the request needs is unreadable (the API answers 503)."""
 
 
 @dataclass(frozen=True)
@@ -283,9 +288,11 @@ class ResultsDatabase:
         """The network's model registry (``model_metadata.json``) as published."""
         path = self.data_root / layout.models_folder(self.check_network(network)) / MODEL_METADATA
         try:
-            registry = json.loads(path.read_bytes())
+            return parse_registry(path.read_bytes(), MODEL_METADATA)
         except FileNotFoundError:
             raise NotFound(f"no model registry for network {network!r}") from None
-        if not isinstance(registry, dict):
-            raise ValueError("model registry is not a JSON object")
-        return registry
+        except RegistryUnreadable:
+            raise Unavailable(
+                f"the model registry of network {network!r} is unreadable; its operator "
+                "must restore it"
+            ) from None

@@ -41,6 +41,27 @@ class ModelNotFound(LookupError):
     """No such model (or no champion yet) in the registry."""
 
 
+class RegistryUnreadable(ValueError):
+    """A ``model_metadata.json`` that is not a readable registry (truncated, edited)."""
+
+
+def parse_registry(data: bytes, name: str) -> dict[str, Any]:
+    """The registry document ``data`` of file ``name``; ``RegistryUnreadable`` names the
+    file and the problem when it is not a JSON object with champions and versions."""
+    try:
+        registry = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RegistryUnreadable(
+            f"{name} is not readable JSON ({exc}): restore it from a backup or retrain"
+        ) from None
+    if not isinstance(registry, dict) or not {"champions", "versions"} <= set(registry):
+        raise RegistryUnreadable(
+            f"{name} is not a model registry (a JSON object with champions and versions): "
+            "restore it from a backup or retrain"
+        )
+    return registry
+
+
 class ModelIntegrityError(ValueError):
     """A model or calibration file that is not the one its registry entry recorded."""
 
@@ -79,7 +100,7 @@ class ModelRegistry:
         key = f"{self.folder}/{REGISTRY_FILE}"
         if not self.storage.exists(key):
             return {"network": self.network, "champions": {}, "versions": []}
-        return json.loads(self.storage.read_bytes(key))
+        return parse_registry(self.storage.read_bytes(key), str(self.storage.local_path(key)))
 
     def _write(self, registry: dict[str, Any]) -> None:
         data = json.dumps(registry, indent=2, sort_keys=True, default=str) + "\n"
