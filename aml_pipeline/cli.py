@@ -16,7 +16,7 @@ from pathlib import Path
 from aml_pipeline.dates import date_range
 from aml_pipeline.defs import operations
 from aml_pipeline.defs.operations import RunResult, failure_text, pipeline_config
-from aml_pipeline.settings import Settings, parse_networks
+from aml_pipeline.settings import Settings, SettingsError, parse_networks
 from aml_pipeline.sources.record import SourceMismatch, check_requested
 
 
@@ -844,7 +844,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``aml-pipeline`` console script."""
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except SettingsError as exc:
+        print(f"settings: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

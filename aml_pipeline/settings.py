@@ -109,6 +109,10 @@ class NetworkSettings(BaseModel):
 NETWORK_FIELDS = tuple(name for name in NetworkSettings.model_fields if name != "name")
 
 
+class SettingsError(ValueError):
+    """A setting (variable or network file) that cannot be used; one line naming it."""
+
+
 #: The names a loopback-bound server is reached by.
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 
@@ -219,7 +223,7 @@ class Settings(BaseSettings):
         except ValidationError as exc:
             error = exc.errors()[0]
             name = "AML_" + str(error["loc"][0]).upper() if error["loc"] else "AML_*"
-            raise ValueError(f"{name}: {error['msg']}") from None
+            raise SettingsError(f"{name}: {error['msg']}") from None
 
     def network(self, name: str) -> NetworkSettings:
         """``name``'s settings: its file's values over this environment's; a bad value is
@@ -233,7 +237,7 @@ class Settings(BaseSettings):
         except ValidationError as exc:
             error = exc.errors()[0]
             where = ".".join(map(str, error["loc"]))
-            raise ValueError(f"{path}: {where}: {error['msg']}") from None
+            raise SettingsError(f"{path}: {where}: {error['msg']}") from None
 
     def network_settings(self) -> list[NetworkSettings]:
         """Every configured network's settings, in order."""
@@ -249,18 +253,26 @@ def parse_networks(text: str) -> list[str]:
     networks = [n.strip() for n in text.split(",") if n.strip()]
     for network in networks:
         if not re.match(NETWORK_PATTERN, network):
-            raise ValueError(f"invalid network name {network!r}: use lowercase [a-z0-9_]")
+            raise SettingsError(f"invalid network name {network!r}: use lowercase [a-z0-9_]")
     if len(set(networks)) != len(networks):
-        raise ValueError(f"networks must not repeat: {text!r}")
+        raise SettingsError(f"networks must not repeat: {text!r}")
     return networks
 
 
 def network_files(folder: str) -> dict[str, Path]:
-    """The ``{network}.yaml`` files in ``folder`` by network (none if it does not exist)."""
+    """The ``{network}.yaml`` files in ``folder`` by network (none if it does not exist);
+    a file whose name is not a network name is refused, naming it."""
     root = Path(folder)
     if not root.is_dir():
         return {}
-    return {path.stem: path for path in sorted(root.glob("*.yaml"))}
+    files = {path.stem: path for path in sorted(root.glob("*.yaml"))}
+    for name, path in files.items():
+        if not re.match(NETWORK_PATTERN, name) or not path.is_file():
+            raise SettingsError(
+                f"{path}: {name!r} is not a network name (lowercase [a-z0-9_], a file): "
+                "rename or remove it"
+            )
+    return files
 
 
 def read_network_file(path: Path) -> dict[str, Any]:
@@ -269,12 +281,14 @@ def read_network_file(path: Path) -> dict[str, Any]:
     try:
         values = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML ({exc})") from None
+        raise SettingsError(f"{path}: not valid YAML ({exc})") from None
     if not isinstance(values, dict):
-        raise ValueError(f"{path}: expected a mapping of settings, got {type(values).__name__}")
+        raise SettingsError(f"{path}: expected a mapping of settings, got {type(values).__name__}")
     unknown = sorted(set(values) - set(NETWORK_FIELDS))
     if unknown:
-        raise ValueError(f"{path}: unknown setting(s) {unknown}; allowed: {list(NETWORK_FIELDS)}")
+        raise SettingsError(
+            f"{path}: unknown setting(s) {unknown}; allowed: {list(NETWORK_FIELDS)}"
+        )
     return values
 
 

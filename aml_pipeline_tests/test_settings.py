@@ -91,6 +91,13 @@ def test_a_bad_network_file_is_one_line_naming_it(env, text, message):
         Settings.from_env().network_settings()
 
 
+@pytest.mark.parametrize("name", ["...yaml", "Bad Name.yaml", "eth-main.yaml"])
+def test_a_network_file_whose_name_is_not_a_network_is_refused_naming_it(env, name):
+    (env / name).write_text("window_days: 7\n")
+    with pytest.raises(ValueError, match=re.escape(f"{env / name}: ") + ".* is not a network"):
+        Settings.from_env()
+
+
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
@@ -115,3 +122,14 @@ def test_the_ui_shows_each_setting_with_its_description():
     assert "AML_DATA_ROOT" in schema["properties"]["data_root"]["description"]
     network = schema["$defs"]["NetworkConfig"]["properties"]
     assert "AML_WINDOW_DAYS" in network["window_days"]["description"]
+
+
+def test_the_command_line_says_a_bad_setting_in_one_line(env, capsys):
+    from aml_pipeline import cli
+
+    (env / "Bad Name.yaml").write_text("window_days: 7\n")
+    args = ["download", "--network", "ethereum", "--start-date", "2025-01-01"]
+    assert cli.main([*args, "--end-date", "2025-01-01"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("settings: ") and "'Bad Name' is not a network name" in err
+    assert "Traceback" not in err
