@@ -607,6 +607,9 @@ def sql(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     root = Path(settings.data_root).resolve()
+    for target in (args.output, args.catalog):
+        if target and not Path(target).resolve().parent.is_dir():
+            raise SystemExit(f"{target}: its folder does not exist; create it first")
     try:
         if args.catalog:
             counts = console.write_catalog(args.catalog, root, settings.networks)

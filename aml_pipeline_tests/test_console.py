@@ -97,6 +97,9 @@ def test_the_sql_command_prints_writes_and_refuses(root, tmp_path, monkeypatch, 
     assert pa_csv.read_csv(out).num_rows == 2
     with pytest.raises(SystemExit, match="inside the data root"):
         cli.main(["sql", "--query", query, "--output", str(root / "x.csv")])
+    missing = tmp_path / "no" / "such" / "days.csv"
+    with pytest.raises(SystemExit, match="its folder does not exist; create it first"):
+        cli.main(["sql", "--query", query, "--output", str(missing)])
     with pytest.raises(SystemExit, match="read-only: DELETE"):
         cli.main(["sql", "--query", "DELETE FROM alert_scores"])
 

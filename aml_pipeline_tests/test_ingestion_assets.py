@@ -156,6 +156,24 @@ def test_a_refused_range_writes_no_day_of_it(tmp_path):
     assert not (tmp_path / "data" / "input").exists()
 
 
+def test_a_directory_for_a_file_and_a_huge_value_are_reported_not_raised(tmp_path):
+    source_dir = tmp_path / "sot"
+    day = dt.date(2025, 1, 14)
+    tables = batch_tables(day)
+    tables["alerts"].loc[0, "address"] = "0x" + "f" * 5_000_000  # no feature row: a warning
+    tables["alerts"].loc[1, "alert_confidence_score"] = 7.0  # an error, so it is refused
+    write_upstream(source_dir, batch_files(tables, day), day)
+    folder = source_dir / "snapshots" / NETWORK / day.isoformat() / "7"
+    (folder / "clusters.parquet").unlink()
+    (folder / "clusters.parquet").mkdir()
+    result = run(_local_defs(tmp_path, source_dir), day.isoformat())
+    assert not result.success
+    text = failure_text(result)
+    assert "clusters.parquet: is a directory, not a file" in text
+    assert "alert_confidence_score" in text and "IsADirectoryError" not in text
+    assert "(5000004 characters)" in text and len(text) < 20_000
+
+
 def test_a_missing_day_fails_with_a_clear_message(tmp_path):
     source_dir = tmp_path / "sot"
     write_upstream(source_dir, batch_files(batch_tables()))

@@ -35,6 +35,7 @@ from aml_pipeline.contract.traps import trap_problems
 
 Severity = Literal["error", "warning", "info"]
 _MAX_EXAMPLES = 3
+_MAX_SHOWN = 80
 #: How far (relative) a computed value may pass a bound by rounding: 1.0000000000000002
 #: is a ratio of 1.
 BOUND_TOLERANCE = 1e-9
@@ -105,8 +106,17 @@ class BatchRefused(Exception):
         self.report = report
 
 
+def _shown(value: object) -> str:
+    """``repr(value)``, at most ``_MAX_SHOWN`` characters: a hostile 5-million-character
+    value is not echoed whole into the report, the event log and the terminal."""
+    text = repr(value)
+    if len(text) <= _MAX_SHOWN:
+        return text
+    return f"{text[:_MAX_SHOWN]}... ({len(text)} characters)"
+
+
 def _examples(values: list[object]) -> str:
-    shown = ", ".join(repr(v) for v in values[:_MAX_EXAMPLES])
+    shown = ", ".join(_shown(v) for v in values[:_MAX_EXAMPLES])
     return shown + (", ..." if len(values) > _MAX_EXAMPLES else "")
 
 
@@ -345,6 +355,7 @@ def _check_meta(
     expected: Mapping[str, Any],
     meta_file: str,
     strict: bool,
+    unreadable: Mapping[str, str],
 ) -> None:
     if strict:
         for name in META_FIELDS:
@@ -358,6 +369,8 @@ def _check_meta(
         if not isinstance(value, dict):
             report.add("error", meta_file, field_name, f"must be an object, got {value!r}")
     for name, digest in digests.items() if isinstance(digests, dict) else ():
+        if name in unreadable:
+            continue  # reported as unreadable already
         if name not in files:
             report.add("error", name, "", f"listed in {meta_file} but not in the batch")
         elif sha256_hex(files[name]) != str(digest).lower():
@@ -385,18 +398,24 @@ def validate_batch(
     files: Mapping[str, bytes],
     meta_file: str = META_FILE,
     meta_required: bool = True,
+    unreadable: Mapping[str, str] | None = None,
 ) -> ValidationReport:
     """Validate a batch held in memory; every problem is reported, none raised.
 
-    ``files`` maps file names (``alerts.parquet``, ``META.json``...) to their bytes; the
+    ``files`` maps file names (``alerts.parquet``, ``META.json``...) to their bytes, and
+    ``unreadable`` names files the source found but could not read, with the reason; the
     optional ``pattern_traps.json`` is checked against the batch's alerts when present.
     With ``meta_required`` (upstream layout) ``meta_file`` must exist with every field;
     otherwise (seed layout) it is optional and whatever it states is still verified.
     """
     date_str = processing_date.isoformat()
     report = ValidationReport(batch=batch_id(network, date_str, window_days))
+    for name, reason in (unreadable or {}).items():
+        report.add("error", name, "", reason)
     frames: dict[str, pd.DataFrame] = {}
     for spec in BATCH_TABLES:
+        if spec.file in (unreadable or {}):
+            continue
         if spec.file not in files:
             if spec.required_file:
                 report.add("error", spec.file, "", "missing required file")
@@ -425,7 +444,7 @@ def validate_batch(
                 "window_days": window_days,
                 "batch_id": batch_id(network, date_str, window_days),
             }
-            _check_meta(report, meta, files, expected, meta_file, strict=meta_required)
+            _check_meta(report, meta, files, expected, meta_file, meta_required, unreadable or {})
     elif meta_required:
         report.add("error", meta_file, "", "missing required file")
 

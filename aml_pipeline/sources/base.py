@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -27,6 +27,8 @@ class FetchedBatch:
     origin: str
     meta_file: str = META_FILE
     meta_required: bool = True
+    #: Batch files present but not readable as files, with the reason (e.g. a directory).
+    unreadable: dict[str, str] = field(default_factory=dict)
 
 
 class BatchSource(abc.ABC):

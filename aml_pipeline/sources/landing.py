@@ -52,7 +52,13 @@ def _fetch_days(
     for day in days:
         batch = source.fetch(network, day, window_days)
         report = validate_batch(
-            network, day, window_days, batch.files, batch.meta_file, batch.meta_required
+            network,
+            day,
+            window_days,
+            batch.files,
+            batch.meta_file,
+            batch.meta_required,
+            batch.unreadable,
         )
         checked.append(CheckedBatch(batch, report))
     return checked

@@ -68,7 +68,14 @@ class LocalDirectorySource(BatchSource):
         names = self.storage.list_dir(folder)
         if not names:
             raise BatchNotAvailable(f"no batch at {self.storage!r}/{folder}")
-        files = {n: self.storage.read_bytes(f"{folder}/{n}") for n in names if n in _BATCH_FILES}
+        files, unreadable = {}, {}
+        for name in (n for n in names if n in _BATCH_FILES):
+            try:
+                files[name] = self.storage.read_bytes(f"{folder}/{name}")
+            except IsADirectoryError:
+                unreadable[name] = "is a directory, not a file"
+            except OSError as exc:
+                unreadable[name] = f"cannot be read: {exc.strerror or exc}"
         upstream = self.upstream_layout
         return FetchedBatch(
             network=network,
@@ -78,6 +85,7 @@ class LocalDirectorySource(BatchSource):
             origin=f"{self.storage!r}/{folder}",
             meta_file=META_FILE if upstream else SEED_META_FILE,
             meta_required=upstream,
+            unreadable=unreadable,
         )
 
     def labels_key(self, network: str) -> str:
