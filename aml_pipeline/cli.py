@@ -617,16 +617,14 @@ def sql(args: argparse.Namespace) -> int:
             if args.query is None:
                 return 0
         with console.open_console(root, settings.networks) as (conn, counts):
-            if args.query is not None:
-                result = console.run_query(conn, args.query)
-                if args.output and result is not None:
-                    console.write_result(result, args.output, root)
-                    print(f"wrote {result.num_rows} row(s) to {args.output}")
-                elif result is not None:
-                    print(result.to_pandas().to_string(index=False, max_rows=200))
-                return 0
-            print(f"views: {_views(counts)}. End statements with ';', quit with .quit")
-            _prompt(conn)
+            if args.query is not None and args.output:
+                rows = console.write_result(conn, args.query, args.output, root, args.timeout)
+                print(f"wrote {rows} row(s) to {args.output}")
+            elif args.query is not None:
+                _print_result(console.run_query(conn, args.query, timeout_s=args.timeout))
+            else:
+                print(f"views: {_views(counts)}. End statements with ';', quit with .quit")
+                _prompt(conn, args.timeout)
     except console.QUERY_ERRORS as exc:
         raise SystemExit(str(exc)) from None
     return 0
@@ -637,8 +635,20 @@ def _views(counts: dict[str, int]) -> str:
     return ", ".join(shown) or "none (nothing published yet)"
 
 
-def _prompt(conn: object) -> None:
-    """Read statements until .quit or end of input; print each result or its error."""
+def _print_result(result: object) -> None:
+    """A console result as a table; says when only its first rows were read."""
+    from aml_pipeline.api.console import PRINTED_ROWS
+
+    if result is None:
+        return
+    print(result.to_pandas().to_string(index=False, max_rows=PRINTED_ROWS))
+    if result.num_rows == PRINTED_ROWS:
+        print(f"(the first {PRINTED_ROWS} rows; --output writes them all)")
+
+
+def _prompt(conn: object, timeout_s: float) -> None:
+    """Read statements until .quit or end of input; print each result or its error (a
+    statement is stopped after ``timeout_s`` seconds, or by Ctrl-C)."""
     from aml_pipeline.api import console
 
     buffer = ""
@@ -653,9 +663,7 @@ def _prompt(conn: object) -> None:
         if not buffer.rstrip().endswith(";"):
             continue
         try:
-            result = console.run_query(conn, buffer)
-            if result is not None:
-                print(result.to_pandas().to_string(index=False, max_rows=200))
+            _print_result(console.run_query(conn, buffer, timeout_s=timeout_s))
         except console.QUERY_ERRORS as exc:
             print(f"error: {exc}")
         buffer = ""
@@ -827,6 +835,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sq.add_argument("--query", help="SQL to run (default: an interactive prompt)")
     sq.add_argument("--output", type=Path, help="write the result to a .csv or .parquet file")
+    sq.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        help="seconds after which a statement is stopped (Ctrl-C stops it too)",
+    )
     sq.add_argument(
         "--catalog",
         type=Path,

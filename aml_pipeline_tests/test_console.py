@@ -4,14 +4,28 @@ console that never writes to the record, and the ``sql`` command."""
 from __future__ import annotations
 
 import io
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 import duckdb
 import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
 import pytest
 
 from aml_pipeline import cli
-from aml_pipeline.api.console import ConsoleRefused, open_console, run_query, write_catalog
+from aml_pipeline.api.console import (
+    PRINTED_ROWS,
+    ConsoleRefused,
+    open_console,
+    run_query,
+    write_catalog,
+    write_result,
+)
 from aml_pipeline_tests.test_api import NETWORKS
 from aml_pipeline_tests.test_api_ranges import write_history
 
@@ -126,3 +140,48 @@ def test_the_interactive_prompt(root, monkeypatch, capsys) -> None:
     out = capsys.readouterr().out
     assert "alert_scores (39 files)" in out and "156" in out
     assert "error: the console is read-only: DROP" in out
+
+
+def test_a_long_statement_is_stopped_and_a_big_result_is_not_read_whole(root: Path) -> None:
+    with open_console(root, NETWORKS) as (conn, _):
+        endless = "SELECT count(*) FROM range(1000000000000) a"
+        began = time.perf_counter()
+        with pytest.raises(ConsoleRefused, match=r"stopped after 0\.5 s"):
+            run_query(conn, endless, timeout_s=0.5)
+        assert time.perf_counter() - began < 10
+        # the connection still answers after the interrupt
+        assert run_query(conn, "SELECT 1 AS one").to_pylist() == [{"one": 1}]
+        began = time.perf_counter()
+        big = run_query(conn, "SELECT * FROM range(100000000)")
+        assert big.num_rows == PRINTED_ROWS and time.perf_counter() - began < 5
+
+
+def test_output_streams_the_whole_result(root: Path, tmp_path: Path) -> None:
+    with open_console(root, NETWORKS) as (conn, _):
+        for suffix in (".csv", ".parquet"):
+            out = tmp_path / f"range{suffix}"
+            rows = write_result(conn, "SELECT * FROM range(250000) t(i)", out, root)
+            assert rows == 250_000
+            read = pq.read_table(out) if suffix == ".parquet" else pa_csv.read_csv(out)
+            assert read.num_rows == 250_000
+
+
+def test_a_killed_consoles_link_tree_is_removed_by_the_next(root: Path) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphan = Path(tempfile.gettempdir()) / f"aml-console-{dead.pid}-left"
+    orphan.mkdir()
+    with open_console(root, NETWORKS):
+        assert not orphan.exists()
+
+
+def test_ctrl_c_cancels_the_running_statement_of_the_sql_command(root: Path) -> None:
+    env = {**os.environ, "AML_DATA_ROOT": str(root), "AML_NETWORKS": ",".join(NETWORKS)}
+    endless = "SELECT count(*) FROM range(1000000000000) a"
+    command = [sys.executable, "-m", "aml_pipeline.cli", "sql", "--query", endless]
+    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    time.sleep(6)  # imports, the link tree, and the statement under way
+    assert process.poll() is None
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 1 and "the statement was cancelled (Ctrl-C)" in err

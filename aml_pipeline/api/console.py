@@ -20,9 +20,12 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -30,6 +33,8 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from aml_pipeline.storage import layout
+
+T = TypeVar("T")
 
 
 class ConsoleRefused(ValueError):
@@ -61,8 +66,15 @@ TABLES = (
     ConsoleTable("labels", "label_events", date_column="label_date"),
 )
 READ_ONLY = (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN)
-#: What a refused or failing statement raises.
+#: What a refused, failing or stopped statement raises.
 QUERY_ERRORS = (ConsoleRefused, duckdb.Error)
+#: A statement still running after this many seconds is stopped (``--timeout``).
+QUERY_TIMEOUT_S = 300.0
+#: Rows read of a result that is printed: the rest is never materialized.
+PRINTED_ROWS = 200
+#: Rows per batch when a result streams to ``--output``.
+BATCH_ROWS = 100_000
+_TREE_PREFIX = "aml-console-"
 
 
 def _daily_files(root: Path, network: str, table: ConsoleTable) -> Iterator[tuple[str, Path]]:
@@ -135,7 +147,8 @@ def open_console(
     """A sandboxed in-memory DuckDB with the views, and the files per view; its link tree
     lives in a temporary folder removed on exit."""
     root = Path(data_root).resolve()
-    with tempfile.TemporaryDirectory(prefix="aml-console-") as folder:
+    _remove_orphan_trees(Path(tempfile.gettempdir()))
+    with tempfile.TemporaryDirectory(prefix=f"{_TREE_PREFIX}{os.getpid()}-") as folder:
         tree = Path(folder)
         counts = link_tree(root, networks, tree)
         conn = duckdb.connect(":memory:")
@@ -166,24 +179,102 @@ def refuse_inside(path: Path, data_root: Path) -> None:
         raise ConsoleRefused(f"{path} is inside the data root {data_root}: write elsewhere")
 
 
-def run_query(conn: duckdb.DuckDBPyConnection, sql: str) -> pa.Table | None:
-    """Run the statements of ``sql`` (SELECT or EXPLAIN only); the last one's result."""
+def _remove_orphan_trees(folder: Path) -> None:
+    """Remove the link trees of consoles whose process is gone (killed, not exited)."""
+    for tree in folder.glob(f"{_TREE_PREFIX}*"):
+        pid = tree.name.removeprefix(_TREE_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(tree, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def interruptible(
+    conn: duckdb.DuckDBPyConnection, work: Callable[[], T], timeout_s: float = QUERY_TIMEOUT_S
+) -> T:
+    """``work()`` (which runs statements on ``conn``) in a worker thread; after
+    ``timeout_s`` seconds, or on Ctrl-C, the running statement is interrupted."""
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(work)
+        try:
+            return future.result(timeout=timeout_s)
+        except FutureTimeout:
+            conn.interrupt()
+            _settle(future)
+            raise ConsoleRefused(f"the statement was stopped after {timeout_s:g} s") from None
+        except KeyboardInterrupt:
+            conn.interrupt()
+            _settle(future)
+            raise ConsoleRefused("the statement was cancelled (Ctrl-C)") from None
+
+
+def _settle(future: Future) -> None:
+    with contextlib.suppress(duckdb.Error, ConsoleRefused):
+        future.result()
+
+
+def _statements(conn: duckdb.DuckDBPyConnection, sql: str) -> list[str]:
     statements = conn.extract_statements(sql)
     refused = [s.type.name for s in statements if s.type not in READ_ONLY]
     if refused:
         raise ConsoleRefused(f"the console is read-only: {', '.join(refused)} is not run")
-    result = None
-    for statement in statements:
-        result = conn.sql(statement.query).to_arrow_table()
-    return result
+    return [s.query for s in statements]
 
 
-def write_result(table: pa.Table, output: Path, data_root: Path) -> None:
-    """Write a result as CSV or Parquet (by ``output``'s suffix), outside the record."""
+def run_query(
+    conn: duckdb.DuckDBPyConnection,
+    sql: str,
+    max_rows: int | None = PRINTED_ROWS,
+    timeout_s: float = QUERY_TIMEOUT_S,
+) -> pa.Table | None:
+    """Run the statements of ``sql`` (SELECT or EXPLAIN only); the last one's result, at
+    most ``max_rows`` rows of it (read no further), each statement stopped after
+    ``timeout_s`` seconds or on Ctrl-C."""
+
+    def work() -> pa.Table | None:
+        result = None
+        for query in _statements(conn, sql):
+            relation = conn.sql(query)
+            if relation is not None and max_rows is not None:
+                relation = relation.limit(max_rows)
+            result = relation.to_arrow_table() if relation is not None else None
+        return result
+
+    return interruptible(conn, work, timeout_s)
+
+
+def write_result(
+    conn: duckdb.DuckDBPyConnection,
+    sql: str,
+    output: Path,
+    data_root: Path,
+    timeout_s: float = QUERY_TIMEOUT_S,
+) -> int:
+    """Stream the last statement's result of ``sql`` to ``output`` as CSV or Parquet (by
+    its suffix), outside the record, in batches (never whole in memory); its row count."""
     refuse_inside(output, data_root)
-    if output.suffix == ".parquet":
-        pq.write_table(table, output)
-    elif output.suffix == ".csv":
-        pa_csv.write_csv(table, output)
-    else:
+    if output.suffix not in (".csv", ".parquet"):
         raise ConsoleRefused(f"--output must end in .csv or .parquet, got {output.name}")
+
+    def work() -> int:
+        *earlier, last = _statements(conn, sql)
+        for query in earlier:
+            conn.sql(query).limit(0).fetchall()  # checked and run, nothing kept
+        reader = conn.sql(last).to_arrow_reader(BATCH_ROWS)
+        writer_type = pq.ParquetWriter if output.suffix == ".parquet" else pa_csv.CSVWriter
+        rows = 0
+        with writer_type(output, reader.schema) as writer:
+            for batch in reader:
+                writer.write_batch(batch)
+                rows += batch.num_rows
+        return rows
+
+    return interruptible(conn, work, timeout_s)
