@@ -78,6 +78,16 @@ def test_a_meaningless_confidence_refuses_the_batch_naming_file_and_column(value
     assert error[2].startswith("1 ")
 
 
+@pytest.mark.parametrize("value", [float("inf"), 1e300, -1e19])
+def test_an_integer_column_holding_no_integer_is_an_error_not_a_traceback(value):
+    tables = batch_tables()
+    tables["features"]["degree_in"] = tables["features"]["degree_in"].astype("float64")
+    tables["features"].loc[0, "degree_in"] = value
+    (error,) = _errors(_validate(batch_files(tables)))
+    assert error[:2] == ("features.parquet", "degree_in")
+    assert "1 value(s) cannot be cast to int" in error[2]
+
+
 def test_infinite_or_negative_amounts_and_counts_are_errors():
     tables = batch_tables()
     tables["features"].loc[0, "total_in_usd"] = float("inf")

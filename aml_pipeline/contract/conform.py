@@ -139,8 +139,11 @@ def cast_column(series: pd.Series, type_: ColumnType) -> tuple[pd.Series, list[o
             ms = series.astype("datetime64[ms]").astype("int64").where(series.notna())
             return ms.astype("Int64"), []
         numeric, failed = _to_numeric(series)
-        fractional = numeric.notna() & (numeric != np.floor(numeric.astype("float64")))
-        failed = failed | fractional
+        as_float = numeric.astype("float64")
+        fractional = numeric.notna() & (numeric != np.floor(as_float))
+        # infinities and magnitudes beyond int64 are no integers either
+        unrepresentable = numeric.notna() & ~(as_float.abs() < 2.0**63)
+        failed = failed | fractional | unrepresentable
         result = numeric.where(~failed).astype("float64").astype("Int64")
         return result, series[failed].tolist()
     if type_ == "float":
