@@ -231,3 +231,14 @@ def test_module_loads_without_deprecation_warnings(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "Warning" not in result.stderr, result.stderr
+
+
+def test_the_landed_batch_and_the_published_day_carry_a_daily_freshness_policy(make_defs):
+    """The landed batch and the published day carry a daily cron freshness policy due four
+    hours after the network's schedule (02:00 UTC by default), over the last 24 hours."""
+    graph = make_defs().resolve_asset_graph()
+    for name in ("landed_batch", "published_scores"):
+        policy = graph.get(dg.AssetKey(["ethereum", name])).freshness_policy
+        assert isinstance(policy, dg.FreshnessPolicy), name
+        assert policy.deadline_cron == "0 6 * * *" and policy.timezone == "UTC"
+        assert policy.lower_bound_delta.total_seconds() == 24 * 3600

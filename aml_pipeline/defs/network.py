@@ -19,6 +19,7 @@ from aml_pipeline.defs.automation import (
     build_daily_schedule,
     build_label_arrival_sensor,
     build_new_batch_sensor,
+    daily_freshness,
 )
 from aml_pipeline.defs.checks import build_checks
 from aml_pipeline.settings import NetworkSettings
@@ -58,6 +59,7 @@ def build_network_definitions(
 ) -> dg.Definitions:
     """The assets, checks, daily job, schedule and sensors of one network."""
     name = network.name
+    freshness = daily_freshness(network.schedule_hour)
     job = dg.define_asset_job(
         daily_job_name(name),
         selection=asset_keys([name], DAILY_ASSETS),
@@ -67,11 +69,11 @@ def build_network_definitions(
     )
     return dg.Definitions(
         assets=[
-            *build_ingestion_assets(name, partitions),
+            *build_ingestion_assets(name, partitions, freshness),
             *build_feature_assets(name, partitions),
             *build_model_assets(name),
             build_champion_assets(name),
-            *build_scoring_assets(name, partitions),
+            *build_scoring_assets(name, partitions, freshness),
             *build_evaluation_assets(name, partitions),
             build_comparison_asset(name),
         ],

@@ -129,13 +129,16 @@ def contract_problems(
     return problems
 
 
-def _build_landed_batch(network: str, partitions: dg.PartitionsDefinition):
+def _build_landed_batch(
+    network: str, partitions: dg.PartitionsDefinition, freshness: dg.FreshnessPolicy | None
+):
     key = dg.AssetKey([network, "landed_batch"])
 
     @dg.asset(
         key=key,
         group_name=network,
         partitions_def=partitions,
+        freshness_policy=freshness,
         backfill_policy=BACKFILL,
         kinds={"parquet", "json"},
         code_version=CODE_VERSION,
@@ -432,11 +435,14 @@ def read_known_labels(
 
 
 def build_ingestion_assets(
-    network: str, partitions: dg.PartitionsDefinition
+    network: str,
+    partitions: dg.PartitionsDefinition,
+    freshness: dg.FreshnessPolicy | None = None,
 ) -> list[dg.AssetsDefinition]:
-    """Every ingestion asset of one network (key prefix and group = the network)."""
+    """Every ingestion asset of one network (key prefix and group = the network); the
+    landed batch carries the daily ``freshness`` policy."""
     return [
-        _build_landed_batch(network, partitions),
+        _build_landed_batch(network, partitions, freshness),
         *(_build_raw_table(network, spec, partitions) for spec in BATCH_TABLES),
         _build_batch_metadata(network, partitions),
         _build_label_events(network, partitions),

@@ -110,9 +110,12 @@ def version_mismatch(frames: dict[str, pd.DataFrame], manifest: dict) -> str | N
 
 
 def build_scoring_assets(
-    network: str, partitions: dg.PartitionsDefinition
+    network: str,
+    partitions: dg.PartitionsDefinition,
+    freshness: dg.FreshnessPolicy | None = None,
 ) -> list[dg.AssetsDefinition]:
-    """The scoring step and the publication asset of one network."""
+    """The scoring step and the publication asset of one network (which carries the daily
+    ``freshness`` policy)."""
     group = f"{network}_scoring"
 
     @dg.multi_asset(
@@ -211,6 +214,7 @@ def build_scoring_assets(
         key=[network, "published_scores"],
         group_name=group,
         partitions_def=partitions,
+        freshness_policy=freshness,
         backfill_policy=BACKFILL,
         kinds={"parquet", "json"},
         code_version=CODE_VERSION,
