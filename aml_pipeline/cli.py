@@ -621,7 +621,11 @@ def sql(args: argparse.Namespace) -> int:
                 rows = console.write_result(conn, args.query, args.output, root, args.timeout)
                 print(f"wrote {rows} row(s) to {args.output}")
             elif args.query is not None:
-                _print_result(console.run_query(conn, args.query, timeout_s=args.timeout))
+                _print_result(
+                    console.run_query(
+                        conn, args.query, console.PRINTED_ROWS + 1, timeout_s=args.timeout
+                    )
+                )
             else:
                 print(f"views: {_views(counts)}. End statements with ';', quit with .quit")
                 _prompt(conn, args.timeout)
@@ -641,8 +645,8 @@ def _print_result(result: object) -> None:
 
     if result is None:
         return
-    print(result.to_pandas().to_string(index=False, max_rows=PRINTED_ROWS))
-    if result.num_rows == PRINTED_ROWS:
+    print(result.slice(0, PRINTED_ROWS).to_pandas().to_string(index=False))
+    if result.num_rows > PRINTED_ROWS:  # one more row was read to know
         print(f"(the first {PRINTED_ROWS} rows; --output writes them all)")
 
 
@@ -663,7 +667,9 @@ def _prompt(conn: object, timeout_s: float) -> None:
         if not buffer.rstrip().endswith(";"):
             continue
         try:
-            _print_result(console.run_query(conn, buffer, timeout_s=timeout_s))
+            _print_result(
+                console.run_query(conn, buffer, console.PRINTED_ROWS + 1, timeout_s=timeout_s)
+            )
         except console.QUERY_ERRORS as exc:
             print(f"error: {exc}")
         buffer = ""

@@ -607,6 +607,9 @@ def test_with_a_token_every_route_but_health_and_the_docs_needs_it(data_root: Pa
         assert wrong.status_code == 401
         good = client.get(latest, headers={"Authorization": "Bearer s3cret"})
         assert good.status_code == 200
+        lower = client.get(latest, headers={"Authorization": "bearer s3cret"})
+        assert lower.status_code == 200  # the scheme is case-insensitive (RFC 7235)
+        assert client.get("/healthz").status_code == 401  # only the open paths themselves
         for open_path in ("/health", "/docs", "/openapi.json"):
             assert client.get(open_path).status_code == 200, open_path
 

@@ -185,3 +185,15 @@ def test_ctrl_c_cancels_the_running_statement_of_the_sql_command(root: Path) -> 
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=30)
     assert process.returncode == 1 and "the statement was cancelled (Ctrl-C)" in err
+
+
+def test_a_stopped_export_leaves_no_file_and_an_empty_query_is_refused(
+    root: Path, tmp_path: Path
+) -> None:
+    with open_console(root, NETWORKS) as (conn, _):
+        out = tmp_path / "huge.csv"
+        with pytest.raises(ConsoleRefused, match="stopped after 1 s"):
+            write_result(conn, "SELECT * FROM range(2000000000)", out, root, timeout_s=1)
+        assert list(tmp_path.iterdir()) == []  # neither the file nor a partial one
+        with pytest.raises(ConsoleRefused, match="no statement to run"):
+            write_result(conn, "-- nothing", tmp_path / "x.csv", root)

@@ -82,6 +82,7 @@ def test_validation_uses_the_latest_mature_days_alternately_for_stopping_and_cal
     # the immature days after the validation days are trained on, weighted up
     young = split.train & ~day.isin(timing.mature_days).to_numpy()
     assert young.any() and (split.weight[young] >= 1).all() and split.weight[young].max() > 1
+    assert split.describe(frame)["weighted_rows"] == int(young.sum())
     assert (split.weight[split.train & ~young] == 1).all()
 
 

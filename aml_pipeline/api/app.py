@@ -250,19 +250,23 @@ class _HeadAsGet:
 
 
 #: Paths open without the bearer token: liveness and the documentation of the API.
-OPEN_PATHS = ("/health", "/docs", "/redoc", "/openapi.json", "/static-offline-docs/")
+OPEN_PATHS = ("/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json")
+OPEN_PREFIXES = ("/static-offline-docs/",)
 
 
 def _require_token(app: FastAPI, token: str) -> None:
     """Refuse every request but ``OPEN_PATHS`` without ``Authorization: Bearer {token}``."""
-    expected = f"Bearer {token}".encode()
+    expected = token.encode()
+
+    def authorized(header: str) -> bool:
+        scheme, _, given = header.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), expected)
 
     @app.middleware("http")
     async def bearer_token(request: Request, call_next: Any) -> Any:
         path = request.url.path
-        if path.startswith(OPEN_PATHS) or hmac.compare_digest(
-            request.headers.get("authorization", "").encode(), expected
-        ):
+        open_path = path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
+        if open_path or authorized(request.headers.get("authorization", "")):
             return await call_next(request)
         return JSONResponse(
             {"detail": "a bearer token is required (Authorization: Bearer ...)"},

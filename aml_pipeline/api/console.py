@@ -209,7 +209,7 @@ def interruptible(
         except FutureTimeout:
             conn.interrupt()
             _settle(future)
-            raise ConsoleRefused(f"the statement was stopped after {timeout_s:g} s") from None
+            raise ConsoleRefused(f"the statements were stopped after {timeout_s:g} s") from None
         except KeyboardInterrupt:
             conn.interrupt()
             _settle(future)
@@ -217,12 +217,15 @@ def interruptible(
 
 
 def _settle(future: Future) -> None:
-    with contextlib.suppress(duckdb.Error, ConsoleRefused):
+    """Wait for the interrupted work to end (an interrupted Arrow stream raises OSError)."""
+    with contextlib.suppress(duckdb.Error, ConsoleRefused, OSError):
         future.result()
 
 
 def _statements(conn: duckdb.DuckDBPyConnection, sql: str) -> list[str]:
     statements = conn.extract_statements(sql)
+    if not statements:
+        raise ConsoleRefused("no statement to run")
     refused = [s.type.name for s in statements if s.type not in READ_ONLY]
     if refused:
         raise ConsoleRefused(f"the console is read-only: {', '.join(refused)} is not run")
@@ -236,8 +239,8 @@ def run_query(
     timeout_s: float = QUERY_TIMEOUT_S,
 ) -> pa.Table | None:
     """Run the statements of ``sql`` (SELECT or EXPLAIN only); the last one's result, at
-    most ``max_rows`` rows of it (read no further), each statement stopped after
-    ``timeout_s`` seconds or on Ctrl-C."""
+    most ``max_rows`` rows of it (read no further); the statements together are stopped
+    after ``timeout_s`` seconds or on Ctrl-C."""
 
     def work() -> pa.Table | None:
         result = None
@@ -259,7 +262,9 @@ def write_result(
     timeout_s: float = QUERY_TIMEOUT_S,
 ) -> int:
     """Stream the last statement's result of ``sql`` to ``output`` as CSV or Parquet (by
-    its suffix), outside the record, in batches (never whole in memory); its row count."""
+    its suffix), outside the record, in batches (never whole in memory); its row count.
+    The file appears only complete: it is written beside ``output`` and renamed at the end,
+    and removed when the statement fails or is stopped."""
     refuse_inside(output, data_root)
     if output.suffix not in (".csv", ".parquet"):
         raise ConsoleRefused(f"--output must end in .csv or .parquet, got {output.name}")
@@ -271,10 +276,15 @@ def write_result(
         reader = conn.sql(last).to_arrow_reader(BATCH_ROWS)
         writer_type = pq.ParquetWriter if output.suffix == ".parquet" else pa_csv.CSVWriter
         rows = 0
-        with writer_type(output, reader.schema) as writer:
+        with writer_type(partial, reader.schema) as writer:
             for batch in reader:
                 writer.write_batch(batch)
                 rows += batch.num_rows
+        os.replace(partial, output)
         return rows
 
-    return interruptible(conn, work, timeout_s)
+    partial = output.with_name(f".{output.name}.partial")
+    try:
+        return interruptible(conn, work, timeout_s)
+    finally:
+        partial.unlink(missing_ok=True)

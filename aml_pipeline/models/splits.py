@@ -13,8 +13,10 @@ Younger (immature) days can still teach the model. With ``immature="weight"`` ea
 their labelled rows is weighted by the inverse of the probability that a label of its
 class had arrived at its age (``1 / F_class(age)``, estimated from the label delays of the
 mature days), so the SARs that arrive first do not outweigh the closures still to come;
-``immature="exclude"`` leaves them out. Without enough mature days the split falls back
-to the latest days, unweighted, and says so (``mature`` False).
+``immature="exclude"`` leaves them out. Weighted, they come after the validation days:
+the validation is then not a forward-in-time holdout (``make quality`` measures whether
+that makes the figures optimistic). Without enough mature days the split falls back to the
+latest days, unweighted, and says so (``mature`` False).
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ class Split:
     calibrate: np.ndarray  # the calibration map, and the ranking figures
     weight: np.ndarray
     mature: bool  # the validation slices are mature days only
+    young: np.ndarray  # training rows of immature days (weighted by their label arrival)
 
     @property
     def valid(self) -> np.ndarray:
@@ -72,12 +75,11 @@ class Split:
         def span(mask: np.ndarray) -> list[str]:
             return sorted(str(d) for d in set(days[mask]))
 
-        immature = self.train & (self.weight != 1.0)
         return {
             "split": "mature days" if self.mature else "latest days (no mature days)",
             "early_stopping_days": span(self.stop),
             "calibration_days": span(self.calibrate),
-            "weighted_rows": int(immature.sum()),
+            "weighted_rows": int(self.young.sum()),
             "max_weight": round(float(self.weight[self.train].max(initial=1.0)), 3),
         }
 
@@ -109,13 +111,15 @@ def split_by_maturity(
     stop = day.isin(set(valid_days) - calibrate_days).to_numpy()
     train = ~(calibrate | stop)
     weight = np.ones(len(frame))
+    young = np.zeros(len(frame), dtype=bool)
     if on_mature and timing is not None:
         young = train & ~day.isin(timing.mature_days).to_numpy()
         if timing.immature == "exclude":
             train &= ~young
+            young = np.zeros(len(frame), dtype=bool)
         else:
             weight[young] = 1.0 / arrival_probability(frame, timing, young)
-    return Split(train, stop, calibrate, weight, on_mature)
+    return Split(train, stop, calibrate, weight, on_mature, young)
 
 
 def _delays(frame: pd.DataFrame) -> np.ndarray:

@@ -35,8 +35,14 @@ from aml_pipeline.evaluation.gates import (
 )
 from aml_pipeline.features.alert_features import CATEGORIES
 from aml_pipeline.features.cluster_features import CLUSTER_TYPES
-from aml_pipeline.models.registry import MODEL_KINDS, ModelRegistry
+from aml_pipeline.models.registry import (
+    MODEL_KINDS,
+    ModelIntegrityError,
+    ModelNotFound,
+    ModelRegistry,
+)
 from aml_pipeline.provenance import module_version
+from aml_pipeline.storage.tables import MissingPartitions
 
 #: Tier 1 runs on this many of the latest stored days when no comparison names the days.
 GATE_DAYS = 3
@@ -116,13 +122,19 @@ class _Promotion:
         self.comparison = None
         if kind == "alert_scorer" and config.from_comparison:
             latest = comparisons[0] if comparisons else None
-            if latest and latest.get("significant") and str(latest.get("winner")).startswith("B"):
+            won = bool(latest and latest.get("significant"))
+            won = won and str(latest.get("winner")).startswith("B")
+            if won and latest.get("model_a") == self.current:
                 self.version, self.comparison = latest["model_b"], latest
                 self.reason = config.reason or latest["recommendation"]
             else:
                 self.version, self.reason = self.current or versions[-1], config.reason
-                self.note = "no significant challenger in the latest model_comparison" + (
-                    f": {latest['recommendation']}" if latest else " (none yet)"
+                self.note = (
+                    f"the latest model_comparison's baseline v{latest.get('model_a')} is not the "
+                    f"champion v{self.current}"
+                    if won
+                    else "no significant challenger in the latest model_comparison"
+                    + (f": {latest['recommendation']}" if latest else " (none yet)")
                 )
             return
         self.version = getattr(config, kind) or self.current or versions[-1]
@@ -146,13 +158,21 @@ class _Promotion:
         return stored[-GATE_DAYS:]
 
     def gates(self, warehouse: Warehouse) -> list[Gate]:
-        """The compatibility gate, and for a new alert-scorer champion tier 1."""
+        """The compatibility gate, and for a new alert-scorer champion tier 1; a model or
+        gate day that cannot be read fails its gate, with the reason."""
         load = functools.partial(self.registry.load, self.kind, self.version)
-        found = [compatibility_gate(load(), vocabularies(self.kind))]
+        try:
+            found = [compatibility_gate(load(), vocabularies(self.kind))]
+        except (ModelIntegrityError, ModelNotFound) as exc:
+            return [Gate("compatible", False, f"the model cannot be loaded: {exc}")]
         if self.kind == "alert_scorer" and self.changes and found[0].passed:
             days = self.gate_days(warehouse)
             key = dg.AssetKey([self.registry.network, "alert_features"])
-            frame = warehouse.read_days(key, days) if days else pd.DataFrame()
+            try:
+                frame = warehouse.read_days(key, days) if days else pd.DataFrame()
+            except MissingPartitions as exc:
+                found.append(Gate("tier1", False, f"its days cannot be read: {exc}"))
+                return found
             found.append(tier1_gate(load, {day: day_rows(frame, day) for day in days}))
         return found
 

@@ -327,8 +327,8 @@ def build_model_assets(network: str) -> list[dg.AssetsDefinition]:
         key=[network, "alert_scorer"],
         deps=alert_deps,
         description="LightGBM binary classifier of P(SAR filed) per alert, calibrated on the "
-        "validation days (Platt), with confidence-only and logistic-regression baselines. "
-        "Its data version is the champion's, which scoring uses.",
+        "calibration days (Platt), with confidence-only and logistic-regression baselines. "
+        "Its data version is the trained version's; scoring uses the champion asset's.",
         **common,
     )
     def alert_scorer(
