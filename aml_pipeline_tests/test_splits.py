@@ -104,7 +104,7 @@ def test_immature_rows_are_weighted_by_the_inverse_arrival_of_their_class(censor
 
 def test_excluding_immature_days_trains_on_mature_days_only(censored):
     frame, timing = censored
-    split = split_by_maturity(frame, 0.2, LabelTiming(timing.mature_days, AS_OF, "exclude"))
+    split = split_by_maturity(frame, 0.2, timing, "exclude")
     trained = set(frame.loc[split.train, "processing_date"])
     assert trained <= timing.mature_days and (split.weight == 1).all()
 

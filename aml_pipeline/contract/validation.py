@@ -202,23 +202,16 @@ def _check_values(report: ValidationReport, file: str, col: ColumnSpec, values: 
                 f"{int(np.isnan(x).sum())} missing or NaN value(s) in a required column",
             )
     finite = x[np.isfinite(x)]
-    if col.valid is not None:
-        bad = finite[_outside(finite, col.valid)]
-        if len(bad):
+    # outside the valid range: meaningless; outside the usual one: odd
+    for severity, bounds in (("error", col.valid), ("warning", col.usual)):
+        outside = finite[_outside(finite, bounds)] if bounds is not None else finite[:0]
+        if len(outside):
             report.add(
-                "error",
+                severity,
                 file,
                 col.name,
-                f"{len(bad)} value(s) not {_bounds_text(col.valid)}: {_examples(bad.tolist())}",
-            )
-    if col.usual is not None:
-        odd = finite[_outside(finite, col.usual)]
-        if len(odd):
-            report.add(
-                "warning",
-                file,
-                col.name,
-                f"{len(odd)} value(s) not {_bounds_text(col.usual)}: {_examples(odd.tolist())}",
+                f"{len(outside)} value(s) not {_bounds_text(bounds)}: "
+                f"{_examples(outside.tolist())}",
             )
     huge = finite[np.abs(finite) > MAX_PLAUSIBLE]
     if len(huge):

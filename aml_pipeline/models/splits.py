@@ -41,16 +41,11 @@ class NotEnoughLabels(ValueError):
 
 @dataclass(frozen=True)
 class LabelTiming:
-    """What the labels of a training frame rest on: the days whose labels are mature, the
-    last label day known (``through``) and how immature days are used."""
+    """What the labels of a training frame rest on: the days whose labels are mature and
+    the last label day known (``through``)."""
 
     mature_days: frozenset[dt.date]
     through: dt.date
-    immature: str = "weight"
-
-    def __post_init__(self) -> None:
-        if self.immature not in IMMATURE_MODES:
-            raise ValueError(f"immature must be one of {IMMATURE_MODES}, got {self.immature!r}")
 
 
 @dataclass(frozen=True)
@@ -90,11 +85,17 @@ def validation_days(days: list[dt.date], valid_fraction: float) -> int:
 
 
 def split_by_maturity(
-    frame: pd.DataFrame, valid_fraction: float, timing: LabelTiming | None = None
+    frame: pd.DataFrame,
+    valid_fraction: float,
+    timing: LabelTiming | None = None,
+    immature: str = "weight",
 ) -> Split:
     """The split of ``frame`` (sorted by processing_date, with ``LABEL`` and, to weight
     immature rows, ``label_date``): validation on the latest mature days when more than
-    the validation days are mature, else on the latest days."""
+    the validation days are mature, else on the latest days; ``immature`` (one of
+    ``IMMATURE_MODES``) says how the younger days train."""
+    if immature not in IMMATURE_MODES:
+        raise ValueError(f"immature must be one of {IMMATURE_MODES}, got {immature!r}")
     days = sorted(set(frame["processing_date"]))
     n_valid = validation_days(days, valid_fraction)
     if len(days) <= n_valid:
@@ -114,7 +115,7 @@ def split_by_maturity(
     young = np.zeros(len(frame), dtype=bool)
     if on_mature and timing is not None:
         young = train & ~day.isin(timing.mature_days).to_numpy()
-        if timing.immature == "exclude":
+        if immature == "exclude":
             train &= ~young
             young = np.zeros(len(frame), dtype=bool)
         else:

@@ -218,7 +218,7 @@ def train_binary(
     days' early-stopping slice and the calibration map their calibration slice; the
     recorded AUCs and best F1 are of the calibration slice, the Brier score, ECE and mean
     score against the SAR rate of the early-stopping slice (which the map never saw)."""
-    split = split_by_maturity(frame, params.valid_fraction, _timing(params, timing))
+    split = split_by_maturity(frame, params.valid_fraction, timing, params.immature)
     train, stop, cal = split.train, split.stop, split.calibrate
     y = frame[LABEL].to_numpy()
     for part, mask in (("training", train), ("early-stopping", stop), ("calibration", cal)):
@@ -285,13 +285,6 @@ def train_binary(
     )
 
 
-def _timing(params: TrainParams, timing: LabelTiming | None) -> LabelTiming | None:
-    """``timing`` with the immature-day mode of ``params``."""
-    if timing is None:
-        return None
-    return LabelTiming(timing.mature_days, timing.through, params.immature)
-
-
 def _monotone_params(features: list[str], monotone: dict[str, int] | None) -> dict[str, Any]:
     if not monotone:
         return {}
@@ -329,7 +322,7 @@ def train_ranker(
     """LambdaRank with one query group per day (frames are one network each); ``monotone``
     and ``timing`` as for ``train_binary``: early stopping on the early-stopping slice,
     the recorded NDCG and AUC on the calibration slice."""
-    split = split_by_maturity(frame, params.valid_fraction, _timing(params, timing))
+    split = split_by_maturity(frame, params.valid_fraction, timing, params.immature)
     train, stop, cal = split.train, split.stop, split.calibrate
     rel = relevance(frame)
     for part, mask in (("training", train), ("early-stopping", stop), ("calibration", cal)):

@@ -118,9 +118,11 @@ class _Promotion:
         versions = [e["version"] for e in registry.entries(kind)]
         if not versions:
             raise dg.Failure(description=f"{registry.network} has no {kind} yet: train one first")
-        comparisons = _comparisons(context.instance, registry.network)
+        # comparisons are of alert scorers: another kind's versions are never in them
+        scorer = kind == "alert_scorer"
+        comparisons = _comparisons(context.instance, registry.network) if scorer else []
         self.comparison = None
-        if kind == "alert_scorer" and config.from_comparison:
+        if scorer and config.from_comparison:
             latest = comparisons[0] if comparisons else None
             won = bool(latest and latest.get("significant"))
             won = won and str(latest.get("winner")).startswith("B")
