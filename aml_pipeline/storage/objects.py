@@ -77,17 +77,6 @@ class Storage(Protocol):
     def publish_dir(self, key: str, files: Mapping[str, bytes]) -> None: ...
 
 
-def _holds(folder: Path, files: Mapping[str, bytes]) -> bool:
-    """Whether ``folder`` holds exactly ``files``, byte for byte."""
-    if not folder.is_dir():
-        return False
-    names = {p.name for p in folder.iterdir()}
-    return names == set(files) and all(
-        (folder / name).stat().st_size == len(data) and (folder / name).read_bytes() == data
-        for name, data in files.items()
-    )
-
-
 class LocalStorage:
     """Files under a local root directory, every write atomic (temp file + rename)."""
 
@@ -174,12 +163,9 @@ class LocalStorage:
         mix and never nothing. Retired versions are kept for a grace period (see
         KEPT_VERSIONS), so a reader that resolved the link before a swap can finish.
         A directory published before links were used is moved into the versions first
-        (a reader in that one instant may miss the day). Publishing exactly the content
-        ``key`` holds already writes nothing (re-landing an unchanged batch keeps one copy).
+        (a reader in that one instant may miss the day).
         """
         final = self.local_path(key)
-        if _holds(final, files):
-            return
         versions = final.with_name(f".{final.name}.versions")
         versions.mkdir(parents=True, exist_ok=True)
         token = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
