@@ -161,6 +161,13 @@ class Settings(BaseSettings):
         description="processes that fetch and validate the days of a ranged landing run at "
         "once (`1`: in the run's own process)",
     )
+    min_free_mb: int = Field(
+        default=256,
+        ge=0,
+        le=10**7,
+        description="MB a landing must leave free on the data root's disk; a range that "
+        "would not is refused before anything is written",
+    )
     parallel_runs: int = Field(
         default=2,
         ge=1,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -15,6 +16,7 @@ import pytest
 from aml_pipeline.contract.files import parquet_bytes
 from aml_pipeline.contract.schema import META_FILE
 from aml_pipeline.defs.definitions import build_definitions
+from aml_pipeline.storage.objects import LocalStorage
 from aml_pipeline_tests.conftest import (
     NETWORK,
     batch_files,
@@ -156,6 +158,39 @@ def test_a_refused_range_writes_no_day_of_it(tmp_path):
     assert not (tmp_path / "data" / "input").exists()
 
 
+def test_a_range_too_big_for_the_disk_is_refused_before_anything_is_written(
+    make_defs, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(LocalStorage, "free_bytes", lambda self: 200 * 2**20)
+    result = run(make_defs(), "2025-01-12", "2025-01-13")
+    assert not result.success
+    text = failure_text(result)
+    assert "too little space to land 2 ethereum day(s)" in text and "200 MB free" in text
+    assert "AML_MIN_FREE_MB reserve of 256 MB" in text and "nothing was written" in text
+    assert not (tmp_path / "data" / "input" / NETWORK).exists()
+    assert run(make_defs(min_free_mb=0), "2025-01-12", "2025-01-13").success
+
+
+def test_a_disk_full_mid_range_says_which_days_landed_and_each_is_whole(
+    make_defs, tmp_path, monkeypatch
+):
+    publish = LocalStorage.publish_dir
+
+    def full_on_the_second_day(self, key, files):
+        if key.endswith("2025-01-13"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        publish(self, key, files)
+
+    monkeypatch.setattr(LocalStorage, "publish_dir", full_on_the_second_day)
+    result = run(make_defs(), "2025-01-12", "2025-01-14")
+    text = failure_text(result)
+    assert "landing ethereum 2025-01-13 failed ([Errno 28] No space left on device)" in text
+    assert "2025-01-12..2025-01-12 landed, 2025-01-13..2025-01-14 not" in text
+    landed = tmp_path / "data" / "input" / NETWORK
+    assert sorted(p.name for p in landed.glob("2025-*")) == ["2025-01-12"]
+    assert not [p for p in landed.rglob("*") if "2025-01-13" in p.name]
+
+
 def test_a_directory_for_a_file_and_a_huge_value_are_reported_not_raised(tmp_path):
     source_dir = tmp_path / "sot"
     day = dt.date(2025, 1, 14)
@@ -230,6 +265,9 @@ def test_rematerializing_a_day_is_idempotent(make_defs, tmp_path):
     assert run(defs, "2025-01-06").success
     second = {k: v for k, v in files_under(data).items() if not k.endswith("LANDING.json")}
     assert first == second
+    # the unchanged batch is not landed again: one copy of the day in input/
+    versions = data / "input" / "ethereum" / ".2025-01-06.versions"
+    assert len(list(versions.iterdir())) == 1
 
 
 def test_a_backfill_range_is_one_run_writing_one_file_per_day(make_defs, tmp_path):

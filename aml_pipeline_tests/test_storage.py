@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from aml_pipeline.storage import objects
-from aml_pipeline.storage.objects import KEPT_VERSIONS, LocalStorage, StorageKeyError
+from aml_pipeline.storage.objects import LocalStorage, StorageKeyError
 
 
 @pytest.mark.parametrize("key", ["", "/etc/passwd", "../x", "a/../../b", "a//b", "a\\b", "./a"])
@@ -35,15 +35,44 @@ def test_publish_dir_replaces_the_whole_directory(tmp_path, monkeypatch):
     assert storage.read_bytes("net/2025-01-01/x.parquet") == b"3"
     assert storage.list_dir("net") == ["2025-01-01"]  # the versions folder is hidden
     versions = tmp_path / "net" / ".2025-01-01.versions"
-    for _ in range(4):
-        storage.publish_dir("net/2025-01-01", {"x.parquet": b"4"})
+    for n in range(4):
+        storage.publish_dir("net/2025-01-01", {"x.parquet": b"4%d" % n})
     assert len(os.listdir(versions)) == 6  # every version retired within the grace period
+    current = os.readlink(tmp_path / "net" / "2025-01-01")
+    for _ in range(3):  # the same content again: nothing is written
+        storage.publish_dir("net/2025-01-01", {"x.parquet": b"43"})
+    assert len(os.listdir(versions)) == 6
+    assert os.readlink(tmp_path / "net" / "2025-01-01") == current
     monkeypatch.setattr(objects, "RETIRED_GRACE_SECONDS", 0)
     storage.publish_dir("net/2025-01-01", {"x.parquet": b"5"})
-    # the current version and KEPT_VERSIONS retired ones
-    assert len(os.listdir(versions)) == 1 + KEPT_VERSIONS
+    assert os.listdir(versions) == [os.readlink(tmp_path / "net" / "2025-01-01").split("/")[1]]
     storage.delete("net/2025-01-01")
     assert os.listdir(tmp_path / "net") == []
+
+
+def test_a_version_is_kept_for_the_grace_period_after_it_was_replaced(tmp_path, monkeypatch):
+    """Its age does not count, only how long ago it was replaced; every publication also
+    sweeps the other days of its folder, and removes what a dead publisher staged."""
+    storage, net = LocalStorage(tmp_path), tmp_path / "net"
+    storage.publish_dir("net/a", {"x": b"1"})
+    storage.publish_dir("net/b", {"x": b"1"})
+    old = os.listdir(net / ".a.versions")[0]
+    hour = 3600 * 10**9
+    os.rename(net / ".a.versions" / old, net / ".a.versions" / f"{int(old[:20]) - hour:020d}-x")
+    os.symlink(f".a.versions/{int(old[:20]) - hour:020d}-x", net / ".a.new")
+    os.replace(net / ".a.new", net / "a")  # published an hour ago, replaced just now:
+    storage.publish_dir("net/a", {"x": b"2"})
+    assert len(os.listdir(net / ".a.versions")) == 2  # kept
+    dead = f"{int(os.readlink(net / 'b').split('/')[1][:20]) + 1:020d}-dead"
+    (net / ".b.versions" / dead).mkdir()  # staged by a publisher killed before its swap
+    monkeypatch.setattr(objects, "ORPHANED_SECONDS", 0)
+    storage.publish_dir("net/a", {"x": b"3"})  # sweeps b as well
+    assert dead not in os.listdir(net / ".b.versions")
+    assert len(os.listdir(net / ".a.versions")) == 3  # nothing expired yet
+    monkeypatch.setattr(objects, "RETIRED_GRACE_SECONDS", 0)
+    storage.publish_dir("net/b", {"x": b"1"})  # unchanged: nothing written, a swept
+    assert os.listdir(net / ".a.versions") == [os.readlink(net / "a").split("/")[1]]
+    assert storage.read_bytes("net/a/x") == b"3" and storage.read_bytes("net/b/x") == b"1"
 
 
 def test_a_directory_published_before_versions_is_taken_over(tmp_path):
@@ -52,6 +81,15 @@ def test_a_directory_published_before_versions_is_taken_over(tmp_path):
     storage = LocalStorage(tmp_path)
     storage.publish_dir("net/day", {"a": b"new"})
     assert storage.read_bytes("net/day/a") == b"new" and (tmp_path / "net" / "day").is_symlink()
+
+
+def test_an_unversioned_directory_is_versioned_even_when_its_content_is_unchanged(tmp_path):
+    """Skipping it would leave readers on the plain path, which the next publication then
+    moves away between two reads of one request."""
+    (tmp_path / "net" / "day").mkdir(parents=True)
+    (tmp_path / "net" / "day" / "a").write_bytes(b"same")
+    LocalStorage(tmp_path).publish_dir("net/day", {"a": b"same"})
+    assert (tmp_path / "net" / "day").is_symlink()
 
 
 def test_a_failed_publish_keeps_the_previous_directory(tmp_path, monkeypatch):

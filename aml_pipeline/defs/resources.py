@@ -72,6 +72,7 @@ class PipelineConfig(dg.ConfigurableResource):
     labels_as_of: str = Field(description=_about("labels_as_of"))
     explain_coverage: int = Field(description=_about("explain_coverage"))
     fetch_workers: int = Field(description=_about("fetch_workers"))
+    min_free_mb: int = Field(description=_about("min_free_mb"))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PipelineConfig:
@@ -85,6 +86,7 @@ class PipelineConfig(dg.ConfigurableResource):
             labels_as_of=settings.as_of(),
             explain_coverage=settings.explain_coverage,
             fetch_workers=settings.fetch_workers,
+            min_free_mb=settings.min_free_mb,
         )
 
     def network(self, network: str) -> NetworkConfig:

@@ -96,6 +96,34 @@ def fetch_and_validate(
     return checked
 
 
+#: A landed day takes about this many times its batch's bytes while it is being landed:
+#: the landed files, the warehouse tables cast from them, and the replaced version of a
+#: re-landed day kept for its grace period.
+SPACE_PER_BATCH_BYTE = 3
+
+
+class NoSpace(RuntimeError):
+    """Too little free space to land a range; nothing of it was written."""
+
+
+def check_space(
+    storage: Storage, network: str, checked: Sequence[CheckedBatch], reserve_bytes: int
+) -> None:
+    """Raise ``NoSpace`` unless landing ``checked`` leaves ``reserve_bytes`` free."""
+    free = storage.free_bytes()
+    size = sum(len(data) for c in checked for data in c.batch.files.values())
+    need = SPACE_PER_BATCH_BYTE * size + reserve_bytes
+    if free is not None and free < need:
+        mb = 2**20
+        raise NoSpace(
+            f"too little space to land {len(checked)} {network} day(s) in {storage!r}: "
+            f"{free / mb:,.0f} MB free, {need / mb:,.0f} MB needed ({size / mb:,.1f} MB of "
+            f"batches x{SPACE_PER_BATCH_BYTE} for the landed files, their warehouse tables "
+            f"and replaced versions, plus the AML_MIN_FREE_MB reserve of "
+            f"{reserve_bytes / mb:,.0f} MB); nothing was written"
+        )
+
+
 def land(storage: Storage, checked: CheckedBatch) -> dict[str, str]:
     """Publish a validated batch to ``{network}/{date}/`` in one atomic swap.
 

@@ -9,6 +9,8 @@ medium, and what an object store would use instead (none is implemented yet):
 * ``publish_dir``: a directory replaced whole for readers (local: versions behind a
   symbolic link swapped in one rename; an object store: the files under a new prefix,
   then one small pointer object readers follow).
+* ``free_bytes``: the space left, checked before a landing (an object store: None, no
+  limit to check).
 * ``locked``: a read-modify-write of one file by one writer at a time (local: ``flock``;
   an object store: a conditional write, or a Dagster pool of limit 1).
 * ``local_path``/``resolve_dir``: a file path DuckDB scans directly; an object store
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import os
 import shutil
 import time
@@ -27,10 +30,12 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
-#: Retired versions of a published directory are kept for readers still on them: the
-#: newest KEPT_VERSIONS, and any retired less than RETIRED_GRACE_SECONDS ago.
-KEPT_VERSIONS = 2
+#: A retired version of a published directory is kept this long after it was replaced,
+#: so a reader that resolved the link before the swap can finish; then it is removed.
 RETIRED_GRACE_SECONDS = 60
+#: A version newer than the one published and older than this was staged by a publisher
+#: that died before its swap: it is removed.
+ORPHANED_SECONDS = 3600
 
 
 def _fsync_dir(path: Path) -> None:
@@ -75,6 +80,74 @@ class Storage(Protocol):
     def locked(self, key: str) -> contextlib.AbstractContextManager[None]: ...
 
     def publish_dir(self, key: str, files: Mapping[str, bytes]) -> None: ...
+
+    def free_bytes(self) -> int | None: ...
+
+
+def _holds(folder: Path, files: Mapping[str, bytes]) -> bool:
+    """Whether ``folder`` holds exactly ``files``, byte for byte."""
+    if not folder.is_dir():
+        return False
+    names = {p.name for p in folder.iterdir()}
+    return names == set(files) and all(
+        (folder / name).stat().st_size == len(data) and (folder / name).read_bytes() == data
+        for name, data in files.items()
+    )
+
+
+def _stamp(version: str) -> int:
+    """When a version folder was created (ns; its name starts with the time)."""
+    return int(version.split("-", 1)[0])
+
+
+def _sweep(versions: Path) -> None:
+    """Remove the versions in ``versions`` that no reader can be on any more: those
+    replaced more than RETIRED_GRACE_SECONDS ago (a version is replaced when the next one
+    is created) and those a dead publisher left unpublished."""
+    link = versions.with_name(versions.name.removeprefix(".").removesuffix(".versions"))
+    try:
+        current = os.readlink(link).rsplit("/", 1)[-1]
+        names = sorted(os.listdir(versions))
+    except OSError:  # not published (yet), or removed meanwhile
+        return
+    if current not in names:
+        return
+    now, at = time.time_ns(), names.index(current)
+    retired = [
+        old
+        for old, new in itertools.pairwise(names[: at + 1])
+        if _stamp(new) < now - RETIRED_GRACE_SECONDS * 10**9
+    ]
+    orphaned = [v for v in names[at + 1 :] if _stamp(v) < now - ORPHANED_SECONDS * 10**9]
+    for name in retired + orphaned:
+        shutil.rmtree(versions / name, ignore_errors=True)
+
+
+def _swap_in(final: Path, files: Mapping[str, bytes]) -> None:
+    """Stage ``files`` as a new version of ``final`` and swap the link to it."""
+    versions = final.with_name(f".{final.name}.versions")
+    versions.mkdir(parents=True, exist_ok=True)
+    now = time.time_ns()
+    token = f"{now:020d}-{uuid.uuid4().hex[:8]}"
+    staged = versions / token
+    link = final.with_name(f".{final.name}.{token}.link")
+    try:
+        staged.mkdir()
+        for name, data in files.items():
+            with open(staged / check_key(name), "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        if final.is_dir() and not final.is_symlink():  # replaced by the new version
+            os.replace(final, versions / f"{now - 1:020d}-unversioned")
+        os.symlink(f"{versions.name}/{token}", link)
+        os.replace(link, final)
+        _fsync_dir(final.parent)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    finally:
+        link.unlink(missing_ok=True)
 
 
 class LocalStorage:
@@ -149,6 +222,13 @@ class LocalStorage:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
+    def free_bytes(self) -> int:
+        """Bytes free on the file system of the root (or of its nearest existing parent)."""
+        path = self.root
+        while not path.exists():
+            path = path.parent
+        return shutil.disk_usage(path).free
+
     def write_bytes(self, key: str, data: bytes) -> None:
         with self.writing(key) as tmp:
             tmp.write_bytes(data)
@@ -160,37 +240,17 @@ class LocalStorage:
         ``key`` is a symbolic link to a version folder (``.{name}.versions/{token}``): the
         files are staged and fsynced in a new version, then the link is replaced in one
         rename, so a reader opening ``key/...`` gets the old day or the new one, never a
-        mix and never nothing. Retired versions are kept for a grace period (see
-        KEPT_VERSIONS), so a reader that resolved the link before a swap can finish.
+        mix and never nothing. A replaced version is kept for a grace period (see
+        RETIRED_GRACE_SECONDS), so a reader that resolved the link before a swap can
+        finish; every publication removes the expired versions of ``key``'s siblings.
         A directory published before links were used is moved into the versions first
-        (a reader in that one instant may miss the day).
+        (a reader in that one instant may miss the day, or read one file of it before and
+        one after). Publishing exactly the content a versioned ``key`` holds already writes
+        nothing (re-landing an unchanged batch keeps one copy); an unversioned one is
+        always moved into the versions, so no reader keeps the unversioned path.
         """
         final = self.local_path(key)
-        versions = final.with_name(f".{final.name}.versions")
-        versions.mkdir(parents=True, exist_ok=True)
-        token = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
-        staged = versions / token
-        link = final.with_name(f".{final.name}.{token}.link")
-        try:
-            staged.mkdir()
-            for name, data in files.items():
-                with open(staged / check_key(name), "wb") as fh:
-                    fh.write(data)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-            if final.is_dir() and not final.is_symlink():
-                os.replace(final, versions / f"{token}-0")
-            os.symlink(f"{versions.name}/{token}", link)
-            os.replace(link, final)
-            _fsync_dir(final.parent)
-        except BaseException:
-            shutil.rmtree(staged, ignore_errors=True)
-            raise
-        finally:
-            link.unlink(missing_ok=True)
-        current = os.readlink(final).rsplit("/", 1)[-1]
-        retired = sorted(v for v in os.listdir(versions) if v != current)
-        expired = time.time_ns() - RETIRED_GRACE_SECONDS * 10**9
-        for name in retired[:-KEPT_VERSIONS]:
-            if int(name.split("-", 1)[0]) < expired:
-                shutil.rmtree(versions / name, ignore_errors=True)
+        if not (final.is_symlink() and _holds(final, files)):
+            _swap_in(final, files)
+        for folder in final.parent.glob(".*.versions"):
+            _sweep(folder)

@@ -33,6 +33,8 @@ from aml_pipeline.sources import landing as landing_module
 from aml_pipeline.sources import record as record_module
 from aml_pipeline.sources.base import BatchNotAvailable
 from aml_pipeline.sources.landing import (
+    NoSpace,
+    check_space,
     fetch_and_validate,
     land,
     landed_view,
@@ -177,10 +179,23 @@ def _build_landed_batch(
                 description=f"batch refused:\n{exc.report.format()}",
                 metadata={"validation_report": dg.MetadataValue.json(exc.report.to_dict())},
             ) from exc
+        try:
+            check_space(storage, network, checked, pipeline.min_free_mb * 2**20)
+        except NoSpace as exc:
+            raise dg.Failure(description=str(exc)) from exc
         record_landing(storage, network, spec, days[0])
         digests = {}
         for item in checked:
-            digests[item.batch.processing_date.isoformat()] = land(storage, item)
+            day = item.batch.processing_date.isoformat()
+            try:
+                digests[day] = land(storage, item)
+            except OSError as exc:
+                landed = f"{days[0]}..{list(digests)[-1]} landed, " if digests else ""
+                raise dg.Failure(
+                    description=f"landing {network} {day} failed ({exc}): {landed}{day}.."
+                    f"{days[-1]} not; every landed day is whole. Free space or fix the "
+                    "cause and re-run the range"
+                ) from exc
             context.log.info(item.report.format())
         contract_warnings = [str(p) for c in checked for p in c.report.warnings]
         return dg.MaterializeResult(
