@@ -24,6 +24,7 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from aml_pipeline.api import server
 from aml_pipeline.api.app import SECURITY_HEADERS, create_app
 from aml_pipeline.api.database import (
     ALERT_SCORES,
@@ -639,6 +640,43 @@ def test_the_server_refuses_an_oversized_request_head(data_root: Path) -> None:
         oversized = small.replace(b"Connection", big + b"Connection")
         answer = _raw(base_url, oversized)
         assert answer.startswith(b"HTTP/1.1 400") and b"server:" not in answer.lower()
+
+
+def test_a_half_sent_request_is_closed_after_the_head_deadline(
+    data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Also after an answered request on the same connection, and a byte now and then
+    does not hold it open; a slow answer is not cut."""
+    monkeypatch.setattr(server, "REQUEST_HEAD_S", 0.5)
+    with running_server(create_app(data_root, NETWORKS, NETWORK)) as base_url:
+        port = int(base_url.rsplit(":", 1)[1])
+        request = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            start = time.monotonic()
+            sock.sendall(request)  # never finished, a byte every 0.2 s
+            for _ in range(20):
+                try:
+                    sock.sendall(b"X")
+                except OSError:
+                    break
+                time.sleep(0.2)
+            sock.settimeout(5)
+            assert sock.recv(100) == b""  # closed by the server
+            assert time.monotonic() - start < 2.5
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(request + b"\r\n")
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                answer += sock.recv(4096)
+            head, body = answer.split(b"\r\n\r\n", 1)
+            length = int(re.search(rb"content-length: (\d+)", head.lower()).group(1))
+            while len(body) < length:
+                body += sock.recv(4096)
+            assert head.startswith(b"HTTP/1.1 200")
+            time.sleep(0.3)
+            sock.sendall(request)  # the next request on the connection, half-sent
+            start = time.monotonic()
+            assert sock.recv(100) == b"" and time.monotonic() - start < 2
 
 
 def test_a_truncated_registry_is_named_by_the_pipeline_and_a_503_by_the_api(
