@@ -193,6 +193,13 @@ class Settings(BaseSettings):
         "the documentation; required to serve on a non-loopback address",
     )
 
+    failure_webhook: str = Field(
+        default="",
+        pattern=r"^(https?://\S+)?$",
+        description="URL told of each failed run by a JSON POST (`text`, a one-line summary "
+        "as chat webhooks expect, and the fields); empty: none",
+    )
+
     @field_validator("networks", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:

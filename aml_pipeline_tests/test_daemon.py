@@ -12,8 +12,10 @@ import contextlib
 import datetime as dt
 import logging
 import shutil
+import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -34,7 +36,7 @@ from dagster_graphql.test.utils import execute_dagster_graphql
 
 from aml_pipeline import cli
 from aml_pipeline.dates import date_range
-from aml_pipeline.defs import automation
+from aml_pipeline.defs import automation, dead_runs
 from aml_pipeline.defs.network import DAILY_ASSETS
 from aml_pipeline.defs.runs import RANGE_END, RANGE_START
 from aml_pipeline.storage import layout
@@ -259,6 +261,31 @@ def _tick_sensors(context: WorkspaceProcessContext, now: dt.datetime) -> None:
         list(execute_sensor_iteration(context, LOG, None, None))
 
 
+def _killed_command_run(instance: dg.DagsterInstance) -> str:
+    """A run of the command line, STARTED, whose process is gone; its id."""
+    child = subprocess.Popen(["sleep", "30"])
+    process = f"{child.pid}:{dead_runs._start_ticks(child.pid)}"
+    child.kill()
+    child.wait()
+    run_id = str(uuid.uuid4())
+    tags = {**dead_runs.process_tags(), dead_runs.PROCESS_TAG: process}
+    tags |= {RANGE_START: "2025-03-14", RANGE_END: "2025-03-14", "network": NETWORK}
+    instance.add_run(
+        dg.DagsterRun(
+            job_name=f"{NETWORK}_daily_job",
+            run_id=run_id,
+            status=dg.DagsterRunStatus.STARTED,
+            tags=tags,
+        )
+    )
+    return run_id
+
+
+def _run_failures(home: Path) -> list[dict]:
+    folder = home / "data" / layout.run_failures_folder()
+    return [row for f in sorted(folder.glob("*.parquet")) for row in pq.read_table(f).to_pylist()]
+
+
 def _published(home: Path, day: dt.date) -> bool:
     return (home / "data" / layout.output_day(NETWORK, day) / "alert_scores.parquet").is_file()
 
@@ -316,11 +343,25 @@ def test_the_schedule_and_the_sensor_under_the_daemon(project, monkeypatch):
         _tick_sensors(context, _at(dt.date(2025, 3, 16), 3))
         drain(context, runs_settled(instance))
         assert runs()[-1].status == dg.DagsterRunStatus.FAILURE
+        failed = runs()[-1].run_id
+        # a command's run killed meanwhile (no code location: only its tags say where it ran)
+        killed = _killed_command_run(instance)
         # ... is not requested again the same day, however often the sensor ticks ...
         _tick_sensors(context, _at(dt.date(2025, 3, 16), 4))
         _tick_sensors(context, _at(dt.date(2025, 3, 16), 5))
         drain(context, runs_settled(instance))
-        assert len(runs()) == 3
+        assert len(runs()) == 4 and runs()[-1].run_id == killed
+        # the run-failure sensor recorded both failed runs for the UI and the API
+        recorded = {row["run_id"]: row for row in _run_failures(project)}
+        assert set(recorded) == {failed, killed}
+        assert recorded[failed]["step"] == f"{NETWORK}__raw_alerts"
+        assert (recorded[failed]["first_day"], recorded[failed]["last_day"]) == (
+            dt.date(2025, 3, 15),
+            dt.date(2025, 3, 15),
+        )
+        assert recorded[killed]["step"] == "" and "is gone" in recorded[killed]["error"]
+        shown = instance.fetch_materializations(dg.AssetKey("run_failures"), limit=10).records
+        assert {e.asset_materialization.metadata["run"].value for e in shown} == {failed, killed}
         # ... and is retried the next day, with the day that came since
         shutil.rmtree(blocker)
         monkeypatch.setattr(automation, "utc_today", lambda: dt.date(2025, 3, 17))

@@ -57,7 +57,10 @@ UNPARTITIONED = {*MODELS, "model_comparison"}
 def test_assets_checks_and_jobs_are_exactly_the_expected_ones(make_defs):
     defs = make_defs()
     graph = defs.resolve_asset_graph()
-    assert graph.get_all_asset_keys() == {dg.AssetKey(["ethereum", n]) for n in GROUPS}
+    network_keys = {dg.AssetKey(["ethereum", n]) for n in GROUPS}
+    assert graph.get_all_asset_keys() == {*network_keys, dg.AssetKey("run_failures")}
+    record = graph.get(dg.AssetKey("run_failures"))  # written by the run-failure sensor
+    assert record.group_name == "monitoring" and record.kinds and record.description
     assert graph.asset_check_keys == {
         dg.AssetCheckKey(dg.AssetKey(["ethereum", a]), c) for a, c in CHECKS
     }
@@ -75,8 +78,9 @@ def test_assets_checks_and_jobs_are_exactly_the_expected_ones(make_defs):
         "ethereum_new_batch_sensor",
         "ethereum_label_arrival_sensor",
         "dead_run_sensor",
+        "run_failure_sensor",
     }
-    for key in graph.get_all_asset_keys():
+    for key in network_keys:
         node = graph.get(key)
         name = key.path[-1]
         assert node.group_name == GROUPS[name], key
@@ -200,7 +204,8 @@ def test_one_shared_daily_partitioning_across_networks(make_defs):
     graph = defs.resolve_asset_graph()
     groups = {graph.get(k).group_name for k in graph.get_all_asset_keys()}
     suffixes = ("", "_models", "_scoring", "_validation")
-    assert groups == {f"{n}{s}" for n in ("ethereum", "bitcoin") for s in suffixes}
+    networks = {f"{n}{s}" for n in ("ethereum", "bitcoin") for s in suffixes}
+    assert groups == networks | {"monitoring"}  # the run-failure record is the instance's
     partitioned = [k for k in graph.get_all_asset_keys() if graph.get(k).partitions_def]
     assert len({id(graph.get(k).partitions_def) for k in partitioned}) == 1
     only = graph.get(dg.AssetKey(["bitcoin", "raw_alerts"])).partitions_def

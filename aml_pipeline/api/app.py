@@ -188,6 +188,29 @@ class Evaluations(BaseModel):
     tiers: list[TierEvaluation]
 
 
+class RunFailure(BaseModel):
+    """One failed run of the pipeline."""
+
+    failed_at: dt.datetime = Field(description="When the run failed (UTC).")
+    run_id: str = Field(description="The Dagster run id (the UI shows the run at /runs/{id}).")
+    job_name: str
+    network: str = Field(
+        description="The run's network; comma-separated for a run over several, empty for none."
+    )
+    first_day: dt.date | None = Field(description="The first day the run covered, if daily.")
+    last_day: dt.date | None = Field(description="The last day the run covered, if daily.")
+    step: str = Field(description="The failed step; empty when the run failed outside a step.")
+    error: str = Field(description="The first line of the error.")
+
+
+class RunFailures(BaseModel):
+    """Recorded run failures, newest first."""
+
+    network: str | None = Field(description="The network filtered on, if any.")
+    count: int = Field(ge=0)
+    failures: list[RunFailure]
+
+
 class Models(BaseModel):
     """A network's model registry."""
 
@@ -457,6 +480,27 @@ def create_app(
         """The network's model registry and its champion versions."""
         registry = db.model_registry(network)
         return Models(network=network, champions=registry.get("champions") or {}, registry=registry)
+
+    @app.get("/runs/failures", tags=["service"], summary="Failed runs, newest first")
+    def run_failures(
+        network: Annotated[
+            str | None,
+            Query(
+                max_length=64,
+                pattern=NETWORK_PATTERN,
+                description="Only this network's failures; all when absent.",
+                json_schema_extra={"enum": list(db.networks)},
+            ),
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=1000, description="Failures returned.")] = 100,
+    ) -> RunFailures:
+        """The pipeline's failed runs as the run-failure sensor and the command line
+        recorded them: network, days, failed step and the error's first line."""
+        try:
+            rows = db.run_failures(network, limit)
+        except InvalidParameter as exc:
+            raise invalid(exc) from None
+        return RunFailures(network=network, count=len(rows), failures=rows)
 
     app.include_router(range_router(RangeQueries(db), NetworkDep))
     return app

@@ -68,6 +68,12 @@ _ALERT = (
     "(SELECT min(rank) FROM read_parquet($rankings) WHERE alert_id = $alert_id) AS rank "
     "FROM read_parquet($scores) WHERE alert_id = $alert_id LIMIT 1"
 )
+_RUN_FAILURES = (
+    "SELECT failed_at, run_id, job_name, network, first_day, last_day, step, error "
+    "FROM read_parquet($paths) WHERE $network::VARCHAR IS NULL "
+    "OR list_contains(string_split(network, ','), $network::VARCHAR) "
+    "ORDER BY failed_at DESC, run_id DESC LIMIT $limit"
+)
 _EVALUATION = (
     "SELECT model_version, passed, score, details_json FROM read_parquet($path) "
     "WHERE processing_date = $day"
@@ -113,6 +119,11 @@ def parse_date(text: str, field: str = "date") -> dt.date:
         return dt.date.fromisoformat(text)
     except ValueError:
         raise InvalidParameter(field, f"{field} is not a valid calendar date") from None
+
+
+def _day_file_name(name: str) -> bool:
+    """Whether ``name`` is a day's Parquet file (``YYYY-MM-DD.parquet``)."""
+    return name.endswith(".parquet") and _day_dir_name(name.removesuffix(".parquet")) is not None
 
 
 def _day_dir_name(name: str) -> dt.date | None:
@@ -296,3 +307,19 @@ class ResultsDatabase:
                 f"the model registry of network {network!r} is unreadable; its operator "
                 "must restore it"
             ) from None
+
+    def run_failures(self, network: str | None, limit: int) -> list[dict[str, Any]]:
+        """The newest ``limit`` recorded run failures, newest first (``network``'s only if
+        given: a run over several networks counts for each)."""
+        if network is not None:
+            self.check_network(network)
+        folder = self.data_root / layout.run_failures_folder()
+        try:
+            names = sorted(n for n in os.listdir(folder) if _day_file_name(n))
+        except FileNotFoundError:
+            return []
+        if not names:
+            return []
+        paths = [str(folder / name) for name in names]
+        params = {"paths": paths, "network": network, "limit": limit}
+        return self.rows(_RUN_FAILURES, params, *map(Path, paths))

@@ -20,6 +20,7 @@ import dagster as dg
 
 from aml_pipeline.defs.dead_runs import process_tags, reap_dead_runs
 from aml_pipeline.defs.resources import NetworkConfig, PipelineConfig
+from aml_pipeline.defs.run_failures import report_failed_run, user_message
 from aml_pipeline.defs.runs import (
     RANGE_END,
     RANGE_START,
@@ -197,7 +198,7 @@ def materialize(
     chunks = balanced_chunks(days[0], days[-1], workers) if workers > 1 else []
     with project_instance() as instance:
         if len(chunks) < 2:
-            return run_range(
+            failed = run_range(
                 _definitions(settings).resolve_job_def(daily_job_name(network)),
                 instance,
                 days[0],
@@ -206,8 +207,22 @@ def materialize(
                 asset_keys([network], names),
                 on_chunk=on_chunk,
             )
-        overrides = {"fetch_workers": "1", **overrides}
-        return _run_shared(instance, settings, network, chunks, names, overrides, workers, on_chunk)
+        else:
+            overrides = {"fetch_workers": "1", **overrides}
+            failed = _run_shared(
+                instance, settings, network, chunks, names, overrides, workers, on_chunk
+            )
+        if failed is not None:
+            _report_failure(instance, settings, failed.run_id)
+        return failed
+
+
+def _report_failure(instance: dg.DagsterInstance, settings: Settings, run_id: str) -> None:
+    """Record a failed run of the command line as the run-failure sensor does (which then
+    finds it recorded), so the record is whole without a daemon."""
+    _, reported = report_failed_run(instance, run_id, settings.data_root, settings.failure_webhook)
+    if reported.problem:
+        print(reported.problem, file=sys.stderr)
 
 
 def _run_shared(
@@ -312,13 +327,16 @@ def run_job(
 
     job = _definitions(settings).resolve_job_def(job_name)
     with project_instance() as instance:
-        return job.execute_in_process(
+        result = job.execute_in_process(
             instance=instance,
             raise_on_error=False,
             run_config=config,
             tags=process_tags(),
             asset_selection=asset_keys([assets[0]], assets[1]) if assets else None,
         )
+        if not result.success:
+            _report_failure(instance, settings, result.run_id)
+        return result
 
 
 def run_span(result: RunResult) -> str:
@@ -333,10 +351,7 @@ def failure_text(result: RunResult) -> str:
     failure = next((e for e in result.all_events if e.is_step_failure), None)
     if failure is None:
         return "run failed"
-    error = failure.step_failure_data.error
-    while error.cause is not None and error.cls_name != "Failure":
-        error = error.cause  # a Failure's description is written for the user
-    return error.message.strip()
+    return user_message(failure.step_failure_data.error)
 
 
 def landed_counts(result: RunResult, network: str) -> dict[str, str]:

@@ -9,6 +9,7 @@ Keys are relative to the data root (``AML_DATA_ROOT``) and use ``/``; the storag
     output/{network}/{date}/                     a published day
     trained_models/{network}/                    model files and model_metadata.json
     validation_results/{network}/                per-model evaluations, days/, A/B reports
+    monitoring/run_failures/{date}.parquet       the runs that failed that day
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ WAREHOUSE = "warehouse"
 OUTPUT = "output"
 MODELS = "trained_models"
 VALIDATION = "validation_results"
+MONITORING = "monitoring"
 
 
 def _day(day: dt.date | str) -> str:
@@ -86,6 +88,11 @@ def model_evaluation(network: str, version: str) -> str:
 def comparison_folder(network: str, version_a: str, version_b: str) -> str:
     """An A/B comparison of two registered versions."""
     return f"{validation_folder(network)}/v{version_a}_vs_v{version_b}"
+
+
+def run_failures_folder() -> str:
+    """The folder of the failed-run record, one Parquet file per day runs failed."""
+    return f"{MONITORING}/run_failures"
 
 
 def is_day(name: str) -> bool:
