@@ -184,7 +184,8 @@ class Settings(BaseSettings):
     api_allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: list(LOOPBACK_HOSTS),
         description="comma-separated Host names the results API answers (others get 400, "
-        "against DNS rebinding); add the name it is deployed under",
+        "against DNS rebinding); add the name it is deployed under (`*.example.com`: its "
+        "subdomains; `::1`: an IPv6 address)",
     )
 
     api_token: str = Field(

@@ -426,6 +426,7 @@ def test_openapi_documents_routes_parameters_and_models(client: TestClient) -> N
         "/scores/clusters",
         "/addresses/{address}/alerts",
         "/evaluations",
+        "/runs/failures",
     }
     params = {p["name"]: p for p in spec["paths"]["/scores/alerts/{date}"]["get"]["parameters"]}
     assert set(params) == {"date", "network", "limit", "offset", "min_score"}
@@ -568,13 +569,34 @@ def test_another_host_name_is_refused_against_dns_rebinding(client: TestClient) 
     with TestClient(deployed, base_url="http://aml.internal") as named:
         assert named.get(latest).status_code == 200
         assert named.get(latest, headers={"Host": "127.0.0.1"}).status_code == 400
+    ipv6 = create_app(client.app.state.db.data_root, NETWORKS, NETWORK, ["::1", "*.corp.example"])
+    with TestClient(ipv6, base_url="http://[::1]:8000") as loopback6:
+        assert loopback6.get(latest).status_code == 200
+        assert loopback6.get(latest, headers={"Host": "aml.corp.example"}).status_code == 200
+        for host in ("corp.example", "[::2]:8000", "", "evil.example:80@[::1]"):
+            assert loopback6.get(latest, headers={"Host": host}).status_code == 400, host
 
 
-def test_every_answer_carries_the_security_headers(client: TestClient) -> None:
-    for url in ("/health", "/scores/alerts/latest", "/scores/alerts/2000-01-01", "/docs"):
-        response = client.get(url)
+def test_every_answer_carries_the_security_headers(
+    client: TestClient, data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Refusals and internal errors included, each header once."""
+    app = create_app(data_root, NETWORKS, NETWORK)
+    monkeypatch.setattr(app.state.db, "page", lambda *args: 1 / 0)
+    with TestClient(app, base_url="http://127.0.0.1", raise_server_exceptions=False) as broken:
+        answers = {
+            "a 500": broken.get("/scores/alerts/latest"),
+            "a refused host": client.get("/health", headers={"Host": "attacker.example"}),
+            "a 422": client.get("/scores/alerts/latest", params={"limit": 0}),
+        }
+    answers |= {
+        url: client.get(url)
+        for url in ("/health", "/scores/alerts/latest", "/scores/alerts/2000-01-01", "/docs")
+    }
+    assert answers["a 500"].json() == {"detail": "internal server error"}
+    for what, response in answers.items():
         for name, value in SECURITY_HEADERS.items():
-            assert response.headers[name] == value, (url, name)
+            assert response.headers.get_list(name) == [value], (what, name)
 
 
 def test_the_documentation_pages_load_nothing_from_the_internet(client: TestClient) -> None:

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from aml_pipeline import cli
+from aml_pipeline.api import console
 from aml_pipeline.api.console import (
     PRINTED_ROWS,
     ConsoleRefused,
@@ -185,6 +186,22 @@ def test_ctrl_c_cancels_the_running_statement_of_the_sql_command(root: Path) -> 
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=30)
     assert process.returncode == 1 and "the statement was cancelled (Ctrl-C)" in err
+
+
+def test_a_second_ctrl_c_while_the_statement_stops_changes_nothing() -> None:
+    class Stopping:
+        """A statement's future: the user presses Ctrl-C again while it stops."""
+
+        waits = 0
+
+        def result(self) -> None:
+            self.waits += 1
+            if self.waits == 1:
+                raise KeyboardInterrupt
+
+    future = Stopping()
+    console._settle(future)  # returns: no KeyboardInterrupt escapes as a traceback
+    assert future.waits == 2
 
 
 def test_a_stopped_export_leaves_no_file_and_an_empty_query_is_refused(

@@ -45,6 +45,14 @@ def test_a_good_batch_is_accepted():
     assert report.row_counts["alerts"] > 0
 
 
+def test_an_unreadable_meta_file_is_reported_once():
+    files = batch_files(batch_tables())
+    files.pop(META_FILE, None)
+    reason = "is a directory, not a file"
+    report = _validate(files, meta_required=True, unreadable={META_FILE: reason})
+    assert _errors(report) == [(META_FILE, "", reason)]
+
+
 def test_missing_required_column():
     tables = batch_tables()
     tables["alerts"] = tables["alerts"].drop(columns=["alert_confidence_score"])

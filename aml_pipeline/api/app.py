@@ -7,6 +7,7 @@ message and never expose paths, SQL or tracebacks.
 
 import datetime as dt
 import hmac
+import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path as FilePath
@@ -17,7 +18,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from aml_pipeline.api.database import (
     ALERT_RANKINGS,
@@ -41,6 +41,8 @@ from aml_pipeline.api.params import (
 from aml_pipeline.api.range_routes import range_router
 from aml_pipeline.api.ranges import RangeQueries
 from aml_pipeline.settings import LOOPBACK_HOSTS
+
+_LOG = logging.getLogger("uvicorn.error")
 
 # -- response models --
 
@@ -235,11 +237,6 @@ async def _unavailable(request: Request, exc: Unavailable) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=503)
 
 
-async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
-    """A generic 500 (the server still logs the traceback)."""
-    return JSONResponse({"detail": "internal server error"}, status_code=500)
-
-
 #: Sent with every response: no sniffing, no framing, no referrer, and only this origin's
 #: scripts and styles (Swagger UI's page initializes itself inline).
 SECURITY_HEADERS = {
@@ -250,6 +247,68 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self' 'unsafe-inline'; "
     "style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'",
 }
+
+
+_SECURITY = [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+
+
+def host_name(header: str) -> str:
+    """The name in a Host header, without its port (``[::1]:8000`` is ``::1``)."""
+    if header.startswith("["):
+        return header[1:].partition("]")[0]
+    return header.rpartition(":")[0] if header.count(":") == 1 else header
+
+
+def host_allowed(header: str, allowed: Sequence[str]) -> bool:
+    """Whether the Host ``header`` names one of ``allowed`` (``*`` any, ``*.example.com``
+    a subdomain of it)."""
+    name = host_name(header).lower()
+    return bool(name) and any(
+        pattern == "*"
+        or name == pattern.lower().strip("[]")
+        or (pattern.startswith("*.") and name.endswith(pattern[1:].lower()))
+        for pattern in allowed
+    )
+
+
+class _Secured:
+    """The outermost layer: answers only requests whose Host is one of ``allowed_hosts``
+    (400 otherwise, against DNS rebinding), sends ``SECURITY_HEADERS`` on every answer,
+    and answers an error no route handled with a generic 500 (its traceback logged,
+    never sent)."""
+
+    def __init__(self, app: Any, allowed_hosts: Sequence[str]) -> None:
+        self.app = app
+        self.allowed_hosts = list(allowed_hosts)
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def secured(message: dict) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                names = {name for name, _ in _SECURITY}
+                kept = [(k, v) for k, v in message.get("headers", []) if k.lower() not in names]
+                message = {**message, "headers": kept + _SECURITY}
+            await send(message)
+
+        host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+        if not host_allowed(host, self.allowed_hosts):
+            answer = JSONResponse({"detail": "invalid host header"}, status_code=400)
+            await answer(scope, receive, secured)
+            return
+        try:
+            await self.app(scope, receive, secured)
+        except Exception:
+            _LOG.exception("error answering %s %s", scope["method"], scope["path"])
+            if started:
+                raise
+            answer = JSONResponse({"detail": "internal server error"}, status_code=500)
+            await answer(scope, receive, secured)
 
 
 class _HeadAsGet:
@@ -304,16 +363,9 @@ def _hardened(app: FastAPI, allowed_hosts: Sequence[str], token: str) -> None:
     send ``SECURITY_HEADERS``."""
     if token:
         _require_token(app, token)
-
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next: Any) -> Any:
-        response = await call_next(request)
-        response.headers.update(SECURITY_HEADERS)
-        return response
-
     app.add_middleware(_HeadAsGet)
     # added last, so it runs first: a refused Host never reaches the routes
-    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
+    app.add_middleware(_Secured, allowed_hosts=allowed_hosts)
 
 
 def create_app(
@@ -352,7 +404,6 @@ def create_app(
     app.add_exception_handler(RequestValidationError, _unprocessable)
     app.add_exception_handler(NotFound, _not_found)
     app.add_exception_handler(Unavailable, _unavailable)
-    app.add_exception_handler(Exception, _internal_error)
 
     def network_param(
         network: Annotated[

@@ -217,9 +217,15 @@ def interruptible(
 
 
 def _settle(future: Future) -> None:
-    """Wait for the interrupted work to end (an interrupted Arrow stream raises OSError)."""
-    with contextlib.suppress(duckdb.Error, ConsoleRefused, OSError):
-        future.result()
+    """Wait for the interrupted work to end (an interrupted Arrow stream raises OSError);
+    another Ctrl-C meanwhile changes nothing, the statement is being stopped already."""
+    while True:
+        try:
+            with contextlib.suppress(duckdb.Error, ConsoleRefused, OSError):
+                future.result()
+            return
+        except KeyboardInterrupt:
+            continue
 
 
 def _statements(conn: duckdb.DuckDBPyConnection, sql: str) -> list[str]:

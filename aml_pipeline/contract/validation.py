@@ -438,7 +438,7 @@ def validate_batch(
                 "batch_id": batch_id(network, date_str, window_days),
             }
             _check_meta(report, meta, files, expected, meta_file, meta_required, unreadable or {})
-    elif meta_required:
+    elif meta_required and meta_file not in (unreadable or {}):
         report.add("error", meta_file, "", "missing required file")
 
     alerts, features = frames.get("alerts"), frames.get("features")
