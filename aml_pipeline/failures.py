@@ -75,10 +75,6 @@ def first_line(text: str) -> str:
     return line if len(line) <= ERROR_CHARS else line[: ERROR_CHARS - 3] + "..."
 
 
-def _key(day: dt.date) -> str:
-    return f"{layout.run_failures_folder()}/{day.isoformat()}.parquet"
-
-
 def _rows(storage: Storage, key: str) -> list[dict]:
     if not storage.exists(key):
         return []
@@ -87,7 +83,7 @@ def _rows(storage: Storage, key: str) -> list[dict]:
 
 def record(storage: Storage, failure: RunFailure) -> bool:
     """Add ``failure`` to its day's file unless its run is there; whether it was added."""
-    key = _key(failure.failed_at.date())
+    key = layout.run_failures_day(failure.failed_at.date())
     with storage.locked(key):
         rows = _rows(storage, key)
         if any(row["run_id"] == failure.run_id for row in rows):

@@ -565,6 +565,7 @@ def test_another_host_name_is_refused_against_dns_rebinding(client: TestClient) 
     refused = client.get(latest, headers={"Host": "attacker.example"})
     assert refused.status_code == 400 and "a-1" not in refused.text
     assert client.get(latest, headers={"Host": "localhost:8000"}).status_code == 200
+    assert client.get(latest, headers={"Host": "127.0.0.1:80@evil.example"}).status_code == 400
     deployed = create_app(client.app.state.db.data_root, NETWORKS, NETWORK, ["aml.internal"])
     with TestClient(deployed, base_url="http://aml.internal") as named:
         assert named.get(latest).status_code == 200
@@ -573,7 +574,7 @@ def test_another_host_name_is_refused_against_dns_rebinding(client: TestClient) 
     with TestClient(ipv6, base_url="http://[::1]:8000") as loopback6:
         assert loopback6.get(latest).status_code == 200
         assert loopback6.get(latest, headers={"Host": "aml.corp.example"}).status_code == 200
-        for host in ("corp.example", "[::2]:8000", "", "evil.example:80@[::1]"):
+        for host in ("corp.example", "[::2]:8000", "", "evil.example:80@[::1]", "::1:80@x"):
             assert loopback6.get(latest, headers={"Host": host}).status_code == 400, host
 
 

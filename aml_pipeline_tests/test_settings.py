@@ -133,3 +133,17 @@ def test_the_command_line_says_a_bad_setting_in_one_line(env, capsys):
     err = capsys.readouterr().err
     assert err.startswith("settings: ") and "'Bad Name' is not a network name" in err
     assert "Traceback" not in err
+
+
+def test_a_bad_variable_is_named_by_a_command_that_opens_the_instance(
+    env, tmp_path, monkeypatch, capsys
+):
+    """Not reported as an instance that cannot be opened."""
+    from aml_pipeline import cli
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    monkeypatch.setenv("AML_WINDOW_DAYS", "0")
+    assert cli.main(["pools"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("settings: AML_WINDOW_DAYS: ") and "Dagster instance" not in err

@@ -8,6 +8,7 @@ message and never expose paths, SQL or tracebacks.
 import datetime as dt
 import hmac
 import logging
+import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path as FilePath
@@ -252,11 +253,15 @@ SECURITY_HEADERS = {
 _SECURITY = [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
 
 
+#: A Host header: a name or a bracketed IPv6 address, and an optional port.
+_HOST = re.compile(r"(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<name>[A-Za-z0-9._-]+))(?::[0-9]{1,5})?")
+
+
 def host_name(header: str) -> str:
-    """The name in a Host header, without its port (``[::1]:8000`` is ``::1``)."""
-    if header.startswith("["):
-        return header[1:].partition("]")[0]
-    return header.rpartition(":")[0] if header.count(":") == 1 else header
+    """The name in a Host header without its port (``[::1]:8000`` is ``::1``); empty when
+    the header is no host and optional port (``127.0.0.1:80@evil.example``)."""
+    match = _HOST.fullmatch(header)
+    return (match["ipv6"] or match["name"]) if match else ""
 
 
 def host_allowed(header: str, allowed: Sequence[str]) -> bool:

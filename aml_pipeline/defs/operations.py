@@ -68,10 +68,11 @@ def _open_instance(home: Path) -> dg.DagsterInstance:
     """The instance of ``home``, its pools set up and its dead runs marked failed (each
     said on standard error); a storage it cannot reach (Postgres down, wrong credentials)
     is one line naming the cause and the settings to check, before any run starts."""
+    networks = Settings.from_env().networks  # a bad setting is named, not an instance problem
     current = None
     try:
         current = dg.DagsterInstance.get()
-        ensure_pools(current, Settings.from_env().networks)
+        ensure_pools(current, networks)
         dead = reap_dead_runs(current)
     except Exception as exc:  # any storage failure: the user needs the cause, not a trace
         if current is not None:

@@ -95,6 +95,11 @@ def run_failures_folder() -> str:
     return f"{MONITORING}/run_failures"
 
 
+def run_failures_day(day: dt.date) -> str:
+    """The failed-run record of the runs that failed on ``day``."""
+    return f"{run_failures_folder()}/{_day(day)}.parquet"
+
+
 def is_day(name: str) -> bool:
     """Whether a file or folder name (without suffix) is a ``YYYY-MM-DD`` day."""
     try:
