@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The Dagster instance is the project root's dagster.yaml; its state lives under it (history/, schedules/, storage/).
 export DAGSTER_HOME := $(CURDIR)
 
-.PHONY: install demo test readme-check lint ui ui-check api bench quality deploy-check clean-data
+.PHONY: install demo test readme-check lint ui ui-check api bench quality probe deploy-check clean-data
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ deploy-check: install
 
 quality: install
 	$(BIN)/python -m benchmarks.bench_quality
+
+# Hostile input and injected faults, area by area, on a scratch project (about 4 minutes).
+probe: install
+	$(BIN)/python -m benchmarks.probe_reliability
 
 ui: install
 	$(BIN)/aml-pipeline pools
