@@ -48,7 +48,7 @@ deploy-check: install
 quality: install
 	$(BIN)/python -m benchmarks.bench_quality
 
-# Hostile input and injected faults, area by area, on a scratch project (about 4 minutes).
+# Hostile input and injected faults, area by area, on a scratch project (about 3 minutes).
 probe: install
 	$(BIN)/python -m benchmarks.probe_reliability
 

@@ -677,6 +677,8 @@ def _prompt(conn: object, timeout_s: float) -> None:
 
 def import_transfers_command(args: argparse.Namespace) -> int:
     """Build batches from a transfers file through the ``import_transfers_job``."""
+    from aml_pipeline.defs.network import STAGE_TAG
+
     try:
         parse_networks(args.network)  # one safe name: it becomes a directory
     except ValueError as exc:
@@ -698,6 +700,7 @@ def import_transfers_command(args: argparse.Namespace) -> int:
             "ops": {"import_transfers_op": {"config": config}},
             "loggers": {"console": {"config": {"log_level": "INFO"}}},
         },
+        tags={"network": args.network, STAGE_TAG: "import"},
     )
     if not result.success:
         print(f"import failed (run {result.run_id}):\n{failure_text(result)}", file=sys.stderr)

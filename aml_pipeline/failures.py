@@ -3,7 +3,7 @@ line), kept as Parquet under ``monitoring/run_failures/{date}.parquet`` by the d
 failed, which the API serves; and the optional webhook told of each.
 
 Plain functions with no Dagster import: the run-failure sensor and the command line both
-record through ``report``, which writes a run once however often it is reported.
+``record`` (a run once however often it is reported), then ``tell`` the webhook.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
@@ -97,7 +96,7 @@ def record(storage: Storage, failure: RunFailure) -> bool:
 
 def notify(webhook: str, failure: RunFailure) -> None:
     """POST ``failure`` as JSON to ``webhook`` (a ``text`` line, as chat webhooks expect,
-    and the fields); raises ``OSError`` when it cannot be delivered."""
+    and the fields)."""
     body = {"text": failure.summary(), **dataclasses.asdict(failure)}
     request = urllib.request.Request(
         webhook,
@@ -109,22 +108,13 @@ def notify(webhook: str, failure: RunFailure) -> None:
         answer.read()
 
 
-@dataclass(frozen=True)
-class Reported:
-    """What ``report`` did: whether the run was new to the record, and a problem telling
-    the webhook (the record stays)."""
-
-    new: bool
-    problem: str | None = None
-
-
-def report(storage: Storage, failure: RunFailure, webhook: str = "") -> Reported:
-    """Record ``failure`` and, the first time its run is reported, tell ``webhook``."""
-    if not record(storage, failure):
-        return Reported(new=False)
-    if webhook:
-        try:
-            notify(webhook, failure)
-        except (OSError, urllib.error.URLError) as exc:
-            return Reported(new=True, problem=f"the failure webhook was not reached: {exc}")
-    return Reported(new=True)
+def tell(webhook: str, failure: RunFailure) -> str | None:
+    """``notify`` ``webhook`` if set; why it could not be told (never raised: the endpoint
+    is the operator's, whatever it answers), else None."""
+    if not webhook:
+        return None
+    try:
+        notify(webhook, failure)
+    except Exception as exc:  # a webhook must never fail the caller
+        return f"the failure webhook was not reached: {type(exc).__name__}: {exc}"
+    return None

@@ -9,7 +9,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
 import duckdb
@@ -188,20 +190,29 @@ def test_ctrl_c_cancels_the_running_statement_of_the_sql_command(root: Path) -> 
     assert process.returncode == 1 and "the statement was cancelled (Ctrl-C)" in err
 
 
-def test_a_second_ctrl_c_while_the_statement_stops_changes_nothing() -> None:
-    class Stopping:
-        """A statement's future: the user presses Ctrl-C again while it stops."""
+def test_stopping_repeats_the_interrupt_until_the_work_ends_and_ignores_another_ctrl_c():
+    """An interrupt that fell between two statements is lost: it is sent again; a second
+    Ctrl-C while stopping escapes as no traceback."""
 
+    class Connection:
+        interrupts = 0
+
+        def interrupt(self) -> None:
+            self.interrupts += 1
+
+    class Stopping:
         waits = 0
 
-        def result(self) -> None:
+        def result(self, timeout: float) -> None:
             self.waits += 1
             if self.waits == 1:
-                raise KeyboardInterrupt
+                raise KeyboardInterrupt  # the user presses Ctrl-C again
+            if self.waits == 2:
+                raise FutureTimeout  # still running: the first interrupt was lost
 
-    future = Stopping()
-    console._settle(future)  # returns: no KeyboardInterrupt escapes as a traceback
-    assert future.waits == 2
+    conn, future, stop = Connection(), Stopping(), threading.Event()
+    console._stop(conn, stop, future)
+    assert stop.is_set() and future.waits == 3 and conn.interrupts == 3
 
 
 def test_a_stopped_export_leaves_no_file_and_an_empty_query_is_refused(

@@ -81,8 +81,21 @@ def test_backfill_runs_in_chunks_not_per_day(home):
             dg.AssetKey(["ethereum", "published_scores"]), limit=100
         ).records
     assert len(published) == 10 and len({r.run_id for r in published}) == 1  # one run
-    # nothing left over from staging: the hidden entries are the days' version stores
-    assert all(p.name.endswith(".versions") for p in home.glob("data/output/ethereum/.*"))
+    # nothing left over from staging: the hidden entries are the days' versions and locks
+    hidden = home.glob("data/output/ethereum/.*")
+    assert all(p.name.endswith((".versions", ".lock")) for p in hidden)
+
+
+def test_every_command_run_is_tagged_with_its_network_stage_and_days(home):
+    """What an operator filters the UI's runs by."""
+    with dg.DagsterInstance.get() as instance:
+        runs = instance.get_runs()
+    stages = {run.tags.get("aml/stage") for run in runs}
+    assert {"land", "labels", "features", "train", "daily"} <= stages, stages
+    for run in runs:
+        assert run.tags["network"] == "ethereum", run.tags
+        if run.tags["aml/stage"] != "train":
+            assert RANGE_START in run.tags and RANGE_END in run.tags, run.tags
 
 
 def test_rescoring_is_idempotent_and_a_failed_rerun_keeps_the_published_day(scratch, monkeypatch):

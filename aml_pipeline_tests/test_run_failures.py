@@ -24,6 +24,7 @@ from aml_pipeline.defs.definitions import build_definitions
 from aml_pipeline.defs.resources import PipelineConfig
 from aml_pipeline.defs.run_failures import RUN_FAILURES, build_run_failure_sensor
 from aml_pipeline.defs.runs import RANGE_END, RANGE_START
+from aml_pipeline.failures import RunFailure, tell
 from aml_pipeline_tests.conftest import NETWORK, settings_for
 
 DAY = "2025-01-12"
@@ -160,6 +161,16 @@ def test_the_webhook_is_told_once_and_an_unreachable_one_loses_nothing(tmp_path)
         assert len(_recorded(tmp_path / "other" / "data")) == 1
 
 
+def test_a_webhook_that_cannot_be_told_is_a_line_never_an_error():
+    failure = RunFailure(
+        dt.datetime(2025, 1, 12, tzinfo=dt.UTC), "r1", "job", NETWORK, None, None, "", "boom"
+    )
+    assert tell("", failure) is None
+    for url in ("http://127.0.0.1:9/hook", "http://[x/hook"):  # refused; not even a URL
+        problem = tell(url, failure)
+        assert problem is not None and problem.startswith("the failure webhook was not reached")
+
+
 def test_the_api_lists_failures_newest_first_by_network(tmp_path):
     with dg.instance_for_test() as instance:
         first = _failed_run(tmp_path, instance)
@@ -194,3 +205,20 @@ def test_a_failed_command_records_its_run_without_a_daemon(cli_home, monkeypatch
     with dg.DagsterInstance.from_config(str(cli_home)) as instance:
         (event,) = _materializations(instance)
         assert event.run_id == "" and event.asset_materialization.metadata["error"].value
+
+
+def test_a_record_that_cannot_be_written_does_not_hide_the_runs_failure(
+    cli_home, monkeypatch, capsys
+):
+    from aml_pipeline.defs import run_failures
+
+    def full(*args: object) -> bool:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(run_failures, "record", full)
+    monkeypatch.setenv("AML_BATCH_SOURCE", "local")
+    monkeypatch.setenv("AML_SOURCE_DIR", str(cli_home / "sot"))
+    assert cli.main(["download", "--network", NETWORK, "--start-date", DAY, "--end-date", DAY])
+    err = capsys.readouterr().err
+    assert "was not recorded in monitoring/run_failures: [Errno 28]" in err
+    assert "no batch at" in err  # the run's own failure, still said

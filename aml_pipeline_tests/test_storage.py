@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import pytest
 
@@ -50,29 +51,25 @@ def test_publish_dir_replaces_the_whole_directory(tmp_path, monkeypatch):
     assert os.listdir(tmp_path / "net") == []
 
 
-def test_a_version_is_kept_for_the_grace_period_after_it_was_replaced(tmp_path, monkeypatch):
-    """Its age does not count, only how long ago it was replaced; every publication also
-    sweeps the other days of its folder, and removes what a dead publisher staged."""
+def test_a_version_is_kept_for_the_grace_period_after_the_swap_that_replaced_it(tmp_path):
+    """How old the version is does not count, only when the link last moved; a publication
+    also sweeps the other days of its folder (with what a dead publisher staged), unless
+    one of them is being published."""
     storage, net = LocalStorage(tmp_path), tmp_path / "net"
     storage.publish_dir("net/a", {"x": b"1"})
-    storage.publish_dir("net/b", {"x": b"1"})
-    old = os.listdir(net / ".a.versions")[0]
-    hour = 3600 * 10**9
-    os.rename(net / ".a.versions" / old, net / ".a.versions" / f"{int(old[:20]) - hour:020d}-x")
-    os.symlink(f".a.versions/{int(old[:20]) - hour:020d}-x", net / ".a.new")
-    os.replace(net / ".a.new", net / "a")  # published an hour ago, replaced just now:
     storage.publish_dir("net/a", {"x": b"2"})
-    assert len(os.listdir(net / ".a.versions")) == 2  # kept
-    dead = f"{int(os.readlink(net / 'b').split('/')[1][:20]) + 1:020d}-dead"
-    (net / ".b.versions" / dead).mkdir()  # staged by a publisher killed before its swap
-    monkeypatch.setattr(objects, "ORPHANED_SECONDS", 0)
-    storage.publish_dir("net/a", {"x": b"3"})  # sweeps b as well
-    assert dead not in os.listdir(net / ".b.versions")
-    assert len(os.listdir(net / ".a.versions")) == 3  # nothing expired yet
-    monkeypatch.setattr(objects, "RETIRED_GRACE_SECONDS", 0)
-    storage.publish_dir("net/b", {"x": b"1"})  # unchanged: nothing written, a swept
+    (net / ".a.versions" / "00000000000000000001-dead").mkdir()  # staged, never swapped
+    storage.publish_dir("net/b", {"x": b"1"})
+    assert len(os.listdir(net / ".a.versions")) == 3  # a's link moved just now: all kept
+    long_ago = time.time_ns() - 2 * objects.RETIRED_GRACE_SECONDS * 10**9
+    os.utime(net / "a", ns=(long_ago, long_ago), follow_symlinks=False)
+    with objects._lock(net / ".a.lock"):  # a is being published: not swept
+        storage.publish_dir("net/b", {"x": b"2"})
+        assert len(os.listdir(net / ".a.versions")) == 3
+    storage.publish_dir("net/b", {"x": b"2"})  # unchanged: nothing written, a swept
     assert os.listdir(net / ".a.versions") == [os.readlink(net / "a").split("/")[1]]
-    assert storage.read_bytes("net/a/x") == b"3" and storage.read_bytes("net/b/x") == b"1"
+    assert len(os.listdir(net / ".b.versions")) == 2  # b's own swap is recent
+    assert storage.read_bytes("net/a/x") == b"2" and storage.read_bytes("net/b/x") == b"2"
 
 
 def test_a_directory_published_before_versions_is_taken_over(tmp_path):
@@ -104,7 +101,7 @@ def test_a_failed_publish_keeps_the_previous_directory(tmp_path, monkeypatch):
         storage.publish_dir("net/day", {"a": b"new"})
     monkeypatch.undo()
     assert storage.read_bytes("net/day/a") == b"old"
-    assert sorted(os.listdir(tmp_path / "net")) == [".day.versions", "day"]
+    assert sorted(os.listdir(tmp_path / "net")) == [".day.lock", ".day.versions", "day"]
     assert len(os.listdir(tmp_path / "net" / ".day.versions")) == 1  # the failed one is gone
 
 

@@ -267,10 +267,11 @@ def host_name(header: str) -> str:
 def host_allowed(header: str, allowed: Sequence[str]) -> bool:
     """Whether the Host ``header`` names one of ``allowed`` (``*`` any, ``*.example.com``
     a subdomain of it)."""
+    if "*" in allowed:
+        return True
     name = host_name(header).lower()
     return bool(name) and any(
-        pattern == "*"
-        or name == pattern.lower().strip("[]")
+        name == pattern.lower().strip("[]")
         or (pattern.startswith("*.") and name.endswith(pattern[1:].lower()))
         for pattern in allowed
     )
@@ -301,7 +302,7 @@ class _Secured:
                 message = {**message, "headers": kept + _SECURITY}
             await send(message)
 
-        host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+        host = next((v for k, v in scope["headers"] if k == b"host"), b"").decode("latin-1")
         if not host_allowed(host, self.allowed_hosts):
             answer = JSONResponse({"detail": "invalid host header"}, status_code=400)
             await answer(scope, receive, secured)

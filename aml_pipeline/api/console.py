@@ -20,6 +20,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -198,34 +199,40 @@ def _alive(pid: int) -> bool:
 
 
 def interruptible(
-    conn: duckdb.DuckDBPyConnection, work: Callable[[], T], timeout_s: float = QUERY_TIMEOUT_S
+    conn: duckdb.DuckDBPyConnection,
+    work: Callable[[threading.Event], T],
+    timeout_s: float = QUERY_TIMEOUT_S,
 ) -> T:
-    """``work()`` (which runs statements on ``conn``) in a worker thread; after
-    ``timeout_s`` seconds, or on Ctrl-C, the running statement is interrupted."""
+    """``work(stop)`` (which runs statements on ``conn``, checking ``stop`` between them)
+    in a worker thread; after ``timeout_s`` seconds, or on Ctrl-C, the running statement
+    is interrupted and no further one starts."""
+    stop = threading.Event()
     with ThreadPoolExecutor(1) as pool:
-        future = pool.submit(work)
+        future = pool.submit(work, stop)
         try:
             return future.result(timeout=timeout_s)
         except FutureTimeout:
-            conn.interrupt()
-            _settle(future)
+            _stop(conn, stop, future)
             raise ConsoleRefused(f"the statements were stopped after {timeout_s:g} s") from None
         except KeyboardInterrupt:
-            conn.interrupt()
-            _settle(future)
+            _stop(conn, stop, future)
             raise ConsoleRefused("the statement was cancelled (Ctrl-C)") from None
 
 
-def _settle(future: Future) -> None:
-    """Wait for the interrupted work to end (an interrupted Arrow stream raises OSError);
-    another Ctrl-C meanwhile changes nothing, the statement is being stopped already."""
+def _stop(conn: duckdb.DuckDBPyConnection, stop: threading.Event, future: Future) -> None:
+    """Interrupt the work until it has ended (an interrupt that falls between two
+    statements is repeated; an interrupted Arrow stream raises OSError); another Ctrl-C
+    meanwhile changes nothing, the work is being stopped already."""
+    stop.set()
     while True:
+        conn.interrupt()
         try:
-            with contextlib.suppress(duckdb.Error, ConsoleRefused, OSError):
-                future.result()
-            return
-        except KeyboardInterrupt:
-            continue
+            future.result(timeout=0.2)
+        except (FutureTimeout, KeyboardInterrupt):  # still running (a TimeoutError is an
+            continue  # OSError: caught first), or Ctrl-C again
+        except (duckdb.Error, ConsoleRefused, OSError):
+            pass
+        return
 
 
 def _statements(conn: duckdb.DuckDBPyConnection, sql: str) -> list[str]:
@@ -248,9 +255,11 @@ def run_query(
     most ``max_rows`` rows of it (read no further); the statements together are stopped
     after ``timeout_s`` seconds or on Ctrl-C."""
 
-    def work() -> pa.Table | None:
+    def work(stop: threading.Event) -> pa.Table | None:
         result = None
         for query in _statements(conn, sql):
+            if stop.is_set():
+                break
             relation = conn.sql(query)
             if relation is not None and max_rows is not None:
                 relation = relation.limit(max_rows)
@@ -275,9 +284,11 @@ def write_result(
     if output.suffix not in (".csv", ".parquet"):
         raise ConsoleRefused(f"--output must end in .csv or .parquet, got {output.name}")
 
-    def work() -> int:
+    def work(stop: threading.Event) -> int:
         *earlier, last = _statements(conn, sql)
         for query in earlier:
+            if stop.is_set():
+                raise ConsoleRefused("stopped")
             conn.sql(query).limit(0).fetchall()  # checked and run, nothing kept
         reader = conn.sql(last).to_arrow_reader(BATCH_ROWS)
         writer_type = pq.ParquetWriter if output.suffix == ".parquet" else pa_csv.CSVWriter

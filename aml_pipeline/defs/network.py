@@ -44,6 +44,28 @@ SCORING_ASSETS = (*SCORE_OUTPUTS, "published_scores")
 DAILY_ASSETS = (*INGESTION_ASSETS, *FEATURE_ASSETS, *SCORING_ASSETS, *EVALUATION_ASSETS)
 
 
+#: The tag that says which stage of the pipeline a run is (filter runs by it in the UI).
+STAGE_TAG = "aml/stage"
+#: Each stage and the assets it materializes; any other selection is ``custom``.
+STAGES = {
+    "land": LANDING_ASSETS,
+    "labels": ("label_events",),
+    "ingest": INGESTION_ASSETS,
+    "features": FEATURE_ASSETS,
+    "score": (*SCORING_ASSETS, *EVALUATION_ASSETS),
+    "evaluate": EVALUATION_ASSETS,
+    "daily": DAILY_ASSETS,
+    "train": (*MODEL_ASSETS, *CHAMPION_ASSETS),
+    "promote": CHAMPION_ASSETS,
+}
+
+
+def run_tags(network: str, names: tuple[str, ...]) -> dict[str, str]:
+    """The tags an operator filters a network's runs by: ``network`` and its stage."""
+    stage = next((s for s, assets in STAGES.items() if set(assets) == set(names)), "custom")
+    return {"network": network, STAGE_TAG: stage}
+
+
 def asset_keys(networks: list[str], names: tuple[str, ...]) -> list[dg.AssetKey]:
     """The keys of the named assets in every network."""
     return [dg.AssetKey([network, name]) for network in networks for name in names]
@@ -65,7 +87,7 @@ def build_network_definitions(
         selection=asset_keys([name], DAILY_ASSETS),
         description=f"{name}'s daily run: land the batch and labels, compute features, score, "
         "rank and explain with the champion models, validate (tiers 1-3) and publish to output/.",
-        tags={"network": name},
+        tags=run_tags(name, DAILY_ASSETS),
     )
     return dg.Definitions(
         assets=[

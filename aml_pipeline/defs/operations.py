@@ -11,7 +11,7 @@ import multiprocessing
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -192,7 +192,7 @@ def materialize(
     sees the successful runs in date order, up to the first failed one; after a failure,
     runs not yet started are cancelled.
     """
-    from aml_pipeline.defs.network import asset_keys, daily_job_name
+    from aml_pipeline.defs.network import asset_keys, daily_job_name, run_tags
 
     overrides = overrides or {}
     workers = settings.parallel_runs if independent_runs(names) else 1
@@ -207,6 +207,7 @@ def materialize(
                 run_config(settings, network, overrides),
                 asset_keys([network], names),
                 on_chunk=on_chunk,
+                tags=run_tags(network, names),
             )
         else:
             overrides = {"fetch_workers": "1", **overrides}
@@ -221,9 +222,14 @@ def materialize(
 def _report_failure(instance: dg.DagsterInstance, settings: Settings, run_id: str) -> None:
     """Record a failed run of the command line as the run-failure sensor does (which then
     finds it recorded), so the record is whole without a daemon."""
-    _, reported = report_failed_run(instance, run_id, settings.data_root, settings.failure_webhook)
-    if reported.problem:
-        print(reported.problem, file=sys.stderr)
+    try:
+        _, _, problem = report_failed_run(
+            instance, run_id, settings.data_root, settings.failure_webhook
+        )
+    except Exception as exc:  # the run's own failure is what the user needs to see
+        problem = f"run {run_id} was not recorded in monitoring/run_failures: {exc}"
+    if problem:
+        print(f"aml-pipeline: {problem}", file=sys.stderr)
 
 
 def _run_shared(
@@ -238,8 +244,8 @@ def _run_shared(
 ) -> RunResult | None:
     """``materialize``'s independent runs: this process runs every ``workers``-th chunk
     itself (so nothing waits for a worker to start), ``workers - 1`` kept processes the
-    others; outcomes are reported in date order."""
-    from aml_pipeline.defs.network import asset_keys, daily_job_name
+    others; outcomes are reported in date order, and every failed run is recorded."""
+    from aml_pipeline.defs.network import asset_keys, daily_job_name, run_tags
 
     environment, pool = dict(os.environ), _run_pool(workers - 1)
     futures = {
@@ -274,9 +280,16 @@ def _run_shared(
     for i in range(0, len(chunks), workers):
         if failed is not None:
             break
-        outcomes[i] = run_chunk(job, instance, *chunks[i], config, keys)
+        outcomes[i] = run_chunk(job, instance, *chunks[i], config, keys, run_tags(network, names))
         report(wait=False)
     report(wait=True)
+    # runs that failed alongside the first one (the caller records that one) are recorded
+    for i, future in futures.items():
+        if i not in outcomes and not future.cancelled() and future.exception() is None:
+            outcomes[i] = RunOutcome.load(instance, future.result())
+    for outcome in outcomes.values():
+        if not outcome.success and outcome is not failed:
+            _report_failure(instance, settings, outcome.run_id)
     return failed
 
 
@@ -306,14 +319,15 @@ def _materialize_chunk(
 ) -> str:
     """One run of ``materialize`` in a worker process, under the caller's environment
     (DAGSTER_HOME, AML_*: a kept worker may serve another command); its run id."""
-    from aml_pipeline.defs.network import asset_keys, daily_job_name
+    from aml_pipeline.defs.network import asset_keys, daily_job_name, run_tags
 
     os.environ.clear()
     os.environ.update(environment)
     with project_instance() as instance:
         job = _definitions(settings).resolve_job_def(daily_job_name(network))
         config = run_config(settings, network, overrides)
-        return run_chunk(job, instance, first, last, config, asset_keys([network], names)).run_id
+        keys, tags = asset_keys([network], names), run_tags(network, names)
+        return run_chunk(job, instance, first, last, config, keys, tags).run_id
 
 
 def run_job(
@@ -321,10 +335,12 @@ def run_job(
     job_name: str,
     config: dict[str, Any],
     assets: tuple[str, tuple[str, ...]] | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> RunResult:
     """Run the job ``job_name`` in process with ``config`` (only the network's ``assets``
-    names, given as ``(network, names)``, if set); failures are returned, not raised."""
-    from aml_pipeline.defs.network import asset_keys
+    names, given as ``(network, names)``, if set, tagged with their network and stage;
+    and ``tags``); failures are returned, not raised."""
+    from aml_pipeline.defs.network import asset_keys, run_tags
 
     job = _definitions(settings).resolve_job_def(job_name)
     with project_instance() as instance:
@@ -332,7 +348,7 @@ def run_job(
             instance=instance,
             raise_on_error=False,
             run_config=config,
-            tags=process_tags(),
+            tags={**(run_tags(*assets) if assets else {}), **(tags or {}), **process_tags()},
             asset_selection=asset_keys([assets[0]], assets[1]) if assets else None,
         )
         if not result.success:

@@ -13,7 +13,7 @@ import dagster as dg
 
 from aml_pipeline.defs.resources import PipelineConfig
 from aml_pipeline.defs.runs import RANGE_END, RANGE_START
-from aml_pipeline.failures import Reported, RunFailure, first_line, report
+from aml_pipeline.failures import RunFailure, first_line, record, tell
 from aml_pipeline.storage import layout
 from aml_pipeline.storage.objects import LocalStorage
 
@@ -96,25 +96,26 @@ def materialization(failure: RunFailure) -> dg.AssetMaterialization:
 
 def report_failed_run(
     instance: dg.DagsterInstance, run_id: str, data_root: str, webhook: str
-) -> tuple[RunFailure, Reported]:
-    """Record failed run ``run_id`` from what the instance holds of it; the first time, also
-    tell ``webhook`` and report a ``run_failures`` materialization for the UI."""
-    record = instance.get_run_record_by_id(run_id)
-    if record is None:
+) -> tuple[RunFailure, bool, str | None]:
+    """Record failed run ``run_id`` from what the instance holds of it; the first time, show
+    it in the UI (a ``run_failures`` materialization) and tell ``webhook``. Returns the
+    failure, whether it was new, and why the webhook was not reached (if it was not)."""
+    record_of_run = instance.get_run_record_by_id(run_id)
+    if record_of_run is None:
         raise ValueError(f"run {run_id} is not in the instance")
-    ended = record.end_time
+    ended = record_of_run.end_time
     failed = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
     steps = instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
     failure = failure_of(
-        record.dagster_run,
+        record_of_run.dagster_run,
         [e.dagster_event for e in steps if e.dagster_event is not None],
         failed[-1].message if failed else "",
         dt.datetime.fromtimestamp(ended, dt.UTC) if ended else dt.datetime.now(dt.UTC),
     )
-    reported = report(LocalStorage(data_root), failure, webhook)
-    if reported.new:
-        instance.report_runless_asset_event(materialization(failure))
-    return failure, reported
+    if not record(LocalStorage(data_root), failure):
+        return failure, False, None
+    instance.report_runless_asset_event(materialization(failure))
+    return failure, True, tell(webhook, failure)
 
 
 def build_run_failure_sensor(webhook: str) -> dg.SensorDefinition:
@@ -131,13 +132,11 @@ def build_run_failure_sensor(webhook: str) -> dg.SensorDefinition:
         "AML_FAILURE_WEBHOOK when set.",
     )
     def run_failure_sensor(context: dg.RunFailureSensorContext, pipeline: PipelineConfig) -> None:
-        failure, reported = report_failed_run(
+        failure, new, problem = report_failed_run(
             context.instance, context.dagster_run.run_id, pipeline.data_root, webhook
         )
-        if reported.problem:
-            context.log.warning(reported.problem)
-        context.log.info(
-            f"{'recorded' if reported.new else 'already recorded'}: {failure.summary()}"
-        )
+        if problem:
+            context.log.warning(problem)
+        context.log.info(f"{'recorded' if new else 'already recorded'}: {failure.summary()}")
 
     return run_failure_sensor

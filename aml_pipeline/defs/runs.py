@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import dagster as dg
@@ -73,14 +73,21 @@ def run_chunk(
     last: dt.date,
     run_config: dict | None = None,
     asset_selection: Sequence[dg.AssetKey] | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> RunOutcome:
     """Materialize ``job`` over ``first..last`` in one run, in this process (its tags say
-    which, so a killed run is noticed: ``dead_runs``); failures are returned, not raised."""
+    which, so a killed run is noticed: ``dead_runs``; and ``tags``); failures are
+    returned, not raised."""
     result = job.execute_in_process(
         instance=instance,
         run_config=run_config,
         asset_selection=asset_selection,
-        tags={RANGE_START: first.isoformat(), RANGE_END: last.isoformat(), **process_tags()},
+        tags={
+            **(tags or {}),
+            RANGE_START: first.isoformat(),
+            RANGE_END: last.isoformat(),
+            **process_tags(),
+        },
         raise_on_error=False,
     )
     return RunOutcome.of(result)
@@ -94,12 +101,13 @@ def run_range(
     run_config: dict | None = None,
     asset_selection: Sequence[dg.AssetKey] | None = None,
     on_chunk: Callable[[dt.date, dt.date, RunOutcome], None] | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> RunOutcome | None:
     """Materialize ``job`` over the range, one run per chunk, one after the other; the
     first failed run's outcome, or None when every chunk succeeded. ``on_chunk`` sees each
     successful chunk's outcome (progress)."""
     for first, last in day_chunks(start, end):
-        outcome = run_chunk(job, instance, first, last, run_config, asset_selection)
+        outcome = run_chunk(job, instance, first, last, run_config, asset_selection, tags)
         if not outcome.success:
             return outcome
         if on_chunk is not None:

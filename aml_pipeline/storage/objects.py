@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import itertools
 import os
 import shutil
 import time
@@ -33,9 +32,6 @@ from typing import Protocol
 #: A retired version of a published directory is kept this long after it was replaced,
 #: so a reader that resolved the link before the swap can finish; then it is removed.
 RETIRED_GRACE_SECONDS = 60
-#: A version newer than the one published and older than this was staged by a publisher
-#: that died before its swap: it is removed.
-ORPHANED_SECONDS = 3600
 
 
 def _fsync_dir(path: Path) -> None:
@@ -95,32 +91,41 @@ def _holds(folder: Path, files: Mapping[str, bytes]) -> bool:
     )
 
 
-def _stamp(version: str) -> int:
-    """When a version folder was created (ns; its name starts with the time)."""
-    return int(version.split("-", 1)[0])
-
-
 def _sweep(versions: Path) -> None:
-    """Remove the versions in ``versions`` that no reader can be on any more: those
-    replaced more than RETIRED_GRACE_SECONDS ago (a version is replaced when the next one
-    is created) and those a dead publisher left unpublished."""
+    """Remove the versions in ``versions`` that no reader can be on any more; the caller
+    holds the day's publication lock, so none is being staged. Every version but the
+    published one was replaced at the latest when the link was last swapped (the link's
+    own mtime): once that is RETIRED_GRACE_SECONDS ago, they all go (with what a publisher
+    that died before its swap left)."""
     link = versions.with_name(versions.name.removeprefix(".").removesuffix(".versions"))
     try:
         current = os.readlink(link).rsplit("/", 1)[-1]
-        names = sorted(os.listdir(versions))
+        swapped = os.lstat(link).st_mtime_ns
+        names = os.listdir(versions)
     except OSError:  # not published (yet), or removed meanwhile
         return
-    if current not in names:
+    if swapped > time.time_ns() - RETIRED_GRACE_SECONDS * 10**9:
         return
-    now, at = time.time_ns(), names.index(current)
-    retired = [
-        old
-        for old, new in itertools.pairwise(names[: at + 1])
-        if _stamp(new) < now - RETIRED_GRACE_SECONDS * 10**9
-    ]
-    orphaned = [v for v in names[at + 1 :] if _stamp(v) < now - ORPHANED_SECONDS * 10**9]
-    for name in retired + orphaned:
-        shutil.rmtree(versions / name, ignore_errors=True)
+    for name in names:
+        if name != current:
+            shutil.rmtree(versions / name, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _lock(path: Path, wait: bool = True) -> Iterator[bool]:
+    """Hold an exclusive ``flock`` on the file ``path`` (created); without ``wait``, yield
+    False at once when another process holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _swap_in(final: Path, files: Mapping[str, bytes]) -> None:
@@ -187,6 +192,7 @@ class LocalStorage:
         if path.is_symlink():
             path.unlink()
             shutil.rmtree(path.with_name(f".{path.name}.versions"), ignore_errors=True)
+            path.with_name(f".{path.name}.lock").unlink(missing_ok=True)
         elif path.is_dir():
             shutil.rmtree(path)
         elif path.exists():
@@ -214,13 +220,8 @@ class LocalStorage:
         """Hold an exclusive inter-process lock for a read-modify-write of ``key`` (a
         ``.{name}.lock`` file beside it, locked with ``flock``)."""
         path = self.local_path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path.with_name(f".{path.name}.lock"), "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with _lock(path.with_name(f".{path.name}.lock")):
+            yield
 
     def free_bytes(self) -> int:
         """Bytes free on the file system of the root (or of its nearest existing parent)."""
@@ -240,9 +241,11 @@ class LocalStorage:
         ``key`` is a symbolic link to a version folder (``.{name}.versions/{token}``): the
         files are staged and fsynced in a new version, then the link is replaced in one
         rename, so a reader opening ``key/...`` gets the old day or the new one, never a
-        mix and never nothing. A replaced version is kept for a grace period (see
-        RETIRED_GRACE_SECONDS), so a reader that resolved the link before a swap can
-        finish; every publication removes the expired versions of ``key``'s siblings.
+        mix and never nothing. Publications of one day take turns (``locked``). A
+        replaced version is kept for RETIRED_GRACE_SECONDS after the swap that replaced it,
+        so a reader that resolved the link before can finish; each publication then removes
+        the expired versions of its day and of the other days in its folder that no one is
+        publishing.
         A directory published before links were used is moved into the versions first
         (a reader in that one instant may miss the day, or read one file of it before and
         one after). Publishing exactly the content a versioned ``key`` holds already writes
@@ -250,7 +253,12 @@ class LocalStorage:
         always moved into the versions, so no reader keeps the unversioned path.
         """
         final = self.local_path(key)
-        if not (final.is_symlink() and _holds(final, files)):
-            _swap_in(final, files)
-        for folder in final.parent.glob(".*.versions"):
-            _sweep(folder)
+        with self.locked(key):  # one publisher of a day at a time
+            if not (final.is_symlink() and _holds(final, files)):
+                _swap_in(final, files)
+            _sweep(final.with_name(f".{final.name}.versions"))
+        for folder in final.parent.glob(".*.versions"):  # other days, unless being published
+            day = folder.name.removeprefix(".").removesuffix(".versions")
+            with _lock(final.with_name(f".{day}.lock"), wait=False) as held:
+                if held:
+                    _sweep(folder)
