@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 import pytest
 from dagster._core.execution.backfill import BulkActionStatus
 from dagster._core.remote_origin import InProcessCodeLocationOrigin
+from dagster._core.storage.tags import REPOSITORY_LABEL_TAG
 from dagster._core.test_utils import create_test_daemon_workspace_context, freeze_time
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._core.workspace.context import WorkspaceProcessContext
@@ -309,6 +310,14 @@ def test_the_schedule_and_the_sensor_under_the_daemon(project, monkeypatch):
             instance.start_sensor(sensor)
 
         earlier = {r.run_id for r in instance.get_runs()}  # the CLI's, in the copied instance
+        # ... listed under their jobs, by the filter the job page's Runs tab uses
+        label = repository.handle.get_remote_origin().get_label()
+        for job in (f"{NETWORK}_daily_job", "training_job"):
+            listed = instance.get_runs(
+                filters=dg.RunsFilter(job_name=job, tags={REPOSITORY_LABEL_TAG: label})
+            )
+            every = [r for r in instance.get_runs() if r.job_name == job]
+            assert listed and {r.run_id for r in listed} == {r.run_id for r in every}, job
 
         def runs() -> list[dg.DagsterRun]:
             return [r for r in reversed(instance.get_runs()) if r.run_id not in earlier]

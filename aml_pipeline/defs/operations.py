@@ -18,7 +18,7 @@ from typing import Any
 
 import dagster as dg
 
-from aml_pipeline.defs.dead_runs import process_tags, reap_dead_runs
+from aml_pipeline.defs.dead_runs import reap_dead_runs
 from aml_pipeline.defs.resources import NetworkConfig, PipelineConfig
 from aml_pipeline.defs.run_failures import report_failed_run, user_message
 from aml_pipeline.defs.runs import (
@@ -26,6 +26,7 @@ from aml_pipeline.defs.runs import (
     RANGE_START,
     RunOutcome,
     balanced_chunks,
+    command_line_tags,
     run_chunk,
     run_range,
 )
@@ -348,7 +349,7 @@ def run_job(
             instance=instance,
             raise_on_error=False,
             run_config=config,
-            tags={**(run_tags(*assets) if assets else {}), **(tags or {}), **process_tags()},
+            tags={**(run_tags(*assets) if assets else {}), **(tags or {}), **command_line_tags()},
             asset_selection=asset_keys([assets[0]], assets[1]) if assets else None,
         )
         if not result.success:

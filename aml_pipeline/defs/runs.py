@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import dagster as dg
+from dagster._core.definitions.repository_definition import SINGLETON_REPOSITORY_NAME
+from dagster._core.storage.tags import REPOSITORY_LABEL_TAG
 
 from aml_pipeline.defs.dead_runs import process_tags
 
@@ -14,6 +16,16 @@ from aml_pipeline.defs.dead_runs import process_tags
 MAX_DAYS_PER_RUN = 14
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
+#: The code location the project's definitions load as (workspace.yaml, pyproject's dg
+#: project, deploy/): the UI lists a job's runs by their repository label tag, which a run
+#: the command line executes in process does not get by itself.
+CODE_LOCATION = "aml_pipeline"
+
+
+def command_line_tags() -> dict[str, str]:
+    """The tags of a run the command line executes in this process: its repository label
+    (so the UI lists it under its job) and where it runs (``dead_runs``)."""
+    return {REPOSITORY_LABEL_TAG: f"{SINGLETON_REPOSITORY_NAME}@{CODE_LOCATION}", **process_tags()}
 
 
 @dataclass(frozen=True)
@@ -86,7 +98,7 @@ def run_chunk(
             **(tags or {}),
             RANGE_START: first.isoformat(),
             RANGE_END: last.isoformat(),
-            **process_tags(),
+            **command_line_tags(),
         },
         raise_on_error=False,
     )
