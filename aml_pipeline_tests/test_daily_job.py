@@ -122,6 +122,39 @@ def test_rescoring_is_idempotent_and_a_failed_rerun_keeps_the_published_day(scra
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == published
 
 
+def test_the_models_materialize_without_hand_written_config(scratch, monkeypatch):
+    """As "Materialize all" and the launchpad launch them: training takes the stored feature
+    days, the comparison the stored days after both models' training (none here: it says
+    so)."""
+    from aml_pipeline.defs import operations
+    from aml_pipeline.defs.network import CHAMPION_ASSETS, MODEL_ASSETS
+    from aml_pipeline.models.registry import ModelRegistry
+    from aml_pipeline.settings import Settings
+    from aml_pipeline.storage.objects import LocalStorage
+
+    monkeypatch.setenv("DAGSTER_HOME", str(scratch))
+    monkeypatch.setenv("AML_DATA_ROOT", str(scratch / "data"))
+    monkeypatch.setenv("AML_SIM_PROFILE", "small")
+    settings = Settings.from_env()
+    config = operations.run_config(settings, "ethereum", {})
+    trained = operations.run_job(
+        settings, "training_job", config, ("ethereum", (*MODEL_ASSETS, *CHAMPION_ASSETS))
+    )
+    assert trained.success
+    registry = ModelRegistry(LocalStorage(scratch / "data"), "ethereum")
+    newest = registry.entries("alert_scorer")[-1]
+    assert newest["training_range"] == ["2025-03-01", "2025-03-10"]  # the stored features
+    job = build_definitions(settings).resolve_implicit_global_asset_job_def()
+    compared = job.execute_in_process(
+        run_config=config,
+        asset_selection=[dg.AssetKey(["ethereum", "model_comparison"])],
+        raise_on_error=False,
+    )
+    failure = next(e for e in compared.all_events if e.is_step_failure)
+    message = failure.step_failure_data.error.message
+    assert "no test range" in message and "after the models' training ranges" in message
+
+
 def test_schedule_targets_the_previous_utc_day(tmp_path):
     defs = build_definitions(_settings(tmp_path))
     schedule = _named(defs.schedules, "ethereum_daily_schedule")

@@ -247,3 +247,14 @@ def test_the_landed_batch_and_the_published_day_carry_a_daily_freshness_policy(m
         assert isinstance(policy, dg.FreshnessPolicy), name
         assert policy.deadline_cron == "0 6 * * *" and policy.timezone == "UTC"
         assert policy.lower_bound_delta.total_seconds() == 24 * 3600
+
+
+def test_every_asset_job_launches_without_hand_written_config(make_defs):
+    """"Materialize all" and the launchpad open no required config: the model and
+    comparison ranges default to the stored feature days."""
+    defs = make_defs()
+    jobs = [defs.resolve_implicit_global_asset_job_def()]
+    jobs += [defs.resolve_job_def(j.name) for j in defs.jobs if j.name != "import_transfers_job"]
+    for job in jobs:
+        fields = job.run_config_schema.config_type.fields
+        assert not any(field.is_required for field in fields.values()), job.name

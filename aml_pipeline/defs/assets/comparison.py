@@ -32,8 +32,16 @@ from aml_pipeline.storage.tables import MissingPartitions
 class ModelComparisonConfig(dg.Config):
     """Which two alert-scorer versions to compare on which days."""
 
-    start_date: str = Field(description="First processing date of the test range.")
-    end_date: str = Field(description="Last processing date of the test range.")
+    start_date: str = Field(
+        default="",
+        description="First processing date of the test range; empty = the first day with "
+        "stored features after both models' training ranges.",
+    )
+    end_date: str = Field(
+        default="",
+        description="Last processing date of the test range; empty = the last "
+        "day with stored features.",
+    )
     model_a: str = Field(default="", description="Baseline version; empty = the champion.")
     model_b: str = Field(default="", description="Challenger version; empty = the latest.")
     resamples: int = Field(default=1000, description="Paired bootstrap resamples.")
@@ -76,10 +84,11 @@ def build_comparison_asset(network: str) -> dg.AssetsDefinition:
                 description=f"name two different versions (model A {a or 'no champion'}, "
                 f"model B {b})"
             )
-        days = _range(config.start_date, config.end_date)
+        warehouse = warehouse_io_manager
+        stored = warehouse.stored_days(dg.AssetKey([network, "alert_features"]))
+        days = _test_days(config, stored, [_trained_through(registry, v) for v in (a, b)])
         for version in (a, b):
             _check_held_out(registry, version, days)
-        warehouse = warehouse_io_manager
         try:
             features = warehouse.read_days(dg.AssetKey([network, "alert_features"]), days)
         except MissingPartitions as exc:
@@ -159,8 +168,30 @@ def _check_held_out(registry: ModelRegistry, version: str, days: list[dt.date]) 
         )
 
 
-def _range(start: str, end: str) -> list[dt.date]:
+def _trained_through(registry: ModelRegistry, version: str) -> str:
+    """The last day ``version`` was trained on (empty when unknown)."""
+    entry = registry.entry("alert_scorer", version) or {}
+    return entry.get("training_range", ["", ""])[1]
+
+
+def _test_days(
+    config: ModelComparisonConfig, stored: list[dt.date], trained_through: list[str]
+) -> list[dt.date]:
+    """The test range: as configured, an empty end taken from the ``stored`` feature days
+    after every model's training range."""
+    after = max(trained_through)
+    held_out = [d for d in stored if d.isoformat() > after]
     try:
-        return date_range(dt.date.fromisoformat(start), dt.date.fromisoformat(end))
+        start = dt.date.fromisoformat(config.start_date) if config.start_date else None
+        end = dt.date.fromisoformat(config.end_date) if config.end_date else None
     except ValueError as exc:
         raise dg.Failure(description=f"test range: {exc}") from exc
+    start = start or (held_out[0] if held_out else None)
+    end = end or (held_out[-1] if held_out else None)
+    if start is None or end is None or start > end:
+        raise dg.Failure(
+            description=f"no test range: start_date {config.start_date or '(empty)'}, end_date "
+            f"{config.end_date or '(empty)'}, and no day with stored features after the models' "
+            f"training ranges (through {after or 'unknown'}): score later days first"
+        )
+    return date_range(start, end)

@@ -52,8 +52,16 @@ from aml_pipeline.storage.tables import MissingPartitions
 class TrainModelsConfig(dg.Config):
     """Which days to learn from, which labels count, and the hyperparameters."""
 
-    start_date: str = Field(description="First processing date of the training range.")
-    end_date: str = Field(description="Last processing date of the training range.")
+    start_date: str = Field(
+        default="",
+        description="First processing date of the training range; empty = the first day "
+        "whose features are stored.",
+    )
+    end_date: str = Field(
+        default="",
+        description="Last processing date of the training range; empty = the last day "
+        "whose features are stored, at most the as-of date.",
+    )
     as_of: str = Field(
         default="",
         description="Only labels known on this date count; "
@@ -90,10 +98,20 @@ class TrainModelsConfig(dg.Config):
         """The configured as-of date, else the pipeline's (today unless set)."""
         return dt.date.fromisoformat(self.as_of) if self.as_of else pipeline.as_of()
 
-    def days(self) -> list[dt.date]:
-        return date_range(
-            dt.date.fromisoformat(self.start_date), dt.date.fromisoformat(self.end_date)
-        )
+    def days(self, stored: list[dt.date], as_of: dt.date) -> list[dt.date]:
+        """The training range: as configured, an empty end taken from the ``stored``
+        feature days (up to ``as_of``)."""
+        known = [d for d in stored if d <= as_of]
+        start = dt.date.fromisoformat(self.start_date) if self.start_date else None
+        end = dt.date.fromisoformat(self.end_date) if self.end_date else None
+        start, end = start or (known[0] if known else None), end or (known[-1] if known else None)
+        if start is None or end is None or start > end:
+            raise dg.Failure(
+                description=f"no training range: start_date {self.start_date or '(empty)'}, "
+                f"end_date {self.end_date or '(empty)'}, and {len(known)} day(s) with stored "
+                f"features up to {as_of}; run the daily job (or aml-pipeline train) first"
+            )
+        return date_range(start, end)
 
 
 class TrainingInputs:
@@ -108,8 +126,9 @@ class TrainingInputs:
         config: TrainModelsConfig,
     ) -> None:
         self.warehouse = warehouse
-        self.network, self.days = network, config.days()
         self.as_of = config.as_of_date(pipeline)
+        stored = warehouse.stored_days(dg.AssetKey([network, "alert_features"]))
+        self.network, self.days = network, config.days(stored, self.as_of)
         self.since = pipeline.data_since(network)
         #: The last label day read: the as-of date, or the last label day fetched so far,
         #: at most the day every label of the range has arrived by.
@@ -157,7 +176,7 @@ def _register(
         **extra,
         "params": model.params,
         "hyperparameters": params_dict(config.params()),
-        "training_range": [config.start_date, config.end_date],
+        "training_range": [inputs.days[0].isoformat(), inputs.days[-1].isoformat()],
         "as_of": inputs.as_of.isoformat(),
         "labels_through": inputs.labels_through.isoformat(),
         "metrics": model.metrics,
