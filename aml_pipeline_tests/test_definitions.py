@@ -250,7 +250,7 @@ def test_the_landed_batch_and_the_published_day_carry_a_daily_freshness_policy(m
 
 
 def test_every_asset_job_launches_without_hand_written_config(make_defs):
-    """"Materialize all" and the launchpad open no required config: the model and
+    """The launchpad and "Materialize all" open no required config: the model and
     comparison ranges default to the stored feature days."""
     defs = make_defs()
     jobs = [defs.resolve_implicit_global_asset_job_def()]
