@@ -81,6 +81,21 @@ def test_backfill_runs_in_chunks_not_per_day(home):
             dg.AssetKey(["ethereum", "published_scores"]), limit=100
         ).records
     assert len(published) == 10 and len({r.run_id for r in published}) == 1  # one run
+    # ... whose every day shows its own numbers (rows, mean score, tier 1), not the run's
+    with dg.DagsterInstance.get() as instance:
+        scored = instance.fetch_materializations(
+            dg.AssetKey(["ethereum", "alert_scores"]), limit=100
+        ).records
+        tier1 = instance.fetch_materializations(
+            dg.AssetKey(["ethereum", "tier1_evaluation"]), limit=100
+        ).records
+    for record in scored:
+        metadata = record.asset_materialization.metadata
+        day = pd.read_parquet(_day(home, record.partition_key) / "alert_scores.parquet")
+        assert metadata["dagster/row_count"].value == len(day), record.partition_key
+        assert metadata["mean_score"].value == pytest.approx(day["score"].mean())
+    assert len({r.asset_materialization.metadata["mean_score"].value for r in scored}) == 10
+    assert {r.asset_materialization.metadata["dagster/row_count"].value for r in tier1} == {1}
     # nothing left over from staging: the hidden entries are the days' versions and locks
     hidden = home.glob("data/output/ethereum/.*")
     assert all(p.name.endswith((".versions", ".lock")) for p in hidden)

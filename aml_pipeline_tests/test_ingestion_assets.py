@@ -11,6 +11,7 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from aml_pipeline.contract.files import parquet_bytes
@@ -280,6 +281,30 @@ def test_a_backfill_range_is_one_run_writing_one_file_per_day(make_defs, tmp_pat
         assert len(instance.get_run_records()) == 1
         key = dg.AssetKey([NETWORK, "raw_alerts"])
         assert len(instance.get_materialized_partitions(key)) == 7
+        # each day's materialization carries that day's own row count, not the run's total
+        stored = {}
+        for name in ("raw_alerts", "raw_features", "batch_metadata", "label_events"):
+            records = instance.fetch_materializations(
+                dg.AssetKey([NETWORK, name]), limit=100
+            ).records
+            counted = {
+                r.partition_key: r.asset_materialization.metadata["dagster/row_count"].value
+                for r in records
+            }
+            stored[name] = {
+                p.stem: pq.read_metadata(p).num_rows
+                for p in (tmp_path / "data" / "warehouse" / NETWORK / name).iterdir()
+            }
+            assert counted == stored[name], name
+        assert len(set(stored["raw_alerts"].values())) > 1  # the days differ
+        landed = instance.fetch_materializations(
+            dg.AssetKey([NETWORK, "landed_batch"]), limit=100
+        ).records
+        alerts = {
+            r.partition_key: r.asset_materialization.metadata["row_counts"].value["alerts"]
+            for r in landed
+        }
+        assert alerts == stored["raw_alerts"]
     for name in TABLES:
         folder = tmp_path / "data" / "warehouse" / NETWORK / name
         assert sorted(p.name for p in folder.iterdir()) == [

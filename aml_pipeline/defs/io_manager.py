@@ -79,7 +79,6 @@ class DuckDBParquetIOManager(dg.IOManager):
             parts = {k: obj[day == k].reset_index(drop=True) for k in keys}
         for key, part in parts.items():
             self.tables.write(table, key, part, declared)
-        context.add_output_metadata({"files": len(parts)})
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
         keys = list(context.asset_partition_keys) if context.has_asset_partitions else [None]

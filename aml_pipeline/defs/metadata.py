@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import dagster as dg
@@ -78,3 +79,29 @@ def frame_metadata(df: pd.DataFrame, **extra: Any) -> dict[str, Any]:
         "dagster/column_schema": frame_schema(df),
         **extra,
     }
+
+
+def daily_frame_metadata(
+    context: dg.AssetExecutionContext,
+    df: pd.DataFrame,
+    column: str = "processing_date",
+    asset_key: dg.AssetKey | None = None,
+    per_day: Callable[[pd.DataFrame], dict[str, Any]] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """``frame_metadata`` of a daily table written for every day of the run: each day's
+    partition gets its own row count (and ``per_day`` of its rows), so the UI's partition
+    page and plots read that day's numbers, not the run's totals; the schema and ``extra``
+    are the run's."""
+    days = df[column].astype(str) if column in df else pd.Series("", index=df.index)
+    for key in context.partition_keys:
+        part = df[days == key]
+        context.add_asset_metadata(
+            {
+                "dagster/row_count": dg.MetadataValue.int(len(part)),
+                **(per_day(part) if per_day else {}),
+            },
+            asset_key=asset_key,
+            partition_key=key,
+        )
+    return {"dagster/column_schema": frame_schema(df), **extra}

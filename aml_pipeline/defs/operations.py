@@ -374,14 +374,11 @@ def failure_text(result: RunResult) -> str:
 
 def landed_counts(result: RunResult, network: str) -> dict[str, str]:
     """Per landed day of the run, its tables' row counts as one line."""
-    for event in result.get_asset_materialization_events():
-        mat = event.materialization
-        if mat.asset_key == dg.AssetKey([network, "landed_batch"]):
-            return {
-                day: ", ".join(f"{n} {k}" for k, n in counts.items())
-                for day, counts in mat.metadata["row_counts"].value.items()
-            }
-    return {}
+    return {
+        event.partition: ", ".join(f"{n} {k}" for k, n in mat.metadata["row_counts"].value.items())
+        for event in result.get_asset_materialization_events()
+        if (mat := event.materialization).asset_key == dg.AssetKey([network, "landed_batch"])
+    }
 
 
 def materialized_metadata(result: RunResult) -> dict[str, dict[str, Any]]:

@@ -24,7 +24,7 @@ from aml_pipeline.defs.assets.ingestion import (
     read_known_labels,
 )
 from aml_pipeline.defs.io_manager import Warehouse
-from aml_pipeline.defs.metadata import frame_metadata
+from aml_pipeline.defs.metadata import daily_frame_metadata
 from aml_pipeline.defs.resources import PipelineConfig
 from aml_pipeline.evaluation import (
     Tier1Validator,
@@ -79,7 +79,7 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def _metadata(context: dg.AssetExecutionContext, tier: str, frame: pd.DataFrame) -> dict[str, Any]:
-    """Row count and schema of the run's rows; each day's plotted numbers on its own
+    """The schema of the run's rows; each day's row count and plotted numbers on its own
     partition (so the UI's per-partition plots show daily values, not a run's mean)."""
     for _, row in frame.iterrows():
         details = json.loads(row["details_json"])
@@ -93,7 +93,7 @@ def _metadata(context: dg.AssetExecutionContext, tier: str, frame: pd.DataFrame)
         if not pd.isna(row["passed"]):
             day_metadata["passed"] = bool(row["passed"])
         context.add_asset_metadata(day_metadata, partition_key=row["processing_date"].isoformat())
-    return frame_metadata(frame, days=len(frame))
+    return daily_frame_metadata(context, frame)
 
 
 def _version(scores: pd.DataFrame) -> str:

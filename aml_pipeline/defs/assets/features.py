@@ -11,7 +11,7 @@ import pandas as pd
 from aml_pipeline.dates import date_range
 from aml_pipeline.defs.assets.ingestion import daily_table_args, day_rows, partition_days
 from aml_pipeline.defs.io_manager import COLUMNS_KEY, Warehouse
-from aml_pipeline.defs.metadata import frame_metadata, storage_types
+from aml_pipeline.defs.metadata import daily_frame_metadata, storage_types
 from aml_pipeline.defs.resources import PipelineConfig
 from aml_pipeline.features import alert_features as alert_features_module
 from aml_pipeline.features import cluster_features as cluster_features_module
@@ -126,9 +126,10 @@ def build_feature_assets(
             for day in days
         ]
         df = pd.concat(frames, ignore_index=True)
-        return dg.Output(
-            df, metadata=frame_metadata(df, data_since=str(since), label_events=len(events))
+        metadata = daily_frame_metadata(
+            context, df, data_since=str(since), label_events=len(events)
         )
+        return dg.Output(df, metadata=metadata)
 
     @dg.asset(
         key=[network, "flow_features"],
@@ -178,7 +179,8 @@ def build_feature_assets(
         ]
         df = pd.concat(frames, ignore_index=True)
         seconds = round(time.perf_counter() - started, 3)
-        return dg.Output(df, metadata=frame_metadata(df, flows=len(flows), seconds=seconds))
+        metadata = daily_frame_metadata(context, df, flows=len(flows), seconds=seconds)
+        return dg.Output(df, metadata=metadata)
 
     @dg.asset(
         key=[network, "alert_features"],
@@ -225,7 +227,8 @@ def build_feature_assets(
         missing = df[list(FEATURE_COLUMNS)].isna().mean()
         return dg.Output(
             df,
-            metadata=frame_metadata(
+            metadata=daily_frame_metadata(
+                context,
                 df,
                 missing_share=dg.MetadataValue.json(
                     {c: round(float(v), 4) for c, v in missing.items() if v > 0}
@@ -255,6 +258,6 @@ def build_feature_assets(
             for day in partition_days(context)
         ]
         df = pd.concat(frames, ignore_index=True)
-        return dg.Output(df, metadata=frame_metadata(df))
+        return dg.Output(df, metadata=daily_frame_metadata(context, df))
 
     return [alert_history, flow_features, alert_features, cluster_features]

@@ -21,7 +21,7 @@ from aml_pipeline.defs.io_manager import PARTITION_COLUMN_KEY, DuckDBParquetIOMa
 from aml_pipeline.defs.metadata import (
     columns_schema,
     contract_types,
-    frame_metadata,
+    daily_frame_metadata,
     table_schema,
 )
 from aml_pipeline.defs.resources import PipelineConfig
@@ -197,19 +197,18 @@ def _build_landed_batch(
                     "cause and re-run the range"
                 ) from exc
             context.log.info(item.report.format())
+            context.add_asset_metadata(
+                {"row_counts": dg.MetadataValue.json(item.report.row_counts)}, partition_key=day
+            )
         contract_warnings = [str(p) for c in checked for p in c.report.warnings]
         return dg.MaterializeResult(
             metadata={
-                "days": len(days),
                 "origin": checked[0].batch.origin,
                 "source": spec.describe(),
                 "landed_dirs": dg.MetadataValue.json(
                     [str(storage.local_path(layout.landed_day(network, d))) for d in days[:31]]
                 ),
                 "sha256": dg.MetadataValue.json(digests if len(days) <= 31 else {}),
-                "row_counts": dg.MetadataValue.json(
-                    {c.batch.processing_date.isoformat(): c.report.row_counts for c in checked}
-                ),
                 "contract_warnings": dg.MetadataValue.md(
                     "\n".join(f"- {w}" for w in contract_warnings) or "none"
                 ),
@@ -236,7 +235,7 @@ def _build_raw_table(network: str, spec: TableSpec, partitions: dg.PartitionsDef
         context: dg.AssetExecutionContext, pipeline: PipelineConfig
     ) -> dg.MaterializeResult:
         storage, days = pipeline.input_storage(), partition_days(context)
-        window, problems, rows = pipeline.window_days(network), [], 0
+        window, problems = pipeline.window_days(network), []
         for day in days:  # every day is checked before any is written
             with duckdb_cursor() as con:
                 landed_view(con, storage, network, day, spec)
@@ -252,7 +251,10 @@ def _build_raw_table(network: str, spec: TableSpec, partitions: dg.PartitionsDef
                 landed_view(con, storage, network, day, spec)
                 store.write_from(con, key.path, day.isoformat(), declared, order_by=spec.key)
                 (count,) = con.execute("SELECT count(*) FROM frame").fetchone()
-                rows, columns = rows + count, frame_columns(con, declared)
+                columns = frame_columns(con, declared)
+            context.add_asset_metadata(
+                {"dagster/row_count": dg.MetadataValue.int(count)}, partition_key=day.isoformat()
+            )
         provenance = {
             day.isoformat(): read_landed_meta(storage, network, day)
             .get("sha256", {})
@@ -261,9 +263,7 @@ def _build_raw_table(network: str, spec: TableSpec, partitions: dg.PartitionsDef
         }
         return dg.MaterializeResult(
             metadata={
-                "dagster/row_count": dg.MetadataValue.int(rows),
                 "dagster/column_schema": columns_schema(columns),
-                "files": len(days),
                 "source_sha256": dg.MetadataValue.json(provenance),
             }
         )
@@ -298,7 +298,7 @@ def _build_batch_metadata(network: str, partitions: dg.PartitionsDefinition):
                 }
             )
         df = pd.DataFrame(rows)
-        return dg.Output(df, metadata=frame_metadata(df))
+        return dg.Output(df, metadata=daily_frame_metadata(context, df))
 
     return batch_metadata
 
@@ -368,9 +368,11 @@ def _build_label_events(network: str, partitions: dg.PartitionsDefinition):
         alert_days = sorted({str(d) for d in events["processing_date"]})
         return dg.Output(
             events,
-            metadata=frame_metadata(
+            metadata=daily_frame_metadata(
+                context,
                 events,
-                positives=int(events["is_sar_filed"].sum()),
+                "label_date",
+                per_day=lambda day: {"positives": int(day["is_sar_filed"].sum())},
                 alert_days=dg.MetadataValue.json(alert_days),
                 labels_file=labels_problem or "found",
             ),

@@ -19,7 +19,7 @@ from aml_pipeline.contract.files import parquet_bytes, sha256_hex
 from aml_pipeline.defs.assets.champions import champion_key
 from aml_pipeline.defs.assets.ingestion import BACKFILL, day_rows, partition_days
 from aml_pipeline.defs.io_manager import COLUMNS_KEY
-from aml_pipeline.defs.metadata import frame_metadata, storage_types
+from aml_pipeline.defs.metadata import daily_frame_metadata, storage_types
 from aml_pipeline.defs.resources import PipelineConfig
 from aml_pipeline.features.alert_features import CATEGORIES
 from aml_pipeline.features.cluster_features import CLUSTER_TYPES
@@ -107,6 +107,11 @@ def version_mismatch(frames: dict[str, pd.DataFrame], manifest: dict) -> str | N
                 f"manifest records v{recorded}"
             )
     return None
+
+
+def _mean_score(day: pd.DataFrame) -> dict[str, float]:
+    """A day's mean score (none for a day without rows)."""
+    return {"mean_score": float(day["score"].mean())} if len(day) else {}
 
 
 def build_scoring_assets(
@@ -205,10 +210,14 @@ def build_scoring_assets(
         selected = context.selected_asset_keys
         for name in (n for n in SCORE_OUTPUTS if dg.AssetKey([network, n]) in selected):
             frame = pd.concat(parts[name], ignore_index=True)
-            extra = {"model_versions": dg.MetadataValue.json(versions)}
-            if "score" in frame and len(frame):
-                extra["mean_score"] = float(frame["score"].mean())
-            yield dg.Output(frame, output_name=name, metadata=frame_metadata(frame, **extra))
+            metadata = daily_frame_metadata(
+                context,
+                frame,
+                asset_key=dg.AssetKey([network, name]),
+                per_day=_mean_score if "score" in frame else None,
+                model_versions=dg.MetadataValue.json(versions),
+            )
+            yield dg.Output(frame, output_name=name, metadata=metadata)
 
     @dg.asset(
         key=[network, "published_scores"],
