@@ -89,6 +89,9 @@ def test_backfill_runs_in_chunks_not_per_day(home):
         tier1 = instance.fetch_materializations(
             dg.AssetKey(["ethereum", "tier1_evaluation"]), limit=100
         ).records
+        tier3 = instance.fetch_materializations(
+            dg.AssetKey(["ethereum", "tier3_evaluation"]), limit=100
+        ).records
     for record in scored:
         metadata = record.asset_materialization.metadata
         day = pd.read_parquet(_day(home, record.partition_key) / "alert_scores.parquet")
@@ -96,6 +99,13 @@ def test_backfill_runs_in_chunks_not_per_day(home):
         assert metadata["mean_score"].value == pytest.approx(day["score"].mean())
     assert len({r.asset_materialization.metadata["mean_score"].value for r in scored}) == 10
     assert {r.asset_materialization.metadata["dagster/row_count"].value for r in tier1} == {1}
+    # the days the models were trained on (03-01..08) are plotted apart from held-out days
+    for record in tier3:
+        metadata = record.asset_materialization.metadata
+        in_sample = record.partition_key <= "2025-03-08"
+        assert metadata["in_sample"].value == in_sample, record.partition_key
+        plotted = {k for k in metadata if k.startswith("tier3_")}
+        assert plotted and all(k.endswith("_in_sample") == in_sample for k in plotted)
     # nothing left over from staging: the hidden entries are the days' versions and locks
     hidden = home.glob("data/output/ethereum/.*")
     assert all(p.name.endswith((".versions", ".lock")) for p in hidden)

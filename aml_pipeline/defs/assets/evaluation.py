@@ -10,6 +10,7 @@ Numeric results are materialization metadata, so the UI plots them across days.
 import datetime as dt
 import json
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
@@ -78,21 +79,35 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return frame
 
 
-def _metadata(context: dg.AssetExecutionContext, tier: str, frame: pd.DataFrame) -> dict[str, Any]:
+def _metadata(
+    context: dg.AssetExecutionContext,
+    tier: str,
+    frame: pd.DataFrame,
+    trained_on: Mapping[str, tuple[str, str] | None] | None = None,
+) -> dict[str, Any]:
     """The schema of the run's rows; each day's row count and plotted numbers on its own
-    partition (so the UI's per-partition plots show daily values, not a run's mean)."""
+    partition (so the UI's per-partition plots show daily values, not a run's mean). A day
+    its model was trained on (``trained_on``: the range per version) is plotted under
+    ``..._in_sample`` names, apart from the held-out days."""
     for _, row in frame.iterrows():
         details = json.loads(row["details_json"])
+        day = row["processing_date"].isoformat()
+        trained = (trained_on or {}).get(row["model_version"])
+        in_sample = bool(trained and trained[0] <= day <= trained[1])
         values = {
-            f"{tier}_{name}": row["score"]
+            f"{tier}_{name}{'_in_sample' if in_sample else ''}": row["score"]
             if name == "score"
             else details.get("metrics", {}).get(name)
             for name in _PLOTTED[tier]
         }
-        day_metadata = {k: float(v) for k, v in values.items() if v is not None and not pd.isna(v)}
+        day_metadata: dict[str, Any] = {
+            k: float(v) for k, v in values.items() if v is not None and not pd.isna(v)
+        }
+        if trained_on is not None:
+            day_metadata["in_sample"] = in_sample
         if not pd.isna(row["passed"]):
             day_metadata["passed"] = bool(row["passed"])
-        context.add_asset_metadata(day_metadata, partition_key=row["processing_date"].isoformat())
+        context.add_asset_metadata(day_metadata, partition_key=day)
     return daily_frame_metadata(context, frame)
 
 
@@ -217,7 +232,8 @@ def build_evaluation_assets(
             rows.append(_row(network, day, _version(scores), result))
         frame = _frame(rows)
         written = write_model_evaluations(pipeline.storage(), network, frame)
-        metadata = _metadata(context, "tier3", frame)
+        trained_on = {v: _training_range(registry, v) for v in set(frame["model_version"])}
+        metadata = _metadata(context, "tier3", frame, trained_on)
         metadata["evaluation_files"] = dg.MetadataValue.json(written)
         metadata["labels_through"] = through.isoformat()
         metadata["label_maturity"] = dg.MetadataValue.json(maturity.to_dict())
