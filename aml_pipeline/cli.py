@@ -677,7 +677,7 @@ def _prompt(conn: object, timeout_s: float) -> None:
 
 def import_transfers_command(args: argparse.Namespace) -> int:
     """Build batches from a transfers file through the ``import_transfers_job``."""
-    from aml_pipeline.defs.network import STAGE_TAG
+    from aml_pipeline.defs.runs import STAGE_TAG
 
     try:
         parse_networks(args.network)  # one safe name: it becomes a directory

@@ -243,6 +243,7 @@ def test_sensor_runs_new_and_missed_days_once_models_exist(home, monkeypatch):
     # go in one ranged run, so each day's history sees the day before it
     (request,) = result.run_requests
     assert request.tags[RANGE_START] == "2025-03-11" and request.tags[RANGE_END] == "2025-03-13"
+    assert request.tags["network"] == "ethereum" and request.tags["aml/stage"] == "daily"
     assert request.run_key == "ethereum:2025-03-11..2025-03-13@2025-03-14"
     # the run is the network's own daily job: its days' assets, not the models
     sensor = _named(build_definitions(settings).sensors, "ethereum_new_batch_sensor")
@@ -361,6 +362,7 @@ def test_label_sensor_reevaluates_the_scored_days_whose_labels_arrived(scratch, 
         # every scored day got labels in the label days fetched so far: one ranged run
         (request,) = first.run_requests
         assert (request.tags[RANGE_START], request.tags[RANGE_END]) == ("2025-03-01", "2025-03-10")
+        assert request.tags["aml/stage"] == "evaluate"
         assert request.asset_selection == [dg.AssetKey(["ethereum", "tier3_evaluation"])]
         again = sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor))
         assert not again.run_requests and "no new labels" in again.skip_reason.skip_message

@@ -11,7 +11,7 @@ import dagster as dg
 from aml_pipeline.dates import date_range
 from aml_pipeline.defs.dead_runs import reap_dead_runs
 from aml_pipeline.defs.resources import PipelineConfig
-from aml_pipeline.defs.runs import MAX_DAYS_PER_RUN, RANGE_END, RANGE_START
+from aml_pipeline.defs.runs import MAX_DAYS_PER_RUN, RANGE_END, RANGE_START, STAGE_TAG
 from aml_pipeline.models.registry import MODEL_KINDS, ModelRegistry
 
 if TYPE_CHECKING:  # what define_asset_job returns; not exported by dagster
@@ -119,9 +119,14 @@ def _in_flight_days(instance: dg.DagsterInstance, job_name: str) -> set[str]:
     return days
 
 
-def range_tags(network: str, first: dt.date, last: dt.date) -> dict[str, str]:
-    """The tags of a ranged run of ``network`` over ``first``..``last``."""
-    return {"network": network, RANGE_START: first.isoformat(), RANGE_END: last.isoformat()}
+def range_tags(network: str, first: dt.date, last: dt.date, stage: str) -> dict[str, str]:
+    """The tags of a ranged run of ``network``'s ``stage`` over ``first``..``last``."""
+    return {
+        "network": network,
+        STAGE_TAG: stage,
+        RANGE_START: first.isoformat(),
+        RANGE_END: last.isoformat(),
+    }
 
 
 def contiguous_chunks(days: list[dt.date]) -> list[tuple[dt.date, dt.date]]:
@@ -173,7 +178,7 @@ def build_new_batch_sensor(
         requests = [
             dg.RunRequest(
                 run_key=f"{network}:{first}..{last}@{today}",
-                tags=range_tags(network, first, last),
+                tags=range_tags(network, first, last, "daily"),
             )
             for first, last in contiguous_chunks([d for d in missing if d.isoformat() not in busy])
         ]
@@ -239,7 +244,7 @@ def build_label_arrival_sensor(
             dg.RunRequest(
                 run_key=f"{network}:labels@{newest}:{first}..{last}",
                 asset_selection=[dg.AssetKey([network, "tier3_evaluation"])],
-                tags=range_tags(network, first, last),
+                tags=range_tags(network, first, last, "evaluate"),
             )
             for first, last in contiguous_chunks(days)
         ]

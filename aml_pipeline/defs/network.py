@@ -22,6 +22,7 @@ from aml_pipeline.defs.automation import (
     daily_freshness,
 )
 from aml_pipeline.defs.checks import build_checks
+from aml_pipeline.defs.runs import STAGE_TAG
 from aml_pipeline.settings import NetworkSettings
 
 INGESTION_ASSETS = (
@@ -44,8 +45,6 @@ SCORING_ASSETS = (*SCORE_OUTPUTS, "published_scores")
 DAILY_ASSETS = (*INGESTION_ASSETS, *FEATURE_ASSETS, *SCORING_ASSETS, *EVALUATION_ASSETS)
 
 
-#: The tag that says which stage of the pipeline a run is (filter runs by it in the UI).
-STAGE_TAG = "aml/stage"
 #: Each stage and the assets it materializes; any other selection is ``custom``.
 STAGES = {
     "land": LANDING_ASSETS,

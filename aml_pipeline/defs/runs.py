@@ -16,6 +16,8 @@ from aml_pipeline.defs.dead_runs import process_tags
 MAX_DAYS_PER_RUN = 14
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
+#: The tag that says which stage of the pipeline a run is (filter runs by it in the UI).
+STAGE_TAG = "aml/stage"
 #: The code location the project's definitions load as (workspace.yaml, pyproject's dg
 #: project, deploy/): the UI lists a job's runs by their repository label tag, which a run
 #: the command line executes in process does not get by itself.
