@@ -30,10 +30,18 @@ from aml_pipeline_tests.conftest import NETWORK, settings_for
 DAY = "2025-01-12"
 
 
-def _failed_run(tmp_path: Path, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
-    """A daily run whose batch is missing from its local source."""
+def _job(tmp_path: Path) -> dg.JobDefinition:
+    """The daily job over a local source that has no batches."""
     settings = settings_for(tmp_path, batch_source="local", source_dir=str(tmp_path / "sot"))
-    job = build_definitions(settings).resolve_job_def(f"{NETWORK}_daily_job")
+    return build_definitions(settings).resolve_job_def(f"{NETWORK}_daily_job")
+
+
+def _failed_run(
+    tmp_path: Path, instance: dg.DagsterInstance, job: dg.JobDefinition | None = None
+) -> dg.ExecuteInProcessResult:
+    """A daily run whose batch is missing from its local source (definitions loaded before
+    the instance's sensor context: Dagster 1.13 leaves a disposed instance behind)."""
+    job = job or _job(tmp_path)
     result = job.execute_in_process(instance=instance, partition_key=DAY, raise_on_error=False)
     assert not result.success
     return result
@@ -143,6 +151,7 @@ def _webhook() -> Iterator[tuple[str, list[dict]]]:
 
 
 def test_the_webhook_is_told_once_and_an_unreachable_one_loses_nothing(tmp_path):
+    other = _job(tmp_path / "other")
     with dg.instance_for_test() as instance, _webhook() as (url, received):
         result = _failed_run(tmp_path, instance)
         _sense(tmp_path, instance, result, url)
@@ -156,7 +165,7 @@ def test_the_webhook_is_told_once_and_an_unreachable_one_loses_nothing(tmp_path)
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
         closed.close()  # nothing listens there
-        result = _failed_run(tmp_path / "other", instance)
+        result = _failed_run(tmp_path / "other", instance, other)
         _sense(tmp_path / "other", instance, result, f"http://127.0.0.1:{port}/hook")
         assert len(_recorded(tmp_path / "other" / "data")) == 1
 
@@ -172,10 +181,11 @@ def test_a_webhook_that_cannot_be_told_is_a_line_never_an_error():
 
 
 def test_the_api_lists_failures_newest_first_by_network(tmp_path):
+    job = _job(tmp_path)
     with dg.instance_for_test() as instance:
-        first = _failed_run(tmp_path, instance)
+        first = _failed_run(tmp_path, instance, job)
         _sense(tmp_path, instance, first)
-        second = _failed_run(tmp_path, instance)
+        second = _failed_run(tmp_path, instance, job)
         _sense(tmp_path, instance, second)
     client = TestClient(
         create_app(tmp_path / "data", [NETWORK, "bitcoin"], NETWORK), base_url="http://127.0.0.1"

@@ -6,8 +6,17 @@ is loaded (GraphQL ``workspaceOrError``; a load error fails the check) and opens
 in headless Chromium (Debian's ``chromium``; installed with apt-get when missing):
 
 - ``graph``: the lineage graph of the asset group ``ethereum``,
+- ``lineage``: the global asset lineage (every group),
 - ``partitions``: the partitions page of the asset ``ethereum/alert_scores``,
+- ``tier3``: the plots of ``ethereum/tier3_evaluation`` (held-out days and the days the
+  model was trained on, ``..._in_sample``, as separate series),
+- ``runs``: the Runs tab of ``ethereum_daily_job``,
 - ``automation``: the Automation page (the network's schedule and sensors).
+
+Then it checks what the UI tells through the same GraphQL API the pages read: the daily
+job's Runs tab lists every run of that job (the command line's included), and the newest
+materialized day of ``ethereum/alert_scores`` shows that day's own row count (the rows of
+its published file, not its run's total).
 
 Each page's screenshot is saved as ``data/ui-check/{page}.png`` (with its rendered DOM,
 ``{page}.html``, and Chromium's log, ``{page}.chromium.log``; the webserver's output goes to
@@ -39,6 +48,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
+
+import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -119,6 +130,9 @@ def pages(asset: str) -> list[Page]:
                 r"\b20\d\d-\d\d-\d\d\b",
             ),
         ),
+        Page("lineage", "/asset-groups", (r"\bethereum\b", r"\bethereum_validation\b")),
+        Page("tier3", f"/assets/{GROUP}/tier3_evaluation?view=plots", (r"tier3_auc_roc",)),
+        Page("runs", f"/locations/{LOCATION}/jobs/{GROUP}_daily_job/runs", (r"\bRuns\b",)),
         Page(
             "automation",
             "/automation",
@@ -210,11 +224,11 @@ def webserver(workspace: Path, port: int, log: Path) -> Iterator[subprocess.Pope
         kill_group(process)
 
 
-def graphql(url: str, query: str) -> dict:
+def graphql(url: str, query: str, variables: dict | None = None) -> dict:
     """The ``data`` of a GraphQL query; SystemExit on an HTTP or GraphQL error."""
     request = urllib.request.Request(
         f"{url}/graphql",
-        data=json.dumps({"query": query}).encode(),
+        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
         headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=30) as response:
@@ -325,6 +339,59 @@ def check_page(chromium: str, url: str, page: Page, out: Path, budget_ms: int) -
     return "; ".join(found) or None
 
 
+JOB_RUNS = """
+query JobRuns($job: String!, $location: String!) {
+  pipelineOrError(params: {pipelineName: $job, repositoryName: "__repository__",
+                           repositoryLocationName: $location}) {
+    __typename
+    ... on Pipeline { runs(limit: 5000) { runId } }
+  }
+  runsOrError(filter: {pipelineName: $job}, limit: 5000) {
+    ... on Runs { results { runId } }
+  }
+}"""
+NEWEST_DAY = """
+query NewestDay($path: [String!]!) {
+  assetOrError(assetKey: {path: $path}) {
+    ... on Asset {
+      assetMaterializations(limit: 1) {
+        partition
+        metadataEntries { label ... on IntMetadataEntry { intValue } }
+      }
+    }
+  }
+}"""
+
+
+def job_runs_listed(url: str, job: str) -> tuple[str | None, str]:
+    """Whether the job's Runs tab lists every run of the job; (failure, what was seen)."""
+    data = graphql(url, JOB_RUNS, {"job": job, "location": LOCATION})
+    pipeline = data["pipelineOrError"]
+    if pipeline["__typename"] != "Pipeline":
+        return f"no job {job}: {pipeline['__typename']}", ""
+    listed = {run["runId"] for run in pipeline["runs"]}
+    every = {run["runId"] for run in data["runsOrError"]["results"]}
+    if listed != every:
+        return f"its Runs tab lists {len(listed)} of the job's {len(every)} runs", ""
+    return None, f"its Runs tab lists all {len(every)} runs of the job"
+
+
+def day_row_count(url: str, data_root: Path) -> tuple[str | None, str]:
+    """Whether the newest materialized day of alert_scores shows its own row count."""
+    path = ASSET.split("/")
+    found = graphql(url, NEWEST_DAY, {"path": path})["assetOrError"]
+    events = found.get("assetMaterializations") or []
+    if not events:
+        return None, "no materialized day yet"
+    day = events[0]["partition"]
+    shown = {e["label"]: e.get("intValue") for e in events[0]["metadataEntries"]}
+    file = data_root / "output" / path[0] / day / f"{path[1]}.parquet"
+    rows = pq.read_metadata(file).num_rows
+    if shown.get("dagster/row_count") != rows:
+        return f"{day} shows {shown.get('dagster/row_count')} rows, its file has {rows}", ""
+    return None, f"{day} shows its own {rows} rows"
+
+
 def report(name: str, url: str, failure: str | None, ok: str) -> None:
     """One result line: what, where, OK or FAIL, and why."""
     print(f"{name:<11} {'FAIL' if failure else 'OK':<4} {url}  {failure or ok}", flush=True)
@@ -354,6 +421,13 @@ def main() -> None:
             reason = check_page(chromium, url, page, args.out, args.budget)
             failures += bool(reason)
             report(page.name, url + page.path, reason, "no error text; its markers shown")
+        data_root = Path(os.environ.get("AML_DATA_ROOT", ROOT / "data"))
+        for name, (reason, seen) in (
+            ("job runs", job_runs_listed(url, f"{GROUP}_daily_job")),
+            ("day rows", day_row_count(url, data_root)),
+        ):
+            failures += bool(reason)
+            report(name, f"{url}/graphql", reason, seen)
     seconds = time.monotonic() - began
     if failures:
         raise SystemExit(
