@@ -65,4 +65,4 @@ api: install
 	$(BIN)/aml-pipeline serve
 
 clean-data:
-	rm -rf data/input data/warehouse data/output data/trained_models data/validation_results history schedules storage logs
+	rm -rf data/input data/warehouse data/output data/trained_models data/validation_results data/monitoring history schedules storage logs

@@ -8,8 +8,8 @@ in headless Chromium (Debian's ``chromium``; installed with apt-get when missing
 - ``graph``: the lineage graph of the asset group ``ethereum``,
 - ``lineage``: the global asset lineage (every group),
 - ``partitions``: the partitions page of the asset ``ethereum/alert_scores``,
-- ``tier3``: the plots of ``ethereum/tier3_evaluation`` (held-out days and the days the
-  model was trained on, ``..._in_sample``, as separate series),
+- ``tier3``: the events of ``ethereum/tier3_evaluation``, one per day with that day's own
+  figures (``in_sample`` says whether the model was trained on it),
 - ``runs``: the Runs tab of ``ethereum_daily_job``,
 - ``automation``: the Automation page (the network's schedule and sensors).
 
@@ -131,7 +131,7 @@ def pages(asset: str) -> list[Page]:
             ),
         ),
         Page("lineage", "/asset-groups", (r"\bethereum\b", r"\bethereum_validation\b")),
-        Page("tier3", f"/assets/{GROUP}/tier3_evaluation?view=plots", (r"tier3_auc_roc",)),
+        Page("tier3", f"/assets/{GROUP}/tier3_evaluation?view=events", (r"\btier3_evaluation\b",)),
         Page("runs", f"/locations/{LOCATION}/jobs/{GROUP}_daily_job/runs", (r"\bRuns\b",)),
         Page(
             "automation",
