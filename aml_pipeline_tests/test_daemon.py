@@ -210,7 +210,11 @@ def test_an_asset_backfill_from_the_ui_dialog_runs_in_two_week_runs(project):
     with daemon_context(project) as context:
         params = {"assetSelection": _daily_assets(), "partitionNames": [str(d) for d in days]}
         runs = backfill(context, params)
+        # the runs take their tags from the dialog; the tagging sensor adds the usual ones
+        _tick_sensors(context, dt.datetime.now(dt.UTC))
+        tagged = [context.instance.get_run_by_id(r.run_id) for r in runs]
     assert [_span(r) for r in runs] == [("2025-03-01", "2025-03-14"), ("2025-03-15", "2025-03-21")]
+    assert all(r.tags["network"] == NETWORK and r.tags["aml/stage"] == "daily" for r in tagged)
     assert all(_published(project, d) for d in days)
     assert {d: _scores(project, d) for d in local} == local
     assert _file_stamps(project, later) == untouched

@@ -79,6 +79,7 @@ def test_assets_checks_and_jobs_are_exactly_the_expected_ones(make_defs):
         "ethereum_label_arrival_sensor",
         "dead_run_sensor",
         "run_failure_sensor",
+        "run_tagging_sensor",
     }
     for key in network_keys:
         node = graph.get(key)

@@ -22,6 +22,7 @@ from aml_pipeline.defs.network import (
 from aml_pipeline.defs.partitions import daily_partitions
 from aml_pipeline.defs.resources import PipelineConfig
 from aml_pipeline.defs.run_failures import RUN_FAILURES, build_run_failure_sensor
+from aml_pipeline.defs.run_tagging import build_run_tagging_sensor
 from aml_pipeline.settings import Settings
 
 
@@ -63,7 +64,11 @@ def _shared_definitions(settings: Settings) -> dg.Definitions:
             import_transfers_job,
         ],
         assets=[RUN_FAILURES],
-        sensors=[build_dead_run_sensor(), build_run_failure_sensor(settings.failure_webhook)],
+        sensors=[
+            build_dead_run_sensor(),
+            build_run_failure_sensor(settings.failure_webhook),
+            build_run_tagging_sensor(),
+        ],
         # Steps run in the run's own process: a backfill chunk of 14 days is one process,
         # not one per step (the machine has 2 cores; runs are what run in parallel).
         executor=dg.in_process_executor,
