@@ -13,6 +13,17 @@ def date_range(start: dt.date, end: dt.date) -> list[dt.date]:
     return [start + dt.timedelta(i) for i in range((end - start).days + 1)]
 
 
+def configured_range(start: str, end: str, candidates: Sequence[dt.date]) -> list[dt.date] | None:
+    """The days ``start``..``end`` (ISO dates), an empty end taken from the first or last of
+    ``candidates`` (ascending); None when that leaves no range. A malformed date raises
+    ``ValueError``."""
+    first = dt.date.fromisoformat(start) if start else (candidates[0] if candidates else None)
+    last = dt.date.fromisoformat(end) if end else (candidates[-1] if candidates else None)
+    if first is None or last is None or first > last:
+        return None
+    return date_range(first, last)
+
+
 def split_evenly(days: Sequence[dt.date], parts: int) -> list[list[dt.date]]:
     """``days`` cut into at most ``parts`` consecutive slices of near-equal length."""
     parts = max(1, min(parts, len(days)))

@@ -6,6 +6,7 @@ import datetime as dt
 import functools
 import os
 import shutil
+import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -95,6 +96,20 @@ def settings_for(tmp_path: Path, **overrides: object) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
+
+
+def add_started_run(instance: dg.DagsterInstance, tags: dict[str, str]) -> str:
+    """A STARTED run of the network's daily job with ``tags`` on ``instance``; its id."""
+    run_id = str(uuid.uuid4())
+    instance.add_run(
+        dg.DagsterRun(
+            job_name=f"{NETWORK}_daily_job",
+            run_id=run_id,
+            status=dg.DagsterRunStatus.STARTED,
+            tags=tags,
+        )
+    )
+    return run_id
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,6 @@ import shutil
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -41,6 +40,7 @@ from aml_pipeline.defs import automation, dead_runs
 from aml_pipeline.defs.network import DAILY_ASSETS
 from aml_pipeline.defs.runs import RANGE_END, RANGE_START
 from aml_pipeline.storage import layout
+from aml_pipeline_tests.conftest import add_started_run
 
 ROOT = Path(__file__).resolve().parents[1]
 NETWORK = "ethereum"
@@ -272,18 +272,9 @@ def _killed_command_run(instance: dg.DagsterInstance) -> str:
     process = f"{child.pid}:{dead_runs._start_ticks(child.pid)}"
     child.kill()
     child.wait()
-    run_id = str(uuid.uuid4())
     tags = {**dead_runs.process_tags(), dead_runs.PROCESS_TAG: process}
     tags |= {RANGE_START: "2025-03-14", RANGE_END: "2025-03-14", "network": NETWORK}
-    instance.add_run(
-        dg.DagsterRun(
-            job_name=f"{NETWORK}_daily_job",
-            run_id=run_id,
-            status=dg.DagsterRunStatus.STARTED,
-            tags=tags,
-        )
-    )
-    return run_id
+    return add_started_run(instance, tags)
 
 
 def _run_failures(home: Path) -> list[dict]:

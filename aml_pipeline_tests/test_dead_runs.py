@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import dagster as dg
@@ -22,22 +21,13 @@ from aml_pipeline.defs import dead_runs
 from aml_pipeline.defs.dead_runs import HOST_TAG, IN_PROGRESS, PROCESS_TAG, reap_dead_runs
 from aml_pipeline.defs.definitions import build_definitions
 from aml_pipeline.defs.runs import RANGE_END, RANGE_START
-from aml_pipeline_tests.conftest import settings_for
+from aml_pipeline_tests.conftest import add_started_run, settings_for
 
 JOB = "ethereum_daily_job"
 
 
 def _add_run(instance: dg.DagsterInstance, tags: dict[str, str]) -> str:
-    run_id = str(uuid.uuid4())
-    instance.add_run(
-        dg.DagsterRun(
-            job_name=JOB,
-            run_id=run_id,
-            status=dg.DagsterRunStatus.STARTED,
-            tags={RANGE_START: "2025-03-11", RANGE_END: "2025-03-12", **tags},
-        )
-    )
-    return run_id
+    return add_started_run(instance, {RANGE_START: "2025-03-11", RANGE_END: "2025-03-12", **tags})
 
 
 def _status(instance: dg.DagsterInstance, run_id: str) -> dg.DagsterRunStatus:

@@ -8,7 +8,6 @@ import http.server
 import json
 import socket
 import threading
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,7 +24,7 @@ from aml_pipeline.defs.resources import PipelineConfig
 from aml_pipeline.defs.run_failures import RUN_FAILURES, build_run_failure_sensor
 from aml_pipeline.defs.runs import RANGE_END, RANGE_START
 from aml_pipeline.failures import RunFailure, tell
-from aml_pipeline_tests.conftest import NETWORK, settings_for
+from aml_pipeline_tests.conftest import NETWORK, add_started_run, settings_for
 
 DAY = "2025-01-12"
 
@@ -99,17 +98,9 @@ def test_the_sensor_and_its_asset_are_defined_and_on_by_default():
 
 def test_a_run_marked_failed_because_its_process_died_is_recorded_without_a_step(tmp_path):
     with dg.instance_for_test() as instance:
-        run_id = str(uuid.uuid4())
         tags = {RANGE_START: "2025-03-11", RANGE_END: "2025-03-12", "network": NETWORK}
         tags |= {HOST_TAG: f"{socket.gethostname()}/x", PROCESS_TAG: "1:1"}
-        instance.add_run(
-            dg.DagsterRun(
-                job_name=f"{NETWORK}_daily_job",
-                run_id=run_id,
-                status=dg.DagsterRunStatus.STARTED,
-                tags=tags,
-            )
-        )
+        run_id = add_started_run(instance, tags)
         assert [r.run_id for r in reap_dead_runs(instance)] == [run_id]
         run = instance.get_run_by_id(run_id)
         (failure,) = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)

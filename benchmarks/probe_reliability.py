@@ -643,7 +643,28 @@ def _started(home: Path) -> list:
         return instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
 
 
+@contextlib.contextmanager
+def corrupted(path: Path, data: bytes) -> Iterator[None]:
+    """``path`` holds ``data`` within the block, then its own bytes again."""
+    saved = path.read_bytes()
+    path.write_bytes(data)
+    try:
+        yield
+    finally:
+        path.write_bytes(saved)
+
+
+def refused(probe: Probe, what: str, code: int, out: str, name: str) -> None:
+    """A fault that the command must refuse, naming ``name``, without a traceback."""
+    outcome = "refused" if name in out and code not in (0, 99) else "FAILED"
+    probe.add("faults", what, outcome, line_with(out, name))
+
+
 def probe_faults(probe: Probe, home: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from aml_pipeline.api.app import create_app
+    from aml_pipeline.sources.landing import verify_landed
     from aml_pipeline.storage.objects import LocalStorage
 
     data = home / "data"
@@ -748,34 +769,21 @@ def probe_faults(probe: Probe, home: Path) -> None:
     score = ["score", "--network", NETWORK, "--start-date", "2025-03-10", "--end-date",
              "2025-03-10"]  # fmt: skip
     registry = data / "trained_models" / NETWORK / "model_metadata.json"
-    saved = registry.read_bytes()
-    registry.write_bytes(saved[:40])
-    code, out = cli(*score, "--no-ingest")
-    outcome = "refused" if "model_metadata.json" in out and code not in (0, 99) else "FAILED"
-    what = "a truncated model registry, then `score`"
-    probe.add("faults", what, outcome, line_with(out, "model_metadata.json"))
-    from fastapi.testclient import TestClient
-
-    from aml_pipeline.api.app import create_app
-
-    client = TestClient(create_app(data, [NETWORK], NETWORK), base_url="http://127.0.0.1")
-    answer = client.get("/models")
-    outcome = "refused" if answer.status_code == 503 else "FAILED"
-    what = "a truncated model registry, then GET /models"
-    probe.add("faults", what, outcome, f"{answer.status_code} {answer.text[:80]}")
-    registry.write_bytes(saved)
+    with corrupted(registry, registry.read_bytes()[:40]):
+        code, out = cli(*score, "--no-ingest")
+        refused(probe, "a truncated model registry, then `score`", code, out, registry.name)
+        client = TestClient(create_app(data, [NETWORK], NETWORK), base_url="http://127.0.0.1")
+        answer = client.get("/models")
+        outcome = "refused" if answer.status_code == 503 else "FAILED"
+        what = "a truncated model registry, then GET /models"
+        probe.add("faults", what, outcome, f"{answer.status_code} {answer.text[:80]}")
 
     model = next((data / "trained_models" / NETWORK).glob("alert_scorer_v*.txt"))
-    saved = model.read_bytes()
-    middle = len(saved) // 2
-    model.write_bytes(saved[:middle] + bytes([saved[middle] ^ 0x01]) + saved[middle + 1 :])
-    code, out = cli(*score, "--no-ingest")
-    outcome = "refused" if model.name in out and code not in (0, 99) else "FAILED"
-    what = "a flipped byte in the champion model file"
-    probe.add("faults", what, outcome, line_with(out, model.name))
-    model.write_bytes(saved)
-
-    from aml_pipeline.sources.landing import verify_landed
+    good = model.read_bytes()
+    middle = len(good) // 2
+    with corrupted(model, good[:middle] + bytes([good[middle] ^ 0x01]) + good[middle + 1 :]):
+        code, out = cli(*score, "--no-ingest")
+        refused(probe, "a flipped byte in the champion model file", code, out, model.name)
 
     landed_file = (data / "input" / NETWORK / "2025-03-10" / "alerts.parquet").resolve()
     landed_file.write_bytes(landed_file.read_bytes()[:1000])
@@ -786,13 +794,10 @@ def probe_faults(probe: Probe, home: Path) -> None:
     probe.add("faults", what, outcome, one_line(out))
 
     table = data / "warehouse" / NETWORK / "raw_alerts" / "2025-03-10.parquet"
-    saved = table.read_bytes()
-    table.write_bytes(saved[:1000])
-    code, out = cli(*score, "--no-ingest")
-    outcome = "refused" if "2025-03-10.parquet" in out and code not in (0, 99) else "FAILED"
-    what = "a warehouse partition truncated on disk, then `score --no-ingest`"
-    probe.add("faults", what, outcome, line_with(out, "2025-03-10.parquet"))
-    table.write_bytes(saved)
+    with corrupted(table, table.read_bytes()[:1000]):
+        code, out = cli(*score, "--no-ingest")
+        what = "a warehouse partition truncated on disk, then `score --no-ingest`"
+        refused(probe, what, code, out, table.name)
 
     blocker = data / "warehouse" / NETWORK / "raw_alerts" / "2025-03-21.parquet" / "in-the-way"
     blocker.mkdir(parents=True)

@@ -251,6 +251,7 @@ SECURITY_HEADERS = {
 
 
 _SECURITY = [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+_SECURITY_NAMES = frozenset(name for name, _ in _SECURITY)
 
 
 #: A Host header: a name or a bracketed IPv6 address, and an optional port.
@@ -297,8 +298,8 @@ class _Secured:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                names = {name for name, _ in _SECURITY}
-                kept = [(k, v) for k, v in message.get("headers", []) if k.lower() not in names]
+                headers = message.get("headers", [])
+                kept = [(k, v) for k, v in headers if k.lower() not in _SECURITY_NAMES]
                 message = {**message, "headers": kept + _SECURITY}
             await send(message)
 

@@ -66,13 +66,14 @@ def failure_of(
         networks = sorted({key.path[0] for key in run.asset_selection if len(key.path) > 1})
     else:
         networks = [step.split("__", 1)[0]] if "__" in step else []
+    first_day, last_day = run_days(dict(run.tags))
     return RunFailure(
         failed_at=failed_at,
         run_id=run.run_id,
         job_name=run.job_name,
         network=",".join(networks),
-        first_day=run_days(dict(run.tags))[0],
-        last_day=run_days(dict(run.tags))[1],
+        first_day=first_day,
+        last_day=last_day,
         step=step,
         error=first_line(error) or "failed",
     )

@@ -10,7 +10,7 @@ import sys
 import dagster as dg
 from pydantic import Field
 
-from aml_pipeline.dates import date_range
+from aml_pipeline.dates import configured_range
 from aml_pipeline.defs.assets.ingestion import (
     day_rows,
     last_label_day,
@@ -182,16 +182,13 @@ def _test_days(
     after = max(trained_through)
     held_out = [d for d in stored if d.isoformat() > after]
     try:
-        start = dt.date.fromisoformat(config.start_date) if config.start_date else None
-        end = dt.date.fromisoformat(config.end_date) if config.end_date else None
+        days = configured_range(config.start_date, config.end_date, held_out)
     except ValueError as exc:
         raise dg.Failure(description=f"test range: {exc}") from exc
-    start = start or (held_out[0] if held_out else None)
-    end = end or (held_out[-1] if held_out else None)
-    if start is None or end is None or start > end:
+    if days is None:
         raise dg.Failure(
             description=f"no test range: start_date {config.start_date or '(empty)'}, end_date "
             f"{config.end_date or '(empty)'}, and no day with stored features after the models' "
             f"training ranges (through {after or 'unknown'}): score later days first"
         )
-    return date_range(start, end)
+    return days

@@ -14,7 +14,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from aml_pipeline.dates import date_range
+from aml_pipeline.dates import configured_range
 from aml_pipeline.defs.assets.ingestion import (
     last_label_day,
     network_label_maturity,
@@ -102,16 +102,17 @@ class TrainModelsConfig(dg.Config):
         """The training range: as configured, an empty end taken from the ``stored``
         feature days (up to ``as_of``)."""
         known = [d for d in stored if d <= as_of]
-        start = dt.date.fromisoformat(self.start_date) if self.start_date else None
-        end = dt.date.fromisoformat(self.end_date) if self.end_date else None
-        start, end = start or (known[0] if known else None), end or (known[-1] if known else None)
-        if start is None or end is None or start > end:
+        try:
+            days = configured_range(self.start_date, self.end_date, known)
+        except ValueError as exc:
+            raise dg.Failure(description=f"training range: {exc}") from exc
+        if days is None:
             raise dg.Failure(
                 description=f"no training range: start_date {self.start_date or '(empty)'}, "
                 f"end_date {self.end_date or '(empty)'}, and {len(known)} day(s) with stored "
                 f"features up to {as_of}; run the daily job (or aml-pipeline train) first"
             )
-        return date_range(start, end)
+        return days
 
 
 class TrainingInputs:
