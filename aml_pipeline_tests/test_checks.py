@@ -156,7 +156,7 @@ def test_schema_drift_warns_and_the_run_goes_on(tmp_path):
     assert result.success
     drift = _check(result, "landed_batch", "contract_drift")
     assert not drift.passed and drift.severity == dg.AssetCheckSeverity.WARN
-    findings = " ".join(drift.metadata["findings"].value)
+    findings = " ".join(drift.metadata["problems"].value)
     assert "peak_hour" in findings and "a_new_column" in findings
 
 
@@ -174,3 +174,49 @@ def test_checks_run_alone_on_the_latest_stored_day(make_defs, tmp_path):
     check = _check(result, "landed_batch", "landed_files_match_meta")
     assert not check.passed
     assert "money_flows.parquet: sha256 differs" in str(check.metadata["problems"].value)
+
+
+def test_a_ranged_run_records_each_days_check_result_on_its_partition(
+    make_defs, tmp_path, monkeypatch
+):
+    defs = make_defs()
+    job = defs.resolve_job_def("daily_job")
+    days = {RANGE_START: "2025-01-08", RANGE_END: "2025-01-10"}
+    with dg.instance_for_test() as instance:
+        assert job.execute_in_process(
+            tags=days, asset_selection=asset_keys([NETWORK], INGESTION_ASSETS), instance=instance
+        ).success
+        real = tables.write_frame
+
+        def loses_a_row_of_the_9th(con, storage, key, *args, **kwargs):
+            real(con, storage, key, *args, **kwargs)
+            if key.endswith("/raw_alerts/2025-01-09.parquet"):
+                df = tables.read_parquet([str(storage.local_path(key))]).iloc[1:]
+                with tables.duckdb_cursor() as fresh:
+                    fresh.register("frame", df)
+                    real(fresh, storage, key, *args, **kwargs)
+
+        monkeypatch.setattr(tables, "write_frame", loses_a_row_of_the_9th)
+        again = job.execute_in_process(
+            tags=days,
+            asset_selection=asset_keys([NETWORK], ("raw_alerts",)),
+            instance=instance,
+            raise_on_error=False,
+        )
+        key = dg.AssetCheckKey(dg.AssetKey([NETWORK, "raw_alerts"]), "conforms_to_contract")
+        history = instance.event_log_storage.get_asset_check_execution_history(key, limit=20)
+    assert not again.success
+    first, second = history[3:], history[:3]  # newest first
+    assert {r.partition for r in first} == {"2025-01-08", "2025-01-09", "2025-01-10"}
+    assert all(r.status.value == "SUCCEEDED" for r in first)
+    assert {r.partition: r.status.value for r in second} == {
+        "2025-01-08": "SUCCEEDED",
+        "2025-01-09": "FAILED",
+        "2025-01-10": "SUCCEEDED",
+    }
+    by_day = {r.partition: r.event.asset_check_evaluation for r in second}
+    assert by_day["2025-01-09"].metadata["day"].value == "2025-01-09"
+    assert "META.json counts" in str(by_day["2025-01-09"].metadata["problems"].value)
+    assert by_day["2025-01-09"].target_materialization_data.run_id == again.run_id
+    stored = pd.read_parquet(_warehouse(tmp_path, "raw_alerts", "2025-01-08"))
+    assert by_day["2025-01-08"].metadata["rows"].value == len(stored)

@@ -303,11 +303,12 @@ def test_a_day_before_the_first_one_is_refused_once_features_count_from_it(cli_h
     from aml_pipeline.defs import operations
     from aml_pipeline.settings import Settings
 
-    assert _download("--start-date", "2025-03-05", "--end-date", "2025-03-06") == 0
-    # nothing derived yet: the first day may still move back
+    settings, later = Settings.from_env(), [dt.date(2025, 3, 5), dt.date(2025, 3, 6)]
+    assert operations.materialize(settings, NETWORK, later, LANDING_ASSETS) is None
+    # nothing counts from the first day yet: it may still move back
     assert _download("--start-date", "2025-03-04", "--end-date", "2025-03-04") == 0
     days = [dt.date(2025, 3, 4), dt.date(2025, 3, 5)]
-    assert operations.materialize(Settings.from_env(), NETWORK, days, FEATURE_ASSETS) is None
+    assert operations.materialize(settings, NETWORK, days, FEATURE_ASSETS) is None
     capsys.readouterr()
     assert _download("--start-date", "2025-03-03", "--end-date", "2025-03-03") == 1
     err = capsys.readouterr().err
@@ -316,3 +317,15 @@ def test_a_day_before_the_first_one_is_refused_once_features_count_from_it(cli_h
     assert not (cli_home / "data" / "input" / NETWORK / "2025-03-03").exists()
     record = json.loads((cli_home / "data" / "input" / NETWORK / "NETWORK.json").read_text())
     assert record["since"] == "2025-03-04"
+
+
+def test_a_day_before_the_first_one_is_refused_once_its_label_days_were_fetched(cli_home, capsys):
+    """The simulated source serves the labels of alerts from the first day on: a label day
+    fetched before an earlier day was landed would never hold that day's labels."""
+    assert _download("--start-date", "2025-03-05", "--end-date", "2025-03-06") == 0
+    capsys.readouterr()
+    assert _download("--start-date", "2025-03-04", "--end-date", "2025-03-04") == 1
+    err = capsys.readouterr().err
+    assert "ethereum's data begins on 2025-03-05" in err
+    assert "the label events of 2 day(s) from 2025-03-05 were fetched for the alerts" in err
+    assert not (cli_home / "data" / "input" / NETWORK / "2025-03-04").exists()

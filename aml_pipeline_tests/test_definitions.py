@@ -35,10 +35,6 @@ CHECKS = {
     ("alert_ranker_champion", "gates"),
     ("cluster_scorer_champion", "gates"),
 }
-#: The only check that warns instead of stopping the run.
-WARNING_CHECKS = {("landed_batch", "contract_drift")}
-
-
 FEATURES = ["alert_history", "flow_features", "alert_features", "cluster_features"]
 MODELS = ["alert_scorer", "alert_ranker", "cluster_scorer"]
 MODELS += [f"{kind}_champion" for kind in MODELS]
@@ -52,6 +48,11 @@ GROUPS = {
     **{n: "ethereum_validation" for n in [*EVALUATION, "model_comparison"]},
 }
 UNPARTITIONED = {*MODELS, "model_comparison"}
+DAILY = [*INGESTION, *FEATURES, *SCORING, *EVALUATION]
+#: Whether each daily table has its due day: one check each, evaluated at the deadline.
+FRESHNESS = {(name, "day_on_time") for name in DAILY}
+#: The checks that warn instead of stopping the run.
+WARNING_CHECKS = {("landed_batch", "contract_drift"), *FRESHNESS}
 
 
 def test_assets_checks_and_jobs_are_exactly_the_expected_ones(make_defs):
@@ -62,11 +63,12 @@ def test_assets_checks_and_jobs_are_exactly_the_expected_ones(make_defs):
     record = graph.get(dg.AssetKey("run_failures"))  # written by the run-failure sensor
     assert record.group_name == "monitoring" and record.kinds and record.description
     assert graph.asset_check_keys == {
-        dg.AssetCheckKey(dg.AssetKey(["ethereum", a]), c) for a, c in CHECKS
+        dg.AssetCheckKey(dg.AssetKey(["ethereum", a]), c) for a, c in CHECKS | FRESHNESS
     }
     assert {j.name for j in defs.jobs} == {
         "daily_job",
         "ethereum_daily_job",
+        "ethereum_freshness_job",
         "ingestion_job",
         "features_job",
         "training_job",
@@ -77,6 +79,7 @@ def test_assets_checks_and_jobs_are_exactly_the_expected_ones(make_defs):
     assert {s.name for s in defs.sensors} == {
         "ethereum_new_batch_sensor",
         "ethereum_label_arrival_sensor",
+        "ethereum_freshness_sensor",
         "dead_run_sensor",
         "run_failure_sensor",
         "run_tagging_sensor",
@@ -209,6 +212,17 @@ def test_one_shared_daily_partitioning_across_networks(make_defs):
     assert groups == networks | {"monitoring"}  # the run-failure record is the instance's
     partitioned = [k for k in graph.get_all_asset_keys() if graph.get(k).partitions_def]
     assert len({id(graph.get(k).partitions_def) for k in partitioned}) == 1
+    # a daily check records each day's result on that day's partition
+    checks = [graph.get_check_spec(k) for k in graph.asset_check_keys]
+    per_day = {id(spec.partitions_def) for spec in checks if spec.partitions_def}
+    assert per_day == {id(graph.get(partitioned[0]).partitions_def)}
+    assert len([spec for spec in checks if spec.partitions_def]) == 2 * len(
+        CHECKS
+        - {
+            (f"{kind}_champion", "gates")
+            for kind in ("alert_scorer", "alert_ranker", "cluster_scorer")
+        }
+    )
     only = graph.get(dg.AssetKey(["bitcoin", "raw_alerts"])).partitions_def
     assert isinstance(only, dg.DailyPartitionsDefinition)
     assert only.timezone == "UTC"

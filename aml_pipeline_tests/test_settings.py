@@ -66,7 +66,7 @@ def test_each_network_gets_its_own_job_schedule_sensors_and_config(env, tmp_path
     assert {s.name for s in defs.sensors} == {
         f"{n}_{s}"
         for n in ("bitcoin", "ethereum")
-        for s in ("new_batch_sensor", "label_arrival_sensor")
+        for s in ("new_batch_sensor", "label_arrival_sensor", "freshness_sensor")
     } | {"dead_run_sensor", "run_failure_sensor", "run_tagging_sensor"}  # the instance's
     for network in ("bitcoin", "ethereum"):
         job = defs.resolve_job_def(f"{network}_daily_job")

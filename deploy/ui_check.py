@@ -11,12 +11,16 @@ in headless Chromium (Debian's ``chromium``; installed with apt-get when missing
 - ``tier3``: the events of ``ethereum/tier3_evaluation``, one per day with that day's own
   figures (``in_sample`` says whether the model was trained on it),
 - ``runs``: the Runs tab of ``ethereum_daily_job``,
+- ``check``: the history of the check ``conforms_to_contract`` of ``ethereum/raw_alerts``,
+  one row per day,
 - ``automation``: the Automation page (the network's schedule and sensors).
 
 Then it checks what the UI tells through the same GraphQL API the pages read: the daily
-job's Runs tab lists every run of that job (the command line's included), and the newest
+job's Runs tab lists every run of that job (the command line's included); the newest
 materialized day of ``ethereum/alert_scores`` shows that day's own row count (the rows of
-its published file, not its run's total).
+its published file, not its run's total); every result of that check belongs to a day and
+every materialized day has one; and no asset needs config, so "Materialize all" opens the
+backfill dialog, not a launchpad that cannot launch.
 
 Each page's screenshot is saved as ``data/ui-check/{page}.png`` (with its rendered DOM,
 ``{page}.html``, and Chromium's log, ``{page}.chromium.log``; the webserver's output goes to
@@ -56,6 +60,7 @@ BIN = Path(sys.executable).parent
 LOCATION = "aml_pipeline"
 GROUP = "ethereum"
 ASSET = "ethereum/alert_scores"
+CHECK = "conforms_to_contract"
 LOCATIONS = """
 {
   workspaceOrError {
@@ -133,6 +138,11 @@ def pages(asset: str) -> list[Page]:
         Page("lineage", "/asset-groups", (r"\bethereum\b", r"\bethereum_validation\b")),
         Page("tier3", f"/assets/{GROUP}/tier3_evaluation?view=events", (r"\btier3_evaluation\b",)),
         Page("runs", f"/locations/{LOCATION}/jobs/{GROUP}_daily_job/runs", (r"\bRuns\b",)),
+        Page(
+            "check",
+            f"/assets/{GROUP}/raw_alerts?view=checks&checkDetail={CHECK}",
+            (rf"\b{CHECK}\b", r"\b20\d\d-\d\d-\d\d\b"),
+        ),
         Page(
             "automation",
             "/automation",
@@ -392,6 +402,47 @@ def day_row_count(url: str, data_root: Path) -> tuple[str | None, str]:
     return None, f"{day} shows its own {rows} rows"
 
 
+CHECK_DAYS = """
+query CheckDays($path: [String!]!, $check: String!) {
+  assetCheckExecutions(assetKey: {path: $path}, checkName: $check, limit: 5000) {
+    partition
+  }
+  assetNodeOrError(assetKey: {path: $path}) {
+    ... on AssetNode { partitionStats { numMaterialized } }
+  }
+}"""
+CONFIG_FIELDS = """
+{
+  assetNodes { assetKey { path } configField { isRequired } }
+}"""
+
+
+def check_per_day(url: str) -> tuple[str | None, str]:
+    """Whether every result of the raw alerts' contract check belongs to a day, and every
+    materialized day has one (the check's history reads day by day)."""
+    found = graphql(url, CHECK_DAYS, {"path": [GROUP, "raw_alerts"], "check": CHECK})
+    days = [e["partition"] for e in found["assetCheckExecutions"]]
+    stats = found["assetNodeOrError"].get("partitionStats") or {}
+    materialized = stats.get("numMaterialized", 0)
+    if None in days:
+        return f"{days.count(None)} of {len(days)} results belong to no day", ""
+    if len(set(days)) != materialized:
+        return f"results on {len(set(days))} days, {materialized} days materialized", ""
+    return None, f"{len(days)} results, on each of the {materialized} materialized days"
+
+
+def materialize_all_needs_no_config(url: str) -> tuple[str | None, str]:
+    """Whether any asset requires config: then the UI's "Materialize all" opens a launchpad
+    instead of the backfill dialog (Dagster's own rule, ``configField.isRequired``)."""
+    nodes = graphql(url, CONFIG_FIELDS)["assetNodes"]
+    needing = [
+        "/".join(n["assetKey"]["path"]) for n in nodes if (n["configField"] or {}).get("isRequired")
+    ]
+    if needing:
+        return f"{len(needing)} asset(s) need config: {needing[:3]}", ""
+    return None, f"none of the {len(nodes)} assets needs config"
+
+
 def report(name: str, url: str, failure: str | None, ok: str) -> None:
     """One result line: what, where, OK or FAIL, and why."""
     print(f"{name:<11} {'FAIL' if failure else 'OK':<4} {url}  {failure or ok}", flush=True)
@@ -425,6 +476,8 @@ def main() -> None:
         for name, (reason, seen) in (
             ("job runs", job_runs_listed(url, f"{GROUP}_daily_job")),
             ("day rows", day_row_count(url, data_root)),
+            ("check days", check_per_day(url)),
+            ("no config", materialize_all_needs_no_config(url)),
         ):
             failures += bool(reason)
             report(name, f"{url}/graphql", reason, seen)

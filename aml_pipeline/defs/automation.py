@@ -20,23 +20,6 @@ if TYPE_CHECKING:  # what define_asset_job returns; not exported by dagster
     )
 
 
-#: Hours after the daily schedule by which the day's batch is landed and its scores
-#: published, else the freshness policy fails in the UI.
-FRESHNESS_GRACE_HOURS = 4
-
-
-def daily_freshness(schedule_hour: int) -> dg.FreshnessPolicy:
-    """A day must be landed (and published) within the 24 hours before its deadline,
-    ``FRESHNESS_GRACE_HOURS`` after the network's daily schedule: a batch that never
-    arrived, or a run that failed, shows as failing freshness in the UI."""
-    deadline = (schedule_hour + FRESHNESS_GRACE_HOURS) % 24
-    return dg.FreshnessPolicy.cron(
-        deadline_cron=f"0 {deadline} * * *",
-        lower_bound_delta=dt.timedelta(hours=24),
-        timezone="UTC",
-    )
-
-
 def build_daily_schedule(
     job: "UnresolvedAssetJobDefinition", network: str, hour: int
 ) -> dg.ScheduleDefinition:

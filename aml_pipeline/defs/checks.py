@@ -4,15 +4,24 @@ The assets refuse a hard contract violation before anything is written; these ch
 verify what was stored (the landed files against META.json, each raw table against its
 batch's counts and keys, the label events, tier 1), so a run stops before anything
 downstream reads a day that does not hold. Each can also be run, and re-run, alone from
-the UI: in a partitioned run it checks the run's days, alone the latest stored day.
+the UI: in a partitioned run it checks the run's days and records one result on each
+day's partition, alone it checks the latest stored day.
 ``contract_drift`` only warns (schema drift and unknown columns of the landed batch).
 """
 
 import datetime as dt
 import json
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from typing import NamedTuple
 
 import dagster as dg
+
+# Dagster has no public name for this yet; the result's link to the day's materialization
+# is what lets the UI mark a check result outdated when the day is materialized again.
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
+)
 
 from aml_pipeline.contract.schema import BATCH_TABLES, TableSpec
 from aml_pipeline.dates import date_range
@@ -22,22 +31,81 @@ from aml_pipeline.defs.resources import PipelineConfig
 from aml_pipeline.sources.landing import LANDING_FILE, read_landed_meta, verify_landed
 from aml_pipeline.storage import layout
 
+# Partitioned asset checks are a preview in Dagster 1.13, used on purpose: without them a
+# ranged run's check result belongs to no day.
+warnings.filterwarnings(
+    "ignore", message="Specifying a partitions_def on an AssetCheckSpec", category=dg.PreviewWarning
+)
 
-def check_days(context: dg.AssetCheckExecutionContext, stored: Callable[[], list[dt.date]]):
+
+class CheckDays(NamedTuple):
+    """The days a check evaluates, and whether they are the run's partitions."""
+
+    days: list[dt.date]
+    partitioned: bool
+
+
+def check_days(
+    context: dg.AssetCheckExecutionContext, stored: Callable[[], list[dt.date]]
+) -> CheckDays:
     """The run's days, or the latest stored day when the check runs on its own."""
     try:
         keys = context.partition_key_range
     except dg.DagsterInvariantViolationError:
-        days = stored()
-        return days[-1:]
-    return date_range(dt.date.fromisoformat(keys.start), dt.date.fromisoformat(keys.end))
+        return CheckDays(stored()[-1:], partitioned=False)
+    days = date_range(dt.date.fromisoformat(keys.start), dt.date.fromisoformat(keys.end))
+    return CheckDays(days, partitioned=True)
 
 
-def _result(problems: list[str], **metadata: object) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(
-        passed=not problems,
-        metadata={"problems": dg.MetadataValue.json(problems[:50]), **metadata},
+def _target(
+    instance: dg.DagsterInstance, key: dg.AssetKey, day: str
+) -> AssetCheckEvaluationTargetMaterializationData | None:
+    """The day's latest materialization, so the UI can tell when a result is outdated."""
+    found = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[day]), limit=1
+    ).records
+    if not found:
+        return None
+    return AssetCheckEvaluationTargetMaterializationData(
+        run_id=found[0].run_id, storage_id=found[0].storage_id, timestamp=found[0].timestamp
     )
+
+
+def day_results(
+    context: dg.AssetCheckExecutionContext,
+    checked: CheckDays,
+    found: Mapping[dt.date, list[str]],
+    *,
+    severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
+    metadata: Mapping[dt.date, Mapping[str, object]] | None = None,
+) -> Iterator[dg.AssetCheckEvaluation | dg.Output]:
+    """One result per day of the run, each recorded on its own partition, so a check's
+    history and the partitions page read day by day; alone, one result for the day checked.
+
+    Dagster records an ``AssetCheckResult`` on a partition only when the step has a single
+    partition key; a ranged run (a backfill's or the command line's) yields these instead,
+    then the check step's own (empty) output, which an ``AssetCheckResult`` would imply.
+    """
+    (spec,) = context.check_specs
+    blocking = spec.blocking and severity == dg.AssetCheckSeverity.ERROR
+    for day in checked.days:
+        problems = found.get(day, [])
+        yield dg.AssetCheckEvaluation(
+            asset_key=spec.asset_key,
+            check_name=spec.name,
+            passed=not problems,
+            metadata={
+                "day": day.isoformat(),
+                "problems": dg.MetadataValue.json(problems[:50]),
+                "problem_count": len(problems),
+                **(metadata or {}).get(day, {}),
+            },
+            target_materialization_data=_target(context.instance, spec.asset_key, day.isoformat()),
+            severity=severity,
+            blocking=blocking,
+            partition=day.isoformat() if checked.partitioned else None,
+        )
+    yield dg.Output(None)
 
 
 def _landed_days(pipeline: PipelineConfig, network: str) -> list[dt.date]:
@@ -45,47 +113,49 @@ def _landed_days(pipeline: PipelineConfig, network: str) -> list[dt.date]:
     return sorted(dt.date.fromisoformat(n) for n in names if layout.is_day(n))
 
 
-def build_checks(network: str) -> list[dg.AssetChecksDefinition]:
-    """Every asset check of one network's daily tables."""
+def build_checks(
+    network: str, partitions: dg.DailyPartitionsDefinition
+) -> list[dg.AssetChecksDefinition]:
+    """Every asset check of one network's daily tables, each partitioned like its asset."""
     landed_key = dg.AssetKey([network, "landed_batch"])
 
     @dg.asset_check(
         asset=landed_key,
         name="landed_files_match_meta",
         blocking=True,
+        partitions_def=partitions,
         description="Every landed file of the day is there and its sha256 matches META.json.",
     )
     def landed_files_match_meta(
         context: dg.AssetCheckExecutionContext, pipeline: PipelineConfig
-    ) -> dg.AssetCheckResult:
-        days = check_days(context, lambda: _landed_days(pipeline, network))
+    ) -> Iterator[dg.AssetCheckEvaluation | dg.Output]:
+        checked = check_days(context, lambda: _landed_days(pipeline, network))
         storage = pipeline.input_storage()
-        problems = [p for day in days for p in verify_landed(storage, network, day)]
-        return _result(problems, days=len(days))
+        found = {day: verify_landed(storage, network, day) for day in checked.days}
+        yield from day_results(context, checked, found)
 
     @dg.asset_check(
         asset=landed_key,
         name="contract_drift",
+        partitions_def=partitions,
         description="Schema drift (optional feature columns missing) and unknown columns of "
         "the landed batch: a warning, the batch is still valid.",
     )
     def contract_drift(
         context: dg.AssetCheckExecutionContext, pipeline: PipelineConfig
-    ) -> dg.AssetCheckResult:
-        days = check_days(context, lambda: _landed_days(pipeline, network))
-        storage, drift = pipeline.input_storage(), []
-        for day in days:
+    ) -> Iterator[dg.AssetCheckEvaluation | dg.Output]:
+        checked = check_days(context, lambda: _landed_days(pipeline, network))
+        storage, drift = pipeline.input_storage(), {}
+        for day in checked.days:
             landing = json.loads(
                 storage.read_bytes(f"{layout.landed_day(network, day)}/{LANDING_FILE}")
             )
-            for p in landing["validation"]["problems"]:
-                if p["severity"] == "warning" or "unknown column" in p["problem"]:
-                    drift.append(f"{day} {p['file']} {p['column']}: {p['problem']}")
-        return dg.AssetCheckResult(
-            passed=not drift,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={"findings": dg.MetadataValue.json(drift[:50]), "count": len(drift)},
-        )
+            drift[day] = [
+                f"{p['file']} {p['column']}: {p['problem']}"
+                for p in landing["validation"]["problems"]
+                if p["severity"] == "warning" or "unknown column" in p["problem"]
+            ]
+        yield from day_results(context, checked, drift, severity=dg.AssetCheckSeverity.WARN)
 
     def raw_table_check(spec: TableSpec) -> dg.AssetChecksDefinition:
         key = dg.AssetKey([network, f"raw_{spec.name}"])
@@ -94,32 +164,35 @@ def build_checks(network: str) -> list[dg.AssetChecksDefinition]:
             asset=key,
             name="conforms_to_contract",
             blocking=True,
+            partitions_def=partitions,
             description="The stored day: keys non-null and unique, dates and window as the "
-            "run's, and as many rows as the batch's META.json counts (one DuckDB scan).",
+            "day's, and as many rows as the batch's META.json counts (DuckDB over the day).",
         )
         def conforms_to_contract(
             context: dg.AssetCheckExecutionContext,
             pipeline: PipelineConfig,
             warehouse_io_manager: Warehouse,
-        ) -> dg.AssetCheckResult:
-            warehouse = warehouse_io_manager
-            days = check_days(context, lambda: warehouse.stored_days(key))
-            missing = warehouse.tables.missing(key.path, [d.isoformat() for d in days])
-            if missing:
-                return _result([f"{d}: not stored" for d in missing], days=len(days))
-            with warehouse.tables.scanning(key.path, [d.isoformat() for d in days]) as con:
-                problems = contract_problems(con, spec, days, pipeline.window_days(network))
-                counts = dict(
-                    con.execute("SELECT processing_date, count(*) FROM frame GROUP BY 1").fetchall()
-                )
-            for day in days:
-                expected = read_landed_meta(pipeline.input_storage(), network, day)
-                want = expected.get("counts", {}).get(spec.name)
-                if want is not None and int(counts.get(day, 0)) != int(want):
-                    problems.append(
-                        f"{day}: {int(counts.get(day, 0))} rows stored, META.json counts {want}"
-                    )
-            return _result(problems, days=len(days))
+        ) -> Iterator[dg.AssetCheckEvaluation | dg.Output]:
+            tables = warehouse_io_manager.tables
+            checked = check_days(context, lambda: warehouse_io_manager.stored_days(key))
+            stored = set(checked.days) - {
+                dt.date.fromisoformat(d)
+                for d in tables.missing(key.path, [d.isoformat() for d in checked.days])
+            }
+            found, rows = {}, {}
+            for day in checked.days:
+                if day not in stored:
+                    found[day] = ["not stored"]
+                    continue
+                with tables.scanning(key.path, [day.isoformat()]) as con:
+                    found[day] = contract_problems(con, spec, [day], pipeline.window_days(network))
+                    (rows[day],) = con.execute("SELECT count(*) FROM frame").fetchone()
+                want = read_landed_meta(pipeline.input_storage(), network, day)
+                counted = want.get("counts", {}).get(spec.name)
+                if counted is not None and rows[day] != int(counted):
+                    found[day].append(f"{rows[day]} rows stored, META.json counts {counted}")
+            metadata = {day: {"rows": int(n)} for day, n in rows.items()}
+            yield from day_results(context, checked, found, metadata=metadata)
 
         return conforms_to_contract
 
@@ -129,15 +202,20 @@ def build_checks(network: str) -> list[dg.AssetChecksDefinition]:
         asset=events_key,
         name="labels_known_in_time",
         blocking=True,
+        partitions_def=partitions,
         description="Each stored label is dated on its partition's day, after its alert, and "
         "an alert is labelled once.",
     )
     def labels_known_in_time(
         context: dg.AssetCheckExecutionContext, warehouse_io_manager: Warehouse
-    ) -> dg.AssetCheckResult:
+    ) -> Iterator[dg.AssetCheckEvaluation | dg.Output]:
         warehouse = warehouse_io_manager
-        days = check_days(context, lambda: warehouse.stored_days(events_key))
-        return _result(label_event_problems(warehouse.read_days(events_key, days), days))
+        checked = check_days(context, lambda: warehouse.stored_days(events_key))
+        found = {
+            day: label_event_problems(warehouse.read_days(events_key, [day]), [day])
+            for day in checked.days
+        }
+        yield from day_results(context, checked, found)
 
     tier1_key = dg.AssetKey([network, "tier1_evaluation"])
 
@@ -145,16 +223,18 @@ def build_checks(network: str) -> list[dg.AssetChecksDefinition]:
         asset=tier1_key,
         name="tier1_passed",
         blocking=True,
-        description="Every day of the run passes tier 1; otherwise nothing is published.",
+        partitions_def=partitions,
+        description="The day passes tier 1; otherwise nothing of it is published.",
     )
     def tier1_passed(
         context: dg.AssetCheckExecutionContext, warehouse_io_manager: Warehouse
-    ) -> dg.AssetCheckResult:
+    ) -> Iterator[dg.AssetCheckEvaluation | dg.Output]:
         warehouse = warehouse_io_manager
-        days = check_days(context, lambda: warehouse.stored_days(tier1_key))
-        stored = warehouse.read_days(tier1_key, days)
-        failed = stored.loc[~stored["passed"].fillna(False).astype(bool), "processing_date"]
-        return _result([f"{d}: tier 1 failed" for d in failed], days=len(days))
+        checked = check_days(context, lambda: warehouse.stored_days(tier1_key))
+        stored = warehouse.read_days(tier1_key, checked.days)
+        failed = set(stored.loc[~stored["passed"].fillna(False).astype(bool), "processing_date"])
+        found = {day: ["tier 1 failed"] if day in failed else [] for day in checked.days}
+        yield from day_results(context, checked, found)
 
     return [
         landed_files_match_meta,

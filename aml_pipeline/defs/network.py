@@ -19,9 +19,13 @@ from aml_pipeline.defs.automation import (
     build_daily_schedule,
     build_label_arrival_sensor,
     build_new_batch_sensor,
-    daily_freshness,
 )
 from aml_pipeline.defs.checks import build_checks
+from aml_pipeline.defs.freshness import (
+    build_freshness_checks,
+    build_freshness_sensor,
+    daily_freshness,
+)
 from aml_pipeline.defs.runs import STAGE_TAG
 from aml_pipeline.settings import NetworkSettings
 
@@ -88,6 +92,15 @@ def build_network_definitions(
         "rank and explain with the champion models, validate (tiers 1-3) and publish to output/.",
         tags=run_tags(name, DAILY_ASSETS),
     )
+    freshness_checks = build_freshness_checks(
+        name, DAILY_ASSETS, network.schedule_hour, partitions.start.date()
+    )
+    freshness_job = dg.define_asset_job(
+        f"{name}_freshness_job",
+        selection=dg.AssetSelection.checks(freshness_checks),
+        description=f"Whether every {name} daily table has the day that is due.",
+        tags={"network": name, STAGE_TAG: "freshness"},
+    )
     return dg.Definitions(
         assets=[
             *build_ingestion_assets(name, partitions, freshness),
@@ -98,11 +111,12 @@ def build_network_definitions(
             *build_evaluation_assets(name, partitions),
             build_comparison_asset(name),
         ],
-        asset_checks=build_checks(name),
-        jobs=[job],
+        asset_checks=[*build_checks(name, partitions), freshness_checks],
+        jobs=[job, freshness_job],
         schedules=[build_daily_schedule(job, name, network.schedule_hour)],
         sensors=[
             build_new_batch_sensor(job, name, network.sensor_lookback_days),
             build_label_arrival_sensor(job, name),
+            build_freshness_sensor(freshness_job, name, network.schedule_hour),
         ],
     )

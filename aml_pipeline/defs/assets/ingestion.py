@@ -384,19 +384,29 @@ def _build_label_events(network: str, partitions: dg.PartitionsDefinition):
 def _refuse_moving_the_first_day(
     pipeline: PipelineConfig, network: str, since: dt.date, day: dt.date
 ) -> None:
-    """Refuse to land ``day`` before the network's recorded first day once features were
-    derived: their look-back (``history_coverage_days``) counts from that first day, so
-    moving it would silently change days already stored."""
-    derived = TableStore(pipeline.data_root).stored_days((network, "alert_features"))
-    if derived:
-        record = layout.network_record(network)
-        raise dg.Failure(
-            description=f"{network}'s data begins on {since} (recorded in {record}), and "
-            f"the features of {len(derived)} day(s) from {derived[0]} count their look-back "
-            f"from it: landing {day} before it would silently change them. Land the earlier "
-            f"days as another network, or start {network} over (remove its warehouse tables "
-            f"and {record})"
-        )
+    """Refuse to land ``day`` before the network's recorded first day once anything counts
+    from it: the features' look-back (``history_coverage_days``), and the label days
+    fetched for the alerts from that day on (an earlier day's alerts would never get the
+    labels that arrived on them). Moving the first day would silently change or starve
+    days already stored."""
+    tables = TableStore(pipeline.data_root)
+    derived = tables.stored_days((network, "alert_features"))
+    fetched = tables.stored_days((network, "label_events"))
+    if not (derived or fetched):
+        return
+    what = (
+        f"the features of {len(derived)} day(s) from {derived[0]} count their look-back "
+        f"from it: landing {day} before it would silently change them"
+        if derived
+        else f"the label events of {len(fetched)} day(s) from {fetched[0]} were fetched for "
+        f"the alerts from it: {day}'s alerts would never get the labels that arrived on them"
+    )
+    record = layout.network_record(network)
+    raise dg.Failure(
+        description=f"{network}'s data begins on {since} (recorded in {record}), and {what}. "
+        f"Land the earlier days as another network, or start {network} over (remove its "
+        f"warehouse tables and {record})"
+    )
 
 
 def last_label_day(
