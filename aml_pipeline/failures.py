@@ -77,7 +77,7 @@ def first_line(text: str) -> str:
 def _rows(storage: Storage, key: str) -> list[dict]:
     if not storage.exists(key):
         return []
-    return pq.read_table(storage.local_path(key)).to_pylist()
+    return pq.read_table(storage.read_path(key)).to_pylist()
 
 
 def record(storage: Storage, failure: RunFailure) -> bool:

@@ -702,8 +702,9 @@ def probe_faults(probe: Probe, home: Path) -> None:
         time.sleep(delay)
         process.send_signal(signal.SIGKILL)
         process.wait()
-        folder = LocalStorage(data).resolve_dir(day_key)
-        a, b = (folder / "a.bin").read_bytes(), (folder / "b.bin").read_bytes()
+        storage = LocalStorage(data)
+        folder = storage.resolve_dir(day_key)
+        a, b = (storage.read_bytes(f"{folder}/{name}") for name in ("a.bin", "b.bin"))
         outcome = "survived" if a == b and len(a) > 0 else "FAILED"
         probe.add(
             "faults",

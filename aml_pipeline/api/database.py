@@ -183,7 +183,8 @@ class ResultsDatabase:
         """The day's published version now: a re-publication swaps a link to a new version
         (``LocalStorage.publish_dir``), so a request resolves it once and reads all its
         files from that one version."""
-        return self.storage.resolve_dir(layout.output_day(self.check_network(network), day))
+        key = self.storage.resolve_dir(layout.output_day(self.check_network(network), day))
+        return self.storage.local_path(key)
 
     def has_day(self, network: str, day: dt.date) -> bool:
         """Whether the day is published (its directory holds ``alert_scores.parquet``)."""

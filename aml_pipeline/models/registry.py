@@ -100,7 +100,7 @@ class ModelRegistry:
         key = f"{self.folder}/{REGISTRY_FILE}"
         if not self.storage.exists(key):
             return {"network": self.network, "champions": {}, "versions": []}
-        return parse_registry(self.storage.read_bytes(key), str(self.storage.local_path(key)))
+        return parse_registry(self.storage.read_bytes(key), self.storage.url(key))
 
     def _write(self, registry: dict[str, Any]) -> None:
         data = json.dumps(registry, indent=2, sort_keys=True, default=str) + "\n"

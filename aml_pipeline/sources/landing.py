@@ -222,7 +222,7 @@ def landed_view(
     data = None
     key = f"{layout.landed_day(network, day)}/{spec.file}"
     if storage.exists(key):
-        path = str(storage.local_path(key))
+        path = str(storage.read_path(key))
         select = conform_sql(spec, pq.read_schema(path), "landed")
         if select is not None:
             con.read_parquet(path).create_view("landed")

@@ -2,19 +2,21 @@
 
 Keys are POSIX-style relative paths (``input/ethereum/2025-01-01/alerts.parquet``).
 ``LocalStorage`` keeps them under a root directory. What each operation needs from the
-medium, and what an object store would use instead (none is implemented yet):
+medium, and what an object store uses instead:
 
 * ``write_bytes``/``writing``: one object replaced whole (local: temp file + rename; an
-  object store's PUT is already atomic).
+  object store's PUT is already atomic, ``writing`` uploads the finished temp file).
 * ``publish_dir``: a directory replaced whole for readers (local: versions behind a
   symbolic link swapped in one rename; an object store: the files under a new prefix,
-  then one small pointer object readers follow).
+  then one small pointer object readers follow). ``resolve_dir`` gives the key of the
+  version a reader should read all of a day's files from.
+* ``read_path``: a local file with the object's content for DuckDB or pyarrow to scan
+  (local: the file itself; an object store: a download, cached by version).
 * ``free_bytes``: the space left, checked before a landing (an object store: None, no
   limit to check).
 * ``locked``: a read-modify-write of one file by one writer at a time (local: ``flock``;
-  an object store: a conditional write, or a Dagster pool of limit 1).
-* ``local_path``/``resolve_dir``: a file path DuckDB scans directly; an object store
-  would give an ``s3://`` URL instead.
+  an object store: a lease object created with a conditional write).
+* ``url``: where a key is, for logs and the UI's metadata.
 """
 
 from __future__ import annotations
@@ -57,9 +59,13 @@ def check_key(key: str) -> str:
 class Storage(Protocol):
     """What the pipeline needs from a place that holds files."""
 
+    def url(self, key: str) -> str: ...
+
     def exists(self, key: str) -> bool: ...
 
     def read_bytes(self, key: str) -> bytes: ...
+
+    def read_path(self, key: str) -> Path: ...
 
     def write_bytes(self, key: str, data: bytes) -> None: ...
 
@@ -67,9 +73,7 @@ class Storage(Protocol):
 
     def delete(self, key: str) -> None: ...
 
-    def local_path(self, key: str) -> Path: ...
-
-    def resolve_dir(self, key: str) -> Path: ...
+    def resolve_dir(self, key: str) -> str: ...
 
     def writing(self, key: str) -> contextlib.AbstractContextManager[Path]: ...
 
@@ -165,16 +169,29 @@ class LocalStorage:
         return f"LocalStorage({str(self.root)!r})"
 
     def local_path(self, key: str) -> Path:
-        """The local file behind ``key`` (DuckDB scans read it directly)."""
+        """The local file behind ``key`` (this implementation's own)."""
         return self.root.joinpath(*PurePosixPath(check_key(key)).parts)
+
+    def url(self, key: str) -> str:
+        """The file's absolute path."""
+        return str(self.local_path(key))
+
+    def read_path(self, key: str) -> Path:
+        """The file itself: DuckDB and pyarrow scan it in place."""
+        return self.local_path(key)
 
     def exists(self, key: str) -> bool:
         return self.local_path(key).exists()
 
-    def resolve_dir(self, key: str) -> Path:
-        """The version a published directory ``key`` points to now: a reader that reads
-        several files of a day resolves it once and reads them all from one version."""
-        return Path(os.path.realpath(self.local_path(key)))
+    def resolve_dir(self, key: str) -> str:
+        """The key of the version a published directory ``key`` points to now: a reader
+        that reads several files of a day resolves it once and reads them all from one
+        version (``key`` itself when it is a plain directory or absent)."""
+        path = self.local_path(key)
+        if not path.is_symlink():
+            return key
+        target = os.readlink(path)  # relative, inside the day's folder
+        return str(PurePosixPath(key).parent / target)
 
     def read_bytes(self, key: str) -> bytes:
         return self.local_path(key).read_bytes()

@@ -172,7 +172,7 @@ class TableStore:
         self, table: Sequence[str], days: Sequence[str | None], columns: Sequence[str] | None
     ) -> pd.DataFrame:
         """The stored partitions of ``days`` in one scan (only ``columns`` if given)."""
-        paths = [str(self.storage.local_path(layout.table_partition(table, d))) for d in days]
+        paths = [str(self.storage.read_path(layout.table_partition(table, d))) for d in days]
         return read_parquet(paths, columns)
 
     @contextlib.contextmanager
@@ -181,7 +181,7 @@ class TableStore:
     ) -> Iterator[duckdb.DuckDBPyConnection]:
         """A cursor on which the view ``frame`` is the stored partitions of ``days``, for
         SQL that needs no copy of them in pandas (checks, counts)."""
-        paths = [str(self.storage.local_path(layout.table_partition(table, d))) for d in days]
+        paths = [str(self.storage.read_path(layout.table_partition(table, d))) for d in days]
         with duckdb_cursor() as con:
             con.read_parquet(paths, union_by_name=True).create_view("frame")
             yield con

@@ -6,6 +6,8 @@ promotes a challenger that won significantly, through its gates."""
 import datetime as dt
 import functools
 import sys
+import tempfile
+from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
@@ -106,29 +108,33 @@ def build_comparison_asset(network: str) -> dg.AssetsDefinition:
             if maturity.mature(day, through, labelled_share(frame["alert_id"], labels))
         ]
         folder = layout.comparison_folder(network, a, b)
-        result = compare_loaded(
-            {
-                "A": functools.partial(registry.load, "alert_scorer", a),
-                "B": functools.partial(registry.load, "alert_scorer", b),
-            },
-            by_day,
-            {day: frame[["alert_id", "address"]] for day, frame in by_day.items()},
-            labels,
-            {day: read_landed_traps(pipeline.input_storage(), network, day) for day in days},
-            storage.local_path(f"{folder}/comparison.json"),
-            {
-                "model_a": a,
-                "model_b": b,
-                "features": f"warehouse {network}/alert_features",
-                "labels_through": through.isoformat(),
-                "label_maturity": maturity.to_dict(),
-                "n_alerts": {day.isoformat(): len(frame) for day, frame in by_day.items()},
-                "warnings": [],
-            },
-            n_resamples=config.resamples,
-            budget=pipeline.alert_budget(network),
-            judged_days=mature,
-        )
+        # written beside each other in a scratch folder, then stored file by file
+        with tempfile.TemporaryDirectory(prefix="aml-comparison-") as scratch:
+            result = compare_loaded(
+                {
+                    "A": functools.partial(registry.load, "alert_scorer", a),
+                    "B": functools.partial(registry.load, "alert_scorer", b),
+                },
+                by_day,
+                {day: frame[["alert_id", "address"]] for day, frame in by_day.items()},
+                labels,
+                {day: read_landed_traps(pipeline.input_storage(), network, day) for day in days},
+                Path(scratch) / "comparison.json",
+                {
+                    "model_a": a,
+                    "model_b": b,
+                    "features": f"warehouse {network}/alert_features",
+                    "labels_through": through.isoformat(),
+                    "label_maturity": maturity.to_dict(),
+                    "n_alerts": {day.isoformat(): len(frame) for day, frame in by_day.items()},
+                    "warnings": [],
+                },
+                n_resamples=config.resamples,
+                budget=pipeline.alert_budget(network),
+                judged_days=mature,
+            )
+            for written in sorted(Path(scratch).iterdir()):
+                storage.write_bytes(f"{folder}/{written.name}", written.read_bytes())
         delta = result["delta"]
         return dg.MaterializeResult(
             metadata={
@@ -146,9 +152,7 @@ def build_comparison_asset(network: str) -> dg.AssetsDefinition:
                 "test_range": dg.MetadataValue.json([days[0].isoformat(), days[-1].isoformat()]),
                 "labels_through": through.isoformat(),
                 "judged_days": dg.MetadataValue.json(result["judged_days"]),
-                "report": dg.MetadataValue.path(
-                    str(storage.local_path(f"{folder}/comparison_report.md"))
-                ),
+                "report": dg.MetadataValue.path(storage.url(f"{folder}/comparison_report.md")),
             }
         )
 

@@ -206,7 +206,7 @@ def _build_landed_batch(
                 "origin": checked[0].batch.origin,
                 "source": spec.describe(),
                 "landed_dirs": dg.MetadataValue.json(
-                    [str(storage.local_path(layout.landed_day(network, d))) for d in days[:31]]
+                    [storage.url(layout.landed_day(network, d)) for d in days[:31]]
                 ),
                 "sha256": dg.MetadataValue.json(digests if len(days) <= 31 else {}),
                 "contract_warnings": dg.MetadataValue.md(

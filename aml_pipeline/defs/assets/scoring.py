@@ -293,9 +293,7 @@ def build_scoring_assets(
             counts[day.isoformat()] = meta["outputs"]["alert_scores.parquet"]["rows"]
         return dg.MaterializeResult(
             metadata={
-                "path": dg.MetadataValue.path(
-                    str(storage.local_path(layout.output_network(network)))
-                ),
+                "path": dg.MetadataValue.path(storage.url(layout.output_network(network))),
                 "alerts_published": dg.MetadataValue.json(counts),
             }
         )
