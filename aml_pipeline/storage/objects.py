@@ -84,6 +84,16 @@ class Storage(Protocol):
     def free_bytes(self) -> int | None: ...
 
 
+def storage_at(root: str) -> Storage:
+    """The storage of a data root: ``s3://bucket/prefix`` on an object store (``S3Storage``),
+    anything else a local directory."""
+    if root.startswith("s3://"):
+        from aml_pipeline.storage.s3 import S3Storage  # boto3 only when it is used
+
+        return S3Storage(root)
+    return LocalStorage(root)
+
+
 def _holds(folder: Path, files: Mapping[str, bytes]) -> bool:
     """Whether ``folder`` holds exactly ``files``, byte for byte."""
     if not folder.is_dir():
