@@ -144,7 +144,7 @@ def download(args: argparse.Namespace) -> int:
                 pipeline.input_storage(),
                 args.network,
                 pipeline.configured_source(args.network),
-                str(pipeline.input_storage().root),
+                pipeline.input_storage().url(""),
             )
         except SourceMismatch as exc:
             raise SystemExit(str(exc)) from None
@@ -195,20 +195,20 @@ def demo(args: argparse.Namespace) -> int:
 def summary(settings: Settings, days: list[dt.date], models: dict[str, dict]) -> str:
     """What the demo did and where to look: counts, metrics, the last day's top alerts."""
     from aml_pipeline.storage import layout
+    from aml_pipeline.storage.objects import storage_at
 
-    root = Path(settings.data_root).resolve()
+    storage = storage_at(settings.data_root)
     sources = sorted({f"'{n.batch_source}'" for n in settings.network_settings()})
     lines = [
         f"\nDemo done: {len(days)} days x {len(settings.networks)} network(s) from the "
         f"{' and '.join(sources)} source."
     ]
     for network in settings.networks:
+        published = [storage.resolve_dir(layout.output_day(network, d)) for d in days]
         metadata = [
-            json.loads(
-                (root / layout.output_day(network, d) / "processing_metadata.json").read_text()
-            )
-            for d in days
-            if (root / layout.output_day(network, d)).is_dir()
+            json.loads(storage.read_bytes(f"{day}/processing_metadata.json"))
+            for day in published
+            if storage.exists(f"{day}/processing_metadata.json")
         ]
         scored = sum(m["outputs"]["alert_scores.parquet"]["rows"] for m in metadata)
         used = sorted({m["models"]["alert_scorer"]["version"] for m in metadata})
@@ -230,9 +230,9 @@ def summary(settings: Settings, days: list[dt.date], models: dict[str, dict]) ->
             + ")"
             + ("" if trained["champion"] else "; promote it with aml-pipeline promote")
         )
-        evaluation = root / layout.model_evaluation(network, used[-1])
-        if evaluation.is_file():
-            held_out = json.loads(evaluation.read_text())["summary"]
+        evaluation = layout.model_evaluation(network, used[-1])
+        if storage.exists(evaluation):
+            held_out = json.loads(storage.read_bytes(evaluation))["summary"]
             auc = held_out["mean_auc_roc_held_out"]
             judged = (
                 f"mean AUC-ROC {auc:.3f} over {held_out['held_out_days_with_tier3']} days"
@@ -242,31 +242,30 @@ def summary(settings: Settings, days: list[dt.date], models: dict[str, dict]) ->
             lines.append(
                 f"  held-out days, tier 3 on mature labels only: {judged}; "
                 f"{held_out['held_out_days_immature']} held-out day(s) wait for their labels "
-                f"to mature ({evaluation})"
+                f"to mature ({storage.url(evaluation)})"
             )
-        last = root / layout.output_day(network, days[-1])
-        top = top_alerts(last, 5)
+        top = top_alerts(storage.read_path(f"{published[-1]}/alert_scores.parquet"), 5)
         lines.append(f"  top alerts of {days[-1]} ({network}):")
         lines.extend(f"    {row}" for row in top)
     lines += [
-        f"  published results : {root / 'output'}/{{network}}/{{date}}/",
-        f"  models            : {root / 'trained_models'}",
-        f"  warehouse         : {root / 'warehouse'} (one Parquet file per asset and day)",
+        f"  published results : {storage.url('output')}/{{network}}/{{date}}/",
+        f"  models            : {storage.url('trained_models')}",
+        f"  warehouse         : {storage.url('warehouse')} (one Parquet file per asset and day)",
         "  see the runs      : make ui, then open http://127.0.0.1:3000",
         "  query the results : make api, then open http://127.0.0.1:8000/docs",
     ]
     return "\n".join(lines)
 
 
-def top_alerts(day_dir: Path, n: int) -> list[str]:
-    """The ``n`` highest-scored alerts of a published day, one line each."""
+def top_alerts(scores: Path, n: int) -> list[str]:
+    """The ``n`` highest-scored alerts of a published day's ``alert_scores.parquet``."""
     from aml_pipeline.storage.tables import duckdb_cursor
 
     with duckdb_cursor() as con:
         rows = con.execute(
             "SELECT alert_id, score, explain_json FROM read_parquet(?) "
             "ORDER BY score DESC, alert_id LIMIT ?",
-            [str(day_dir / "alert_scores.parquet"), n],
+            [str(scores), n],
         ).fetchall()
     lines = []
     for alert_id, score, explanation in rows:

@@ -170,3 +170,25 @@ def scratch(home: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "home"
     shutil.copytree(home, copy)
     return copy
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A real S3 server (SeaweedFS on 127.0.0.1) for the tests marked ``s3``."""
+    from aml_pipeline_tests.seaweed import seaweedfs
+
+    folder = tmp_path_factory.mktemp("seaweedfs")
+    with seaweedfs(folder / "data", folder / "weed.log") as server:
+        yield server
+
+
+@pytest.fixture
+def s3_root(s3_server, monkeypatch) -> str:
+    """``s3://{a new bucket}/record`` on the test server, its AWS settings in the env."""
+    from aml_pipeline.storage.s3 import client
+
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    bucket = f"t{uuid.uuid4().hex[:16]}"
+    client().create_bucket(Bucket=bucket)
+    return f"s3://{bucket}/record"

@@ -8,20 +8,11 @@ import json
 import os
 import threading
 import time
-import uuid
 
 import pytest
 
 from aml_pipeline.storage import objects, s3
 from aml_pipeline.storage.objects import LocalStorage, Storage, StorageKeyError
-from aml_pipeline_tests.seaweed import seaweedfs
-
-
-@pytest.fixture(scope="session")
-def s3_server(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("seaweedfs")
-    with seaweedfs(folder / "data", folder / "weed.log") as server:
-        yield server
 
 
 @pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
@@ -29,11 +20,7 @@ def storage(request, tmp_path, monkeypatch) -> Storage:
     """The storage under test: a local root, or a new bucket on the S3 server."""
     if request.param == "local":
         return LocalStorage(tmp_path / "root")
-    for name, value in request.getfixturevalue("s3_server").env().items():
-        monkeypatch.setenv(name, value)
-    bucket = f"t{uuid.uuid4().hex[:16]}"
-    s3.client().create_bucket(Bucket=bucket)
-    return s3.S3Storage(f"s3://{bucket}/record", cache_dir=tmp_path / "cache")
+    return s3.S3Storage(request.getfixturevalue("s3_root"), cache_dir=tmp_path / "cache")
 
 
 @pytest.mark.parametrize("key", ["", "/etc/passwd", "../x", "a/../../b", "a//b", "a\\b", "./a"])

@@ -15,7 +15,7 @@ from aml_pipeline.sources.base import BatchSource
 from aml_pipeline.sources.local import LocalDirectorySource
 from aml_pipeline.sources.record import NetworkRecord, SourceSpec, read_record
 from aml_pipeline.sources.simulated import SimulatedSource
-from aml_pipeline.storage.objects import LocalStorage
+from aml_pipeline.storage.objects import Storage, storage_at
 
 
 @functools.lru_cache(maxsize=4)
@@ -28,7 +28,7 @@ def _simulated_source(
         parse_profile(profile),
         dt.date.fromisoformat(start),
         seed,
-        label_cache=LocalStorage(f"{cache_root}/{profile}-seed{seed}"),
+        label_cache=storage_at(f"{cache_root}/{profile}-seed{seed}"),
         labels_since=dt.date.fromisoformat(labels_since),
     )
 
@@ -108,13 +108,13 @@ class PipelineConfig(dg.ConfigurableResource):
         arrived (its ``label_horizon_days`` later)."""
         return last_day + dt.timedelta(self.network(network).label_horizon_days)
 
-    def storage(self) -> LocalStorage:
+    def storage(self) -> Storage:
         """The storage layer over ``data_root``."""
-        return LocalStorage(self.data_root)
+        return storage_at(self.data_root)
 
-    def input_storage(self) -> LocalStorage:
+    def input_storage(self) -> Storage:
         """The storage layer over the landing area ``{network}/{date}/``."""
-        return LocalStorage(self.input_dir or f"{self.data_root}/input")
+        return storage_at(self.input_dir or f"{self.data_root}/input")
 
     def as_of(self) -> dt.date:
         """The date up to which labels count as known."""
@@ -162,4 +162,4 @@ class PipelineConfig(dg.ConfigurableResource):
                 f"{self.data_root}/simulated_sot",
                 since,
             )
-        return LocalDirectorySource(LocalStorage(spec.source_dir))
+        return LocalDirectorySource(storage_at(spec.source_dir))

@@ -15,7 +15,7 @@ from aml_pipeline.defs.resources import PipelineConfig
 from aml_pipeline.defs.runs import RANGE_END, RANGE_START
 from aml_pipeline.failures import RunFailure, first_line, record, tell
 from aml_pipeline.storage import layout
-from aml_pipeline.storage.objects import LocalStorage
+from aml_pipeline.storage.objects import storage_at
 
 RUN_FAILURES = dg.AssetSpec(
     key="run_failures",
@@ -113,7 +113,7 @@ def report_failed_run(
         failed[-1].message if failed else "",
         dt.datetime.fromtimestamp(ended, dt.UTC) if ended else dt.datetime.now(dt.UTC),
     )
-    if not record(LocalStorage(data_root), failure):
+    if not record(storage_at(data_root), failure):
         return failure, False, None
     instance.report_runless_asset_event(materialization(failure))
     return failure, True, tell(webhook, failure)

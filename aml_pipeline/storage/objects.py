@@ -183,8 +183,8 @@ class LocalStorage:
         return self.root.joinpath(*PurePosixPath(check_key(key)).parts)
 
     def url(self, key: str) -> str:
-        """The file's absolute path."""
-        return str(self.local_path(key))
+        """The file's absolute path ("": the root's)."""
+        return str(self.local_path(key)) if key else str(self.root)
 
     def read_path(self, key: str) -> Path:
         """The file itself: DuckDB and pyarrow scan it in place."""

@@ -80,12 +80,23 @@ class S3Storage:
 
     def __init__(self, url: str, cache_dir: str | os.PathLike[str] | None = None) -> None:
         self.bucket, self.prefix = split_url(url)
-        self.s3 = client()
         default = Path(tempfile.gettempdir()) / "aml-pipeline-s3-cache"
         self.cache = Path(cache_dir or default) / self.bucket / (self.prefix or "_")
+        self._client: Any = None
 
     def __repr__(self) -> str:
         return f"S3Storage({self.url('')!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without its client (worker processes make their own)."""
+        return {**self.__dict__, "_client": None}
+
+    @property
+    def s3(self) -> Any:
+        """This process's S3 client, made on first use."""
+        if self._client is None:
+            self._client = client()
+        return self._client
 
     # -- keys --
 

@@ -19,7 +19,7 @@ import duckdb
 import pandas as pd
 
 from aml_pipeline.storage import layout
-from aml_pipeline.storage.objects import LocalStorage
+from aml_pipeline.storage.objects import Storage, storage_at
 
 _SAFE_TYPE = re.compile(r"^[A-Z]+(\[\])?$")
 
@@ -79,7 +79,7 @@ def _frame_names(con: duckdb.DuckDBPyConnection) -> list[str]:
 
 def write_frame(
     con: duckdb.DuckDBPyConnection,
-    storage: LocalStorage,
+    storage: Storage,
     key: str,
     declared: dict[str, str] | None = None,
     order_by: Sequence[str] = (),
@@ -95,7 +95,7 @@ def write_frame(
 
 
 def write_parquet(
-    storage: LocalStorage, key: str, df: pd.DataFrame, declared: dict[str, str] | None = None
+    storage: Storage, key: str, df: pd.DataFrame, declared: dict[str, str] | None = None
 ) -> None:
     """Atomically write ``df`` as the Parquet file ``key`` through DuckDB (``write_frame``)."""
     with duckdb_cursor() as con:
@@ -140,8 +140,9 @@ class TableStore:
     warehouse files (the IO manager and plain code such as the CLI both go through it).
     A table is named by its asset key path, ``(network, name)``."""
 
-    def __init__(self, data_root: str) -> None:
-        self.storage = LocalStorage(data_root)
+    def __init__(self, root: str | Storage) -> None:
+        """The tables of a data root (a directory or ``s3://`` URL), or of a storage."""
+        self.storage = storage_at(root) if isinstance(root, str) else root
 
     def write(
         self,

@@ -44,7 +44,7 @@ from aml_pipeline.models.scoring import score_frame
 from aml_pipeline.provenance import module_version
 from aml_pipeline.sources.landing import read_landed_traps
 from aml_pipeline.storage import layout
-from aml_pipeline.storage.objects import LocalStorage
+from aml_pipeline.storage.objects import Storage
 from aml_pipeline.storage.tables import TableStore
 
 TIERS = ("tier1", "tier2", "tier3")
@@ -254,16 +254,14 @@ def _training_range(registry: ModelRegistry, version: str) -> tuple[str, str] | 
     return tuple(entry["training_range"]) if entry and "training_range" in entry else None
 
 
-def write_model_evaluations(
-    storage: LocalStorage, network: str, tier3_rows: pd.DataFrame
-) -> list[str]:
+def write_model_evaluations(storage: Storage, network: str, tier3_rows: pd.DataFrame) -> list[str]:
     """Record each day of ``tier3_rows`` with its stored tier 1 and 2 results in
     ``layout.day_evaluation`` (``validation_results/{network}/days/``), then rewrite
     ``model_v{version}_evaluation.json`` for each version from all its day files (under a
     lock, so concurrent runs never drop each other's days). Days inside the model's
     training range are marked ``in_sample`` and left out of the summary. Returns the
     model files written."""
-    registry, tables = ModelRegistry(storage, network), TableStore(str(storage.root))
+    registry, tables = ModelRegistry(storage, network), TableStore(storage)
     versions = set(tier3_rows["model_version"])
     trained_on = {version: _training_range(registry, version) for version in versions}
     for _, row in tier3_rows.iterrows():
@@ -290,7 +288,7 @@ def write_model_evaluations(
     return written
 
 
-def _model_report(storage: LocalStorage, network: str, version: str) -> dict[str, Any]:
+def _model_report(storage: Storage, network: str, version: str) -> dict[str, Any]:
     folder = layout.day_evaluations(network)
     days = {}
     for name in storage.list_dir(folder):
