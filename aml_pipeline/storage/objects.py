@@ -45,6 +45,10 @@ def _fsync_dir(path: Path) -> None:
         os.close(handle)
 
 
+class StorageUnavailable(RuntimeError):
+    """The data root cannot be used: one line naming the setting to fix."""
+
+
 class StorageKeyError(ValueError):
     """A storage key that is absolute or escapes the storage root."""
 
@@ -92,6 +96,16 @@ def storage_at(root: str) -> Storage:
 
         return S3Storage(root)
     return LocalStorage(root)
+
+
+def check_data_root(root: str) -> None:
+    """Raise ``StorageUnavailable`` unless the data root ``root`` can be listed and
+    written (checked on an object store, where it can be wrong in more ways than a path;
+    a local root is created on first write)."""
+    if root.startswith("s3://"):
+        from aml_pipeline.storage.s3 import S3Storage
+
+        S3Storage(root).check()
 
 
 def _holds(folder: Path, files: Mapping[str, bytes]) -> bool:

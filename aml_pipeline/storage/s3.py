@@ -32,10 +32,10 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
 from aml_pipeline.storage import objects
-from aml_pipeline.storage.objects import check_key
+from aml_pipeline.storage.objects import StorageUnavailable, check_key
 
 POINTER = ".current"
 VERSIONS = ".v"
@@ -61,13 +61,16 @@ def split_url(url: str) -> tuple[str, str]:
     return bucket, prefix.strip("/")
 
 
-def client() -> Any:
+def _endpoint() -> str | None:
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+
+
+def client(attempts: int = 4) -> Any:
     """An S3 client from the standard AWS settings; path-style addressing when an
     endpoint is set (S3-compatible servers), bounded timeouts and retries."""
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     config = Config(
-        s3={"addressing_style": "path" if endpoint else "auto"},
-        retries={"max_attempts": 4, "mode": "standard"},
+        s3={"addressing_style": "path" if _endpoint() else "auto"},
+        retries={"max_attempts": attempts, "mode": "standard"},
         connect_timeout=5,
         read_timeout=60,
     )
@@ -97,6 +100,42 @@ class S3Storage:
         if self._client is None:
             self._client = client()
         return self._client
+
+    def check(self) -> None:
+        """Raise ``StorageUnavailable`` with one line naming the setting to fix unless the
+        bucket can be listed and written: endpoint unreachable, credentials refused,
+        no such bucket, or no permission to write."""
+        where = f"AML_DATA_ROOT={self.url('')}"
+        endpoint = _endpoint() or "AWS's default endpoint"
+        probe = self._object(f".aml-write-check-{uuid.uuid4().hex}")
+        s3 = client(attempts=1)
+        try:
+            s3.list_objects_v2(Bucket=self.bucket, Prefix=self._object(""), MaxKeys=1)
+            s3.put_object(Bucket=self.bucket, Key=probe, Body=b"")
+            s3.delete_object(Bucket=self.bucket, Key=probe)
+        except EndpointConnectionError as error:
+            raise StorageUnavailable(
+                f"{where}: cannot reach the S3 endpoint {endpoint} (AWS_ENDPOINT_URL): {error}"
+            ) from None
+        except NoCredentialsError:
+            raise StorageUnavailable(
+                f"{where}: no S3 credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+                "or AWS_PROFILE)"
+            ) from None
+        except ClientError as error:
+            code, operation = _code(error), error.operation_name
+            if code in ("NoSuchBucket", "404"):
+                problem = f"no bucket {self.bucket!r} at {endpoint} (create it, or fix the URL)"
+            elif code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken"):
+                problem = (
+                    f"the S3 credentials are refused ({code}): check AWS_ACCESS_KEY_ID and "
+                    "AWS_SECRET_ACCESS_KEY"
+                )
+            elif operation == "PutObject":
+                problem = f"the credentials cannot write to the bucket ({code}): grant PutObject"
+            else:
+                problem = f"{operation} refused ({code}): {error}"
+            raise StorageUnavailable(f"{where}: {problem}") from None
 
     # -- keys --
 
