@@ -594,7 +594,9 @@ def serve(args: argparse.Namespace) -> int:
     from aml_pipeline.api import server
 
     settings = Settings.from_env()
-    print(f"serving {Path(settings.data_root).resolve()} on http://{args.host}:{args.port} "
+    from aml_pipeline.storage.objects import storage_at
+
+    print(f"serving {storage_at(settings.data_root).url('')} on http://{args.host}:{args.port} "
           f"(OpenAPI docs at /docs)", flush=True)  # fmt: skip
     server.serve(args.host, args.port, settings.data_root, settings.networks[0], settings.networks)
     return 0

@@ -8,10 +8,10 @@ message and never expose paths, SQL or tracebacks.
 import datetime as dt
 import hmac
 import logging
+import os
 import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import Depends, FastAPI, Path, Query, Request
@@ -376,7 +376,7 @@ def _hardened(app: FastAPI, allowed_hosts: Sequence[str], token: str) -> None:
 
 
 def create_app(
-    data_root: FilePath,
+    data_root: str | os.PathLike[str],
     networks: list[str],
     default_network: str,
     allowed_hosts: Sequence[str] = LOOPBACK_HOSTS,

@@ -6,9 +6,13 @@ day, a query for one day resolves that day's file from the validated network and
 reads only it, so its cost does not grow with history, and a newly published day is
 visible at once (dates are listed from the directories on every call, nothing is cached).
 
-Every SQL statement is a constant; values and file paths are bound parameters. The DuckDB
-connection is sandboxed to ``data_root`` (no other file, no extension loading, configuration
-locked) and each call runs on its own cursor, so request threads never share one.
+The data root is a local directory or an ``s3://`` URL: files are reached through the
+storage layer, whose ``read_path`` is the file itself on a local disk and a copy cached per
+object version on an object store (a published day's version never changes, so a day is
+downloaded once). Every SQL statement is a constant; values and file paths are bound
+parameters. The DuckDB connection is sandboxed to the storage's ``scan_dir`` (no other
+file, no extension loading, configuration locked) and each call runs on its own cursor, so
+request threads never share one.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import duckdb
 
 from aml_pipeline.models.registry import RegistryUnreadable, parse_registry
 from aml_pipeline.storage import layout
-from aml_pipeline.storage.objects import LocalStorage
+from aml_pipeline.storage.objects import storage_at
 
 NETWORK_RE = re.compile(r"[a-z0-9_]+")
 DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -138,8 +142,9 @@ class ResultsDatabase:
     """Queries over ``{data_root}/output``, ``warehouse`` evaluations and ``trained_models``."""
 
     def __init__(self, data_root: str | os.PathLike[str], networks: Sequence[str]) -> None:
-        self.data_root = Path(data_root).resolve()
-        self.storage = LocalStorage(self.data_root)
+        root = str(data_root)
+        self.data_root = root if root.startswith("s3://") else str(Path(root).resolve())
+        self.storage = storage_at(self.data_root)
         for network in networks:
             if not NETWORK_RE.fullmatch(network):
                 raise ValueError(f"invalid network name {network!r}")
@@ -179,23 +184,26 @@ class ResultsDatabase:
 
     # -- listing: directory listings, cheap and never cached --
 
-    def day_dir(self, network: str, day: dt.date) -> Path:
-        """The day's published version now: a re-publication swaps a link to a new version
-        (``LocalStorage.publish_dir``), so a request resolves it once and reads all its
-        files from that one version."""
-        key = self.storage.resolve_dir(layout.output_day(self.check_network(network), day))
-        return self.storage.local_path(key)
+    def day_dir(self, network: str, day: dt.date) -> str:
+        """The key of the day's published version now: a re-publication swaps in a new
+        version (``publish_dir``), so a request resolves it once and reads all its files
+        from that one version."""
+        return self.storage.resolve_dir(layout.output_day(self.check_network(network), day))
 
     def has_day(self, network: str, day: dt.date) -> bool:
         """Whether the day is published (its directory holds ``alert_scores.parquet``)."""
-        return (self.day_dir(network, day) / ALERT_SCORES).is_file()
+        return self.storage.exists(f"{self.day_dir(network, day)}/{ALERT_SCORES}")
+
+    def local_file(self, key: str) -> Path | None:
+        """A local file with ``key``'s content for DuckDB to scan, None if there is none."""
+        try:
+            return self.storage.read_path(key)
+        except FileNotFoundError:
+            return None
 
     def listed_days(self, network: str) -> list[dt.date]:
         """The day folders listed for the network, newest first (not checked published)."""
-        try:
-            names = os.listdir(self.data_root / layout.output_network(self.check_network(network)))
-        except (FileNotFoundError, NotADirectoryError):
-            return []
+        names = self.storage.list_dir(layout.output_network(self.check_network(network)))
         return sorted(filter(None, map(_day_dir_name, names)), reverse=True)
 
     def available_dates(self, network: str) -> list[dt.date]:
@@ -221,7 +229,8 @@ class ResultsDatabase:
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         conn = duckdb.connect(":memory:")
-        conn.execute("SET allowed_directories = $dirs", {"dirs": [f"{self.data_root}{os.sep}"]})
+        scan_dir = f"{self.storage.scan_dir.resolve()}{os.sep}"
+        conn.execute("SET allowed_directories = $dirs", {"dirs": [scan_dir]})
         conn.execute("SET enable_external_access = false")
         conn.execute("SET autoload_known_extensions = false")
         conn.execute("SET lock_configuration = true")
@@ -242,8 +251,8 @@ class ResultsDatabase:
     def _day_file(self, network: str, day: dt.date, name: str) -> Path:
         if not self.has_day(network, day):
             raise NotFound(f"no published results for network {network!r} on {day}")
-        path = self.day_dir(network, day) / name
-        if not path.is_file():
+        path = self.local_file(f"{self.day_dir(network, day)}/{name}")
+        if path is None:
             raise NotFound(f"no {name.removesuffix('.parquet')} for network {network!r} on {day}")
         return path
 
@@ -289,8 +298,8 @@ class ResultsDatabase:
         found = []
         for tier in TIERS:
             table = (self.check_network(network), f"{tier}_evaluation")
-            path = self.data_root / layout.table_partition(table, day)
-            if path.is_file():
+            path = self.local_file(layout.table_partition(table, day))
+            if path is not None:
                 for row in self.rows(_EVALUATION, {"path": str(path), "day": day}, path):
                     details = row.pop("details_json")
                     found.append({"tier": tier, **row, "details": json.loads(details or "null")})
@@ -298,9 +307,9 @@ class ResultsDatabase:
 
     def model_registry(self, network: str) -> dict[str, Any]:
         """The network's model registry (``model_metadata.json``) as published."""
-        path = self.data_root / layout.models_folder(self.check_network(network)) / MODEL_METADATA
+        key = f"{layout.models_folder(self.check_network(network))}/{MODEL_METADATA}"
         try:
-            return parse_registry(path.read_bytes(), MODEL_METADATA)
+            return parse_registry(self.storage.read_bytes(key), MODEL_METADATA)
         except FileNotFoundError:
             raise NotFound(f"no model registry for network {network!r}") from None
         except RegistryUnreadable:
@@ -314,13 +323,10 @@ class ResultsDatabase:
         given: a run over several networks counts for each)."""
         if network is not None:
             self.check_network(network)
-        folder = self.data_root / layout.run_failures_folder()
-        try:
-            names = sorted(n for n in os.listdir(folder) if _day_file_name(n))
-        except FileNotFoundError:
+        folder = layout.run_failures_folder()
+        names = [n for n in self.storage.list_dir(folder) if _day_file_name(n)]
+        files = [p for p in (self.local_file(f"{folder}/{n}") for n in names) if p is not None]
+        if not files:
             return []
-        if not names:
-            return []
-        paths = [str(folder / name) for name in names]
-        params = {"paths": paths, "network": network, "limit": limit}
-        return self.rows(_RUN_FAILURES, params, *map(Path, paths))
+        params = {"paths": [str(p) for p in files], "network": network, "limit": limit}
+        return self.rows(_RUN_FAILURES, params, *files)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from aml_pipeline.api.database import (
     MAX_OFFSET,
     TIERS,
     InvalidParameter,
+    NotFound,
     ResultsDatabase,
 )
 from aml_pipeline.storage import layout
@@ -141,13 +141,16 @@ class RangeQueries:
 
     def _published(self, span: DayRange, name: str) -> list[Path]:
         """The range's published files ``name``, each day's version resolved once."""
-        return [self.db.day_dir(span.network, day) / name for day in span.days]
+        keys = [f"{self.db.day_dir(span.network, day)}/{name}" for day in span.days]
+        found = [self.db.local_file(key) for key in keys]
+        if None in found:
+            raise NotFound("the requested results are no longer published")
+        return [p for p in found if p is not None]
 
     def _warehouse(self, span: DayRange, table: str, days: list[dt.date]) -> list[Path]:
         """The network's warehouse partitions of ``table`` for ``days`` that exist."""
-        root = self.db.data_root
-        paths = [root / layout.table_partition((span.network, table), d) for d in days]
-        return [p for p in paths if p.is_file()]
+        keys = [layout.table_partition((span.network, table), d) for d in days]
+        return [p for p in map(self.db.local_file, keys) if p is not None]
 
     # -- queries --
 
@@ -210,11 +213,7 @@ class RangeQueries:
 
     def _labels(self, span: DayRange, ids: list[str]) -> dict[tuple, tuple]:
         """The known labels of ``ids``: label events from the range's first day on."""
-        folder = self.db.data_root / layout.table_folder((span.network, "label_events"))
-        try:
-            names = os.listdir(folder)
-        except FileNotFoundError:
-            return {}
+        names = self.db.storage.list_dir(layout.table_folder((span.network, "label_events")))
         days = sorted(
             d for d in (layout.partition_day(n) for n in names) if d is not None and d >= span.start
         )

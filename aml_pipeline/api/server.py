@@ -6,7 +6,6 @@ import asyncio
 import ipaddress
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import h11
@@ -35,7 +34,7 @@ def serve(
         )
     configured = list(networks) if networks is not None else settings.networks
     app = create_app(
-        Path(data_root),
+        data_root,
         configured,
         default_network,
         settings.api_allowed_hosts,

@@ -63,6 +63,9 @@ def check_key(key: str) -> str:
 class Storage(Protocol):
     """What the pipeline needs from a place that holds files."""
 
+    @property
+    def scan_dir(self) -> Path: ...
+
     def url(self, key: str) -> str: ...
 
     def exists(self, key: str) -> bool: ...
@@ -196,13 +199,21 @@ class LocalStorage:
         """The local file behind ``key`` (this implementation's own)."""
         return self.root.joinpath(*PurePosixPath(check_key(key)).parts)
 
+    @property
+    def scan_dir(self) -> Path:
+        """Where every ``read_path`` lies: the root (DuckDB's sandbox allows only it)."""
+        return self.root
+
     def url(self, key: str) -> str:
         """The file's absolute path ("": the root's)."""
         return str(self.local_path(key)) if key else str(self.root)
 
     def read_path(self, key: str) -> Path:
         """The file itself: DuckDB and pyarrow scan it in place."""
-        return self.local_path(key)
+        path = self.local_path(key)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such file")
+        return path
 
     def exists(self, key: str) -> bool:
         return self.local_path(key).exists()

@@ -90,6 +90,12 @@ class S3Storage:
     def __repr__(self) -> str:
         return f"S3Storage({self.url('')!r})"
 
+    @property
+    def scan_dir(self) -> Path:
+        """Where every ``read_path`` lies: the local cache (DuckDB's sandbox allows only it)."""
+        self.cache.mkdir(parents=True, exist_ok=True)
+        return self.cache
+
     def __getstate__(self) -> dict[str, Any]:
         """Pickled without its client (worker processes make their own)."""
         return {**self.__dict__, "_client": None}
