@@ -608,7 +608,7 @@ def sql(args: argparse.Namespace) -> int:
     from aml_pipeline.api import console
 
     settings = Settings.from_env()
-    root = Path(settings.data_root).resolve()
+    root = settings.data_root
     for target in (args.output, args.catalog):
         if target and not Path(target).resolve().parent.is_dir():
             raise SystemExit(f"{target}: its folder does not exist; create it first")

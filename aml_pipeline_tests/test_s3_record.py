@@ -55,6 +55,24 @@ def test_the_demo_on_s3_publishes_what_it_publishes_on_a_local_disk(
     remote, local_answers = _answers(s3_root), _answers(str(cli_home / "data"))
     for route, answer in local_answers.items():
         assert remote[route] == answer, _difference(remote[route], answer, route)
+    # ... and so does the SQL console
+    assert _console(s3_root) == _console(str(cli_home / "data"))
+
+
+CONSOLE = (
+    "SELECT processing_date, count(*), round(sum(score), 9) FROM alert_scores "
+    "GROUP BY 1 ORDER BY 1",
+    "SELECT count(*) FROM raw_alerts WHERE processing_date = DATE '2025-03-10'",
+    "SELECT count(*), sum(is_sar_filed::INT) FROM labels",
+)
+
+
+def _console(root: str) -> list[list[tuple]]:
+    from aml_pipeline.api.console import open_console
+
+    with open_console(root, ["ethereum"]) as (conn, counts):
+        assert counts["alert_scores"] == len(DAYS)
+        return [conn.execute(sql).fetchall() for sql in CONSOLE]
 
 
 ROUTES = (

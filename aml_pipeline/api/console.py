@@ -6,12 +6,15 @@ history opens one day's file: the console lays a hive-style tree of links
 (``{table}/network={n}/processing_date={day}/data.parquet``) outside the record — in a
 temporary folder, or beside a catalog file — pointing at the record's files, and each view
 reads that tree with ``hive_partitioning``, so DuckDB drops the files a filter on
-``network`` or the date excludes before opening them. A link to a published day goes
-through the day's own link, so it always reads the day's current version.
+``network`` or the date excludes before opening them. On a local data root a link to a
+published day goes through the day's own link, so it always reads the day's current
+version; on an ``s3://`` root the links point at local copies (``read_path``: downloaded
+once per object version, at the console's start), so a catalog shows the versions of when
+it was written (write it again for newer ones).
 
 The console never writes to the record: only SELECT and EXPLAIN statements run, on a
-connection whose file access is limited to the data root and the link tree, configuration
-locked; results are written (``--output``) only outside the data root.
+connection whose file access is limited to the data root (on S3: its local copies) and the
+link tree, configuration locked; results are written (``--output``) only outside them.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from aml_pipeline.storage import layout
+from aml_pipeline.storage.objects import Storage, storage_at
 
 T = TypeVar("T")
 
@@ -78,23 +82,31 @@ BATCH_ROWS = 100_000
 _TREE_PREFIX = "aml-console-"
 
 
-def _daily_files(root: Path, network: str, table: ConsoleTable) -> Iterator[tuple[str, Path]]:
-    """(day, file) of every stored day of ``table`` in ``network``."""
+def _local(storage: Storage, key: str) -> Path | None:
+    try:
+        return storage.read_path(key)
+    except FileNotFoundError:
+        return None
+
+
+def _daily_files(storage: Storage, network: str, table: ConsoleTable) -> Iterator[tuple[str, Path]]:
+    """(day, local file) of every stored day of ``table`` in ``network``."""
     if table.source == "output":
-        folder = root / layout.output_network(network)
-        names = sorted(os.listdir(folder)) if folder.is_dir() else []
-        for name in names:
-            if layout.is_day(name) and (folder / name / table.file).is_file():
-                yield name, folder / name / table.file
+        days = filter(layout.is_day, storage.list_dir(layout.output_network(network)))
+        for name in days:
+            path = _local(storage, f"{layout.output_day(network, name)}/{table.file}")
+            if path is not None:
+                yield name, path
         return
-    folder = root / layout.table_folder((network, table.source))
-    for name in sorted(os.listdir(folder)) if folder.is_dir() else []:
+    folder = layout.table_folder((network, table.source))
+    for name in storage.list_dir(folder):
         day = layout.partition_day(name)
-        if day is not None:
-            yield day.isoformat(), folder / name
+        path = _local(storage, f"{folder}/{name}") if day is not None else None
+        if day is not None and path is not None:
+            yield day.isoformat(), path
 
 
-def link_tree(data_root: Path, networks: Sequence[str], tree: Path) -> dict[str, int]:
+def link_tree(storage: Storage, networks: Sequence[str], tree: Path) -> dict[str, int]:
     """(Re)build the hive-style link tree under ``tree``; the number of files per table."""
     counts = {}
     for table in TABLES:
@@ -102,7 +114,7 @@ def link_tree(data_root: Path, networks: Sequence[str], tree: Path) -> dict[str,
         shutil.rmtree(target, ignore_errors=True)
         count = 0
         for network in networks:
-            for day, path in _daily_files(data_root, network, table):
+            for day, path in _daily_files(storage, network, table):
                 folder = target / f"network={network}" / f"{table.date_column}={day}"
                 folder.mkdir(parents=True)
                 # a published file through its day's link: the day's current version
@@ -131,10 +143,10 @@ def create_views(conn: duckdb.DuckDBPyConnection, tree: Path, counts: dict[str, 
         )
 
 
-def _sandbox(conn: duckdb.DuckDBPyConnection, data_root: Path, tree: Path) -> None:
+def _sandbox(conn: duckdb.DuckDBPyConnection, storage: Storage, tree: Path) -> None:
     conn.execute(
         "SET allowed_directories = $dirs",
-        {"dirs": [f"{data_root.resolve()}{os.sep}", f"{tree.resolve()}{os.sep}"]},
+        {"dirs": [f"{storage.scan_dir.resolve()}{os.sep}", f"{tree.resolve()}{os.sep}"]},
     )
     conn.execute("SET enable_external_access = false")
     conn.execute("SET autoload_known_extensions = false")
@@ -147,15 +159,15 @@ def open_console(
 ) -> Iterator[tuple[duckdb.DuckDBPyConnection, dict[str, int]]]:
     """A sandboxed in-memory DuckDB with the views, and the files per view; its link tree
     lives in a temporary folder removed on exit."""
-    root = Path(data_root).resolve()
+    storage = storage_at(str(data_root))
     _remove_orphan_trees(Path(tempfile.gettempdir()))
     with tempfile.TemporaryDirectory(prefix=f"{_TREE_PREFIX}{os.getpid()}-") as folder:
         tree = Path(folder)
-        counts = link_tree(root, networks, tree)
+        counts = link_tree(storage, networks, tree)
         conn = duckdb.connect(":memory:")
         try:
             create_views(conn, tree, counts)
-            _sandbox(conn, root, tree)
+            _sandbox(conn, storage, tree)
             yield conn, counts
         finally:
             conn.close()
@@ -166,17 +178,17 @@ def write_catalog(
 ) -> dict[str, int]:
     """Write a ``.duckdb`` file of the views (its link tree in ``{catalog}.files/``) that
     the DuckDB CLI or any DuckDB client opens directly; re-run it to add new days."""
-    root, path = Path(data_root).resolve(), Path(catalog).resolve()
-    refuse_inside(path, root)
-    counts = link_tree(root, networks, path.with_name(f"{path.name}.files"))
+    storage, path = storage_at(str(data_root)), Path(catalog).resolve()
+    refuse_inside(path, data_root)
+    counts = link_tree(storage, networks, path.with_name(f"{path.name}.files"))
     with contextlib.closing(duckdb.connect(str(path))) as conn:
         create_views(conn, path.with_name(f"{path.name}.files"), counts)
     return counts
 
 
-def refuse_inside(path: Path, data_root: Path) -> None:
+def refuse_inside(path: Path, data_root: str | os.PathLike[str]) -> None:
     """Refuse to write ``path`` inside the record."""
-    if path.resolve().is_relative_to(data_root.resolve()):
+    if path.resolve().is_relative_to(storage_at(str(data_root)).scan_dir.resolve()):
         raise ConsoleRefused(f"{path} is inside the data root {data_root}: write elsewhere")
 
 
@@ -273,7 +285,7 @@ def write_result(
     conn: duckdb.DuckDBPyConnection,
     sql: str,
     output: Path,
-    data_root: Path,
+    data_root: str | os.PathLike[str],
     timeout_s: float = QUERY_TIMEOUT_S,
 ) -> int:
     """Stream the last statement's result of ``sql`` to ``output`` as CSV or Parquet (by
