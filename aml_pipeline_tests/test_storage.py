@@ -194,3 +194,39 @@ def test_a_failed_publish_keeps_the_previous_directory(tmp_path, monkeypatch):
     assert storage.read_bytes("net/day/a") == b"old"
     assert sorted(os.listdir(tmp_path / "net")) == [".day.lock", ".day.versions", "day"]
     assert len(os.listdir(tmp_path / "net" / ".day.versions")) == 1  # the failed one is gone
+
+
+PUBLISHER = """
+import sys, itertools
+from aml_pipeline.storage.objects import storage_at
+storage = storage_at(sys.argv[1])
+for n in itertools.count():
+    data = bytes([n % 251]) * (1 << 20)
+    storage.publish_dir("net/day", {"a.bin": data, "b.bin": data, "c.bin": data})
+    print(n, flush=True)
+"""
+
+
+def test_a_publisher_killed_mid_publication_leaves_no_half_published_day(storage, tmp_path):
+    """``kill -9`` of a process re-publishing a day, at moments spread over its
+    publications: the day read afterwards is always one whole version."""
+    import signal
+    import subprocess
+    import sys
+
+    storage.publish_dir("net/day", {"a.bin": b"0", "b.bin": b"0", "c.bin": b"0"})
+    root, seen = storage.url(""), set()
+    for delay in (0.2, 0.45, 0.7, 1.1, 1.6):
+        publisher = subprocess.Popen(
+            [sys.executable, "-c", PUBLISHER, root], stdout=subprocess.PIPE, text=True
+        )
+        time.sleep(delay)
+        publisher.send_signal(signal.SIGKILL)
+        publisher.wait(timeout=10)
+        folder = storage.resolve_dir("net/day")
+        files = {name: storage.read_bytes(f"{folder}/{name}") for name in ("a.bin", "b.bin")}
+        files["c.bin"] = storage.read_bytes(f"{folder}/c.bin")
+        assert len(set(files.values())) == 1, f"a mix of versions after {delay} s"
+        assert storage.list_dir("net/day") == ["a.bin", "b.bin", "c.bin"]
+        seen.add(files["a.bin"][:1])
+    assert len(seen) > 1  # the publishers did publish before they were killed
