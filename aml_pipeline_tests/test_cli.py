@@ -272,7 +272,7 @@ def test_an_unreachable_postgres_instance_is_one_line_naming_its_settings(cli_ho
     message = str(stopped.value)
     assert "\n" not in message and "Connection refused" in message
     assert message.startswith(f"cannot open the Dagster instance of {cli_home / 'dagster.yaml'}")
-    assert "check DAGSTER_PG_DB, DAGSTER_PG_HOST, DAGSTER_PG_PASSWORD, DAGSTER_PG_PORT" in message
+    assert "DAGSTER_LOGS_BUCKET, DAGSTER_PG_DB, DAGSTER_PG_HOST, DAGSTER_PG_PASSWORD" in message
 
 
 def test_independent_runs_are_balanced_over_the_processes_and_never_mix_ingestion():

