@@ -57,18 +57,29 @@ def check_days(
     return CheckDays(days, partitioned=True)
 
 
-def _target(
-    instance: dg.DagsterInstance, key: dg.AssetKey, day: str
-) -> AssetCheckEvaluationTargetMaterializationData | None:
-    """The day's latest materialization, so the UI can tell when a result is outdated."""
-    found = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[day]), limit=1
-    ).records
-    if not found:
-        return None
-    return AssetCheckEvaluationTargetMaterializationData(
-        run_id=found[0].run_id, storage_id=found[0].storage_id, timestamp=found[0].timestamp
-    )
+def _targets(
+    instance: dg.DagsterInstance, key: dg.AssetKey, days: list[dt.date]
+) -> dict[str, AssetCheckEvaluationTargetMaterializationData]:
+    """Each day's latest materialization, so the UI can tell when a day's result is
+    outdated: one query for the run's days, then one per day it did not reach."""
+    found: dict[str, AssetCheckEvaluationTargetMaterializationData] = {}
+
+    def newest(partitions: list[str], limit: int) -> None:
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, asset_partitions=partitions), limit=limit
+        ).records  # newest first
+        for record in records:
+            if record.partition_key is not None and record.partition_key not in found:
+                found[record.partition_key] = AssetCheckEvaluationTargetMaterializationData(
+                    run_id=record.run_id, storage_id=record.storage_id, timestamp=record.timestamp
+                )
+
+    wanted = [d.isoformat() for d in days]
+    newest(wanted, 2 * len(wanted))
+    for day in wanted:
+        if day not in found:
+            newest([day], 1)
+    return found
 
 
 def day_results(
@@ -88,6 +99,7 @@ def day_results(
     """
     (spec,) = context.check_specs
     blocking = spec.blocking and severity == dg.AssetCheckSeverity.ERROR
+    targets = _targets(context.instance, spec.asset_key, checked.days)
     for day in checked.days:
         problems = found.get(day, [])
         yield dg.AssetCheckEvaluation(
@@ -100,7 +112,7 @@ def day_results(
                 "problem_count": len(problems),
                 **(metadata or {}).get(day, {}),
             },
-            target_materialization_data=_target(context.instance, spec.asset_key, day.isoformat()),
+            target_materialization_data=targets.get(day.isoformat()),
             severity=severity,
             blocking=blocking,
             partition=day.isoformat() if checked.partitioned else None,

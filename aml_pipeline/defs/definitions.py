@@ -16,8 +16,8 @@ from aml_pipeline.defs.network import (
     INGESTION_ASSETS,
     MODEL_ASSETS,
     SCORING_ASSETS,
-    asset_keys,
     build_network_definitions,
+    run_selection,
 )
 from aml_pipeline.defs.partitions import daily_partitions
 from aml_pipeline.defs.resources import PipelineConfig
@@ -33,31 +33,31 @@ def _shared_definitions(settings: Settings) -> dg.Definitions:
         jobs=[
             dg.define_asset_job(
                 "daily_job",
-                selection=asset_keys(networks, DAILY_ASSETS),
+                selection=run_selection(networks, DAILY_ASSETS),
                 description="The daily run of every network (each network also has its own "
                 "`{network}_daily_job`, which its schedule and sensors run).",
             ),
             dg.define_asset_job(
                 "ingestion_job",
-                selection=asset_keys(networks, INGESTION_ASSETS),
+                selection=run_selection(networks, INGESTION_ASSETS),
                 description="Fetch, validate and land each network's daily batch; load raw "
                 "tables and labels.",
             ),
             dg.define_asset_job(
                 "features_job",
-                selection=asset_keys(networks, FEATURE_ASSETS),
+                selection=run_selection(networks, FEATURE_ASSETS),
                 description="Compute the daily alert and cluster model features.",
             ),
             dg.define_asset_job(
                 "training_job",
-                selection=asset_keys(networks, (*MODEL_ASSETS, *CHAMPION_ASSETS)),
+                selection=run_selection(networks, (*MODEL_ASSETS, *CHAMPION_ASSETS)),
                 description="Train and register the alert scorer, alert ranker and cluster "
                 "scorer, and materialize their champions (kept, or the first version; "
                 "selected alone with a version, a gated promotion).",
             ),
             dg.define_asset_job(
                 "scoring_job",
-                selection=asset_keys(networks, (*SCORING_ASSETS, *EVALUATION_ASSETS)),
+                selection=run_selection(networks, (*SCORING_ASSETS, *EVALUATION_ASSETS)),
                 description="Score, rank, explain, validate (tiers 1-3) and publish days whose "
                 "features exist.",
             ),

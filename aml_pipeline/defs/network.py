@@ -22,6 +22,7 @@ from aml_pipeline.defs.automation import (
 )
 from aml_pipeline.defs.checks import build_checks
 from aml_pipeline.defs.freshness import (
+    FRESHNESS_CHECK,
     build_freshness_checks,
     build_freshness_sensor,
     daily_freshness,
@@ -74,6 +75,15 @@ def asset_keys(networks: list[str], names: tuple[str, ...]) -> list[dg.AssetKey]
     return [dg.AssetKey([network, name]) for network in networks for name in names]
 
 
+def run_selection(networks: list[str], names: tuple[str, ...]) -> dg.AssetSelection:
+    """The named assets of the networks with their checks but the ``day_on_time`` freshness
+    checks, which the freshness job runs at each deadline (a backfill of old days would
+    only re-state that the newest day is missing)."""
+    keys = asset_keys(networks, names)
+    fresh = [dg.AssetCheckKey(k, FRESHNESS_CHECK) for k in keys if k.path[-1] in DAILY_ASSETS]
+    return dg.AssetSelection.assets(*keys) - dg.AssetSelection.checks(*fresh)
+
+
 def daily_job_name(network: str) -> str:
     """The name of the network's own daily job."""
     return f"{network}_daily_job"
@@ -87,7 +97,7 @@ def build_network_definitions(
     freshness = daily_freshness(network.schedule_hour)
     job = dg.define_asset_job(
         daily_job_name(name),
-        selection=asset_keys([name], DAILY_ASSETS),
+        selection=run_selection([name], DAILY_ASSETS),
         description=f"{name}'s daily run: land the batch and labels, compute features, score, "
         "rank and explain with the champion models, validate (tiers 1-3) and publish to output/.",
         tags=run_tags(name, DAILY_ASSETS),
