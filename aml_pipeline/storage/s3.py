@@ -26,7 +26,7 @@ import socket
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -208,34 +208,46 @@ class S3Storage:
             raise FileNotFoundError(f"{self.url(key)}: no such object")
         return found["Body"].read()
 
+    def _cached(self, name: str, etag: str) -> Path:
+        """Where the copy of object ``name`` at version ``etag`` is kept."""
+        folder = self.cache / hashlib.sha256(name.encode()).hexdigest()[:32]
+        return folder / f"{etag.strip(chr(34))}{PurePosixPath(name).suffix}"
+
+    def _keep(self, copy: Path, fill: Callable[[Path], None]) -> Path:
+        """Make ``copy`` (written by ``fill`` into a temp file, renamed), drop older ones."""
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        tmp = copy.parent / f".{uuid.uuid4().hex}.tmp"
+        try:
+            fill(tmp)
+            os.replace(tmp, copy)
+        finally:
+            tmp.unlink(missing_ok=True)
+        for older in copy.parent.iterdir():
+            if older != copy and not older.name.startswith("."):
+                older.unlink(missing_ok=True)
+        return copy
+
     def read_path(self, key: str) -> Path:
         """A local copy of ``key`` to scan, downloaded once per version of the object
-        (its ETag) into the cache; earlier versions' copies are removed."""
+        (its ETag) into the cache (what this process wrote is there already); earlier
+        versions' copies are removed."""
         name = self._located(key)
         head = self._head(name) if name else None
         if name is None or head is None:
             raise FileNotFoundError(f"{self.url(key)}: no such object")
-        etag = head["ETag"].strip('"')
-        folder = self.cache / hashlib.sha256(name.encode()).hexdigest()[:32]
-        copy = folder / f"{etag}{PurePosixPath(name).suffix}"
+        copy = self._cached(name, head["ETag"])
         if copy.is_file():
             return copy
-        folder.mkdir(parents=True, exist_ok=True)
         found = self._get(name, IfMatch=head["ETag"])
         if found is None:
             raise FileNotFoundError(f"{self.url(key)}: no such object")
-        tmp = folder / f".{uuid.uuid4().hex}.tmp"
-        try:
+
+        def download(tmp: Path) -> None:
             with open(tmp, "wb") as handle:
                 for chunk in found["Body"].iter_chunks(1 << 20):
                     handle.write(chunk)
-            os.replace(tmp, copy)
-        finally:
-            tmp.unlink(missing_ok=True)
-        for older in folder.iterdir():
-            if older != copy and not older.name.startswith("."):
-                older.unlink(missing_ok=True)
-        return copy
+
+        return self._keep(copy, download)
 
     def list_dir(self, key: str = "") -> list[str]:
         """Names directly below ``key`` ("" is the root; a published directory: its current
@@ -270,14 +282,17 @@ class S3Storage:
 
     @contextlib.contextmanager
     def writing(self, key: str) -> Iterator[Path]:
-        """Yield a local temp path; on success its content becomes ``key`` in one PUT. If
-        the body raises, nothing is written and the previous object stays."""
+        """Yield a local temp path; on success its content becomes ``key`` in one PUT (and
+        the cached copy of that version, so reading it back downloads nothing). If the
+        body raises, nothing is written and the previous object stays."""
         self.cache.mkdir(parents=True, exist_ok=True)
         tmp = self.cache / f".{uuid.uuid4().hex}.tmp"
         try:
             yield tmp
+            name = self._object(key)
             with open(tmp, "rb") as handle:
-                self.s3.put_object(Bucket=self.bucket, Key=self._object(key), Body=handle)
+                etag = self.s3.put_object(Bucket=self.bucket, Key=name, Body=handle)["ETag"]
+            self._keep(self._cached(name, etag), lambda copy: os.replace(tmp, copy))
         finally:
             tmp.unlink(missing_ok=True)
 
