@@ -249,12 +249,14 @@ class ResultsDatabase:
             return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
 
     def _day_file(self, network: str, day: dt.date, name: str) -> Path:
-        if not self.has_day(network, day):
+        """The published day's file ``name``, its version resolved once."""
+        version = self.day_dir(network, day)
+        path = self.local_file(f"{version}/{name}")
+        if path is not None:
+            return path
+        if not self.storage.exists(f"{version}/{ALERT_SCORES}"):
             raise NotFound(f"no published results for network {network!r} on {day}")
-        path = self.local_file(f"{self.day_dir(network, day)}/{name}")
-        if path is None:
-            raise NotFound(f"no {name.removesuffix('.parquet')} for network {network!r} on {day}")
-        return path
+        raise NotFound(f"no {name.removesuffix('.parquet')} for network {network!r} on {day}")
 
     def page(
         self,

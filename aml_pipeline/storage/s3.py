@@ -176,25 +176,26 @@ class S3Storage:
         found = self._get(self._object(f"{key}/{POINTER}"))
         return json.loads(found["Body"].read())["version"] if found else None
 
-    def _located(self, key: str) -> str | None:
-        """The object holding ``key``: itself, or, inside a published directory, the file
-        of the version its pointer names (as a symbolic link to a version would)."""
+    def _follow(self, key: str, fetch: Callable[[str], dict | None]) -> tuple[str, dict] | None:
+        """``fetch`` (a HEAD or a GET) of the object holding ``key``, and its name: the
+        object itself, or, inside a published directory, the file of the version its
+        pointer names (as a symbolic link to a version would)."""
         name = self._object(key)
-        if self._head(name) is not None:
-            return name
+        found = fetch(name)
+        if found is not None:
+            return name, found
         parent = str(PurePosixPath(key).parent)
-        if parent == ".":
-            return None
-        version = self._version(parent)
+        version = self._version(parent) if parent != "." else None
         if version is None:
             return None
         inside = self._object(f"{parent}/{VERSIONS}/{version}/{PurePosixPath(key).name}")
-        return inside if self._head(inside) is not None else None
+        found = fetch(inside)
+        return (inside, found) if found is not None else None
 
     def exists(self, key: str) -> bool:
         """Whether ``key`` is an object (followed through a published directory's
         pointer) or a non-empty directory."""
-        if self._located(key) is not None:
+        if self._follow(key, self._head) is not None:
             return True
         listed = self.s3.list_objects_v2(
             Bucket=self.bucket, Prefix=self._object(key) + "/", MaxKeys=1
@@ -202,11 +203,10 @@ class S3Storage:
         return bool(listed.get("KeyCount"))
 
     def read_bytes(self, key: str) -> bytes:
-        name = self._located(key)
-        found = self._get(name) if name else None
+        found = self._follow(key, self._get)
         if found is None:
             raise FileNotFoundError(f"{self.url(key)}: no such object")
-        return found["Body"].read()
+        return found[1]["Body"].read()
 
     def _cached(self, name: str, etag: str) -> Path:
         """Where the copy of object ``name`` at version ``etag`` is kept."""
@@ -231,10 +231,10 @@ class S3Storage:
         """A local copy of ``key`` to scan, downloaded once per version of the object
         (its ETag) into the cache (what this process wrote is there already); earlier
         versions' copies are removed."""
-        name = self._located(key)
-        head = self._head(name) if name else None
-        if name is None or head is None:
+        located = self._follow(key, self._head)
+        if located is None:
             raise FileNotFoundError(f"{self.url(key)}: no such object")
+        name, head = located
         copy = self._cached(name, head["ETag"])
         if copy.is_file():
             return copy
@@ -249,20 +249,26 @@ class S3Storage:
 
         return self._keep(copy, download)
 
-    def list_dir(self, key: str = "") -> list[str]:
-        """Names directly below ``key`` ("" is the root; a published directory: its current
-        version), hidden entries excluded, sorted."""
-        base = self._object(self.resolve_dir(key) if key else key)
+    def _names(self, key: str) -> set[str]:
+        """Every name directly below ``key``, hidden ones included."""
+        base = self._object(key)
         prefix = base + "/" if base else ""
         names: set[str] = set()
         pages = self.s3.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket, Prefix=prefix, Delimiter="/"
         )
         for page in pages:
-            names.update(
-                p["Prefix"][len(prefix) :].rstrip("/") for p in page.get("CommonPrefixes", [])
-            )
+            folders = page.get("CommonPrefixes", [])
+            names.update(p["Prefix"][len(prefix) :].rstrip("/") for p in folders)
             names.update(o["Key"][len(prefix) :] for o in page.get("Contents", []))
+        return names
+
+    def list_dir(self, key: str = "") -> list[str]:
+        """Names directly below ``key`` ("" is the root; a published directory, whose
+        listing shows its pointer: its current version), hidden entries excluded, sorted."""
+        names = self._names(key)
+        if key and POINTER in names:
+            names = self._names(self.resolve_dir(key))
         return sorted(n for n in names if n and not n.startswith("."))
 
     def resolve_dir(self, key: str) -> str:
