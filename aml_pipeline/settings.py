@@ -168,6 +168,13 @@ class Settings(BaseSettings):
         description="MB a landing must leave free on the data root's disk; a range that "
         "would not is refused before anything is written",
     )
+    s3_cache_mb: int = Field(
+        default=20_000,
+        ge=16,
+        le=10**8,
+        description="MB of downloaded copies an `s3://` data root keeps on the local disk for "
+        "DuckDB to scan; beyond it the least recently used are removed",
+    )
     parallel_runs: int = Field(
         default=2,
         ge=1,

@@ -142,6 +142,66 @@ def test_an_expired_lease_is_taken_over_and_a_live_one_waited_for(storage, monke
         pass
 
 
+def test_a_publication_sweeps_the_other_days_unless_one_is_being_published(storage, monkeypatch):
+    storage.publish_dir("net/a", {"x": b"1"})
+    old = storage.resolve_dir("net/a")
+    storage.publish_dir("net/a", {"x": b"2"})
+    storage.publish_dir("net/b", {"x": b"1"})
+    assert storage.exists(f"{old}/x")  # a's pointer moved just now: kept for readers
+    monkeypatch.setattr(objects, "RETIRED_GRACE_SECONDS", 0)
+    with storage.locked("net/a"):  # a is being published: left alone
+        storage.publish_dir("net/b", {"x": b"2"})
+        assert storage.exists(f"{old}/x")
+    storage.publish_dir("net/b", {"x": b"3"})
+    assert not storage.exists(f"{old}/x")
+    assert storage.read_bytes("net/a/x") == b"2" and storage.read_bytes("net/b/x") == b"3"
+
+
+@pytest.mark.parametrize("storage", [pytest.param("s3", marks=pytest.mark.s3)], indirect=True)
+def test_a_held_lease_is_renewed_and_a_dead_holders_expires(storage, monkeypatch):
+    """A holder keeps its lease past LEASE_SECONDS by renewing it; a holder that stops
+    renewing (killed) loses it after LEASE_SECONDS."""
+    monkeypatch.setattr(s3, "LEASE_SECONDS", 0.6)
+    taken = []
+    with storage.locked("registry.json"):
+        time.sleep(1.5)  # past two lease lengths: renewed meanwhile
+        with storage._lease("registry.json", wait=False) as leased:
+            taken.append(leased)
+    with storage._lease("registry.json", wait=False) as leased:  # released
+        taken.append(leased)
+    lock = f"{storage.prefix}/.registry.json.lock"
+    dead = {"owner": "killed:1:x", "expires": time.time() + 0.6}  # never renewed
+    storage.s3.put_object(Bucket=storage.bucket, Key=lock, Body=json.dumps(dead).encode())
+    with storage._lease("registry.json", wait=False) as leased:
+        taken.append(leased)
+    time.sleep(0.7)
+    with storage._lease("registry.json", wait=False) as leased:
+        taken.append(leased)
+    assert taken == [False, True, False, True]
+
+
+@pytest.mark.parametrize("storage", [pytest.param("s3", marks=pytest.mark.s3)], indirect=True)
+def test_the_download_cache_keeps_the_recently_used_copies_within_its_limit(storage, monkeypatch):
+    storage._cache_bytes = 3000
+    for n in range(5):
+        storage.write_bytes(f"t/{n}.bin", bytes([n]) * 1000)
+
+    def cached() -> int:
+        return sum(p.stat().st_size for p in storage.cache.glob("*/[!.]*"))
+
+    paths = [storage.read_path(f"t/{n}.bin") for n in range(5)]
+    assert cached() == 5000  # all just used (a scan may be reading them): none removed
+    monkeypatch.setattr(s3, "CACHE_IN_USE_SECONDS", 0)
+    for n, path in enumerate(paths):
+        os.utime(path, (1000 + n, 1000 + n))  # used in this order, long ago
+    os.utime(paths[0], (2000, 2000))  # 0 read again since
+    storage.write_bytes("t/new.bin", b"n" * 1000)
+    storage.read_path("t/new.bin")  # over the limit: the least recently used go
+    assert cached() <= 0.9 * 3000
+    assert paths[0].is_file() and not paths[1].is_file() and not paths[2].is_file()
+    assert storage.read_path("t/1.bin").read_bytes() == bytes([1]) * 1000  # fetched again
+
+
 def test_a_version_is_kept_for_the_grace_period_after_the_swap_that_replaced_it(tmp_path):
     """How old the version is does not count, only when the link last moved; a publication
     also sweeps the other days of its folder (with what a dead publisher staged), unless

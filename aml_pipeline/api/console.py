@@ -89,21 +89,19 @@ def _local(storage: Storage, key: str) -> Path | None:
         return None
 
 
-def _daily_files(storage: Storage, network: str, table: ConsoleTable) -> Iterator[tuple[str, Path]]:
-    """(day, local file) of every stored day of ``table`` in ``network``."""
+def _daily_files(storage: Storage, network: str, table: ConsoleTable) -> list[tuple[str, Path]]:
+    """(day, local file) of every stored day of ``table`` in ``network`` (on an object
+    store, the days' copies are fetched concurrently)."""
     if table.source == "output":
-        days = filter(layout.is_day, storage.list_dir(layout.output_network(network)))
-        for name in days:
-            path = _local(storage, f"{layout.output_day(network, name)}/{table.file}")
-            if path is not None:
-                yield name, path
-        return
-    folder = layout.table_folder((network, table.source))
-    for name in storage.list_dir(folder):
-        day = layout.partition_day(name)
-        path = _local(storage, f"{folder}/{name}") if day is not None else None
-        if day is not None and path is not None:
-            yield day.isoformat(), path
+        days = [d for d in storage.list_dir(layout.output_network(network)) if layout.is_day(d)]
+        keys = [f"{layout.output_day(network, day)}/{table.file}" for day in days]
+    else:
+        folder = layout.table_folder((network, table.source))
+        stored = [(n, layout.partition_day(n)) for n in storage.list_dir(folder)]
+        days = [day.isoformat() for _, day in stored if day is not None]
+        keys = [f"{folder}/{name}" for name, day in stored if day is not None]
+    paths = storage.each(lambda key: _local(storage, key), keys)
+    return [(day, path) for day, path in zip(days, paths, strict=True) if path is not None]
 
 
 def link_tree(storage: Storage, networks: Sequence[str], tree: Path) -> dict[str, int]:

@@ -327,7 +327,8 @@ class ResultsDatabase:
             self.check_network(network)
         folder = layout.run_failures_folder()
         names = [n for n in self.storage.list_dir(folder) if _day_file_name(n)]
-        files = [p for p in (self.local_file(f"{folder}/{n}") for n in names) if p is not None]
+        found = self.storage.each(lambda name: self.local_file(f"{folder}/{name}"), names)
+        files = [p for p in found if p is not None]
         if not files:
             return []
         params = {"paths": [str(p) for p in files], "network": network, "limit": limit}

@@ -136,13 +136,17 @@ class RangeQueries:
             raise InvalidParameter("start_date", "start_date must not be after end_date")
         if (end - start).days >= MAX_RANGE_DAYS:
             raise InvalidParameter("start_date", f"a range spans at most {MAX_RANGE_DAYS} days")
-        days = [d for d in reversed(listed) if start <= d <= end and self.db.has_day(network, d)]
+        inside = [d for d in reversed(listed) if start <= d <= end]
+        published = self.db.storage.each(lambda d: self.db.has_day(network, d), inside)
+        days = [d for d, there in zip(inside, published, strict=True) if there]
         return DayRange(network, start, end, days)
 
     def _published(self, span: DayRange, name: str) -> list[Path]:
         """The range's published files ``name``, each day's version resolved once."""
-        keys = [f"{self.db.day_dir(span.network, day)}/{name}" for day in span.days]
-        found = [self.db.local_file(key) for key in keys]
+        found = self.db.storage.each(
+            lambda day: self.db.local_file(f"{self.db.day_dir(span.network, day)}/{name}"),
+            span.days,
+        )
         if None in found:
             raise NotFound("the requested results are no longer published")
         return [p for p in found if p is not None]
@@ -150,7 +154,7 @@ class RangeQueries:
     def _warehouse(self, span: DayRange, table: str, days: list[dt.date]) -> list[Path]:
         """The network's warehouse partitions of ``table`` for ``days`` that exist."""
         keys = [layout.table_partition((span.network, table), d) for d in days]
-        return [p for p in map(self.db.local_file, keys) if p is not None]
+        return [p for p in self.db.storage.each(self.db.local_file, keys) if p is not None]
 
     # -- queries --
 

@@ -16,6 +16,8 @@ medium, and what an object store uses instead:
   limit to check).
 * ``locked``: a read-modify-write of one file by one writer at a time (local: ``flock``;
   an object store: a lease object created with a conditional write).
+* ``each``: one call per key, concurrently where a call is a round trip (an object store)
+  and in order where it is a system call (local).
 * ``url``: where a key is, for logs and the UI's metadata.
 """
 
@@ -27,13 +29,16 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path, PurePosixPath
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 #: A retired version of a published directory is kept this long after it was replaced,
 #: so a reader that resolved the link before the swap can finish; then it is removed.
 RETIRED_GRACE_SECONDS = 60
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -89,6 +94,8 @@ class Storage(Protocol):
     def publish_dir(self, key: str, files: Mapping[str, bytes]) -> None: ...
 
     def free_bytes(self) -> int | None: ...
+
+    def each(self, call: Callable[[T], R], items: Iterable[T]) -> list[R]: ...
 
 
 def storage_at(root: str) -> Storage:
@@ -230,6 +237,10 @@ class LocalStorage:
 
     def read_bytes(self, key: str) -> bytes:
         return self.local_path(key).read_bytes()
+
+    def each(self, call: Callable[[T], R], items: Iterable[T]) -> list[R]:
+        """``call`` on every item, in order (a local file is a system call away)."""
+        return [call(item) for item in items]
 
     def list_dir(self, key: str = "") -> list[str]:
         """Names directly below ``key`` ("" is the root), hidden entries excluded, sorted."""

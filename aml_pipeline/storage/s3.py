@@ -19,14 +19,17 @@ any AWS tool. What replaces the local disk's renames, links and locks:
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
 import socket
 import tempfile
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -34,15 +37,21 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
+from aml_pipeline.settings import Settings
 from aml_pipeline.storage import objects
-from aml_pipeline.storage.objects import StorageUnavailable, check_key
+from aml_pipeline.storage.objects import R, StorageUnavailable, T, check_key
 
 POINTER = ".current"
 VERSIONS = ".v"
-#: A lock not released within this time (its holder died) may be taken over.
-LEASE_SECONDS = 300
+#: A lease not renewed within this time (its holder died) may be taken over; a live
+#: holder renews it every third of this.
+LEASE_SECONDS = 30
 #: How long ``locked`` waits for a lock held by someone else before it gives up.
 LOCK_WAIT_SECONDS = 900
+#: A cached copy used within this time is not trimmed (a scan may be reading it).
+CACHE_IN_USE_SECONDS = 600
+#: Requests ``each`` has in flight at once (the client's connection pool holds as many).
+CONCURRENT_REQUESTS = 16
 _MISSING = {"404", "NoSuchKey", "NotFound"}
 _CONFLICT = {"412", "PreconditionFailed", "409", "ConditionalRequestConflict"}
 
@@ -65,27 +74,61 @@ def _endpoint() -> str | None:
     return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
 
 
+#: The AWS settings a client is made from: a change to any of them makes a new client.
+_CLIENT_SETTINGS = (
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ENDPOINT_URL",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+)
+
+
 def client(attempts: int = 4) -> Any:
     """An S3 client from the standard AWS settings; path-style addressing when an
-    endpoint is set (S3-compatible servers), bounded timeouts and retries."""
+    endpoint is set (S3-compatible servers), bounded timeouts and retries.
+
+    One client per process and settings (making one costs ~90 ms; boto3's clients are
+    thread-safe); a forked child makes its own."""
+    return _client(attempts, tuple(os.environ.get(name) for name in _CLIENT_SETTINGS))
+
+
+@functools.lru_cache(maxsize=8)
+def _client(attempts: int, settings: tuple[str | None, ...]) -> Any:
     config = Config(
         s3={"addressing_style": "path" if _endpoint() else "auto"},
         retries={"max_attempts": attempts, "mode": "standard"},
         connect_timeout=5,
         read_timeout=60,
+        max_pool_connections=CONCURRENT_REQUESTS,
     )
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     return boto3.session.Session().client("s3", region_name=region, config=config)
 
 
+os.register_at_fork(after_in_child=_client.cache_clear)
+
+
 class S3Storage:
     """Keys as objects under ``s3://bucket/prefix/``; see the module's docstring."""
 
-    def __init__(self, url: str, cache_dir: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        cache_dir: str | os.PathLike[str] | None = None,
+        cache_bytes: int | None = None,
+    ) -> None:
+        """The record at ``url``; downloaded copies under ``cache_dir`` (default: the
+        temp dir's ``aml-pipeline-s3-cache``), at most ``cache_bytes`` of them (default:
+        ``AML_S3_CACHE_MB``)."""
         self.bucket, self.prefix = split_url(url)
         default = Path(tempfile.gettempdir()) / "aml-pipeline-s3-cache"
         self.cache = Path(cache_dir or default) / self.bucket / (self.prefix or "_")
-        self._client: Any = None
+        self._cache_bytes = cache_bytes
+        self._kept_since_trim = 0
 
     def __repr__(self) -> str:
         return f"S3Storage({self.url('')!r})"
@@ -96,16 +139,10 @@ class S3Storage:
         self.cache.mkdir(parents=True, exist_ok=True)
         return self.cache
 
-    def __getstate__(self) -> dict[str, Any]:
-        """Pickled without its client (worker processes make their own)."""
-        return {**self.__dict__, "_client": None}
-
     @property
     def s3(self) -> Any:
-        """This process's S3 client, made on first use."""
-        if self._client is None:
-            self._client = client()
-        return self._client
+        """This process's S3 client for the current AWS settings (``client``)."""
+        return client()
 
     def check(self) -> None:
         """Raise ``StorageUnavailable`` with one line naming the setting to fix unless the
@@ -214,7 +251,8 @@ class S3Storage:
         return folder / f"{etag.strip(chr(34))}{PurePosixPath(name).suffix}"
 
     def _keep(self, copy: Path, fill: Callable[[Path], None]) -> Path:
-        """Make ``copy`` (written by ``fill`` into a temp file, renamed), drop older ones."""
+        """Make ``copy`` (written by ``fill`` into a temp file, renamed), drop older ones;
+        trim the cache after every tenth of its limit kept (``_trim``)."""
         copy.parent.mkdir(parents=True, exist_ok=True)
         tmp = copy.parent / f".{uuid.uuid4().hex}.tmp"
         try:
@@ -225,7 +263,34 @@ class S3Storage:
         for older in copy.parent.iterdir():
             if older != copy and not older.name.startswith("."):
                 older.unlink(missing_ok=True)
+        self._kept_since_trim += copy.stat().st_size
+        if self._kept_since_trim > self.cache_bytes // 10:
+            self._trim()
         return copy
+
+    @property
+    def cache_bytes(self) -> int:
+        """The most the cache holds (``AML_S3_CACHE_MB`` unless given)."""
+        if self._cache_bytes is None:
+            self._cache_bytes = Settings.from_env().s3_cache_mb << 20
+        return self._cache_bytes
+
+    def _trim(self) -> None:
+        """Remove the least recently used copies (by mtime: a copy read again is touched)
+        until the cache holds at most 90 % of ``cache_bytes``; a copy used in the last
+        CACHE_IN_USE_SECONDS stays, as a scan may be reading it."""
+        self._kept_since_trim = 0
+        copies = []
+        for copy in self.cache.glob("*/[!.]*"):
+            with contextlib.suppress(FileNotFoundError):  # another process trimmed it
+                stat = copy.stat()
+                copies.append((stat.st_mtime, stat.st_size, copy))
+        total, now = sum(size for _, size, _ in copies), time.time()
+        for used, size, copy in sorted(copies):
+            if total <= self.cache_bytes * 0.9 or now - used < CACHE_IN_USE_SECONDS:
+                break
+            copy.unlink(missing_ok=True)
+            total -= size
 
     def read_path(self, key: str) -> Path:
         """A local copy of ``key`` to scan, downloaded once per version of the object
@@ -236,7 +301,9 @@ class S3Storage:
             raise FileNotFoundError(f"{self.url(key)}: no such object")
         name, head = located
         copy = self._cached(name, head["ETag"])
-        if copy.is_file():
+        with contextlib.suppress(FileNotFoundError):  # else trimmed meanwhile: download it
+            if time.time() - copy.stat().st_mtime > CACHE_IN_USE_SECONDS / 2:
+                os.utime(copy)  # used now: the last to be trimmed
             return copy
         found = self._get(name, IfMatch=head["ETag"])
         if found is None:
@@ -276,6 +343,15 @@ class S3Storage:
         itself when it is a plain directory or absent)."""
         version = self._version(key)
         return f"{key}/{VERSIONS}/{version}" if version else key
+
+    def each(self, call: Callable[[T], R], items: Iterable[T]) -> list[R]:
+        """``call`` on every item, CONCURRENT_REQUESTS at a time (each is a round trip),
+        results in the items' order; the first error is raised."""
+        items = list(items)
+        if len(items) < 2:
+            return [call(item) for item in items]
+        with ThreadPoolExecutor(min(CONCURRENT_REQUESTS, len(items))) as pool:
+            return list(pool.map(call, items))
 
     def free_bytes(self) -> None:
         """An object store has no free space to check before a landing."""
@@ -321,47 +397,84 @@ class S3Storage:
 
     @contextlib.contextmanager
     def locked(self, key: str) -> Iterator[None]:
-        """Hold the lease object ``.{name}.lock`` beside ``key`` for a read-modify-write:
-        created with ``If-None-Match: *`` (one holder), released by deleting it; a lease
-        older than LEASE_SECONDS is taken over with ``If-Match`` on its ETag."""
+        """Hold the lease object ``.{name}.lock`` beside ``key`` for a read-modify-write
+        (``_lease``), waiting up to LOCK_WAIT_SECONDS for another holder."""
+        with self._lease(key, wait=True):
+            yield
+
+    @contextlib.contextmanager
+    def _lease(self, key: str, wait: bool) -> Iterator[bool]:
+        """Hold the lease on ``key``; yield whether it is held (without ``wait``: False at
+        once when someone else holds it).
+
+        The lease object is created with ``If-None-Match: *`` (one holder), renewed every
+        LEASE_SECONDS / 3 with ``If-Match`` on its ETag while held, and deleted on release.
+        A lease not renewed for LEASE_SECONDS (its holder died) is taken over with
+        ``If-Match``, so two waiters never both take it."""
         path = PurePosixPath(self._object(key))
         lock = str(path.with_name(f".{path.name}.lock"))
         owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         deadline, pause = time.monotonic() + LOCK_WAIT_SECONDS, 0.02
-        while True:
-            body = json.dumps({"owner": owner, "expires": time.time() + LEASE_SECONDS})
-            if self._take(lock, body.encode()):
-                break
+        while (etag := self._take(lock, owner)) is None:
+            if not wait:
+                yield False
+                return
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self.url(key)}: locked by another writer for too long")
             time.sleep(pause)
             pause = min(pause * 2, 1.0)
+        released = threading.Event()
+        renewer = threading.Thread(
+            target=self._renew, args=(lock, owner, etag, released), daemon=True
+        )
+        renewer.start()
         try:
-            yield
+            yield True
         finally:
+            released.set()
+            renewer.join()
             held = self._get(lock)
             if held is not None and json.loads(held["Body"].read()).get("owner") == owner:
                 self.s3.delete_object(Bucket=self.bucket, Key=lock)
 
-    def _take(self, lock: str, body: bytes) -> bool:
-        """Create the lease, or take over an expired one; whether this caller holds it."""
+    @staticmethod
+    def _lease_body(owner: str) -> bytes:
+        return json.dumps({"owner": owner, "expires": time.time() + LEASE_SECONDS}).encode()
+
+    def _renew(self, lock: str, owner: str, etag: str, released: threading.Event) -> None:
+        """Push the lease's expiry on until ``released`` (stops if it was taken over)."""
+        while not released.wait(LEASE_SECONDS / 3):
+            try:
+                etag = self.s3.put_object(
+                    Bucket=self.bucket, Key=lock, Body=self._lease_body(owner), IfMatch=etag
+                )["ETag"]
+            except ClientError as error:
+                if _code(error) in _CONFLICT | _MISSING:
+                    return  # taken over: this holder stalled for longer than a lease
+                raise
+
+    def _take(self, lock: str, owner: str) -> str | None:
+        """Create the lease, or take over an expired one; its ETag if this caller holds
+        it now, else None."""
         try:
-            self.s3.put_object(Bucket=self.bucket, Key=lock, Body=body, IfNoneMatch="*")
-            return True
+            return self.s3.put_object(
+                Bucket=self.bucket, Key=lock, Body=self._lease_body(owner), IfNoneMatch="*"
+            )["ETag"]
         except ClientError as error:
             if _code(error) not in _CONFLICT:
                 raise
         held = self._get(lock)
         if held is None:
-            return False  # released meanwhile: the next attempt creates it
+            return None  # released meanwhile: the next attempt creates it
         if json.loads(held["Body"].read()).get("expires", 0) > time.time():
-            return False
+            return None
         try:
-            self.s3.put_object(Bucket=self.bucket, Key=lock, Body=body, IfMatch=held["ETag"])
-            return True
+            return self.s3.put_object(
+                Bucket=self.bucket, Key=lock, Body=self._lease_body(owner), IfMatch=held["ETag"]
+            )["ETag"]
         except ClientError as error:
             if _code(error) in _CONFLICT | _MISSING:
-                return False  # another waiter took it over first
+                return None  # another waiter took it over first
             raise
 
     def _holds(self, version_key: str, files: Mapping[str, bytes]) -> bool:
@@ -379,31 +492,60 @@ class S3Storage:
         readers: the files under a new version prefix, then the pointer object, one PUT.
 
         Publications of one day take turns (``locked``); publishing exactly what the
-        current version holds writes nothing. Versions the pointer left more than
-        RETIRED_GRACE_SECONDS ago (a reader that resolved the old pointer has finished)
-        are deleted at the day's next publication.
+        current version holds writes nothing. A replaced version is kept for
+        RETIRED_GRACE_SECONDS after the pointer moved off it (a reader that resolved the old
+        pointer can finish); each publication then deletes the expired versions of its day
+        and of the other days in its folder that no one is publishing (``_sweep``).
         """
         with self.locked(key):
             current = self._version(key)
             if current is None or not self._holds(f"{key}/{VERSIONS}/{current}", files):
                 current = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
-                for name, data in files.items():
-                    self.write_bytes(f"{key}/{VERSIONS}/{current}/{check_key(name)}", data)
+                folder = f"{key}/{VERSIONS}/{current}"
+                self.each(
+                    lambda file: self.write_bytes(f"{folder}/{check_key(file[0])}", file[1]),
+                    files.items(),
+                )
                 pointer = json.dumps({"version": current, "files": sorted(files)}).encode()
                 self.write_bytes(f"{key}/{POINTER}", pointer)
-            self._sweep(key, current)
+            self._sweep(key)
+        self._sweep_folder(key)
 
-    def _sweep(self, key: str, current: str) -> None:
-        """Delete the versions of ``key`` but ``current`` once the pointer moved to it
-        more than RETIRED_GRACE_SECONDS ago."""
-        head = self._head(self._object(f"{key}/{POINTER}"))
-        if (
-            head is None
-            or time.time() - head["LastModified"].timestamp() < objects.RETIRED_GRACE_SECONDS
-        ):
+    def _sweep(self, key: str, names: Iterable[str] | None = None) -> None:
+        """For the holder of ``key``'s lease: delete the objects of every version of
+        ``key`` but the current one (what a publisher that died before its pointer PUT
+        staged too) once the pointer moved more than RETIRED_GRACE_SECONDS ago. ``names``:
+        the objects under ``key`` if the caller listed them already."""
+        pointer = self._get(self._object(f"{key}/{POINTER}"))
+        if pointer is None:
+            return
+        moved = pointer["LastModified"].timestamp()
+        if time.time() - moved < objects.RETIRED_GRACE_SECONDS:
             return
         prefix = self._object(f"{key}/{VERSIONS}") + "/"
-        keep = f"{prefix}{current}/"
-        self._delete_objects(
-            [o["Key"] for o in self._objects_under(prefix) if not o["Key"].startswith(keep)]
-        )
+        keep = f"{prefix}{json.loads(pointer['Body'].read())['version']}/"
+        if names is None:
+            names = (o["Key"] for o in self._objects_under(prefix))
+        self._delete_objects([n for n in names if n.startswith(prefix) and not n.startswith(keep)])
+
+    def _sweep_folder(self, key: str) -> None:
+        """Sweep the other published directories beside ``key`` that hold more than one
+        version (one listing of the folder), each unless its lease is held by someone
+        else (it is being published)."""
+        parent = str(PurePosixPath(key).parent)
+        parent = "" if parent == "." else parent
+        base = self._object(parent) + "/" if self._object(parent) else ""
+        versions: dict[str, set[str]] = {}
+        names: dict[str, list[str]] = {}
+        for listed in self._objects_under(base):
+            parts = listed["Key"][len(base) :].split("/")
+            if len(parts) >= 4 and parts[1] == VERSIONS:
+                versions.setdefault(parts[0], set()).add(parts[2])
+                names.setdefault(parts[0], []).append(listed["Key"])
+        for name, held in versions.items():
+            other = f"{parent}/{name}" if parent else name
+            if len(held) < 2 or other == key:
+                continue
+            with self._lease(other, wait=False) as leased:
+                if leased:
+                    self._sweep(other, names[name])

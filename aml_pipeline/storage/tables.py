@@ -165,15 +165,22 @@ class TableStore:
         """Atomically write one partition from the frame of ``con`` (``write_frame``)."""
         write_frame(con, self.storage, layout.table_partition(table, day), declared, order_by)
 
+    def _paths(self, table: Sequence[str], days: Sequence[str | None]) -> list[str]:
+        """Local files to scan for the stored partitions of ``days``."""
+        keys = [layout.table_partition(table, d) for d in days]
+        return [str(p) for p in self.storage.each(self.storage.read_path, keys)]
+
     def missing(self, table: Sequence[str], days: Sequence[str | None]) -> list[str | None]:
         """Those of ``days`` that have no stored partition."""
-        return [d for d in days if not self.storage.exists(layout.table_partition(table, d))]
+        keys = [layout.table_partition(table, d) for d in days]
+        stored = self.storage.each(self.storage.exists, keys)
+        return [d for d, there in zip(days, stored, strict=True) if not there]
 
     def read(
         self, table: Sequence[str], days: Sequence[str | None], columns: Sequence[str] | None
     ) -> pd.DataFrame:
         """The stored partitions of ``days`` in one scan (only ``columns`` if given)."""
-        paths = [str(self.storage.read_path(layout.table_partition(table, d))) for d in days]
+        paths = self._paths(table, days)
         return read_parquet(paths, columns)
 
     @contextlib.contextmanager
@@ -182,7 +189,7 @@ class TableStore:
     ) -> Iterator[duckdb.DuckDBPyConnection]:
         """A cursor on which the view ``frame`` is the stored partitions of ``days``, for
         SQL that needs no copy of them in pandas (checks, counts)."""
-        paths = [str(self.storage.read_path(layout.table_partition(table, d))) for d in days]
+        paths = self._paths(table, days)
         with duckdb_cursor() as con:
             con.read_parquet(paths, union_by_name=True).create_view("frame")
             yield con

@@ -291,8 +291,9 @@ def write_model_evaluations(storage: Storage, network: str, tier3_rows: pd.DataF
 def _model_report(storage: Storage, network: str, version: str) -> dict[str, Any]:
     folder = layout.day_evaluations(network)
     days = {}
-    for name in storage.list_dir(folder):
-        record = json.loads(storage.read_bytes(f"{folder}/{name}"))
+    names = storage.list_dir(folder)
+    records = storage.each(lambda name: json.loads(storage.read_bytes(f"{folder}/{name}")), names)
+    for name, record in zip(names, records, strict=True):
         if record["model_version"] == version:
             days[name.removesuffix(".json")] = record
     held_out = [d for d in days.values() if not d["in_sample"]]
