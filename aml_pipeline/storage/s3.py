@@ -10,10 +10,14 @@ any AWS tool. What replaces the local disk's renames, links and locks:
   a reader resolves it once (``resolve_dir``) and reads every file from that version.
   Reading ``key/name`` directly follows the pointer too, as a symbolic link would.
 * a lock (``locked``) is a lease object ``.{name}.lock`` created with a conditional write
-  (``If-None-Match: *``); an expired lease is taken over with ``If-Match`` on its ETag, so
-  two waiters never both take it.
+  (``If-None-Match: *``) and renewed by its holder; a lease not renewed for
+  ``LEASE_SECONDS`` (its holder died) is taken over with ``If-Match`` on its ETag, so two
+  waiters never both take it.
 * ``read_path`` downloads an object once per version (its ETag) into a local cache, where
-  DuckDB and pyarrow scan it as they scan a local file.
+  DuckDB and pyarrow scan it as they scan a local file; the cache keeps the most recently
+  used copies within ``AML_S3_CACHE_MB``.
+* each publication deletes the versions its folder's days retired more than the grace
+  period ago, as the local disk does.
 """
 
 from __future__ import annotations
