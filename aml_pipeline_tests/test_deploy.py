@@ -7,8 +7,10 @@ from __future__ import annotations
 import copy
 import json
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from urllib.parse import urldefrag
 
@@ -227,11 +229,11 @@ def noop_job() -> None:
 def test_a_run_whose_process_fails_fails_its_task(monkeypatch):
     commands = []
 
-    def run(command: list[str], check: bool) -> subprocess.CompletedProcess:
+    def run(command: list[str]) -> int:
         commands.append(command)
-        return subprocess.CompletedProcess(command, 3 if len(commands) == 1 else 0)
+        return 3 if len(commands) == 1 else 0
 
-    monkeypatch.setattr(run_workers.subprocess, "run", run)
+    monkeypatch.setattr(run_workers, "run_forwarding_sigterm", run)
     origin = dg.reconstructable(noop_job).get_python_origin()
     args = ExecuteRunArgs(job_origin=origin, run_id="run-1", instance_ref=None)
     with pytest.raises(RuntimeError, match="run-1: its process exited with code 3"):
@@ -239,3 +241,24 @@ def test_a_run_whose_process_fails_fails_its_task(monkeypatch):
     assert run_workers.execute_in_process("execute_run", args) == 0
     assert commands[0][:5] == [sys.executable, "-m", "dagster", "api", "execute_run"]
     assert deserialize_value(commands[0][5], ExecuteRunArgs).run_id == "run-1"
+
+
+def test_terminating_a_runs_task_terminates_the_run_process(tmp_path):
+    """Celery's revoke(terminate=True) sends SIGTERM to the pool process: the run's own
+    process must get it (Dagster's run process then stops the run as canceled)."""
+    ready = tmp_path / "ready"
+    run = (
+        "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: sys.exit(7)); "
+        f"open({str(ready)!r}, 'w').close(); time.sleep(60)"
+    )
+    task = (
+        "import sys; from aml_pipeline.defs.run_workers import run_forwarding_sigterm; "
+        f"sys.exit(run_forwarding_sigterm([sys.executable, '-c', {run!r}]))"
+    )
+    worker = subprocess.Popen([sys.executable, "-c", task])
+    deadline = time.monotonic() + 60
+    while not ready.exists():
+        assert worker.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=20) == 7

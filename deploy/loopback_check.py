@@ -31,6 +31,7 @@ import argparse
 import contextlib
 import dataclasses
 import datetime as dt
+import glob
 import itertools
 import json
 import os
@@ -89,7 +90,7 @@ query Status($id: String!) {
     ... on PartitionBackfill {
       status
       runs(limit: 100) {
-        runId status startTime endTime tags { key value } assetSelection { path }
+        runId status creationTime startTime endTime tags { key value } assetSelection { path }
       }
     }
     ... on PythonError { message }
@@ -106,6 +107,10 @@ mutation Retry($params: ReexecutionParams!) {
 RUN = """
 query Run($id: ID!) {
   runOrError(runId: $id) { ... on Run { status tags { key value } } }
+}"""
+STEPS = """
+query Steps($id: ID!) {
+  runOrError(runId: $id) { ... on Run { stepStats { stepKey status } } }
 }"""
 POOL = """
 query Pool($pool: String!) {
@@ -134,6 +139,19 @@ def _as_postgres(command: list[str]) -> list[str]:
     return ["su", "postgres", "-c", " ".join(command)]
 
 
+def postgres_tool(name: str) -> str:
+    """Postgres's ``name`` (``initdb``, ``pg_ctl``, ``psql``): on the PATH or in Debian's
+    ``/usr/lib/postgresql/{version}/bin``, installed from Debian's packages when missing."""
+    for attempt in range(2):
+        found = shutil.which(name) or max(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
+                                          default=None)  # fmt: skip
+        if found:
+            return found
+        if attempt == 0:
+            debian_tool("pg_ctlcluster", "postgresql")
+    raise SystemExit(f"no Postgres {name}: apt-get install -y postgresql")
+
+
 @contextlib.contextmanager
 def postgres(folder: Path) -> Iterator[dict[str, str]]:
     """A Postgres on 127.0.0.1 with a ``dagster`` database; its environment for dagster.yaml."""
@@ -141,15 +159,16 @@ def postgres(folder: Path) -> Iterator[dict[str, str]]:
     folder.mkdir(parents=True)
     if os.geteuid() == 0:
         shutil.chown(folder, "postgres")
-    subprocess.run(_as_postgres(["initdb", "-D", str(data), "-A", "trust", "-U", "aml"]),
-                   check=True, capture_output=True)  # fmt: skip
+    initdb = [postgres_tool("initdb"), "-D", str(data), "-A", "trust", "-U", "aml"]
+    subprocess.run(_as_postgres(initdb), check=True, capture_output=True)
     options = f"'-h 127.0.0.1 -p {port} -k {folder}'"
-    start = ["pg_ctl", "-D", str(data), "-o", options, "-l", str(folder / "pg.log"), "-w", "start"]
+    pg_ctl = postgres_tool("pg_ctl")
+    start = [pg_ctl, "-D", str(data), "-o", options, "-l", str(folder / "pg.log"), "-w", "start"]
     subprocess.run(_as_postgres(start), check=True, capture_output=True)
     try:
-        subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(port), "-U", "aml", "-d",
-                        "postgres", "-c", "CREATE DATABASE dagster"], check=True,
-                       capture_output=True)  # fmt: skip
+        create = [postgres_tool("psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "aml",
+                  "-d", "postgres", "-c", "CREATE DATABASE dagster"]  # fmt: skip
+        subprocess.run(create, check=True, capture_output=True)
         yield {
             "DAGSTER_PG_HOST": "127.0.0.1",
             "DAGSTER_PG_PORT": str(port),
@@ -158,7 +177,7 @@ def postgres(folder: Path) -> Iterator[dict[str, str]]:
             "DAGSTER_PG_DB": "dagster",
         }
     finally:
-        stop = ["pg_ctl", "-D", str(data), "-m", "fast", "-w", "stop"]
+        stop = [pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"]
         subprocess.run(_as_postgres(stop), capture_output=True)
 
 
@@ -343,11 +362,19 @@ def kill_a_run_worker(url: str, workers: dict[str, subprocess.Popen], report: di
         return bool(started_run) and worker_of(started_run) is not None
 
     wait_until("a started run of the second backfill", 300, running)
-    time.sleep(8)  # mid-run: past landing, before publication
+    run_id = started_run["runId"]
+
+    def landed() -> bool:  # mid-run: past landing, before features, scores and publication
+        steps = graphql(url, STEPS, {"id": run_id})["runOrError"]["stepStats"]
+        return any(
+            step["stepKey"] == f"{NETWORKS[0]}__landed_batch" and step["status"] == "SUCCESS"
+            for step in steps
+        )
+
+    wait_until("the run's landing", 300, landed)
     worker = worker_of(started_run)
     os.killpg(workers[worker].pid, signal.SIGKILL)
     workers[worker].wait(10)
-    run_id = started_run["runId"]
     report["killed"] = {"worker": worker, "run": run_id}
 
     def status() -> str:
@@ -426,7 +453,12 @@ class Deployment:
 
 
 @contextlib.contextmanager
-def deployment(work: Path, networks: tuple[str, ...] = NETWORKS) -> Iterator[Deployment]:
+def deployment(
+    work: Path,
+    networks: tuple[str, ...] = NETWORKS,
+    profile: str = "small",
+    labels_as_of: dt.date = dt.date(2025, 5, 1),
+) -> Iterator[Deployment]:
     """Postgres, SeaweedFS with the record's and the logs' buckets, Redis, and the instance
     of deploy/dagster.yaml over them; stopped on exit."""
     with (
@@ -449,9 +481,9 @@ def deployment(work: Path, networks: tuple[str, ...] = NETWORKS) -> Iterator[Dep
             "AML_DATA_ROOT": data,
             "AML_NETWORKS": ",".join(networks),
             "AML_NETWORKS_DIR": str(work / "networks"),
-            "AML_SIM_PROFILE": "small",
+            "AML_SIM_PROFILE": profile,
             "AML_PARTITIONS_START": "2025-01-01",
-            "AML_LABELS_AS_OF": "2025-05-01",
+            "AML_LABELS_AS_OF": labels_as_of.isoformat(),
         }
         yield Deployment(work, env, data)
 

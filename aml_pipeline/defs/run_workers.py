@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import subprocess
 import sys
 
@@ -89,12 +90,24 @@ class CeleryWorkerRunLauncher(CeleryRunLauncher):
         )
 
 
+def run_forwarding_sigterm(command: list[str]) -> int:
+    """Run ``command`` to its end; a SIGTERM to this process (Celery's revoke when the run is
+    terminated from the UI) is passed on to it, so the run stops as Dagster's own run
+    processes do on termination. Its exit code."""
+    process = subprocess.Popen(command)
+    previous = signal.signal(signal.SIGTERM, lambda *_: process.send_signal(signal.SIGTERM))
+    try:
+        return process.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def execute_in_process(command: str, args: ExecuteRunArgs | ResumeRunArgs) -> int:
     """``dagster api {command}`` (``execute_run`` or ``resume_run``) of the run, in a process
     of its own on this worker's interpreter; a process that dies or fails fails the Celery
     task, which the health check reports."""
     dagster = [sys.executable, "-m", "dagster", "api", command, serialize_value(args)]
-    code = subprocess.run(dagster, check=False).returncode
+    code = run_forwarding_sigterm(dagster)
     if code:
         raise RuntimeError(f"run {args.run_id}: its process exited with code {code}")
     return code
