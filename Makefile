@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The Dagster instance is the project root's dagster.yaml; its state lives under it (history/, schedules/, storage/).
 export DAGSTER_HOME := $(CURDIR)
 
-.PHONY: install demo test readme-check lint ui ui-check api bench bench-s3 bench-workers quality probe deploy-check s3-check clean-data
+.PHONY: install demo test test-fast readme-check lint ui ui-check api bench bench-s3 bench-workers quality probe deploy-check s3-check clean-data
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,7 +19,11 @@ demo: install
 	$(BIN)/aml-pipeline demo
 
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
+
+# The unit tests only (plain functions on small data; under a minute): the inner loop.
+test-fast: install
+	$(BIN)/python -m pytest -m "unit and not s3 and not readme"
 
 # Every command block of README.md, run as written on small data (about two minutes).
 readme-check: install
@@ -44,8 +48,8 @@ bench: install
 # Postgres + SeaweedFS (the record and the step logs on S3) + Redis + gRPC code server +
 # daemon + webserver + two Celery run workers on 127.0.0.1; asset backfills through the
 # GraphQL API, a worker killed mid-run (deploy/loopback_check.py says what it checks); the
-# compose file through `docker-compose config`. Needs Postgres 15; installs Redis and
-# docker-compose from Debian's packages when missing (as root).
+# compose file through `docker-compose config`. Installs Postgres, Redis and docker-compose
+# from Debian's packages when missing (as root). About 8 minutes on 2 cores.
 deploy-check: install
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev,s3-server]"
 	timeout 2400 $(BIN)/python deploy/loopback_check.py
@@ -62,7 +66,7 @@ bench-s3: install
 	$(BIN)/python -m benchmarks.bench_object_store
 
 # One Celery run worker against two on a 60-day backfill of two networks, and the memory of a
-# run (the production shape of deploy-check on 127.0.0.1; about 25 minutes on 2 cores).
+# run (the production shape of deploy-check on 127.0.0.1; about 15 minutes on 2 cores).
 bench-workers: install
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev,s3-server]"
 	timeout 5400 $(BIN)/python -m benchmarks.bench_workers

@@ -145,22 +145,39 @@ def cli_home(tmp_path, monkeypatch):
 HOME_TRAIN = ["--start-date", "2025-03-01", "--end-date", "2025-03-08"]
 
 
+def _project_env(root: Path) -> dict[str, str]:
+    """The environment that makes ``root`` the project of the CLI and of Dagster."""
+    return {
+        "DAGSTER_HOME": str(root),
+        "AML_DATA_ROOT": str(root / "data"),
+        "AML_SIM_PROFILE": "small",
+        "AML_LABELS_AS_OF": "2025-05-01",
+    }
+
+
 @pytest.fixture(scope="session")
-def home(tmp_path_factory):
+def _home_project(tmp_path_factory) -> Path:
     """A project with 2025-03-01..08 landed, champions trained on them and 2025-03-01..10
-    published (the daily job's and the daemon's tests share it; change a ``scratch`` copy)."""
+    published, built once; its environment is set only while it is built."""
     root = tmp_path_factory.mktemp("daily")
     (root / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DAGSTER_HOME", str(root))
-        mp.setenv("AML_DATA_ROOT", str(root / "data"))
-        mp.setenv("AML_SIM_PROFILE", "small")
-        mp.setenv("AML_LABELS_AS_OF", "2025-05-01")
+        for name, value in _project_env(root).items():
+            mp.setenv(name, value)
         assert cli.main(["download", "--network", "ethereum", *HOME_TRAIN]) == 0
         assert cli.main(["train", "--network", "ethereum", *HOME_TRAIN]) == 0
         assert cli.main(["score", "--network", "ethereum", "--start-date", "2025-03-01",
                          "--end-date", "2025-03-10"]) == 0  # fmt: skip
-        yield root
+    return root
+
+
+@pytest.fixture
+def home(_home_project: Path, monkeypatch) -> Path:
+    """The shared project (the daily job's and the daemon's tests read it; change a
+    ``scratch`` copy), its environment set for this test only."""
+    for name, value in _project_env(_home_project).items():
+        monkeypatch.setenv(name, value)
+    return _home_project
 
 
 @pytest.fixture
@@ -192,3 +209,22 @@ def s3_root(s3_server, monkeypatch) -> str:
     bucket = f"t{uuid.uuid4().hex[:16]}"
     client().create_bucket(Bucket=bucket)
     return f"s3://{bucket}/record"
+
+
+#: Fixtures that make a test an integration test: each builds a project, a Dagster
+#: instance, definitions over a data root, or a server.
+INTEGRATION_FIXTURES = frozenset({"home", "scratch", "cli_home", "make_defs", "s3_server"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test ``unit`` or ``integration`` (``make test-fast`` runs the unit tests):
+    a test marked ``integration`` (or ``s3`` or ``readme``) itself or by its module, or using
+    one of ``INTEGRATION_FIXTURES``, is an integration test."""
+    for item in items:
+        if any(item.get_closest_marker(name) for name in ("integration", "s3", "readme")):
+            item.add_marker(pytest.mark.integration)
+            continue
+        uses = set(getattr(item, "fixturenames", ()))
+        item.add_marker(
+            pytest.mark.integration if uses & INTEGRATION_FIXTURES else pytest.mark.unit
+        )

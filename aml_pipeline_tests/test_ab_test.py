@@ -38,6 +38,8 @@ from aml_pipeline.models.registry import (
 )
 from aml_pipeline_tests.conftest import NETWORK, small_source
 
+pytestmark = pytest.mark.integration  # trains models and compares them in a fresh process
+
 DAYS = [dt.date(2025, 3, d) for d in range(1, 7)]
 TRAIN_DAYS, TEST_DAYS = DAYS[:4], DAYS[4:]
 AS_OF = dt.date(2025, 6, 1)

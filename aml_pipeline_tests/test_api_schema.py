@@ -13,6 +13,8 @@ from aml_pipeline.api.app import create_app
 from aml_pipeline_tests.test_api import NETWORK, NETWORKS
 from aml_pipeline_tests.test_api_ranges import write_history
 
+pytestmark = pytest.mark.integration  # fuzzes every route of the app
+
 EXAMPLES_PER_ROUTE = 30
 
 

@@ -19,6 +19,8 @@ from aml_pipeline.defs.runs import RANGE_END, RANGE_START
 from aml_pipeline.storage import tables
 from aml_pipeline_tests.conftest import NETWORK, batch_files, batch_tables, write_upstream
 
+pytestmark = pytest.mark.integration  # materializes Dagster assets and their checks
+
 DAY = "2025-01-10"
 DOWNSTREAM = ("raw_alerts", "label_events", "alert_history", "alert_features")
 

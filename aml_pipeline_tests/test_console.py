@@ -178,6 +178,7 @@ def test_a_killed_consoles_link_tree_is_removed_by_the_next(root: Path) -> None:
         assert not orphan.exists()
 
 
+@pytest.mark.integration  # a real console process, interrupted
 def test_ctrl_c_cancels_the_running_statement_of_the_sql_command(root: Path) -> None:
     env = {**os.environ, "AML_DATA_ROOT": str(root), "AML_NETWORKS": ",".join(NETWORKS)}
     endless = "SELECT count(*) FROM range(1000000000000) a"

@@ -23,6 +23,8 @@ from aml_pipeline.defs.definitions import build_definitions
 from aml_pipeline.defs.runs import RANGE_END, RANGE_START
 from aml_pipeline_tests.conftest import add_started_run, settings_for
 
+pytestmark = pytest.mark.integration  # starts and kills processes
+
 JOB = "ethereum_daily_job"
 
 

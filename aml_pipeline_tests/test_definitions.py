@@ -11,6 +11,8 @@ import dagster as dg
 import pytest
 import yaml
 
+pytestmark = pytest.mark.integration  # loads the definitions in fresh processes
+
 ROOT = Path(__file__).resolve().parents[1]
 
 INGESTION = [

@@ -17,6 +17,8 @@ from aml_pipeline.contract.schema import BATCH_TABLES, META_FILE
 from aml_pipeline.contract.validation import validate_batch
 from aml_pipeline_tests.conftest import DAY, NETWORK, batch_files, batch_tables
 
+pytestmark = pytest.mark.integration  # lands hundreds of generated batches
+
 SPECS = {spec.name: spec for spec in BATCH_TABLES}
 #: Corruptions of a table's values, before the batch files and META.json are written.
 VALUE_CORRUPTIONS = (

@@ -18,6 +18,8 @@ from aml_pipeline.contract.schema import META_FILE
 from aml_pipeline.contract.validation import validate_batch
 from aml_pipeline_tests.conftest import small_source
 
+pytestmark = pytest.mark.integration  # imports and lands batches through the CLI
+
 FIRST, LAST = dt.date(2025, 3, 10), dt.date(2025, 3, 12)
 
 

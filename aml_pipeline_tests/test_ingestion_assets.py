@@ -27,6 +27,8 @@ from aml_pipeline_tests.conftest import (
     write_upstream,
 )
 
+pytestmark = pytest.mark.integration  # materializes Dagster assets
+
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 TABLES = [

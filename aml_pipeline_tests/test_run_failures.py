@@ -14,6 +14,7 @@ from pathlib import Path
 
 import dagster as dg
 import pyarrow.parquet as pq
+import pytest
 from fastapi.testclient import TestClient
 
 from aml_pipeline import cli
@@ -25,6 +26,8 @@ from aml_pipeline.defs.run_failures import RUN_FAILURES, build_run_failure_senso
 from aml_pipeline.defs.runs import RANGE_END, RANGE_START
 from aml_pipeline.failures import RunFailure, tell
 from aml_pipeline_tests.conftest import NETWORK, add_started_run, settings_for
+
+pytestmark = pytest.mark.integration  # runs Dagster jobs and sensors
 
 DAY = "2025-01-12"
 

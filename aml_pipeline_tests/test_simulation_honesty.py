@@ -14,6 +14,8 @@ from sklearn.metrics import roc_auc_score
 from aml_pipeline.features.flow_features import build_flow_features
 from aml_pipeline_tests.conftest import small_source
 
+pytestmark = pytest.mark.integration  # simulates and trains on months of data
+
 FIRST = dt.date(2025, 4, 1)
 DAYS = 12
 HISTORY = 14  # days before FIRST whose alerts and labels the flow features may read

@@ -16,6 +16,8 @@ from aml_pipeline.sources.simulated import MAX_LABEL_DELAY, MIN_LABEL_DELAY, Sim
 from aml_pipeline.storage.objects import LocalStorage
 from aml_pipeline_tests.conftest import START, small_source
 
+pytestmark = pytest.mark.integration  # simulates whole networks
+
 DAY = dt.date(2025, 3, 3)
 
 

@@ -39,6 +39,8 @@ from aml_pipeline.models.training import (
 from aml_pipeline.storage.objects import LocalStorage
 from aml_pipeline_tests.conftest import small_source
 
+pytestmark = pytest.mark.integration  # trains LightGBM models
+
 FIRST, DAYS = dt.date(2025, 4, 1), 14
 AS_OF = dt.date(2025, 6, 1)
 VOCAB = {c: len(v) for c, v in CATEGORIES.items()}
