@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import time
@@ -10,6 +12,14 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import yaml
+
+from aml_pipeline.defs.network import (
+    CHAMPION_ASSETS,
+    DAILY_ASSETS,
+    EVALUATION_ASSETS,
+    INGESTION_ASSETS,
+    MODEL_ASSETS,
+)
 
 pytestmark = pytest.mark.integration  # loads the definitions in fresh processes
 
@@ -275,3 +285,56 @@ def test_every_asset_job_launches_without_hand_written_config(make_defs):
     for job in jobs:
         fields = job.run_config_schema.config_type.fields
         assert not any(field.is_required for field in fields.values()), job.name
+
+
+_CODE_VERSIONS = """
+import inspect, json, sys
+
+edited, original = sys.argv[1], inspect.getsource
+
+
+def getsource(obj):
+    text = original(obj)
+    return text + "\\n# an edit\\n" if getattr(obj, "__name__", None) == edited else text
+
+
+inspect.getsource = getsource
+from aml_pipeline.defs.definitions import defs
+
+specs = defs.resolve_all_asset_specs()
+print(json.dumps({spec.key.path[-1]: spec.code_version for spec in specs if spec.code_version}))
+"""
+
+
+def _code_versions(tmp_path: Path, edited: str) -> dict[str, str]:
+    """Each asset's code_version, with the source of module ``edited`` changed."""
+    env = {**os.environ, "AML_DATA_ROOT": str(tmp_path), "DAGSTER_HOME": str(tmp_path)}
+    loaded = subprocess.run([sys.executable, "-c", _CODE_VERSIONS, edited], env=env,
+                            capture_output=True, text=True, timeout=120, check=True)  # fmt: skip
+    return json.loads(loaded.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize(
+    ("module", "changes"),
+    [
+        # the label readers: training, the comparison and the evaluations, nothing upstream
+        (
+            "aml_pipeline.defs.assets.labels",
+            {*MODEL_ASSETS, "model_comparison", *EVALUATION_ASSETS},
+        ),
+        # the daily tables' shared code: every daily asset, the champions and the comparison
+        (
+            "aml_pipeline.defs.assets.daily",
+            {*DAILY_ASSETS, *CHAMPION_ASSETS, "model_comparison"},
+        ),
+        # the contract checks: only what lands and conforms the batches
+        ("aml_pipeline.contract.problems", set(INGESTION_ASSETS)),
+    ],
+)
+def test_an_assets_code_version_follows_the_code_it_runs(tmp_path, module, changes):
+    """Editing a helper changes the code version (the UI's staleness) of exactly the assets
+    that run it."""
+    before = _code_versions(tmp_path, "no.such.module")
+    after = _code_versions(tmp_path, module)
+    assert before.keys() == after.keys()
+    assert {name for name in before if before[name] != after[name]} == changes

@@ -49,7 +49,7 @@ import httpx
 import pyarrow.parquet as pq
 
 from aml_pipeline.dates import date_range
-from aml_pipeline.defs.assets.ingestion import daily_pool
+from aml_pipeline.defs.assets.daily import daily_pool
 from aml_pipeline.defs.network import DAILY_ASSETS
 from aml_pipeline.defs.run_workers import BACKEND_URL, BROKER_URL, worker_app
 from aml_pipeline.storage import layout

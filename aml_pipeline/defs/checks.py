@@ -23,9 +23,9 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData,
 )
 
+from aml_pipeline.contract.problems import contract_problems, label_event_problems
 from aml_pipeline.contract.schema import BATCH_TABLES, TableSpec
 from aml_pipeline.dates import date_range
-from aml_pipeline.defs.assets.ingestion import contract_problems, label_event_problems
 from aml_pipeline.defs.io_manager import Warehouse
 from aml_pipeline.defs.resources import PipelineConfig
 from aml_pipeline.sources.landing import LANDING_FILE, read_landed_meta, verify_landed

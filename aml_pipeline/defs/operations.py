@@ -107,7 +107,7 @@ def ensure_pools(instance: dg.DagsterInstance, networks: list[str]) -> dict[str,
     limit only after it has chosen that iteration's runs, so on a fresh instance the first
     backfill would start its chunks together; every CLI command (and ``make ui``) sets the
     limits first."""
-    from aml_pipeline.defs.assets.ingestion import daily_pool
+    from aml_pipeline.defs.assets.daily import daily_pool
 
     storage = instance.event_log_storage
     if not storage.supports_global_concurrency_limits:

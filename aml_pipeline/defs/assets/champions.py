@@ -22,7 +22,8 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from aml_pipeline.defs.assets.ingestion import day_rows
+from aml_pipeline.defs.assets import daily as daily_module
+from aml_pipeline.defs.assets.daily import day_rows
 from aml_pipeline.defs.io_manager import Warehouse
 from aml_pipeline.defs.resources import PipelineConfig
 from aml_pipeline.evaluation import gates as gates_module
@@ -214,7 +215,7 @@ def build_champion_assets(network: str) -> dg.AssetsDefinition:
         check_specs=checks,
         name=f"{network}__champions",
         can_subset=True,
-        code_version=module_version(sys.modules[__name__], gates_module),
+        code_version=module_version(sys.modules[__name__], daily_module, gates_module),
     )
     def champions(
         context: dg.AssetExecutionContext,

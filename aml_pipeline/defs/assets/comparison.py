@@ -13,8 +13,10 @@ import dagster as dg
 from pydantic import Field
 
 from aml_pipeline.dates import configured_range
-from aml_pipeline.defs.assets.ingestion import (
-    day_rows,
+from aml_pipeline.defs.assets import daily as daily_module
+from aml_pipeline.defs.assets import labels as labels_module
+from aml_pipeline.defs.assets.daily import day_rows
+from aml_pipeline.defs.assets.labels import (
     last_label_day,
     network_label_maturity,
     read_known_labels,
@@ -61,7 +63,9 @@ def build_comparison_asset(network: str) -> dg.AssetsDefinition:
             dg.AssetKey([network, "label_events"]),
         ],
         kinds={"lightgbm", "json"},
-        code_version=module_version(sys.modules[__name__], ab_test, comparison, report),
+        code_version=module_version(
+            sys.modules[__name__], daily_module, labels_module, ab_test, comparison, report
+        ),
         description="A/B test of two alert-scorer versions on the same days with the "
         "validators' tiers 1-3, on the features the daily run stored for those days (so the "
         "label history is what production had) and the labels that arrived so far: per-day "

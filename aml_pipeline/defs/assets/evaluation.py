@@ -16,12 +16,12 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from aml_pipeline.defs.assets.ingestion import (
-    BACKFILL,
-    day_rows,
+from aml_pipeline.defs.assets import daily as daily_module
+from aml_pipeline.defs.assets import labels as labels_module
+from aml_pipeline.defs.assets.daily import BACKFILL, day_rows, partition_days
+from aml_pipeline.defs.assets.labels import (
     last_label_day,
     network_label_maturity,
-    partition_days,
     read_known_labels,
 )
 from aml_pipeline.defs.io_manager import Warehouse
@@ -126,7 +126,9 @@ def build_evaluation_assets(
         "backfill_policy": BACKFILL,
         "io_manager_key": "warehouse_io_manager",
         "kinds": {"pandas", "parquet", "duckdb"},
-        "code_version": module_version(sys.modules[__name__], *VALIDATOR_MODULES),
+        "code_version": module_version(
+            sys.modules[__name__], daily_module, labels_module, *VALIDATOR_MODULES
+        ),
     }
     tier1_key = dg.AssetKey([network, "tier1_evaluation"])
 

@@ -9,7 +9,8 @@ import dagster as dg
 import pandas as pd
 
 from aml_pipeline.dates import date_range
-from aml_pipeline.defs.assets.ingestion import daily_table_args, day_rows, partition_days
+from aml_pipeline.defs.assets import daily as daily_module
+from aml_pipeline.defs.assets.daily import daily_table_args, day_rows, partition_days
 from aml_pipeline.defs.io_manager import COLUMNS_KEY, Warehouse
 from aml_pipeline.defs.metadata import daily_frame_metadata, storage_types
 from aml_pipeline.defs.resources import PipelineConfig
@@ -41,9 +42,11 @@ from aml_pipeline.features.history import (
 from aml_pipeline.provenance import module_version
 from aml_pipeline.storage.tables import MissingPartitions
 
-#: The code version of the feature assets: this module and the feature code.
+#: The code version of the feature assets: this module, the daily tables' shared code and
+#: the feature code.
 CODE_VERSION = module_version(
     sys.modules[__name__],
+    daily_module,
     alert_features_module,
     cluster_features_module,
     flow_features_module,

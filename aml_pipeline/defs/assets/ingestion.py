@@ -3,21 +3,21 @@
 import datetime as dt
 import json
 import sys
-import warnings
-from typing import Any
 
 import dagster as dg
-import duckdb
 import pandas as pd
 
 from aml_pipeline.contract import conform as conform_module
+from aml_pipeline.contract import problems as problems_module
 from aml_pipeline.contract import schema as schema_module
 from aml_pipeline.contract import validation as validation_module
 from aml_pipeline.contract.conform import conform_table
+from aml_pipeline.contract.problems import contract_problems, label_event_problems
 from aml_pipeline.contract.schema import BATCH_TABLES, GROUND_TRUTH, TableSpec
 from aml_pipeline.contract.validation import BatchRefused
-from aml_pipeline.dates import date_range
-from aml_pipeline.defs.io_manager import PARTITION_COLUMN_KEY, DuckDBParquetIOManager
+from aml_pipeline.defs.assets import daily as daily_module
+from aml_pipeline.defs.assets.daily import BACKFILL, daily_pool, daily_table_args, partition_days
+from aml_pipeline.defs.io_manager import PARTITION_COLUMN_KEY
 from aml_pipeline.defs.metadata import (
     columns_schema,
     contract_types,
@@ -25,8 +25,6 @@ from aml_pipeline.defs.metadata import (
     table_schema,
 )
 from aml_pipeline.defs.resources import PipelineConfig
-from aml_pipeline.defs.runs import MAX_DAYS_PER_RUN
-from aml_pipeline.evaluation.maturity import LabelMaturity, estimate_label_maturity
 from aml_pipeline.provenance import module_version
 from aml_pipeline.sources import base as source_module
 from aml_pipeline.sources import landing as landing_module
@@ -42,39 +40,14 @@ from aml_pipeline.sources.landing import (
 )
 from aml_pipeline.sources.record import record_landing
 from aml_pipeline.storage import layout
-from aml_pipeline.storage.tables import TableStore, duckdb_cursor, frame_columns, quote_ident
+from aml_pipeline.storage.tables import TableStore, duckdb_cursor, frame_columns
 
-# Backfills run up to MAX_DAYS_PER_RUN days per run: a month is a few runs, not thirty
-# process start-ups, and memory stays bounded. The parameter is beta in Dagster 1.13.
-warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
-BACKFILL = dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_DAYS_PER_RUN)
-
-
-def daily_pool(network: str) -> str:
-    """The concurrency pool of a network's landing and feature assets. With the instance's
-    run-granularity pool limit of 1, runs that write or read the look-back (one per backfill
-    chunk, the daily run) go one at a time, so a chunk never reads days still in flight."""
-    return f"{network}_daily_tables"
-
-
-def daily_table_args(
-    network: str, partitions: dg.PartitionsDefinition, code_version: str
-) -> dict[str, Any]:
-    """Decorator arguments every daily table asset of a network shares."""
-    return {
-        "group_name": network,
-        "partitions_def": partitions,
-        "backfill_policy": BACKFILL,
-        "io_manager_key": "warehouse_io_manager",
-        "kinds": {"duckdb", "parquet", "pandas"},
-        "code_version": code_version,
-        "pool": daily_pool(network),
-    }
-
-
-#: The code version of the ingestion assets: this module and the landing and contract code.
+#: The code version of the ingestion assets: this module, the daily tables' shared code, and
+#: the landing and contract code.
 CODE_VERSION = module_version(
     sys.modules[__name__],
+    daily_module,
+    problems_module,
     landing_module,
     conform_module,
     schema_module,
@@ -82,53 +55,6 @@ CODE_VERSION = module_version(
     record_module,
     source_module,
 )
-
-
-def partition_days(context: dg.AssetExecutionContext) -> list[dt.date]:
-    return [dt.date.fromisoformat(k) for k in context.partition_keys]
-
-
-def day_rows(frame: pd.DataFrame, day: dt.date) -> pd.DataFrame:
-    """The rows of one processing day of a multi-day input (an empty input as it is)."""
-    if frame.empty:
-        return frame
-    return frame[frame["processing_date"] == day].reset_index(drop=True)
-
-
-def contract_problems(
-    con: duckdb.DuckDBPyConnection, spec: TableSpec, days: list[dt.date], window_days: int
-) -> list[str]:
-    """What is wrong with the conformed table of the given days that is the view ``frame``
-    on ``con`` (empty when nothing): one DuckDB scan, nothing copied into pandas."""
-    keys = [quote_ident(k) for k in ("processing_date", *spec.key)]
-    key_nulls = " OR ".join(f"{k} IS NULL" for k in keys[1:])
-    windowed = "window_days" in spec.by_name
-    window = "window_days IS NOT NULL AND window_days <> ?" if windowed else "false"
-    nulls, windows = con.execute(
-        f"SELECT count(*) FILTER (WHERE {key_nulls}), count(*) FILTER (WHERE {window}) FROM frame",
-        [window_days] if windowed else [],
-    ).fetchone()
-    (duplicates,) = con.execute(
-        f"SELECT count(*) FROM (SELECT 1 FROM frame GROUP BY {', '.join(keys)} HAVING count(*) > 1)"
-    ).fetchone()
-    outside = [
-        row[0]
-        for row in con.execute(
-            "SELECT DISTINCT processing_date FROM frame WHERE processing_date IS NULL "
-            "OR NOT list_contains(?::DATE[], processing_date) ORDER BY 1 NULLS FIRST",
-            [days],
-        ).fetchall()
-    ]
-    problems = []
-    if nulls:
-        problems.append(f"null values in key {spec.key}")
-    if duplicates:
-        problems.append(f"duplicate keys {spec.key} within a day")
-    if outside:
-        problems.append(f"rows outside the run's days: {[str(d) for d in outside[:3]]}")
-    if windows:
-        problems.append(f"window_days differs from {window_days}")
-    return problems
 
 
 def _build_landed_batch(
@@ -303,24 +229,6 @@ def _build_batch_metadata(network: str, partitions: dg.PartitionsDefinition):
     return batch_metadata
 
 
-def label_event_problems(events: pd.DataFrame, days: list[dt.date]) -> list[str]:
-    """What is wrong with label events stored for ``days`` (empty when nothing): each
-    label dated on one of the days, after its alert, and an alert labelled once."""
-    problems = []
-    if events[["alert_id", "label_date", "processing_date"]].isna().any(axis=None):
-        problems.append("null alert_id, label_date or processing_date")
-    outside = sorted(set(events["label_date"].dropna()) - set(days))
-    if outside:
-        problems.append(f"labels dated outside the run's days: {[str(d) for d in outside[:3]]}")
-    early = events["label_date"] < events["processing_date"]
-    if early.any():
-        problems.append(f"{int(early.sum())} label(s) dated before their alert")
-    duplicated = events["alert_id"].duplicated()
-    if duplicated.any():
-        problems.append(f"{int(duplicated.sum())} alert(s) labelled twice")
-    return problems
-
-
 def _build_label_events(network: str, partitions: dg.PartitionsDefinition):
     @dg.asset(
         key=[network, "label_events"],
@@ -407,58 +315,6 @@ def _refuse_moving_the_first_day(
         f"Land the earlier days as another network, or start {network} over (remove its "
         f"warehouse tables and {record})"
     )
-
-
-def last_label_day(
-    warehouse: DuckDBParquetIOManager,
-    network: str,
-    alert_days: list[dt.date],
-    as_of: dt.date | None = None,
-) -> dt.date:
-    """The last label day stored (not after ``as_of``), or the day before the first of
-    ``alert_days`` when no label day is stored yet."""
-    stored = warehouse.stored_days(dg.AssetKey([network, "label_events"]))
-    if not stored:
-        return min(alert_days) - dt.timedelta(1)
-    return stored[-1] if as_of is None else min(as_of, stored[-1])
-
-
-def network_label_maturity(
-    pipeline: PipelineConfig, warehouse: DuckDBParquetIOManager, network: str, through: dt.date
-) -> LabelMaturity:
-    """``network``'s label maturity: its ``label_maturity_days`` setting, else estimated
-    from every stored alert and the label events stored up to ``through``."""
-    setting = pipeline.network(network).label_maturity_days
-    if setting:
-        return LabelMaturity.from_setting(setting)
-
-    def stored(name: str, columns: list[str]) -> pd.DataFrame:
-        key = dg.AssetKey([network, name])
-        days = [d for d in warehouse.stored_days(key) if d <= through]
-        return warehouse.read_days(key, days, columns)
-
-    alerts = stored("raw_alerts", ["alert_id", "processing_date"])
-    return estimate_label_maturity(
-        alerts, stored("label_events", ["alert_id", "label_date"]), through
-    )
-
-
-def read_known_labels(
-    warehouse: DuckDBParquetIOManager,
-    network: str,
-    alert_days: list[dt.date],
-    through: dt.date,
-    since: dt.date,
-) -> pd.DataFrame:
-    """Labels of the alerts of ``alert_days`` that arrived by ``through``: the label events
-    of ``min(alert_days)..through``, every one of them stored (after ``since``)."""
-    first = min(alert_days)
-    if through < first:
-        return pd.DataFrame(columns=GROUND_TRUTH.column_names)
-    events = warehouse.read_days(
-        dg.AssetKey([network, "label_events"]), date_range(first, through), None, since
-    )
-    return events[events["processing_date"].isin(set(alert_days))].reset_index(drop=True)
 
 
 def build_ingestion_assets(

@@ -16,8 +16,9 @@ import dagster as dg
 import pandas as pd
 
 from aml_pipeline.contract.files import parquet_bytes, sha256_hex
+from aml_pipeline.defs.assets import daily as daily_module
 from aml_pipeline.defs.assets.champions import champion_key
-from aml_pipeline.defs.assets.ingestion import BACKFILL, day_rows, partition_days
+from aml_pipeline.defs.assets.daily import BACKFILL, day_rows, partition_days
 from aml_pipeline.defs.io_manager import COLUMNS_KEY
 from aml_pipeline.defs.metadata import daily_frame_metadata, storage_types
 from aml_pipeline.defs.resources import PipelineConfig
@@ -55,7 +56,9 @@ _DESCRIPTIONS = {
 
 
 #: The code version of the scoring assets: this module and the scoring code.
-CODE_VERSION = module_version(sys.modules[__name__], scoring_module, calibration_module)
+CODE_VERSION = module_version(
+    sys.modules[__name__], daily_module, scoring_module, calibration_module
+)
 
 
 def _load_champions(registry: ModelRegistry) -> dict[str, LoadedModel]:

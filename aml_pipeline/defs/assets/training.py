@@ -15,7 +15,8 @@ import pandas as pd
 from pydantic import Field
 
 from aml_pipeline.dates import configured_range
-from aml_pipeline.defs.assets.ingestion import (
+from aml_pipeline.defs.assets import labels as labels_module
+from aml_pipeline.defs.assets.labels import (
     last_label_day,
     network_label_maturity,
     read_known_labels,
@@ -297,7 +298,9 @@ def build_model_assets(network: str) -> list[dg.AssetsDefinition]:
     common = {
         "group_name": group,
         "kinds": {"lightgbm"},
-        "code_version": module_version(sys.modules[__name__], training_module, calibration_module),
+        "code_version": module_version(
+            sys.modules[__name__], labels_module, training_module, calibration_module
+        ),
     }
 
     def train_alert_model(
