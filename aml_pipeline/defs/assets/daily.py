@@ -39,6 +39,7 @@ def daily_table_args(
 
 
 def partition_days(context: dg.AssetExecutionContext) -> list[dt.date]:
+    """The days of the run's partitions, in order."""
     return [dt.date.fromisoformat(k) for k in context.partition_keys]
 
 
