@@ -75,11 +75,17 @@ def _coalesce(defaults: dict, overrides: dict) -> dict:
     return merged
 
 
+def _resolved(node: dict, schema: dict) -> dict:
+    """``node`` with its local ``$ref`` (``#/$defs/...``) followed."""
+    while node.get("$ref", "").startswith("#/"):
+        node = schema["$defs"][node["$ref"].rsplit("/", 1)[-1]]
+    return node
+
+
 def _unknown_keys(values: object, node: dict, schema: dict, default: object, path: str = ""):
     """Keys set in ``values`` that neither the schema nor the chart's default values name
     there (the chart's schema allows unknown keys in several places, so a typo would pass)."""
-    while "$ref" in node and node["$ref"].startswith("#/"):
-        node = schema["$defs"][node["$ref"].rsplit("/", 1)[-1]]
+    node = _resolved(node, schema)
     if isinstance(values, list):
         items = node.get("items", {})
         return [bad for value in values for bad in _unknown_keys(value, items, schema, None, path)]
@@ -88,9 +94,7 @@ def _unknown_keys(values: object, node: dict, schema: dict, default: object, pat
     branches = [node, *node.get("anyOf", []), *node.get("oneOf", []), *node.get("allOf", [])]
     known: dict[str, dict] = {}
     for branch in branches:
-        while "$ref" in branch and branch["$ref"].startswith("#/"):
-            branch = schema["$defs"][branch["$ref"].rsplit("/", 1)[-1]]
-        known.update(branch.get("properties", {}))
+        known.update(_resolved(branch, schema).get("properties", {}))
     defaults = default if isinstance(default, dict) else {}
     if not known and not defaults:  # a free-form map (env, resources, labels ...)
         return []

@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 from deploy.loopback_check import (  # noqa: E402
     NETWORKS,
     TRAIN,
+    Deployment,
     cli,
     dagster_services,
     deployment,
@@ -97,7 +98,7 @@ def run_memory() -> Iterator[dict[int, int]]:
 
 
 def measure(
-    deployed, networks: tuple[str, ...], days: list[dt.date], workers: tuple[str, ...],
+    deployed: Deployment, networks: tuple[str, ...], days: list[dt.date], workers: tuple[str, ...],
     timeout: float,
 ) -> dict:  # fmt: skip
     """Each network's backfill of ``days`` (launched at once) through ``workers``."""

@@ -106,11 +106,7 @@ mutation Retry($params: ReexecutionParams!) {
 }"""
 RUN = """
 query Run($id: ID!) {
-  runOrError(runId: $id) { ... on Run { status tags { key value } } }
-}"""
-STEPS = """
-query Steps($id: ID!) {
-  runOrError(runId: $id) { ... on Run { stepStats { stepKey status } } }
+  runOrError(runId: $id) { ... on Run { status stepStats { stepKey status } } }
 }"""
 POOL = """
 query Pool($pool: String!) {
@@ -365,7 +361,7 @@ def kill_a_run_worker(url: str, workers: dict[str, subprocess.Popen], report: di
     run_id = started_run["runId"]
 
     def landed() -> bool:  # mid-run: past landing, before features, scores and publication
-        steps = graphql(url, STEPS, {"id": run_id})["runOrError"]["stepStats"]
+        steps = graphql(url, RUN, {"id": run_id})["runOrError"]["stepStats"]
         return any(
             step["stepKey"] == f"{NETWORKS[0]}__landed_batch" and step["status"] == "SUCCESS"
             for step in steps

@@ -538,7 +538,8 @@ class S3Storage:
         else (it is being published)."""
         parent = str(PurePosixPath(key).parent)
         parent = "" if parent == "." else parent
-        base = self._object(parent) + "/" if self._object(parent) else ""
+        base = self._object(parent)
+        base = f"{base}/" if base else ""
         versions: dict[str, set[str]] = {}
         names: dict[str, list[str]] = {}
         for listed in self._objects_under(base):
