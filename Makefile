@@ -79,7 +79,6 @@ probe: install
 	$(BIN)/python -m benchmarks.probe_reliability
 
 ui: install
-	$(BIN)/aml-pipeline pools
 	$(BIN)/dg dev
 
 # The webserver on 127.0.0.1 and three pages in headless Chromium, screenshots in

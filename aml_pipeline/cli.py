@@ -579,16 +579,6 @@ def promote(args: argparse.Namespace) -> int:
     return 0
 
 
-def pools(args: argparse.Namespace) -> int:
-    """Set up and show the networks' concurrency pools (one look-back run at a time)."""
-    for pool, limit in operations.pool_limits().items():
-        shown = "no limit (set concurrency.pools.default_limit in dagster.yaml)"
-        print(
-            f"{pool}: " + (shown if limit is None else f"at most {limit} queued run(s) at a time")
-        )
-    return 0
-
-
 def serve(args: argparse.Namespace) -> int:
     """Serve the published results over HTTP (read-only) until interrupted."""
     from aml_pipeline.api import server
@@ -830,11 +820,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="promote even if a gate fails; this reason is recorded in the registry",
     )
     pr.set_defaults(func=promote)
-
-    po = commands.add_parser(
-        "pools", help="set up and show the concurrency pools of the configured networks"
-    )
-    po.set_defaults(func=pools)
 
     se = commands.add_parser("serve", help="serve published results over HTTP (read-only)")
     se.add_argument("--host", default="127.0.0.1")

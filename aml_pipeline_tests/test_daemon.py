@@ -208,12 +208,20 @@ def test_an_asset_backfill_from_the_ui_dialog_runs_in_two_week_runs(project):
     untouched = _file_stamps(project, later)
     assert untouched
     with daemon_context(project) as context:
+        # the pool is new to the instance: Dagster's queue gives it its default limit only
+        # after choosing the first iteration's runs, so only the backfill's own tag limit
+        # (dagster.yaml) keeps its two runs apart
+        assert not context.instance.event_log_storage.get_concurrency_keys()
         params = {"assetSelection": _daily_assets(), "partitionNames": [str(d) for d in days]}
         runs = backfill(context, params)
+        records = context.instance.get_run_records(
+            dg.RunsFilter(run_ids=[r.run_id for r in runs]), ascending=True
+        )
         # the runs take their tags from the dialog; the tagging sensor adds the usual ones
         _tick_sensors(context, dt.datetime.now(dt.UTC))
         tagged = [context.instance.get_run_by_id(r.run_id) for r in runs]
     assert [_span(r) for r in runs] == [("2025-03-01", "2025-03-14"), ("2025-03-15", "2025-03-21")]
+    assert records[0].end_time <= records[1].start_time, "the two runs overlapped"
     assert all(r.tags["network"] == NETWORK and r.tags["aml/stage"] == "daily" for r in tagged)
     assert all(_published(project, d) for d in days)
     assert {d: _scores(project, d) for d in local} == local

@@ -143,26 +143,6 @@ def test_the_instance_is_the_same_from_any_working_directory(tmp_path, monkeypat
     assert (home / "history" / "runs.db").is_file()
 
 
-def test_the_pools_get_their_limit_before_the_first_queued_run():
-    """The run queue sets a new pool's default limit only after choosing that iteration's
-    runs: unless the limit exists first, a fresh instance's first backfill starts its
-    chunks together (seen with the daemon). Every CLI command sets it first."""
-    from aml_pipeline.defs.operations import ensure_pools
-
-    pools = {"concurrency": {"pools": {"granularity": "run", "default_limit": 1}}}
-    with dg.instance_for_test(overrides=pools) as instance:
-        assert not instance.event_log_storage.get_concurrency_keys()
-        assert ensure_pools(instance, ["ethereum", "bitcoin"]) == {
-            "ethereum_daily_tables": 1,
-            "bitcoin_daily_tables": 1,
-        }
-        assert instance.event_log_storage.get_concurrency_keys() == {
-            "ethereum_daily_tables",
-            "bitcoin_daily_tables",
-        }
-        assert ensure_pools(instance, ["ethereum"]) == {"ethereum_daily_tables": 1}
-
-
 # Dagster's own backfill code (the path the UI takes) still calls AssetSelection.sources()
 @pytest.mark.filterwarnings("ignore:Function `AssetSelection.sources`:DeprecationWarning")
 def test_a_backfill_of_n_days_targets_those_days_and_nothing_later(make_defs):

@@ -144,6 +144,7 @@ def test_a_bad_variable_is_named_by_a_command_that_opens_the_instance(
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     monkeypatch.setenv("AML_WINDOW_DAYS", "0")
-    assert cli.main(["pools"]) == 2
+    span = ["--start-date", "2025-01-10", "--end-date", "2025-01-10"]
+    assert cli.main(["download", "--network", "ethereum", *span]) == 2
     err = capsys.readouterr().err
     assert err.startswith("settings: AML_WINDOW_DAYS: ") and "Dagster instance" not in err

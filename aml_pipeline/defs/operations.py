@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from sqlalchemy.exc import SQLAlchemyError
 
 from aml_pipeline.defs.dead_runs import reap_dead_runs
 from aml_pipeline.defs.resources import NetworkConfig, PipelineConfig
@@ -66,16 +67,15 @@ def project_instance() -> Iterator[dg.DagsterInstance]:
 
 
 def _open_instance(home: Path) -> dg.DagsterInstance:
-    """The instance of ``home``, its pools set up and its dead runs marked failed (each
-    said on standard error); a storage it cannot reach (Postgres down, wrong credentials)
-    is one line naming the cause and the settings to check, before any run starts."""
-    networks = Settings.from_env().networks  # a bad setting is named, not an instance problem
+    """The instance of ``home``, its dead runs marked failed (each said on standard
+    error); a storage it cannot reach (Postgres down, wrong credentials) is one line naming
+    the cause and the settings to check, before any run starts."""
+    Settings.from_env()  # a bad setting is named as such, not as an instance problem
     current = None
     try:
         current = dg.DagsterInstance.get()
-        ensure_pools(current, networks)
         dead = reap_dead_runs(current)
-    except Exception as exc:  # any storage failure: the user needs the cause, not a trace
+    except _storage_errors() as exc:
         if current is not None:
             current.dispose()
         raise SystemExit(instance_problem(home, exc)) from None
@@ -85,6 +85,18 @@ def _open_instance(home: Path) -> dg.DagsterInstance:
             file=sys.stderr,
         )
     return current
+
+
+def _storage_errors() -> tuple[type[Exception], ...]:
+    """What opening an instance raises when its storage cannot be reached or read: Dagster's
+    own errors, the database driver's (through SQLAlchemy), the file system's, and
+    dagster-postgres' give-up after its connection retries (when it is installed)."""
+    errors: list[type[Exception]] = [dg.DagsterError, SQLAlchemyError, OSError]
+    with contextlib.suppress(ImportError):
+        from dagster_postgres.utils import DagsterPostgresException
+
+        errors.append(DagsterPostgresException)
+    return tuple(errors)
 
 
 def instance_problem(home: Path, exc: BaseException) -> str:
@@ -99,35 +111,6 @@ def instance_problem(home: Path, exc: BaseException) -> str:
     names = sorted(set(re.findall(r"env:\s*([A-Za-z_][A-Za-z0-9_]*)", text)))
     check = f"; check {', '.join(names)}" if names else ""
     return f"cannot open the Dagster instance of {config}: {cause}{check}"
-
-
-def ensure_pools(instance: dg.DagsterInstance, networks: list[str]) -> dict[str, int | None]:
-    """Give each network's pool (``daily_pool``) the instance's default limit unless it has
-    a limit already; returns pool -> limit. Dagster's run queue sets a new pool's default
-    limit only after it has chosen that iteration's runs, so on a fresh instance the first
-    backfill would start its chunks together; every CLI command (and ``make ui``) sets the
-    limits first."""
-    from aml_pipeline.defs.assets.daily import daily_pool
-
-    storage = instance.event_log_storage
-    if not storage.supports_global_concurrency_limits:
-        return {}
-    limits = {}
-    for network in networks:
-        pool = daily_pool(network)
-        if (
-            instance.global_op_concurrency_default_limit
-            and pool not in storage.get_concurrency_keys()
-        ):
-            storage.initialize_concurrency_limit_to_default(pool)
-        limits[pool] = storage.get_concurrency_info(pool).limit
-    return limits
-
-
-def pool_limits() -> dict[str, int | None]:
-    """The configured networks' pools and their limits, set up if new."""
-    with project_instance() as instance:
-        return ensure_pools(instance, Settings.from_env().networks)
 
 
 def pipeline_config(settings: Settings, network: str, overrides: dict[str, str]) -> PipelineConfig:
