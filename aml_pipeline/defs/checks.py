@@ -26,8 +26,8 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 from aml_pipeline.contract.problems import contract_problems, label_event_problems
 from aml_pipeline.contract.schema import BATCH_TABLES, TableSpec
 from aml_pipeline.dates import date_range
-from aml_pipeline.defs.io_manager import Warehouse
 from aml_pipeline.defs.resources import PipelineConfig
+from aml_pipeline.defs.warehouse import Warehouse
 from aml_pipeline.sources.landing import LANDING_FILE, read_landed_meta, verify_landed
 from aml_pipeline.storage import layout
 
@@ -183,10 +183,10 @@ def build_checks(
         def conforms_to_contract(
             context: dg.AssetCheckExecutionContext,
             pipeline: PipelineConfig,
-            warehouse_io_manager: Warehouse,
+            warehouse: Warehouse,
         ) -> Iterator[dg.AssetCheckEvaluation | dg.Output]:
-            tables = warehouse_io_manager.tables
-            checked = check_days(context, lambda: warehouse_io_manager.stored_days(key))
+            tables = warehouse.tables
+            checked = check_days(context, lambda: warehouse.stored_days(key))
             stored = set(checked.days) - {
                 dt.date.fromisoformat(d)
                 for d in tables.missing(key.path, [d.isoformat() for d in checked.days])
@@ -219,9 +219,8 @@ def build_checks(
         "an alert is labelled once.",
     )
     def labels_known_in_time(
-        context: dg.AssetCheckExecutionContext, warehouse_io_manager: Warehouse
+        context: dg.AssetCheckExecutionContext, warehouse: Warehouse
     ) -> Iterator[dg.AssetCheckEvaluation | dg.Output]:
-        warehouse = warehouse_io_manager
         checked = check_days(context, lambda: warehouse.stored_days(events_key))
         found = {
             day: label_event_problems(warehouse.read_days(events_key, [day]), [day])
@@ -239,9 +238,8 @@ def build_checks(
         description="The day passes tier 1; otherwise nothing of it is published.",
     )
     def tier1_passed(
-        context: dg.AssetCheckExecutionContext, warehouse_io_manager: Warehouse
+        context: dg.AssetCheckExecutionContext, warehouse: Warehouse
     ) -> Iterator[dg.AssetCheckEvaluation | dg.Output]:
-        warehouse = warehouse_io_manager
         checked = check_days(context, lambda: warehouse.stored_days(tier1_key))
         stored = warehouse.read_days(tier1_key, checked.days)
         failed = set(stored.loc[~stored["passed"].fillna(False).astype(bool), "processing_date"])

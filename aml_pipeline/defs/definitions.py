@@ -6,7 +6,6 @@ from __future__ import annotations
 import dagster as dg
 
 from aml_pipeline.defs.dead_runs import build_dead_run_sensor
-from aml_pipeline.defs.io_manager import warehouse_io_manager
 from aml_pipeline.defs.jobs import import_transfers_job
 from aml_pipeline.defs.network import (
     CHAMPION_ASSETS,
@@ -23,6 +22,7 @@ from aml_pipeline.defs.partitions import daily_partitions
 from aml_pipeline.defs.resources import PipelineConfig
 from aml_pipeline.defs.run_failures import RUN_FAILURES, build_run_failure_sensor
 from aml_pipeline.defs.run_tagging import build_run_tagging_sensor
+from aml_pipeline.defs.warehouse import Warehouse, WarehouseIOManager
 from aml_pipeline.settings import Settings
 
 
@@ -72,11 +72,25 @@ def _shared_definitions(settings: Settings) -> dg.Definitions:
         # Steps run in the run's own process: a backfill chunk of 14 days is one process,
         # not one per step (the machine has 2 cores; runs are what run in parallel).
         executor=dg.in_process_executor,
-        resources={
-            "pipeline": PipelineConfig.from_settings(settings),
-            "warehouse_io_manager": warehouse_io_manager,
-        },
+        resources=shared_resources(settings),
     )
+
+
+def shared_resources(settings: Settings) -> dict[str, object]:
+    """The pipeline's settings, the warehouse on its data root and the IO manager over it.
+    The first two are configured at launch, their values from ``settings`` as defaults (the
+    launchpad shows and overrides them), so Dagster hands the warehouse and the IO manager
+    the run's ``pipeline`` and ``warehouse`` by key: another data root in a run's config
+    moves the warehouse with everything else."""
+    pipeline = PipelineConfig.configure_at_launch(
+        **PipelineConfig.from_settings(settings).model_dump()
+    )
+    warehouse = Warehouse.configure_at_launch(pipeline=pipeline)
+    return {
+        "pipeline": pipeline,
+        "warehouse": warehouse,
+        "warehouse_io_manager": WarehouseIOManager(warehouse=warehouse),
+    }
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:

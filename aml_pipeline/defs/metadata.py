@@ -9,7 +9,7 @@ import dagster as dg
 import pandas as pd
 
 from aml_pipeline.contract.schema import DUCKDB_TYPES, TableSpec
-from aml_pipeline.defs.io_manager import STORAGE_TYPES_KEY
+from aml_pipeline.defs.warehouse import STORAGE_TYPES_KEY
 
 _PANDAS_TO_DUCKDB = {
     "int64": "BIGINT",

@@ -47,12 +47,33 @@ def _select_sql(names: Sequence[str], declared: dict[str, str], order_by: Sequen
 
 
 _DATABASE: list[duckdb.DuckDBPyConnection] = []
+#: The settings the process's database opens with (``configure_duckdb``).
+_SETTINGS: dict[str, str | int] = {}
 
 
 def _close_database() -> None:
     """Close the process's DuckDB database; the next cursor opens a new one."""
     while _DATABASE:
         _DATABASE.pop().close()
+
+
+def configure_duckdb(threads: int = 0, memory_limit: str = "") -> None:
+    """Open the process's database from now on with at most ``threads`` worker threads and
+    ``memory_limit`` of memory (0 / empty: DuckDB's defaults); a bad limit is refused here,
+    naming it."""
+    settings: dict[str, str | int] = {}
+    if threads:
+        settings["threads"] = threads
+    if memory_limit:
+        settings["memory_limit"] = memory_limit
+    if settings != _SETTINGS:
+        try:
+            duckdb.connect(config=settings).close()
+        except duckdb.Error as exc:
+            raise ValueError(f"DuckDB settings {settings} refused: {exc}") from None
+        _close_database()
+        _SETTINGS.clear()
+        _SETTINGS.update(settings)
 
 
 # DuckDB runs threads: a fork while its database is open can leave the child with locks
@@ -65,7 +86,7 @@ def duckdb_cursor() -> Iterator[duckdb.DuckDBPyConnection]:
     """A fresh cursor on this process's in-memory DuckDB database (opened on first use);
     closed on exit, with everything registered on it."""
     if not _DATABASE:
-        _DATABASE.append(duckdb.connect())
+        _DATABASE.append(duckdb.connect(config=dict(_SETTINGS)))
     cursor = _DATABASE[0].cursor()
     try:
         yield cursor

@@ -24,8 +24,8 @@ from pydantic import Field
 
 from aml_pipeline.defs.assets import daily as daily_module
 from aml_pipeline.defs.assets.daily import day_rows
-from aml_pipeline.defs.io_manager import Warehouse
 from aml_pipeline.defs.resources import PipelineConfig
+from aml_pipeline.defs.warehouse import Warehouse
 from aml_pipeline.evaluation import gates as gates_module
 from aml_pipeline.evaluation.gates import (
     Gate,
@@ -221,7 +221,7 @@ def build_champion_assets(network: str) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext,
         config: ChampionConfig,
         pipeline: PipelineConfig,
-        warehouse_io_manager: Warehouse,
+        warehouse: Warehouse,
     ) -> Iterator[dg.MaterializeResult]:
         registry = ModelRegistry(pipeline.storage(), network)
         for kind in MODEL_KINDS:
@@ -229,7 +229,7 @@ def build_champion_assets(network: str) -> dg.AssetsDefinition:
             if key not in context.selected_asset_keys:
                 continue
             wanted = _Promotion(context, config, registry, kind)
-            found = wanted.gates(warehouse_io_manager)
+            found = wanted.gates(warehouse)
             failed = failed_gates(found)
             if failed and not config.override:
                 raise dg.Failure(description=refusal(kind, wanted.version, found))

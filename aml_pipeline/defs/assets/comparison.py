@@ -21,8 +21,8 @@ from aml_pipeline.defs.assets.labels import (
     network_label_maturity,
     read_known_labels,
 )
-from aml_pipeline.defs.io_manager import Warehouse
 from aml_pipeline.defs.resources import PipelineConfig
+from aml_pipeline.defs.warehouse import Warehouse
 from aml_pipeline.evaluation import ab_test, comparison, report
 from aml_pipeline.evaluation.ab_test import compare_loaded
 from aml_pipeline.evaluation.maturity import labelled_share
@@ -76,7 +76,7 @@ def build_comparison_asset(network: str) -> dg.AssetsDefinition:
     def model_comparison(
         config: ModelComparisonConfig,
         pipeline: PipelineConfig,
-        warehouse_io_manager: Warehouse,
+        warehouse: Warehouse,
     ) -> dg.MaterializeResult:
         storage = pipeline.storage()
         registry = ModelRegistry(storage, network)
@@ -90,7 +90,6 @@ def build_comparison_asset(network: str) -> dg.AssetsDefinition:
                 description=f"name two different versions (model A {a or 'no champion'}, "
                 f"model B {b})"
             )
-        warehouse = warehouse_io_manager
         stored = warehouse.stored_days(dg.AssetKey([network, "alert_features"]))
         days = _test_days(config, stored, [_trained_through(registry, v) for v in (a, b)])
         for version in (a, b):

@@ -24,9 +24,9 @@ from aml_pipeline.defs.assets.labels import (
     network_label_maturity,
     read_known_labels,
 )
-from aml_pipeline.defs.io_manager import Warehouse
 from aml_pipeline.defs.metadata import daily_frame_metadata
 from aml_pipeline.defs.resources import PipelineConfig
+from aml_pipeline.defs.warehouse import Warehouse
 from aml_pipeline.evaluation import (
     Tier1Validator,
     Tier2Validator,
@@ -207,10 +207,9 @@ def build_evaluation_assets(
     def tier3_evaluation(
         context: dg.AssetExecutionContext,
         pipeline: PipelineConfig,
-        warehouse_io_manager: Warehouse,
+        warehouse: Warehouse,
         alert_scores: pd.DataFrame,
     ) -> dg.Output[pd.DataFrame]:
-        warehouse = warehouse_io_manager
         days = partition_days(context)
         through = last_label_day(warehouse, network, days)
         labels = read_known_labels(warehouse, network, days, through, pipeline.data_since(network))

@@ -11,9 +11,9 @@ import pandas as pd
 from aml_pipeline.dates import date_range
 from aml_pipeline.defs.assets import daily as daily_module
 from aml_pipeline.defs.assets.daily import daily_table_args, day_rows, partition_days
-from aml_pipeline.defs.io_manager import COLUMNS_KEY, Warehouse
 from aml_pipeline.defs.metadata import daily_frame_metadata, storage_types
 from aml_pipeline.defs.resources import PipelineConfig
+from aml_pipeline.defs.warehouse import COLUMNS_KEY, Warehouse
 from aml_pipeline.features import alert_features as alert_features_module
 from aml_pipeline.features import cluster_features as cluster_features_module
 from aml_pipeline.features import flow_features as flow_features_module
@@ -119,11 +119,11 @@ def build_feature_assets(
     def alert_history(
         context: dg.AssetExecutionContext,
         pipeline: PipelineConfig,
-        warehouse_io_manager: Warehouse,
+        warehouse: Warehouse,
         alerts: pd.DataFrame,
     ) -> dg.Output[pd.DataFrame]:
         days = partition_days(context)
-        since, prior_alerts, events = _look_back(network, pipeline, warehouse_io_manager, days)
+        since, prior_alerts, events = _look_back(network, pipeline, warehouse, days)
         frames = [
             build_alert_history(day_rows(alerts, day)["address"], prior_alerts, day, events, since)
             for day in days
@@ -167,12 +167,12 @@ def build_feature_assets(
     def flow_features(
         context: dg.AssetExecutionContext,
         pipeline: PipelineConfig,
-        warehouse_io_manager: Warehouse,
+        warehouse: Warehouse,
         alerts: pd.DataFrame,
         flows: pd.DataFrame,
     ) -> dg.Output[pd.DataFrame]:
         days = partition_days(context)
-        _, prior_alerts, events = _look_back(network, pipeline, warehouse_io_manager, days)
+        _, prior_alerts, events = _look_back(network, pipeline, warehouse, days)
         started = time.perf_counter()
         frames = [
             build_flow_features(

@@ -17,7 +17,6 @@ from aml_pipeline.contract.schema import BATCH_TABLES, GROUND_TRUTH, TableSpec
 from aml_pipeline.contract.validation import BatchRefused
 from aml_pipeline.defs.assets import daily as daily_module
 from aml_pipeline.defs.assets.daily import BACKFILL, daily_pool, daily_table_args, partition_days
-from aml_pipeline.defs.io_manager import PARTITION_COLUMN_KEY
 from aml_pipeline.defs.metadata import (
     columns_schema,
     contract_types,
@@ -25,6 +24,7 @@ from aml_pipeline.defs.metadata import (
     table_schema,
 )
 from aml_pipeline.defs.resources import PipelineConfig
+from aml_pipeline.defs.warehouse import PARTITION_COLUMN_KEY, Warehouse
 from aml_pipeline.provenance import module_version
 from aml_pipeline.sources import base as source_module
 from aml_pipeline.sources import landing as landing_module
@@ -40,7 +40,7 @@ from aml_pipeline.sources.landing import (
 )
 from aml_pipeline.sources.record import record_landing
 from aml_pipeline.storage import layout
-from aml_pipeline.storage.tables import TableStore, duckdb_cursor, frame_columns
+from aml_pipeline.storage.tables import duckdb_cursor, frame_columns
 
 #: The code version of the ingestion assets: this module, the daily tables' shared code, and
 #: the landing and contract code.
@@ -78,12 +78,12 @@ def _build_landed_batch(
         ),
     )
     def landed_batch(
-        context: dg.AssetExecutionContext, pipeline: PipelineConfig
+        context: dg.AssetExecutionContext, pipeline: PipelineConfig, warehouse: Warehouse
     ) -> dg.MaterializeResult:
         storage, days = pipeline.input_storage(), partition_days(context)
         record, configured = pipeline.record(network), pipeline.configured_source(network)
         if record is not None and days[0] < record.since:
-            _refuse_moving_the_first_day(pipeline, network, record.since, days[0])
+            _refuse_moving_the_first_day(warehouse, network, record.since, days[0])
         spec = record.source if record is not None else configured
         if spec.identity() != configured.identity():
             context.log.warning(
@@ -158,7 +158,7 @@ def _build_raw_table(network: str, spec: TableSpec, partitions: dg.PartitionsDef
         metadata={"dagster/column_schema": table_schema(spec), "contract_key": list(spec.key)},
     )
     def raw_table(
-        context: dg.AssetExecutionContext, pipeline: PipelineConfig
+        context: dg.AssetExecutionContext, pipeline: PipelineConfig, warehouse: Warehouse
     ) -> dg.MaterializeResult:
         storage, days = pipeline.input_storage(), partition_days(context)
         window, problems = pipeline.window_days(network), []
@@ -171,7 +171,7 @@ def _build_raw_table(network: str, spec: TableSpec, partitions: dg.PartitionsDef
                 description=f"{network} {spec.file} of {days[0]}..{days[-1]} refused, nothing "
                 "written: " + "; ".join(problems)
             )
-        store, declared = TableStore(pipeline.data_root), contract_types(spec)
+        store, declared = warehouse.tables, contract_types(spec)
         for day in days:
             with duckdb_cursor() as con:
                 landed_view(con, storage, network, day, spec)
@@ -290,14 +290,14 @@ def _build_label_events(network: str, partitions: dg.PartitionsDefinition):
 
 
 def _refuse_moving_the_first_day(
-    pipeline: PipelineConfig, network: str, since: dt.date, day: dt.date
+    warehouse: Warehouse, network: str, since: dt.date, day: dt.date
 ) -> None:
     """Refuse to land ``day`` before the network's recorded first day once anything counts
     from it: the features' look-back (``history_coverage_days``), and the label days
     fetched for the alerts from that day on (an earlier day's alerts would never get the
     labels that arrived on them). Moving the first day would silently change or starve
     days already stored."""
-    tables = TableStore(pipeline.data_root)
+    tables = warehouse.tables
     derived = tables.stored_days((network, "alert_features"))
     fetched = tables.stored_days((network, "label_events"))
     if not (derived or fetched):

@@ -8,13 +8,13 @@ import pandas as pd
 
 from aml_pipeline.contract.schema import GROUND_TRUTH
 from aml_pipeline.dates import date_range
-from aml_pipeline.defs.io_manager import DuckDBParquetIOManager
 from aml_pipeline.defs.resources import PipelineConfig
+from aml_pipeline.defs.warehouse import Warehouse
 from aml_pipeline.evaluation.maturity import LabelMaturity, estimate_label_maturity
 
 
 def last_label_day(
-    warehouse: DuckDBParquetIOManager,
+    warehouse: Warehouse,
     network: str,
     alert_days: list[dt.date],
     as_of: dt.date | None = None,
@@ -28,7 +28,7 @@ def last_label_day(
 
 
 def network_label_maturity(
-    pipeline: PipelineConfig, warehouse: DuckDBParquetIOManager, network: str, through: dt.date
+    pipeline: PipelineConfig, warehouse: Warehouse, network: str, through: dt.date
 ) -> LabelMaturity:
     """``network``'s label maturity: its ``label_maturity_days`` setting, else estimated
     from every stored alert and the label events stored up to ``through``."""
@@ -48,7 +48,7 @@ def network_label_maturity(
 
 
 def read_known_labels(
-    warehouse: DuckDBParquetIOManager,
+    warehouse: Warehouse,
     network: str,
     alert_days: list[dt.date],
     through: dt.date,

@@ -19,9 +19,9 @@ from aml_pipeline.contract.files import parquet_bytes, sha256_hex
 from aml_pipeline.defs.assets import daily as daily_module
 from aml_pipeline.defs.assets.champions import champion_key
 from aml_pipeline.defs.assets.daily import BACKFILL, day_rows, partition_days
-from aml_pipeline.defs.io_manager import COLUMNS_KEY
 from aml_pipeline.defs.metadata import daily_frame_metadata, storage_types
 from aml_pipeline.defs.resources import PipelineConfig
+from aml_pipeline.defs.warehouse import COLUMNS_KEY
 from aml_pipeline.features.alert_features import CATEGORIES
 from aml_pipeline.features.cluster_features import CLUSTER_TYPES
 from aml_pipeline.models import calibration as calibration_module

@@ -21,8 +21,8 @@ from aml_pipeline.defs.assets.labels import (
     network_label_maturity,
     read_known_labels,
 )
-from aml_pipeline.defs.io_manager import DuckDBParquetIOManager, Warehouse
 from aml_pipeline.defs.resources import PipelineConfig
+from aml_pipeline.defs.warehouse import Warehouse
 from aml_pipeline.evaluation.maturity import LabelMaturity
 from aml_pipeline.features.alert_features import (
     CATEGORIES,
@@ -122,7 +122,7 @@ class TrainingInputs:
 
     def __init__(
         self,
-        warehouse: DuckDBParquetIOManager,
+        warehouse: Warehouse,
         pipeline: PipelineConfig,
         network: str,
         config: TrainModelsConfig,
@@ -305,7 +305,7 @@ def build_model_assets(network: str) -> list[dg.AssetsDefinition]:
 
     def train_alert_model(
         kind: str,
-        warehouse: DuckDBParquetIOManager,
+        warehouse: Warehouse,
         config: TrainModelsConfig,
         pipeline: PipelineConfig,
     ) -> dg.MaterializeResult:
@@ -355,9 +355,9 @@ def build_model_assets(network: str) -> list[dg.AssetsDefinition]:
         **common,
     )
     def alert_scorer(
-        config: TrainModelsConfig, pipeline: PipelineConfig, warehouse_io_manager: Warehouse
+        config: TrainModelsConfig, pipeline: PipelineConfig, warehouse: Warehouse
     ) -> dg.MaterializeResult:
-        return train_alert_model("alert_scorer", warehouse_io_manager, config, pipeline)
+        return train_alert_model("alert_scorer", warehouse, config, pipeline)
 
     @dg.asset(
         key=[network, "alert_ranker"],
@@ -368,9 +368,9 @@ def build_model_assets(network: str) -> list[dg.AssetsDefinition]:
         **common,
     )
     def alert_ranker(
-        config: TrainModelsConfig, pipeline: PipelineConfig, warehouse_io_manager: Warehouse
+        config: TrainModelsConfig, pipeline: PipelineConfig, warehouse: Warehouse
     ) -> dg.MaterializeResult:
-        return train_alert_model("alert_ranker", warehouse_io_manager, config, pipeline)
+        return train_alert_model("alert_ranker", warehouse, config, pipeline)
 
     @dg.asset(
         key=[network, "cluster_scorer"],
@@ -380,9 +380,9 @@ def build_model_assets(network: str) -> list[dg.AssetsDefinition]:
         **common,
     )
     def cluster_scorer(
-        config: TrainModelsConfig, pipeline: PipelineConfig, warehouse_io_manager: Warehouse
+        config: TrainModelsConfig, pipeline: PipelineConfig, warehouse: Warehouse
     ) -> dg.MaterializeResult:
-        inputs = TrainingInputs(warehouse_io_manager, pipeline, network, config)
+        inputs = TrainingInputs(warehouse, pipeline, network, config)
         clusters = inputs.table("raw_clusters")
         alert_labels = inputs.labels()
         labels = cluster_labels(clusters, alert_labels, inputs.as_of)

@@ -1,4 +1,5 @@
-"""The DuckDB-to-Parquet IO manager: layout, round trip, ranges, idempotence, atomicity."""
+"""The warehouse resource and its IO manager: layout, round trip, ranges, idempotence,
+atomicity, one data root and the DuckDB limits a run is configured with."""
 
 from __future__ import annotations
 
@@ -9,9 +10,16 @@ import duckdb
 import pandas as pd
 import pytest
 
-from aml_pipeline.defs.io_manager import DuckDBParquetIOManager
 from aml_pipeline.defs.partitions import daily_partitions
-from aml_pipeline.storage.tables import MissingPartitions, read_parquet
+from aml_pipeline.defs.resources import PipelineConfig
+from aml_pipeline.defs.warehouse import Warehouse, WarehouseIOManager
+from aml_pipeline.storage.tables import (
+    MissingPartitions,
+    configure_duckdb,
+    duckdb_cursor,
+    read_parquet,
+)
+from aml_pipeline_tests.conftest import settings_for
 
 PARTITIONS = daily_partitions("2025-01-01")
 TYPES = dg.TableSchema(
@@ -40,8 +48,9 @@ def frame(day: dt.date, rows: int = 3) -> pd.DataFrame:
 
 
 @pytest.fixture
-def manager(tmp_path) -> DuckDBParquetIOManager:
-    return DuckDBParquetIOManager(data_root=str(tmp_path))
+def manager(tmp_path) -> WarehouseIOManager:
+    pipeline = PipelineConfig.from_settings(settings_for(tmp_path, data_root=str(tmp_path)))
+    return WarehouseIOManager(warehouse=Warehouse(pipeline=pipeline))
 
 
 def _write(manager, keys: list[str], df: pd.DataFrame) -> None:
@@ -165,19 +174,19 @@ def test_an_input_reads_only_its_columns(manager):
 
 
 def test_read_days_skips_days_before_the_data_began_and_names_holes(manager):
-    key = dg.AssetKey(["net", "table"])
+    key, warehouse = dg.AssetKey(["net", "table"]), manager.warehouse
     for d in (10, 12):
         _write(manager, [f"2025-01-{d}"], frame(dt.date(2025, 1, d)))
     days = [dt.date(2025, 1, d) for d in range(5, 11)]
-    got = manager.read_days(key, days, ["id"], since=dt.date(2025, 1, 10))
+    got = warehouse.read_days(key, days, ["id"], since=dt.date(2025, 1, 10))
     assert list(got.columns) == ["id"] and len(got) == 3  # 5..9 predate the data
-    none = manager.read_days(key, days[:2], ["id"], since=dt.date(2025, 1, 10))
+    none = warehouse.read_days(key, days[:2], ["id"], since=dt.date(2025, 1, 10))
     assert none.empty and list(none.columns) == ["id"]
     with pytest.raises(MissingPartitions, match=r"after its data began on 2025-01-10: 2025-01-11"):
-        manager.read_days(key, [dt.date(2025, 1, d) for d in (10, 11, 12)], since=days[-1])
+        warehouse.read_days(key, [dt.date(2025, 1, d) for d in (10, 11, 12)], since=days[-1])
     with pytest.raises(MissingPartitions, match="2025-01-05"):
-        manager.read_days(key, days)
-    assert manager.stored_days(key) == [dt.date(2025, 1, 10), dt.date(2025, 1, 12)]
+        warehouse.read_days(key, days)
+    assert warehouse.stored_days(key) == [dt.date(2025, 1, 10), dt.date(2025, 1, 12)]
 
 
 def test_read_parquet_scans_many_files_in_one_query(tmp_path, manager):
@@ -189,10 +198,10 @@ def test_read_parquet_scans_many_files_in_one_query(tmp_path, manager):
 
 def test_the_io_manager_writes_under_the_pipeline_resources_data_root(make_defs, tmp_path):
     """One data_root: a launchpad override of the pipeline resource moves the warehouse
-    with everything else (the IO manager has no root of its own)."""
+    with everything else (the IO manager has no root of its own); the warehouse's DuckDB
+    limits in the launchpad are the run's."""
     from aml_pipeline.defs.network import INGESTION_ASSETS, asset_keys
-    from aml_pipeline.defs.resources import PipelineConfig
-    from aml_pipeline_tests.conftest import DAY, NETWORK, settings_for
+    from aml_pipeline_tests.conftest import DAY, NETWORK
 
     elsewhere = tmp_path / "elsewhere"
     pipeline = PipelineConfig.from_settings(settings_for(tmp_path)).model_dump()
@@ -203,10 +212,28 @@ def test_the_io_manager_writes_under_the_pipeline_resources_data_root(make_defs,
             partition_key=DAY.isoformat(),
             asset_selection=asset_keys([NETWORK], INGESTION_ASSETS),
             run_config={
-                "resources": {"pipeline": {"config": {**pipeline, "data_root": str(elsewhere)}}}
+                "resources": {
+                    "pipeline": {"config": {**pipeline, "data_root": str(elsewhere)}},
+                    "warehouse": {"config": {"duckdb_threads": 1, "duckdb_memory_limit": "2GB"}},
+                }
             },
         )
     )
     assert result.success
+    try:  # the run executed in this process, whose database it configured
+        with duckdb_cursor() as con:
+            (threads,) = con.execute("SELECT current_setting('threads')").fetchone()
+    finally:
+        configure_duckdb()
+    assert threads == 1
     assert (elsewhere / "warehouse" / NETWORK / "raw_alerts" / f"{DAY}.parquet").is_file()
     assert not (tmp_path / "data" / "warehouse").exists()
+
+
+def test_a_bad_duckdb_memory_limit_is_refused_naming_it(manager):
+    """Before the run's first step, not as a failure of whichever step first opens DuckDB."""
+    warehouse = manager.warehouse.model_copy(update={"duckdb_memory_limit": "lots"})
+    with pytest.raises(ValueError, match=r"memory_limit.*lots"):
+        warehouse.setup_for_execution(dg.build_init_resource_context())
+    with duckdb_cursor() as con:  # the process's database is left as it was
+        assert con.execute("SELECT 1").fetchone() == (1,)
