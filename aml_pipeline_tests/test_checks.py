@@ -15,7 +15,7 @@ from aml_pipeline.contract.files import parquet_bytes, sha256_hex
 from aml_pipeline.contract.schema import META_FILE
 from aml_pipeline.defs.assets import ingestion as ingestion_assets
 from aml_pipeline.defs.network import FEATURE_ASSETS, INGESTION_ASSETS, asset_keys
-from aml_pipeline.defs.runs import RANGE_END, RANGE_START
+from aml_pipeline.defs.tags import RANGE_END, RANGE_START
 from aml_pipeline.storage import tables
 from aml_pipeline_tests.conftest import NETWORK, batch_files, batch_tables, write_upstream
 

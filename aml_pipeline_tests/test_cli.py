@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from aml_pipeline import cli
+from aml_pipeline.cli.validation import budget
 from aml_pipeline.contract.files import parquet_bytes
 from aml_pipeline.defs.network import (
     FEATURE_ASSETS,
@@ -18,8 +19,8 @@ from aml_pipeline.defs.network import (
     LANDING_ASSETS,
     SCORING_ASSETS,
 )
-from aml_pipeline.defs.operations import independent_runs
-from aml_pipeline.defs.runs import RANGE_END, RANGE_START, balanced_chunks
+from aml_pipeline.defs.runs import balanced_chunks, independent_runs
+from aml_pipeline.defs.tags import RANGE_END, RANGE_START
 from aml_pipeline.sources.local import LocalDirectorySource
 from aml_pipeline.storage import layout
 from aml_pipeline.storage.tables import read_parquet
@@ -293,23 +294,23 @@ def test_validate_judges_at_the_networks_daily_budget(tmp_path, monkeypatch):
     monkeypatch.setenv("AML_NETWORKS_DIR", str(tmp_path))
     monkeypatch.setenv("AML_ALERT_BUDGET", "40")
     (tmp_path / "bitcoin.yaml").write_text("alert_budget: 25\n")
-    assert cli._budget(None, "bitcoin") == 25
-    assert cli._budget(None, None) == 40
-    assert cli._budget(9, "bitcoin") == 9
+    assert budget(None, "bitcoin") == 25
+    assert budget(None, None) == 40
+    assert budget(9, "bitcoin") == 9
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["validate", "--budget", "0"])
 
 
 def test_a_day_before_the_first_one_is_refused_once_features_count_from_it(cli_home, capsys):
-    from aml_pipeline.defs import operations
+    from aml_pipeline.defs import runs
     from aml_pipeline.settings import Settings
 
     settings, later = Settings.from_env(), [dt.date(2025, 3, 5), dt.date(2025, 3, 6)]
-    assert operations.materialize(settings, NETWORK, later, LANDING_ASSETS) is None
+    assert runs.materialize(settings, NETWORK, later, LANDING_ASSETS) is None
     # nothing counts from the first day yet: it may still move back
     assert _download("--start-date", "2025-03-04", "--end-date", "2025-03-04") == 0
     days = [dt.date(2025, 3, 4), dt.date(2025, 3, 5)]
-    assert operations.materialize(settings, NETWORK, days, FEATURE_ASSETS) is None
+    assert runs.materialize(settings, NETWORK, days, FEATURE_ASSETS) is None
     capsys.readouterr()
     assert _download("--start-date", "2025-03-03", "--end-date", "2025-03-03") == 1
     err = capsys.readouterr().err

@@ -38,7 +38,7 @@ from aml_pipeline import cli
 from aml_pipeline.dates import date_range
 from aml_pipeline.defs import automation, dead_runs
 from aml_pipeline.defs.network import DAILY_ASSETS
-from aml_pipeline.defs.runs import RANGE_END, RANGE_START
+from aml_pipeline.defs.tags import RANGE_END, RANGE_START
 from aml_pipeline.storage import layout
 from aml_pipeline_tests.conftest import add_started_run
 

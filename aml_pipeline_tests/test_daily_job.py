@@ -24,7 +24,8 @@ from aml_pipeline.defs.assets.scoring import SCORED_BY, version_mismatch
 from aml_pipeline.defs.definitions import build_definitions
 from aml_pipeline.defs.network import SCORE_OUTPUTS
 from aml_pipeline.defs.resources import PipelineConfig
-from aml_pipeline.defs.runs import RANGE_END, RANGE_START, run_range
+from aml_pipeline.defs.runs import run_range
+from aml_pipeline.defs.tags import RANGE_END, RANGE_START
 from aml_pipeline.evaluation.ab_test import build_test_features, read_test_days
 from aml_pipeline.settings import Settings
 from aml_pipeline_tests.conftest import settings_for
@@ -151,7 +152,7 @@ def test_the_models_materialize_without_hand_written_config(scratch, monkeypatch
     """As "Materialize all" and the launchpad launch them: training takes the stored feature
     days, the comparison the stored days after both models' training (none here: it says
     so)."""
-    from aml_pipeline.defs import operations
+    from aml_pipeline.defs import runs
     from aml_pipeline.defs.network import CHAMPION_ASSETS, MODEL_ASSETS
     from aml_pipeline.models.registry import ModelRegistry
     from aml_pipeline.settings import Settings
@@ -161,8 +162,8 @@ def test_the_models_materialize_without_hand_written_config(scratch, monkeypatch
     monkeypatch.setenv("AML_DATA_ROOT", str(scratch / "data"))
     monkeypatch.setenv("AML_SIM_PROFILE", "small")
     settings = Settings.from_env()
-    config = operations.run_config(settings, "ethereum", {})
-    trained = operations.run_job(
+    config = runs.run_config(settings, "ethereum", {})
+    trained = runs.run_job(
         settings, "training_job", config, ("ethereum", (*MODEL_ASSETS, *CHAMPION_ASSETS))
     )
     assert trained.success

@@ -20,7 +20,7 @@ from aml_pipeline import cli
 from aml_pipeline.defs import dead_runs
 from aml_pipeline.defs.dead_runs import HOST_TAG, IN_PROGRESS, PROCESS_TAG, reap_dead_runs
 from aml_pipeline.defs.definitions import build_definitions
-from aml_pipeline.defs.runs import RANGE_END, RANGE_START
+from aml_pipeline.defs.tags import RANGE_END, RANGE_START
 from aml_pipeline_tests.conftest import add_started_run, settings_for
 
 pytestmark = pytest.mark.integration  # starts and kills processes

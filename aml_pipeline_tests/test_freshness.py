@@ -10,7 +10,7 @@ import pytest
 
 from aml_pipeline.defs import freshness
 from aml_pipeline.defs.network import INGESTION_ASSETS, LANDING_ASSETS, asset_keys
-from aml_pipeline.defs.runs import RANGE_END, RANGE_START, STAGE_TAG
+from aml_pipeline.defs.tags import RANGE_END, RANGE_START, STAGE_TAG
 from aml_pipeline_tests.conftest import NETWORK
 
 

@@ -23,7 +23,7 @@ from aml_pipeline.defs.dead_runs import HOST_TAG, PROCESS_TAG, reap_dead_runs
 from aml_pipeline.defs.definitions import build_definitions
 from aml_pipeline.defs.resources import PipelineConfig
 from aml_pipeline.defs.run_failures import RUN_FAILURES, build_run_failure_sensor
-from aml_pipeline.defs.runs import RANGE_END, RANGE_START
+from aml_pipeline.defs.tags import RANGE_END, RANGE_START
 from aml_pipeline.failures import RunFailure, tell
 from aml_pipeline_tests.conftest import NETWORK, add_started_run, settings_for
 

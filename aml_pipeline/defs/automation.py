@@ -10,8 +10,9 @@ import dagster as dg
 
 from aml_pipeline.dates import date_range
 from aml_pipeline.defs.dead_runs import reap_dead_runs
+from aml_pipeline.defs.partitions import MAX_DAYS_PER_RUN
 from aml_pipeline.defs.resources import PipelineConfig
-from aml_pipeline.defs.runs import MAX_DAYS_PER_RUN, RANGE_END, RANGE_START, STAGE_TAG
+from aml_pipeline.defs.tags import RANGE_END, RANGE_START, STAGE_TAG
 from aml_pipeline.models.registry import MODEL_KINDS, ModelRegistry
 
 if TYPE_CHECKING:  # what define_asset_job returns; not exported by dagster

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from aml_pipeline.defs.runs import STAGE_TAG
+from aml_pipeline.defs.tags import STAGE_TAG
 
 if TYPE_CHECKING:  # what define_asset_job returns; not exported by dagster
     from dagster._core.definitions.unresolved_asset_job_definition import (

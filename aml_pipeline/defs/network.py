@@ -27,7 +27,7 @@ from aml_pipeline.defs.freshness import (
     build_freshness_sensor,
     daily_freshness,
 )
-from aml_pipeline.defs.runs import STAGE_TAG
+from aml_pipeline.defs.tags import STAGE_TAG
 from aml_pipeline.settings import NetworkSettings
 
 INGESTION_ASSETS = (

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import dagster as dg
 
 from aml_pipeline.defs.resources import PipelineConfig
-from aml_pipeline.defs.runs import RANGE_END, RANGE_START
+from aml_pipeline.defs.tags import RANGE_END, RANGE_START
 from aml_pipeline.failures import RunFailure, first_line, record, tell
 from aml_pipeline.storage import layout
 from aml_pipeline.storage.objects import storage_at

@@ -8,7 +8,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from aml_pipeline.defs.runs import MAX_DAYS_PER_RUN
+from aml_pipeline.defs.partitions import MAX_DAYS_PER_RUN
 
 # Backfills run up to MAX_DAYS_PER_RUN days per run: a month is a few runs, not thirty
 # process start-ups, and memory stays bounded. The parameter is beta in Dagster 1.13.
