@@ -10,7 +10,7 @@ import hmac
 import logging
 import os
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, MutableMapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -224,17 +224,19 @@ class Models(BaseModel):
     registry: dict[str, Any] = Field(description="The registry's metadata as published.")
 
 
-async def _unprocessable(request: Request, exc: RequestValidationError) -> JSONResponse:
+async def _unprocessable(request: Request, exc: Exception) -> JSONResponse:
     """422 with where and what was wrong; the rejected input is not echoed back."""
+    if not isinstance(exc, RequestValidationError):  # registered for it alone
+        raise exc
     errors = [{k: e[k] for k in ("type", "loc", "msg")} for e in exc.errors()]
     return JSONResponse({"detail": errors}, status_code=422)
 
 
-async def _not_found(request: Request, exc: NotFound) -> JSONResponse:
+async def _not_found(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=404)
 
 
-async def _unavailable(request: Request, exc: Unavailable) -> JSONResponse:
+async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=503)
 
 
@@ -294,7 +296,7 @@ class _Secured:
             return
         started = False
 
-        async def secured(message: dict) -> None:
+        async def secured(message: MutableMapping[str, Any]) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
@@ -437,13 +439,15 @@ def create_app(
         """``model`` holding one page of ``table`` on the requested day."""
         day = db.resolve_day(network, requested)
         page = db.page(table, network, day, paging.limit, paging.offset, paging.min_score)
-        return model(
-            network=network,
-            processing_date=day,
-            total=page.total,
-            limit=paging.limit,
-            offset=paging.offset,
-            rows=page.rows,
+        return model.model_validate(
+            {
+                "network": network,
+                "processing_date": day,
+                "total": page.total,
+                "limit": paging.limit,
+                "offset": paging.offset,
+                "rows": page.rows,
+            }
         )
 
     @app.get("/health", tags=["service"], summary="Liveness check")
@@ -526,7 +530,10 @@ def create_app(
     def evaluations(network: NetworkDep, requested: DateDep) -> Evaluations:
         """The validation tiers evaluated for the day so far (possibly none)."""
         day = db.resolve_day(network, requested)
-        return Evaluations(network=network, processing_date=day, tiers=db.evaluations(network, day))
+        tiers = db.evaluations(network, day)
+        return Evaluations.model_validate(
+            {"network": network, "processing_date": day, "tiers": tiers}
+        )
 
     @app.get(
         "/models",
@@ -558,7 +565,9 @@ def create_app(
             rows = db.run_failures(network, limit)
         except InvalidParameter as exc:
             raise invalid(exc) from None
-        return RunFailures(network=network, count=len(rows), failures=rows)
+        return RunFailures.model_validate(
+            {"network": network, "count": len(rows), "failures": rows}
+        )
 
     app.include_router(range_router(RangeQueries(db), NetworkDep))
     return app

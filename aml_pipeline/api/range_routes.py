@@ -153,7 +153,9 @@ def range_router(ranges: RangeQueries, network_dep: Any) -> APIRouter:
             typology,
             address,
         )
-        return AlertScoresRange(**_page_info(page, paging.limit, paging.offset), rows=page.rows)
+        return AlertScoresRange.model_validate(
+            {**_page_info(page, paging.limit, paging.offset), "rows": page.rows}
+        )
 
     @router.get("/scores/clusters", summary="Cluster scores over a date range", responses=NOT_FOUND)
     def cluster_scores_range(
@@ -163,7 +165,9 @@ def range_router(ranges: RangeQueries, network_dep: Any) -> APIRouter:
         page = ranges.cluster_scores(
             span(network, requested), paging.limit, paging.offset, paging.min_score
         )
-        return ClusterScoresRange(**_page_info(page, paging.limit, paging.offset), rows=page.rows)
+        return ClusterScoresRange.model_validate(
+            {**_page_info(page, paging.limit, paging.offset), "rows": page.rows}
+        )
 
     @router.get(
         "/addresses/{address}/alerts", summary="An address's alert history", responses=NOT_FOUND
@@ -185,7 +189,9 @@ def range_router(ranges: RangeQueries, network_dep: Any) -> APIRouter:
             raise NotFound(
                 f"no alerts on this address for network {network!r} in {found.start}..{found.end}"
             )
-        return AddressHistory(**_info(found), address=address, count=len(alerts), alerts=alerts)
+        return AddressHistory.model_validate(
+            {**_info(found), "address": address, "count": len(alerts), "alerts": alerts}
+        )
 
     @router.get("/evaluations", summary="Evaluation trend over a date range")
     def evaluation_trend(
@@ -200,6 +206,8 @@ def range_router(ranges: RangeQueries, network_dep: Any) -> APIRouter:
         AUC-PR, Brier and ECE where present; filter by model version."""
         found = span(network, requested)
         points = ranges.evaluation_trend(found, model_version)
-        return EvaluationTrend(**_info(found), model_version=model_version, points=points)
+        return EvaluationTrend.model_validate(
+            {**_info(found), "model_version": model_version, "points": points}
+        )
 
     return router

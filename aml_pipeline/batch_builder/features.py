@@ -7,6 +7,8 @@ in ``RETIRED_FEATURES`` are not produced.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -102,7 +104,7 @@ def address_features(w: Window) -> pd.DataFrame:
     amount = legs["amount"].to_numpy()
     out_mask = legs["outgoing"].to_numpy()
     ts = legs["ts"].to_numpy()
-    f: dict[str, object] = {}
+    f: dict[str, Any] = {}
 
     first = np.searchsorted(code, np.arange(n))  # legs are sorted by address, then time
     last = np.searchsorted(code, np.arange(n), side="right") - 1
@@ -221,7 +223,7 @@ def address_features(w: Window) -> pd.DataFrame:
         grid = _grid(code[mask], asset_codes[mask], max(k, 1), n, amount[mask])
         f[f"unique_assets_{side}"] = (grid > 0).sum(axis=1)
         dominant = asset_names[grid.argmax(axis=1)] if k else np.full(n, None)
-        f[f"dominant_asset_{side}"] = np.where(grid.sum(axis=1) > 0, dominant, None)
+        f[f"dominant_asset_{side}"] = np.where(grid.sum(axis=1) > 0, dominant, np.full(n, None))
     asset_grid = _grid(code, asset_codes, max(k, 1), n, amount)
     f["asset_diversity_score"] = _entropy(asset_grid) if k > 1 else np.zeros(n)
 

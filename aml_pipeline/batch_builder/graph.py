@@ -13,12 +13,18 @@
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from pandas.api.extensions import ExtensionArray
 from scipy.sparse import csgraph
 
 from aml_pipeline.batch_builder.window import Window
+
+#: A feature column: floats, or nullable integers (counts with missing values).
+Column: TypeAlias = np.ndarray | ExtensionArray
 
 PAGERANK_DAMPING = 0.85
 PAGERANK_ITERATIONS = 40
@@ -123,7 +129,7 @@ def _bfs_samples(sym: sp.csr_matrix, seed: int) -> tuple[np.ndarray, np.ndarray]
     return between / max(between.max(), 1e-12), closeness
 
 
-def khop_features(w: Window, focus: np.ndarray) -> dict[str, np.ndarray]:
+def khop_features(w: Window, focus: np.ndarray) -> dict[str, Column]:
     """Sizes and USD volume of the 1-3 hop neighbourhoods of the ``focus`` address codes.
 
     Busy addresses (more than ``KHOP_EXPAND_MAX_DEGREE`` counterparties) are reached but
@@ -163,10 +169,10 @@ def khop_features(w: Window, focus: np.ndarray) -> dict[str, np.ndarray]:
     return _with_int_counts(out)
 
 
-def _with_int_counts(values: dict[str, np.ndarray]) -> dict[str, object]:
+def _with_int_counts(values: dict[str, np.ndarray]) -> dict[str, Column]:
     """k-hop counts as nullable integers (the contract's type), volumes as floats."""
     return {
-        k: pd.array(np.where(np.isnan(v), None, v), dtype="Int64") if k.endswith("_count") else v
+        k: pd.array(v, dtype="Float64").astype("Int64") if k.endswith("_count") else v
         for k, v in values.items()
     }
 

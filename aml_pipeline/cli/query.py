@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aml_pipeline.settings import Settings
+
+if TYPE_CHECKING:  # imported by the commands that need them: `serve` starts without them
+    import duckdb
+    import pyarrow as pa
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -60,7 +65,7 @@ def _views(counts: dict[str, int]) -> str:
     return ", ".join(shown) or "none (nothing published yet)"
 
 
-def _print_result(result: object) -> None:
+def _print_result(result: pa.Table | None) -> None:
     """A console result as a table; says when only its first rows were read."""
     from aml_pipeline.api.console import PRINTED_ROWS
 
@@ -71,7 +76,7 @@ def _print_result(result: object) -> None:
         print(f"(the first {PRINTED_ROWS} rows; --output writes them all)")
 
 
-def _prompt(conn: object, timeout_s: float) -> None:
+def _prompt(conn: duckdb.DuckDBPyConnection, timeout_s: float) -> None:
     """Read statements until .quit or end of input; print each result or its error (a
     statement is stopped after ``timeout_s`` seconds, or by Ctrl-C)."""
     from aml_pipeline.api import console

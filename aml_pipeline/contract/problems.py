@@ -7,7 +7,7 @@ import duckdb
 import pandas as pd
 
 from aml_pipeline.contract.schema import TableSpec
-from aml_pipeline.storage.tables import quote_ident
+from aml_pipeline.storage.tables import one_row, quote_ident
 
 
 def contract_problems(
@@ -19,13 +19,16 @@ def contract_problems(
     key_nulls = " OR ".join(f"{k} IS NULL" for k in keys[1:])
     windowed = "window_days" in spec.by_name
     window = "window_days IS NOT NULL AND window_days <> ?" if windowed else "false"
-    nulls, windows = con.execute(
+    nulls, windows = one_row(
+        con,
         f"SELECT count(*) FILTER (WHERE {key_nulls}), count(*) FILTER (WHERE {window}) FROM frame",
         [window_days] if windowed else [],
-    ).fetchone()
-    (duplicates,) = con.execute(
-        f"SELECT count(*) FROM (SELECT 1 FROM frame GROUP BY {', '.join(keys)} HAVING count(*) > 1)"
-    ).fetchone()
+    )
+    (duplicates,) = one_row(
+        con,
+        f"SELECT count(*) FROM (SELECT 1 FROM frame GROUP BY {', '.join(keys)} "
+        "HAVING count(*) > 1)",
+    )
     outside = [
         row[0]
         for row in con.execute(

@@ -24,7 +24,7 @@ reported with its count.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
 ColumnType = Literal[
     "string", "int", "float", "bool", "date", "timestamp_ms", "string_list", "int_list"
@@ -106,7 +106,7 @@ _SIGNED_AMOUNTS = {"net_flow_usd"}
 
 def _value_rules(col: ColumnSpec) -> ColumnSpec:
     """``col`` with the value rules its name and type imply."""
-    name, rules = col.name, {}
+    name, rules = col.name, dict[str, Any]()
     if name in ("alert_confidence_score", "confidence_avg"):
         rules["valid"] = (0.0, 1.0)
     elif col.type == "int" and name not in _NOT_COUNTS:
@@ -199,9 +199,9 @@ ALERT_DEFAULTS: dict[str, object] = {
     "evidence_json": "{}",
 }
 
-_F = "float"
-_I = "int"
-_B = "bool"
+_F: ColumnType = "float"
+_I: ColumnType = "int"
+_B: ColumnType = "bool"
 _FEATURE_GROUPS: dict[str, tuple[tuple[str, ColumnType], ...]] = {
     "topology": (
         ("degree_in", _I),

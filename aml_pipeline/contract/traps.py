@@ -13,7 +13,7 @@ import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 _MAX_EXAMPLES = 5
 
@@ -33,7 +33,10 @@ def trap_problems(traps: Any) -> tuple[list[dict[str, Any]], list[tuple[str, str
         traps = traps.get("traps")
     if not isinstance(traps, Sequence) or isinstance(traps, str | bytes):
         return [], [("", "must be a list of traps or an object {'traps': [...]}")]
-    parsed, not_objects, bad_ids, bad_scores = [], [], [], []
+    parsed: list[dict[str, Any]] = []
+    not_objects: list[str] = []
+    bad_ids: list[str] = []
+    bad_scores: list[str] = []
     for i, trap in enumerate(traps):
         if not isinstance(trap, Mapping):
             not_objects.append(f"trap #{i}")
@@ -51,7 +54,7 @@ def trap_problems(traps: Any) -> tuple[list[dict[str, Any]], list[tuple[str, str
         if not score_ok:
             bad_scores.append(f"trap #{i} ({'missing' if score is None else repr(score)})")
         if id_ok and score_ok:
-            parsed.append({"alert_id": alert_id, "expected_score": float(score)})
+            parsed.append({"alert_id": alert_id, "expected_score": float(cast(float, score))})
     problems = []
     for field, bad, what in (
         ("", not_objects, "are not objects"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -115,7 +115,7 @@ def _shown(value: object) -> str:
     return f"{text[:_MAX_SHOWN]}... ({len(text)} characters)"
 
 
-def _examples(values: list[object]) -> str:
+def _examples(values: Sequence[object]) -> str:
     shown = ", ".join(_shown(v) for v in values[:_MAX_EXAMPLES])
     return shown + (", ..." if len(values) > _MAX_EXAMPLES else "")
 
@@ -203,8 +203,14 @@ def _check_values(report: ValidationReport, file: str, col: ColumnSpec, values: 
             )
     finite = x[np.isfinite(x)]
     # outside the valid range: meaningless; outside the usual one: odd
-    for severity, bounds in (("error", col.valid), ("warning", col.usual)):
-        outside = finite[_outside(finite, bounds)] if bounds is not None else finite[:0]
+    checks: tuple[tuple[Severity, Bounds | None], ...] = (
+        ("error", col.valid),
+        ("warning", col.usual),
+    )
+    for severity, bounds in checks:
+        if bounds is None:
+            continue
+        outside = finite[_outside(finite, bounds)]
         if len(outside):
             report.add(
                 severity,
@@ -318,13 +324,13 @@ def _check_table(
     if "window_days" in cast:
         wrong = cast["window_days"].notna() & (cast["window_days"] != window_days)
         if wrong.any():
-            found = sorted({int(v) for v in cast["window_days"][wrong]})
+            windows = sorted({int(v) for v in cast["window_days"][wrong]})
             report.add(
                 "error",
                 file,
                 "window_days",
                 f"{int(wrong.sum())} row(s) disagree with batch window {window_days}: "
-                f"{_examples(found)}",
+                f"{_examples(windows)}",
             )
     return pd.DataFrame(cast)
 
@@ -444,7 +450,7 @@ def validate_batch(
     alerts, features = frames.get("alerts"), frames.get("features")
     if PATTERN_TRAPS_FILE in files:
         has_ids = alerts is not None and "alert_id" in alerts
-        known = set(alerts["alert_id"].dropna()) if has_ids else None
+        known = set(alerts["alert_id"].dropna()) if alerts is not None and has_ids else None
         _check_traps(report, files[PATTERN_TRAPS_FILE], known)
     else:
         report.add("info", PATTERN_TRAPS_FILE, "", "optional file absent; no pattern traps")

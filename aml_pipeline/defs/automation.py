@@ -4,7 +4,7 @@ when their labels arrive. Each network has its own three; all are stopped until 
 in the UI."""
 
 import datetime as dt
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import dagster as dg
 
@@ -194,8 +194,9 @@ def label_arrivals(
             ascending=True,
         )
         for record in result.records:
-            alert_days = record.asset_materialization.metadata.get("alert_days")
-            days.update(alert_days.value if alert_days is not None else [])
+            mat = record.asset_materialization
+            alert_days = mat.metadata.get("alert_days") if mat is not None else None
+            days.update(cast(list[str], alert_days.value) if alert_days is not None else [])
             newest = max(newest or 0, record.storage_id)
         if not result.has_more:
             return days, newest

@@ -13,7 +13,7 @@ import datetime as dt
 import json
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 
 import dagster as dg
 
@@ -30,6 +30,7 @@ from aml_pipeline.defs.resources import PipelineConfig
 from aml_pipeline.defs.warehouse import Warehouse
 from aml_pipeline.sources.landing import LANDING_FILE, read_landed_meta, verify_landed
 from aml_pipeline.storage import layout
+from aml_pipeline.storage.tables import one_row
 
 # Partitioned asset checks are a preview in Dagster 1.13, used on purpose: without them a
 # ranged run's check result belongs to no day.
@@ -88,7 +89,7 @@ def day_results(
     found: Mapping[dt.date, list[str]],
     *,
     severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
-    metadata: Mapping[dt.date, Mapping[str, object]] | None = None,
+    metadata: Mapping[dt.date, Mapping[str, Any]] | None = None,
 ) -> Iterator[dg.AssetCheckEvaluation | dg.Output]:
     """One result per day of the run, each recorded on its own partition, so a check's
     history and the partitions page read day by day; alone, one result for the day checked.
@@ -120,6 +121,17 @@ def day_results(
     yield dg.Output(None)
 
 
+#: A check function that records one result per day of its run (``day_results``).
+DayCheckFn = Callable[..., Iterator[dg.AssetCheckEvaluation | dg.Output]]
+
+
+def day_check(**spec: Any) -> Callable[[DayCheckFn], dg.AssetChecksDefinition]:
+    """``dg.asset_check`` for a check that yields one result per day (``day_results``):
+    Dagster runs such a generator, though its type hints expect a single
+    ``AssetCheckResult``."""
+    return cast(Callable[[DayCheckFn], dg.AssetChecksDefinition], dg.asset_check(**spec))
+
+
 def _landed_days(pipeline: PipelineConfig, network: str) -> list[dt.date]:
     names = pipeline.input_storage().list_dir(network)
     return sorted(dt.date.fromisoformat(n) for n in names if layout.is_day(n))
@@ -131,7 +143,7 @@ def build_checks(
     """Every asset check of one network's daily tables, each partitioned like its asset."""
     landed_key = dg.AssetKey([network, "landed_batch"])
 
-    @dg.asset_check(
+    @day_check(
         asset=landed_key,
         name="landed_files_match_meta",
         blocking=True,
@@ -146,7 +158,7 @@ def build_checks(
         found = {day: verify_landed(storage, network, day) for day in checked.days}
         yield from day_results(context, checked, found)
 
-    @dg.asset_check(
+    @day_check(
         asset=landed_key,
         name="contract_drift",
         partitions_def=partitions,
@@ -172,7 +184,7 @@ def build_checks(
     def raw_table_check(spec: TableSpec) -> dg.AssetChecksDefinition:
         key = dg.AssetKey([network, f"raw_{spec.name}"])
 
-        @dg.asset_check(
+        @day_check(
             asset=key,
             name="conforms_to_contract",
             blocking=True,
@@ -190,6 +202,7 @@ def build_checks(
             stored = set(checked.days) - {
                 dt.date.fromisoformat(d)
                 for d in tables.missing(key.path, [d.isoformat() for d in checked.days])
+                if d is not None
             }
             found, rows = {}, {}
             for day in checked.days:
@@ -198,7 +211,7 @@ def build_checks(
                     continue
                 with tables.scanning(key.path, [day.isoformat()]) as con:
                     found[day] = contract_problems(con, spec, [day], pipeline.window_days(network))
-                    (rows[day],) = con.execute("SELECT count(*) FROM frame").fetchone()
+                    (rows[day],) = one_row(con, "SELECT count(*) FROM frame")
                 want = read_landed_meta(pipeline.input_storage(), network, day)
                 counted = want.get("counts", {}).get(spec.name)
                 if counted is not None and rows[day] != int(counted):
@@ -210,7 +223,7 @@ def build_checks(
 
     events_key = dg.AssetKey([network, "label_events"])
 
-    @dg.asset_check(
+    @day_check(
         asset=events_key,
         name="labels_known_in_time",
         blocking=True,
@@ -230,7 +243,7 @@ def build_checks(
 
     tier1_key = dg.AssetKey([network, "tier1_evaluation"])
 
-    @dg.asset_check(
+    @day_check(
         asset=tier1_key,
         name="tier1_passed",
         blocking=True,

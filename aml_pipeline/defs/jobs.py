@@ -2,6 +2,7 @@
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -47,7 +48,7 @@ def import_transfers_op(
         config.label_delay_days,
         progress,
     )
-    summary = {
+    summary: dict[str, Any] = {
         "days": result.days,
         "alerts": result.alerts,
         "positives": result.positives,

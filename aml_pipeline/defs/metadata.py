@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import dagster as dg
@@ -105,3 +105,9 @@ def daily_frame_metadata(
             partition_key=key,
         )
     return {"dagster/column_schema": frame_schema(df), **extra}
+
+
+def json_or_null(value: Mapping[str, Any] | Sequence[Any] | None) -> dg.MetadataValue:
+    """``value`` as JSON metadata; a null value when there is none (e.g. a model trained
+    without calibration days)."""
+    return dg.MetadataValue.null() if value is None else dg.MetadataValue.json(value)

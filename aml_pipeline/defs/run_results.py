@@ -4,9 +4,9 @@ another process), its days, why it failed, what it landed and the metadata it re
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import dagster as dg
 
@@ -42,7 +42,7 @@ class RunOutcome:
         return [e for e in self.all_events if e.is_step_materialization]
 
 
-def run_span(result: RunOutcome) -> str:
+def run_span(result: RunOutcome | dg.ExecuteInProcessResult) -> str:
     """The days a ranged run covered: ``D`` or ``D1..D2``."""
     first, last = result.dagster_run.tags[RANGE_START], result.dagster_run.tags[RANGE_END]
     return first if first == last else f"{first}..{last}"
@@ -57,13 +57,22 @@ def failure_text(result: RunOutcome | dg.ExecuteInProcessResult) -> str:
     return user_message(failure.step_failure_data.error)
 
 
+def _materializations(
+    result: RunOutcome | dg.ExecuteInProcessResult,
+) -> Iterator[dg.AssetMaterialization]:
+    """The asset materializations the run recorded, in order."""
+    for event in result.get_asset_materialization_events():
+        yield event.step_materialization_data.materialization
+
+
 def landed_counts(result: RunOutcome, network: str) -> dict[str, str]:
     """Per landed day of the run, its tables' row counts as one line."""
-    return {
-        event.partition: ", ".join(f"{n} {k}" for k, n in mat.metadata["row_counts"].value.items())
-        for event in result.get_asset_materialization_events()
-        if (mat := event.materialization).asset_key == dg.AssetKey([network, "landed_batch"])
-    }
+    counts = {}
+    for mat in _materializations(result):
+        if mat.asset_key == dg.AssetKey([network, "landed_batch"]) and mat.partition:
+            rows = cast(Mapping[str, int], mat.metadata["row_counts"].value)
+            counts[mat.partition] = ", ".join(f"{n} {table}" for table, n in rows.items())
+    return counts
 
 
 def materialized_metadata(
@@ -71,8 +80,8 @@ def materialized_metadata(
 ) -> dict[str, dict[str, Any]]:
     """Each materialized asset's metadata values, by the asset's name."""
     return {
-        e.asset_key.path[-1]: {k: v.value for k, v in e.materialization.metadata.items()}
-        for e in result.get_asset_materialization_events()
+        mat.asset_key.path[-1]: {k: v.value for k, v in mat.metadata.items()}
+        for mat in _materializations(result)
     }
 
 
@@ -90,8 +99,11 @@ def fetched_without_labels(network: str, days: list[dt.date]) -> list[dt.date]:
                 cursor=cursor,
             )
             for record in result.records:
-                found = record.asset_materialization.metadata.get("labels_file")
-                latest.setdefault(record.partition_key, found.value if found else "found")
+                mat = record.asset_materialization
+                if mat is None or mat.partition is None:
+                    continue
+                found = mat.metadata.get("labels_file")
+                latest.setdefault(mat.partition, str(found.value) if found else "found")
             if not result.has_more:
                 break
             cursor = result.cursor

@@ -4,7 +4,8 @@ URL says, and the DuckDB engine's limits for the run) and the IO manager on top 
 stores each partition of a DataFrame asset as one file. One ``data_root`` to configure."""
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -24,7 +25,7 @@ COLUMNS_KEY = "columns"
 STORAGE_TYPES_KEY = "storage_types"
 
 
-def _declared_types(metadata: dict | None) -> dict[str, str]:
+def _declared_types(metadata: Mapping[str, Any] | None) -> dict[str, str]:
     """Storage types from the declared column schema, else from ``storage_types``."""
     metadata = metadata or {}
     schema = metadata.get(COLUMN_SCHEMA_KEY)
@@ -123,7 +124,9 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
             tables.write(table, key, part, declared)
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
-        keys = list(context.asset_partition_keys) if context.has_asset_partitions else [None]
+        keys: list[str | None] = (
+            list(context.asset_partition_keys) if context.has_asset_partitions else [None]
+        )
         columns = (context.definition_metadata or {}).get(COLUMNS_KEY)
         tables = self.warehouse.tables
         missing = tables.missing(context.asset_key.path, keys)

@@ -18,7 +18,7 @@ import functools
 import json
 import multiprocessing
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -296,13 +296,13 @@ def score_days(
 
 
 def _load_and_score(
-    loaders: dict[str, ModelLoader], features: dict[dt.date, pd.DataFrame]
+    loaders: Mapping[str, ModelLoader], features: dict[dt.date, pd.DataFrame]
 ) -> dict[str, dict[str, pd.DataFrame]]:
     return {label: score_days(load(), features) for label, load in loaders.items()}
 
 
 def rescore_in_fresh_process(
-    loaders: dict[str, ModelLoader], features: dict[dt.date, pd.DataFrame]
+    loaders: Mapping[str, ModelLoader], features: dict[dt.date, pd.DataFrame]
 ) -> dict[str, dict[str, pd.DataFrame]]:
     """Each model loaded again from its stored file and scored in a new (spawned) process,
     which shares nothing with this one: what tier 1's determinism check compares."""
@@ -312,7 +312,7 @@ def rescore_in_fresh_process(
 
 
 def compare_loaded(
-    loaders: dict[str, ModelLoader],
+    loaders: Mapping[str, ModelLoader],
     features: dict[dt.date, pd.DataFrame],
     alerts: dict[dt.date, pd.DataFrame],
     labels: pd.DataFrame,

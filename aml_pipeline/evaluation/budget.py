@@ -38,8 +38,9 @@ def daily_top_k(
     """``top_k`` of each day, averaged over the days (recall over the days with a SAR)."""
     frame = pd.DataFrame({"y": np.asarray(y_true, dtype=bool), "s": y_score, "d": days})
     per_day = [top_k(g["y"].to_numpy(), g["s"].to_numpy(), k) for _, g in frame.groupby("d")]
-    mean = {
-        name: [d[name] for d in per_day if d[name] is not None] for name in ("precision", "recall")
+    mean: dict[str, list[float]] = {
+        name: [value for d in per_day if (value := d[name]) is not None]
+        for name in ("precision", "recall")
     }
     return {
         f"precision_at_{k}": float(np.mean(mean["precision"])) if mean["precision"] else None,

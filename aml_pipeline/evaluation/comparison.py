@@ -254,7 +254,7 @@ def compare_models(
     names = _check_inputs(scores, days)
     traps, rescored, thresholds = pattern_traps or {}, rescored or {}, thresholds or {}
     labels_by_day = {day: _day_labels(ground_truth, day) for day in days}
-    per_day = {}
+    per_day: dict[str, dict[str, Any]] = {}
     for day in days:
         runs = {
             name: validate_day(

@@ -25,7 +25,7 @@ PR_PNG = "pr_curves.png"
 RELIABILITY_PNG = "reliability.png"
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     """Call ``write`` on a temporary file beside ``path``, then move it onto ``path``
     (the storage layer's fsync + rename)."""
     with LocalStorage(path.parent).writing(path.name) as tmp:
@@ -116,7 +116,7 @@ def _tier_tables(result: Mapping[str, Any]) -> list[str]:
     header = ["Model", "Tier 1", "T1 passed", "Tier 2", "T2 passed", "Tier 3", "T3 scored"]
     lines += _table([*header, "Total"], rows)
     lines += ["## Pooled Tier 3 (paired labelled alerts)", ""]
-    metrics = ("n_samples", "n_positive", "auc_roc", "auc_pr", RECALL_METRIC)
+    metrics: tuple[str, ...] = ("n_samples", "n_positive", "auc_roc", "auc_pr", RECALL_METRIC)
     metrics += ("best_f1", "f1_at_model_threshold")
     daily = ("mean_precision_at_budget", "mean_recall_at_budget")
     rows = [

@@ -21,7 +21,7 @@ SCORE_DECIMALS = 12
 
 def examples(values: Iterable[Any], limit: int = MAX_EXAMPLES) -> list[Any]:
     """The first ``limit`` values, e.g. offending alert ids shown in a check's details."""
-    out = []
+    out: list[Any] = []
     for value in values:
         if len(out) == limit:
             break

@@ -13,6 +13,7 @@ computed. Categoricals use fixed, recorded vocabularies; values outside them sha
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sized
 
 import numpy as np
 import pandas as pd
@@ -138,7 +139,7 @@ def encode(values: pd.Series, column: str) -> np.ndarray:
     )
 
 
-def list_length(values: object) -> float:
+def list_length(values: Sized | float | None) -> float:
     """Length of a list cell; NaN for a missing one."""
     return float(len(values)) if values is not None and not isinstance(values, float) else np.nan
 

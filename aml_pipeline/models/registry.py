@@ -85,8 +85,8 @@ class LoadedModel:
         """Scores of the rows of ``x``: calibrated probabilities when the model has a
         calibration map, else the booster's own output."""
         if self.calibration is None:
-            return self.booster.predict(x)
-        return self.calibration.apply(self.booster.predict(x, raw_score=True))
+            return np.asarray(self.booster.predict(x))
+        return self.calibration.apply(np.asarray(self.booster.predict(x, raw_score=True)))
 
 
 class ModelRegistry:

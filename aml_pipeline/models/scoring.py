@@ -112,7 +112,7 @@ def score_frame(
 
     def explain(start: int, stop: int) -> None:
         block = x.iloc[rows[start:stop]]
-        contrib = model.booster.predict(block, pred_contrib=True)
+        contrib = np.asarray(model.booster.predict(block, pred_contrib=True))
         texts = explain_json(model, block, contrib, categories)
         for i, text in zip(rows[start:stop], texts, strict=True):
             explanations[i] = text

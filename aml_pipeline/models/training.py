@@ -11,7 +11,7 @@ import datetime as dt
 import hashlib
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import lightgbm as lgb
 import numpy as np
@@ -63,7 +63,7 @@ class TrainParams:
     max_rounds: int = 1500
     early_stopping_rounds: int = 100
     valid_fraction: float = 0.2
-    immature: str = "weight"
+    immature: Literal["weight", "exclude"] = "weight"
     seed: int = 42
     num_threads: int = 2
 
@@ -244,7 +244,9 @@ def train_binary(
     )
 
     def raw_score(mask: np.ndarray) -> np.ndarray:
-        return booster.predict(x[mask], num_iteration=booster.best_iteration, raw_score=True)
+        return np.asarray(
+            booster.predict(x[mask], num_iteration=booster.best_iteration, raw_score=True)
+        )
 
     raw_cal, raw_stop = raw_score(cal), raw_score(stop)
     calibration = fit_platt(raw_cal, y[cal])
@@ -356,7 +358,7 @@ def train_ranker(
             lgb.early_stopping(params.early_stopping_rounds, verbose=False, first_metric_only=True)
         ],
     )
-    score = booster.predict(x[cal], num_iteration=booster.best_iteration)
+    score = np.asarray(booster.predict(x[cal], num_iteration=booster.best_iteration))
     metrics: dict[str, float] = {
         f"ndcg@{k}": _ndcg(rel[cal], score, groups["cal"], k) for k in NDCG_AT
     }

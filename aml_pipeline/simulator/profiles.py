@@ -4,6 +4,7 @@ the README) and ``small`` (tests)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def parse_profile(text: str) -> SimulationProfile:
     name, *changes = [part.strip() for part in text.split(",") if part.strip()] or [""]
     if name not in PROFILES:
         raise ValueError(f"unknown simulator profile {name!r}: one of {sorted(PROFILES)}")
-    knobs: dict[str, float | int] = {}
+    knobs: dict[str, Any] = {}
     for change in changes:
         key, _, value = change.partition("=")
         if key in ("addresses", "transfers_per_day"):

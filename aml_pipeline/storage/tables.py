@@ -14,6 +14,7 @@ import datetime as dt
 import os
 import re
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import duckdb
 import pandas as pd
@@ -48,7 +49,7 @@ def _select_sql(names: Sequence[str], declared: dict[str, str], order_by: Sequen
 
 _DATABASE: list[duckdb.DuckDBPyConnection] = []
 #: The settings the process's database opens with (``configure_duckdb``).
-_SETTINGS: dict[str, str | int] = {}
+_SETTINGS: dict[str, str | bool | int | float | list[str]] = {}
 
 
 def _close_database() -> None:
@@ -61,7 +62,7 @@ def configure_duckdb(threads: int = 0, memory_limit: str = "") -> None:
     """Open the process's database from now on with at most ``threads`` worker threads and
     ``memory_limit`` of memory (0 / empty: DuckDB's defaults); a bad limit is refused here,
     naming it."""
-    settings: dict[str, str | int] = {}
+    settings: dict[str, str | bool | int | float | list[str]] = {}
     if threads:
         settings["threads"] = threads
     if memory_limit:
@@ -92,6 +93,16 @@ def duckdb_cursor() -> Iterator[duckdb.DuckDBPyConnection]:
         yield cursor
     finally:
         cursor.close()
+
+
+def one_row(
+    con: duckdb.DuckDBPyConnection, sql: str, parameters: Sequence[object] = ()
+) -> tuple[Any, ...]:
+    """The one row an aggregate query (``SELECT count(*) ...``) returns."""
+    row = con.execute(sql, parameters).fetchone()
+    if row is None:
+        raise ValueError(f"no row from {sql!r}")
+    return row
 
 
 def _frame_names(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -238,7 +249,7 @@ class TableStore:
         wanted = [d for d in days if since is None or d >= since]
         missing = self.missing(table, [d.isoformat() for d in wanted])
         if missing:
-            shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+            shown = ", ".join(map(str, missing[:5])) + (" ..." if len(missing) > 5 else "")
             raise MissingPartitions(
                 f"{'/'.join(table)} is not stored for {len(missing)} day(s) "
                 f"{'after its data began on ' + str(since) if since else 'asked for'}: {shown}; "

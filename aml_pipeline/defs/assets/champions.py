@@ -124,8 +124,8 @@ class _Promotion:
         comparisons = _comparisons(context.instance, registry.network) if scorer else []
         self.comparison = None
         if scorer and config.from_comparison:
-            latest = comparisons[0] if comparisons else None
-            won = bool(latest and latest.get("significant"))
+            latest: dict[str, Any] = comparisons[0] if comparisons else {}
+            won = bool(latest.get("significant"))
             won = won and str(latest.get("winner")).startswith("B")
             if won and latest.get("model_a") == self.current:
                 self.version, self.comparison = latest["model_b"], latest
@@ -243,6 +243,9 @@ def build_champion_assets(network: str) -> dg.AssetsDefinition:
                     config.override if failed else "",
                 )
             entry = registry.entry(kind, wanted.version)
+            if entry is None:
+                missing = f"{network} {kind} v{wanted.version} is not registered"
+                raise dg.Failure(description=missing)
             yield dg.MaterializeResult(
                 asset_key=key,
                 metadata={

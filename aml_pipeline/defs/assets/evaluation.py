@@ -120,7 +120,7 @@ def build_evaluation_assets(
     network: str, partitions: dg.PartitionsDefinition
 ) -> list[dg.AssetsDefinition]:
     """tier1_evaluation (blocking), tier2_evaluation and tier3_evaluation of one network."""
-    common = {
+    common: dict[str, Any] = {
         "group_name": f"{network}_validation",
         "partitions_def": partitions,
         "backfill_policy": BACKFILL,

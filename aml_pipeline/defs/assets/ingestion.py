@@ -40,7 +40,7 @@ from aml_pipeline.sources.landing import (
 )
 from aml_pipeline.sources.record import record_landing
 from aml_pipeline.storage import layout
-from aml_pipeline.storage.tables import duckdb_cursor, frame_columns
+from aml_pipeline.storage.tables import duckdb_cursor, frame_columns, one_row
 
 #: The code version of the ingestion assets: this module, the daily tables' shared code, and
 #: the landing and contract code.
@@ -176,7 +176,7 @@ def _build_raw_table(network: str, spec: TableSpec, partitions: dg.PartitionsDef
             with duckdb_cursor() as con:
                 landed_view(con, storage, network, day, spec)
                 store.write_from(con, key.path, day.isoformat(), declared, order_by=spec.key)
-                (count,) = con.execute("SELECT count(*) FROM frame").fetchone()
+                (count,) = one_row(con, "SELECT count(*) FROM frame")
                 columns = frame_columns(con, declared)
             context.add_asset_metadata(
                 {"dagster/row_count": dg.MetadataValue.int(count)}, partition_key=day.isoformat()

@@ -21,6 +21,7 @@ from aml_pipeline.defs.assets.labels import (
     network_label_maturity,
     read_known_labels,
 )
+from aml_pipeline.defs.metadata import json_or_null
 from aml_pipeline.defs.resources import PipelineConfig
 from aml_pipeline.defs.warehouse import Warehouse
 from aml_pipeline.evaluation.maturity import LabelMaturity
@@ -248,12 +249,12 @@ def _result(entry: dict[str, Any], registry: ModelRegistry) -> dg.MaterializeRes
             "rows": entry["rows"],
             "positives": entry["positives"],
             "baselines": dg.MetadataValue.json(entry.get("baselines", {})),
-            "calibration": dg.MetadataValue.json(entry.get("calibration")),
+            "calibration": json_or_null(entry.get("calibration")),
             "data_sha256": entry["data_sha256"],
             "labels_through": entry["labels_through"],
-            "validation_labels": dg.MetadataValue.json(entry.get("validation_labels")),
-            "validation": dg.MetadataValue.json(entry.get("validation")),
-            "validation_intervals": dg.MetadataValue.json(entry.get("validation_intervals")),
+            "validation_labels": json_or_null(entry.get("validation_labels")),
+            "validation": json_or_null(entry.get("validation")),
+            "validation_intervals": json_or_null(entry.get("validation_intervals")),
         },
         data_version=dg.DataVersion(f"{entry['version']}:{entry['sha256'][:16]}"),
     )
@@ -295,7 +296,7 @@ def build_model_assets(network: str) -> list[dg.AssetsDefinition]:
     group = f"{network}_models"
     alert_deps = [dg.AssetKey([network, "alert_features"]), dg.AssetKey([network, "label_events"])]
     vocab = {c: len(v) for c, v in CATEGORIES.items()}
-    common = {
+    common: dict[str, Any] = {
         "group_name": group,
         "kinds": {"lightgbm"},
         "code_version": module_version(
