@@ -121,9 +121,7 @@ def _launched_death(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str | N
     if started is None or started.dagster_event is None:
         return None
     data = started.dagster_event.engine_event_data
-    pid = data.metadata["pid"].value
-    if not isinstance(pid, int):
-        return None
+    pid = int(str(data.metadata["pid"].value))  # recorded as text by Dagster's launcher
     host = socket.gethostname()
     if not _pid_exists(pid):
         return f"its run worker, process {pid} on {host}, is gone"
