@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The Dagster instance is the project root's dagster.yaml; its state lives under it (history/, schedules/, storage/).
 export DAGSTER_HOME := $(CURDIR)
 
-.PHONY: install demo test test-fast readme-check lint ui ui-check api bench bench-s3 bench-workers quality probe deploy-check s3-check clean-data
+.PHONY: install demo test test-fast readme-check lint ui ui-check pictures api bench bench-s3 bench-workers quality probe deploy-check s3-check clean-data
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,7 +25,8 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -m "unit and not s3 and not readme"
 
-# Every command block of README.md, run as written on small data (about two minutes).
+# Every command block of README.md and docs/*.md, run as written on small data (about two
+# minutes).
 readme-check: install
 	$(BIN)/python -m pytest -m readme aml_pipeline_tests/test_readme.py
 
@@ -86,6 +87,11 @@ ui: install
 # data/ui-check/ (deploy/ui_check.py says what it checks). Not part of `make test`.
 ui-check: install
 	$(BIN)/python deploy/ui_check.py
+
+# The README's two pictures (docs/images/), from `make demo`'s results and `make ui-check`'s
+# screenshot of the asset graph.
+pictures: install
+	$(BIN)/python docs/pictures.py
 
 api: install
 	$(BIN)/aml-pipeline serve

@@ -5,7 +5,7 @@ one file per network for what differs between networks.
 source, source directory, simulator, schedule hour, sensor look-back) come from
 ``{AML_NETWORKS_DIR}/{network}.yaml`` where that file exists, else from the environment's
 values; adding a network is adding its file. ``settings_table()`` renders the variables
-for the README (a test keeps the two equal) and the UI shows them as the ``pipeline``
+for ``docs/operations.md`` (a test keeps the two equal) and the UI shows them as the ``pipeline``
 resource's config.
 """
 
@@ -315,7 +315,7 @@ def read_network_file(path: Path) -> dict[str, Any]:
 
 
 def settings_table() -> str:
-    """The environment variables as a Markdown table (the README's "Settings")."""
+    """The environment variables as a Markdown table (``docs/operations.md``, "Settings")."""
     rows = ["| variable | default | meaning |", "|---|---|---|"]
     for name, field in Settings.model_fields.items():
         default = field.get_default(call_default_factory=True)

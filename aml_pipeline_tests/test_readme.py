@@ -1,13 +1,15 @@
-"""The README's command blocks, run as written (``make readme-check``; CI runs it, ``make
-test`` leaves it out: it takes about two minutes; that every block is named runs in both).
+"""The command blocks of the README and of every page under ``docs/``, run as written
+(``make readme-check``; CI runs it, ``make test`` leaves it out: it takes about two
+minutes; that every block is named runs in both).
 
-Every fenced ``bash`` block of the README carries a ``<!-- readme-check: NAME -->`` line
+Every fenced ``bash`` block of those pages carries a ``<!-- readme-check: NAME -->`` line
 (``skip (why)`` for the few that cannot run here, such as the quick start itself); the named
-blocks run with bash, in ``ORDER``, in a fresh project folder whose ``.venv`` is this one, on
-the simulator's small profile. ``../shared/extdata/amlsim_10k/`` next to that folder holds
-AMLSim-shaped files made from simulated transfers. The HTTP examples run against
-``aml-pipeline serve`` on a free port (the only change made to a block: that port for 8000,
-and a temporary folder for ``/tmp/``).
+blocks, each name once over all pages, run with bash, in ``ORDER``, in a fresh project
+folder whose ``.venv`` is this one, on the simulator's small profile.
+``../shared/extdata/amlsim_10k/`` next to that folder holds AMLSim-shaped files made from
+simulated transfers. The HTTP examples run against ``aml-pipeline serve`` on a free port
+(the only change made to a block: that port for 8000, and a temporary folder for
+``/tmp/``).
 """
 
 from __future__ import annotations
@@ -31,25 +33,39 @@ import pytest
 from aml_pipeline_tests.conftest import small_source
 
 ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "README.md"
+#: The pages whose command blocks run: the README, then every page of docs/.
+PAGES = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")))
 ORDER = ("walkthrough", "import", "ab", "sql", "api", "api-ranges")
 MARKER = re.compile(r"<!-- readme-check: (\S+)(?: \(.*\))? -->")
 AMLSIM_FIRST, AMLSIM_LAST = dt.date(2017, 1, 1), dt.date(2017, 1, 14)
 
 
-def readme_blocks(text: str) -> dict[str, str]:
-    """The README's ``bash`` blocks by their marker's name; a block without one is an
+def page_blocks(page: Path) -> dict[str, str]:
+    """The ``bash`` blocks of one page by their marker's name; a block without one is an
     error (a new example must be named here and run, or say why not)."""
     blocks: dict[str, str] = {}
-    lines = text.splitlines()
+    lines = page.read_text().splitlines()
     for number, line in enumerate(lines):
         if line.strip() != "```bash":
             continue
         marker = MARKER.fullmatch(lines[number - 1].strip()) if number else None
-        assert marker, f"README.md:{number + 1}: a bash block without a readme-check marker"
+        where = f"{page.relative_to(ROOT)}:{number + 1}"
+        assert marker, f"{where}: a bash block without a readme-check marker"
         end = lines.index("```", number + 1)
-        if marker.group(1) != "skip":
-            blocks[marker.group(1)] = "\n".join(lines[number + 1 : end]) + "\n"
+        name = marker.group(1)
+        if name != "skip":
+            assert name not in blocks, f"{where}: a second block named {name!r}"
+            blocks[name] = "\n".join(lines[number + 1 : end]) + "\n"
+    return blocks
+
+
+def all_blocks() -> dict[str, str]:
+    """Every page's named blocks; a name used on two pages is an error."""
+    blocks: dict[str, str] = {}
+    for page in PAGES:
+        for name, block in page_blocks(page).items():
+            assert name not in blocks, f"{page.relative_to(ROOT)}: {name!r} is named twice"
+            blocks[name] = block
     return blocks
 
 
@@ -83,13 +99,14 @@ def _run(block: str, name: str, project: Path, env: dict[str, str]) -> None:
     result = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=project, env=env,
                             capture_output=True, text=True, timeout=600)  # fmt: skip
     assert result.returncode == 0, (
-        f"README block {name!r} failed ({result.returncode}):\n{block}\n"
+        f"block {name!r} failed ({result.returncode}):\n{block}\n"
         f"--- stdout\n{result.stdout[-3000:]}\n--- stderr\n{result.stderr[-3000:]}"
     )
 
 
-def test_every_readme_block_is_run_or_says_why_not():
-    assert sorted(readme_blocks(README.read_text())) == sorted(ORDER)
+def test_every_block_of_every_page_is_run_or_says_why_not():
+    assert sorted(all_blocks()) == sorted(ORDER)
+    assert len(PAGES) > 1, "the docs/ pages are missing"
 
 
 @contextlib.contextmanager
@@ -114,7 +131,7 @@ def serving(project: Path, env: dict[str, str], port: int) -> Iterator[None]:
 
 @pytest.mark.readme
 def test_the_readme_examples_run_as_written(tmp_path, free_tcp_port):
-    blocks = readme_blocks(README.read_text())
+    blocks = all_blocks()
     project = tmp_path / "work" / "project"
     project.mkdir(parents=True)
     (project / ".venv").symlink_to(sys.prefix)

@@ -1,4 +1,5 @@
-"""Settings: one typed object from AML_* variables, one file per network, one README table."""
+"""Settings: one typed object from AML_* variables, one file per network, one documented
+table (docs/operations.md)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from aml_pipeline.defs.definitions import build_definitions
 from aml_pipeline.defs.resources import PipelineConfig
 from aml_pipeline.settings import Settings, settings_table
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+SETTINGS_PAGE = Path(__file__).resolve().parents[1] / "docs" / "operations.md"
 
 
 @pytest.fixture
@@ -113,8 +114,8 @@ def test_a_bad_variable_is_one_line_naming_it(env, monkeypatch, name, value, mes
         Settings.from_env()
 
 
-def test_the_readme_documents_exactly_the_settings():
-    assert settings_table() in README.read_text()
+def test_the_settings_page_documents_exactly_the_settings():
+    assert settings_table() in SETTINGS_PAGE.read_text()
 
 
 def test_the_ui_shows_each_setting_with_its_description():

@@ -1,6 +1,6 @@
 """Reliability probe (``python -m benchmarks.probe_reliability``): hostile input and
-injected faults, area by area, each attempt's outcome counted. The README's reliability
-table is its output.
+injected faults, area by area, each attempt's outcome counted. The reliability table of
+docs/operations.md is its output.
 
 A scratch project is built with the command line (small simulator; 2025-03-01..08 landed
 and trained on, 03-01..10 scored), then every attempt goes through the path a user's

@@ -1,5 +1,5 @@
 """Scale knobs of the simulator and its profiles: ``demo`` and ``large`` (documented in
-the README) and ``small`` (tests)."""
+docs/simulator.md) and ``small`` (tests)."""
 
 from __future__ import annotations
 
