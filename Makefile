@@ -18,8 +18,12 @@ install: $(STAMP)
 demo: install
 	$(BIN)/aml-pipeline demo
 
+# Two pytest workers (pytest-xdist), one per core of the CI machine; TEST_WORKERS=0 runs
+# the suite in this process alone.
+TEST_WORKERS ?= 2
+
 test: install
-	$(BIN)/python -m pytest --durations=15
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --durations=15
 
 # The unit tests only (plain functions on small data; under a minute): the inner loop.
 test-fast: install

@@ -50,10 +50,9 @@ def check_days(
     context: dg.AssetCheckExecutionContext, stored: Callable[[], list[dt.date]]
 ) -> CheckDays:
     """The run's days, or the latest stored day when the check runs on its own."""
-    try:
-        keys = context.partition_key_range
-    except dg.DagsterInvariantViolationError:
+    if not context.has_partition_key_range:
         return CheckDays(stored()[-1:], partitioned=False)
+    keys = context.partition_key_range
     days = date_range(dt.date.fromisoformat(keys.start), dt.date.fromisoformat(keys.end))
     return CheckDays(days, partitioned=True)
 
