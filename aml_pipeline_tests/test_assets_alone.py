@@ -39,14 +39,21 @@ def test_label_events_of_a_day_not_over_as_of_the_cut_off_are_refused(tmp_path):
 
 def test_a_check_alone_judges_the_latest_stored_day_and_in_a_run_the_runs_days():
     """``check_days``: a check executed on its own (no partition, as
-    ``build_asset_check_context`` builds it) judges the latest stored day; in a ranged run,
-    every day of the range, each recorded on its own partition."""
+    ``build_asset_check_context`` builds it) judges the latest stored day; in a run of one
+    partition, that day; in a ranged run, every day of the range."""
     stored = [dt.date(2025, 3, 1), dt.date(2025, 3, 2)]
     alone = check_days(dg.build_asset_check_context(), lambda: stored)
     assert alone == CheckDays([dt.date(2025, 3, 2)], partitioned=False)
     ranged = SimpleNamespace(
+        has_partition_key=False,
         has_partition_key_range=True,
         partition_key_range=dg.PartitionKeyRange("2025-03-01", "2025-03-03"),
     )
     days = [dt.date(2025, 3, d) for d in (1, 2, 3)]
     assert check_days(ranged, lambda: stored) == CheckDays(days, partitioned=True)
+    one_day = SimpleNamespace(
+        has_partition_key=True,
+        has_partition_key_range=False,  # Dagster's answer for a run of one partition
+        partition_key_range=dg.PartitionKeyRange("2025-03-01", "2025-03-01"),
+    )
+    assert check_days(one_day, lambda: stored) == CheckDays(days[:1], partitioned=True)

@@ -50,7 +50,7 @@ def check_days(
     context: dg.AssetCheckExecutionContext, stored: Callable[[], list[dt.date]]
 ) -> CheckDays:
     """The run's days, or the latest stored day when the check runs on its own."""
-    if not context.has_partition_key_range:
+    if not (context.has_partition_key or context.has_partition_key_range):
         return CheckDays(stored()[-1:], partitioned=False)
     keys = context.partition_key_range
     days = date_range(dt.date.fromisoformat(keys.start), dt.date.fromisoformat(keys.end))
