@@ -14,6 +14,7 @@ from aml_pipeline.cli.landing import ingest
 from aml_pipeline.cli.scoring import score_range
 from aml_pipeline.cli.training import optimistic, print_metrics, rests_on, train_network
 from aml_pipeline.defs import runs
+from aml_pipeline.defs.partitions import last_partition
 from aml_pipeline.defs.run_results import failure_text
 from aml_pipeline.settings import Settings
 
@@ -27,7 +28,7 @@ def demo(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     if not 2 <= args.train_days < args.days:
         raise SystemExit("--train-days must be at least 2 and fewer than --days")
-    end = args.end_date or dt.datetime.now(dt.UTC).date() - dt.timedelta(1)
+    end = args.end_date or last_partition()
     days = partition_days(settings, end - dt.timedelta(args.days - 1), end)
     trained = days[: args.train_days]
     models = {}

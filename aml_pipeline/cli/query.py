@@ -16,10 +16,9 @@ if TYPE_CHECKING:  # imported by the commands that need them: `serve` starts wit
 def serve(args: argparse.Namespace) -> int:
     """Serve the published results over HTTP (read-only) until interrupted."""
     from aml_pipeline.api import server
-
-    settings = Settings.from_env()
     from aml_pipeline.storage.objects import storage_at
 
+    settings = Settings.from_env()
     print(f"serving {storage_at(settings.data_root).url('')} on http://{args.host}:{args.port} "
           f"(OpenAPI docs at /docs)", flush=True)  # fmt: skip
     server.serve(args.host, args.port, settings.data_root, settings.networks[0], settings.networks)
