@@ -66,13 +66,10 @@ def tier3_trend(data_root: str, network: str) -> Path:
     figure = Figure(figsize=(8, 3.2), dpi=100)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    for (label, (x, y)), style in zip(
-        groups.items(),
-        ({"color": "0.6"}, {"color": "C0"}, {"color": "C1", "marker": "o"}),
-        strict=True,
-    ):
+    styles = (("0.6", "s"), ("C0", "s"), ("C1", "o"))  # colour and marker of each group
+    for (label, (x, y)), (color, marker) in zip(groups.items(), styles, strict=True):
         if x:  # a group with no day stays out of the legend
-            axes.plot(x, y, linestyle="none", marker=style.pop("marker", "s"), label=label, **style)
+            axes.plot(x, y, linestyle="none", color=color, marker=marker, label=label)
     ticks = list(range(0, len(days), 7))
     axes.set_xticks(ticks, [days[i] for i in ticks], fontsize=8)
     lowest = min((min(y) for _, y in groups.values() if y), default=0.5)

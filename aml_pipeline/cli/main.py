@@ -19,15 +19,25 @@ DESCRIPTION = (
 )
 
 
+def _days(command: argparse.ArgumentParser) -> None:
+    """The required ``--start-date`` and ``--end-date`` of a command over a date range."""
+    command.add_argument("--start-date", required=True, type=iso_date)
+    command.add_argument("--end-date", required=True, type=iso_date)
+
+
+def _network_and_days(command: argparse.ArgumentParser) -> None:
+    """The required ``--network`` and date range of a command over one network's days."""
+    command.add_argument("--network", required=True)
+    _days(command)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line's parser: one sub-command per task."""
     parser = argparse.ArgumentParser(prog="aml-pipeline", description=DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True)
 
     dl = commands.add_parser("download", help="land verified daily batches from a source")
-    dl.add_argument("--network", required=True)
-    dl.add_argument("--start-date", required=True, type=iso_date)
-    dl.add_argument("--end-date", required=True, type=iso_date)
+    _network_and_days(dl)
     dl.add_argument(
         "--source",
         default=None,
@@ -39,9 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     dl.set_defaults(func=landing.download)
 
     tr = commands.add_parser("train", help="train the alert scorer, ranker and cluster scorer")
-    tr.add_argument("--network", required=True)
-    tr.add_argument("--start-date", required=True, type=iso_date)
-    tr.add_argument("--end-date", required=True, type=iso_date)
+    _network_and_days(tr)
     tr.add_argument(
         "--as-of",
         type=iso_date,
@@ -63,9 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="CSV or Parquet of illicit addresses (optional event date column)",
     )
-    im.add_argument("--network", required=True)
-    im.add_argument("--start-date", required=True, type=iso_date)
-    im.add_argument("--end-date", required=True, type=iso_date)
+    _network_and_days(im)
     im.add_argument("--output-dir", required=True)
     im.add_argument("--window-days", type=int, default=7)
     im.add_argument("--label-delay-days", type=int, default=30)
@@ -74,9 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc = commands.add_parser(
         "score", help="score, rank, explain and publish a date range (a backfill)"
     )
-    sc.add_argument("--network", required=True)
-    sc.add_argument("--start-date", required=True, type=iso_date)
-    sc.add_argument("--end-date", required=True, type=iso_date)
+    _network_and_days(sc)
     sc.add_argument(
         "--no-ingest",
         action="store_true",
@@ -92,8 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     va.add_argument(
         "--test-data", required=True, help="directory of {date}/ batches, e.g. data/input/NET"
     )
-    va.add_argument("--start-date", required=True, type=iso_date)
-    va.add_argument("--end-date", required=True, type=iso_date)
+    _days(va)
     va.add_argument("--ground-truth", required=True, help="Parquet/CSV with alert_id, is_sar_filed")
     va.add_argument("--output", required=True, help="comparison JSON; the report goes beside it")
     va.add_argument("--resamples", type=int, default=1000, help="paired bootstrap resamples")

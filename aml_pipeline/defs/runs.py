@@ -137,6 +137,18 @@ def _definitions(settings: Settings) -> dg.Definitions:
     return build_definitions(settings)
 
 
+def _daily_run(
+    settings: Settings, network: str, names: tuple[str, ...], overrides: dict[str, str]
+) -> tuple[dg.JobDefinition, dict[str, Any], list[dg.AssetKey], dict[str, str]]:
+    """What a ranged run of the network's daily assets ``names`` needs: the network's daily
+    job, the run config, the asset selection and the run's tags."""
+    from aml_pipeline.defs.network import asset_keys, daily_job_name, run_tags
+
+    job = _definitions(settings).resolve_job_def(daily_job_name(network))
+    config = run_config(settings, network, overrides)
+    return job, config, asset_keys([network], names), run_tags(network, names)
+
+
 def independent_runs(names: tuple[str, ...]) -> bool:
     """Whether the runs of a ranged materialization of the daily assets ``names`` read
     nothing another of its runs writes, so they may run at once: landing batches (each day
@@ -171,22 +183,14 @@ def materialize(
     sees the successful runs in date order, up to the first failed one; after a failure,
     runs not yet started are cancelled.
     """
-    from aml_pipeline.defs.network import asset_keys, daily_job_name, run_tags
-
     overrides = overrides or {}
     workers = settings.parallel_runs if independent_runs(names) else 1
     chunks = balanced_chunks(days[0], days[-1], workers) if workers > 1 else []
     with project_instance() as instance:
         if len(chunks) < 2:
+            job, config, keys, tags = _daily_run(settings, network, names, overrides)
             failed = run_range(
-                _definitions(settings).resolve_job_def(daily_job_name(network)),
-                instance,
-                days[0],
-                days[-1],
-                run_config(settings, network, overrides),
-                asset_keys([network], names),
-                on_chunk=on_chunk,
-                tags=run_tags(network, names),
+                job, instance, days[0], days[-1], config, keys, on_chunk=on_chunk, tags=tags
             )
         else:
             overrides = {"fetch_workers": "1", **overrides}
@@ -224,8 +228,6 @@ def _run_shared(
     """``materialize``'s independent runs: this process runs every ``workers``-th chunk
     itself (so nothing waits for a worker to start), ``workers - 1`` kept processes the
     others; outcomes are reported in date order, and every failed run is recorded."""
-    from aml_pipeline.defs.network import asset_keys, daily_job_name, run_tags
-
     environment, pool = dict(os.environ), _run_pool(workers - 1)
     futures = {
         i: pool.submit(
@@ -254,12 +256,11 @@ def _run_shared(
                 on_chunk(*chunks[reported], outcome)
             reported += 1
 
-    job = _definitions(settings).resolve_job_def(daily_job_name(network))
-    config, keys = run_config(settings, network, overrides), asset_keys([network], names)
+    job, config, keys, tags = _daily_run(settings, network, names, overrides)
     for i in range(0, len(chunks), workers):
         if failed is not None:
             break
-        outcomes[i] = run_chunk(job, instance, *chunks[i], config, keys, run_tags(network, names))
+        outcomes[i] = run_chunk(job, instance, *chunks[i], config, keys, tags)
         report(wait=False)
     report(wait=True)
     # runs that failed alongside the first one (the caller records that one) are recorded
@@ -298,14 +299,10 @@ def _materialize_chunk(
 ) -> str:
     """One run of ``materialize`` in a worker process, under the caller's environment
     (DAGSTER_HOME, AML_*: a kept worker may serve another command); its run id."""
-    from aml_pipeline.defs.network import asset_keys, daily_job_name, run_tags
-
     os.environ.clear()
     os.environ.update(environment)
     with project_instance() as instance:
-        job = _definitions(settings).resolve_job_def(daily_job_name(network))
-        config = run_config(settings, network, overrides)
-        keys, tags = asset_keys([network], names), run_tags(network, names)
+        job, config, keys, tags = _daily_run(settings, network, names, overrides)
         return run_chunk(job, instance, first, last, config, keys, tags).run_id
 
 

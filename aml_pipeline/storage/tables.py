@@ -48,8 +48,10 @@ def _select_sql(names: Sequence[str], declared: dict[str, str], order_by: Sequen
 
 
 _DATABASE: list[duckdb.DuckDBPyConnection] = []
+#: DuckDB configuration options, as ``duckdb.connect(config=...)`` takes them.
+DuckDBConfig = dict[str, str | bool | int | float | list[str]]
 #: The settings the process's database opens with (``configure_duckdb``).
-_SETTINGS: dict[str, str | bool | int | float | list[str]] = {}
+_SETTINGS: DuckDBConfig = {}
 
 
 def _close_database() -> None:
@@ -62,7 +64,7 @@ def configure_duckdb(threads: int = 0, memory_limit: str = "") -> None:
     """Open the process's database from now on with at most ``threads`` worker threads and
     ``memory_limit`` of memory (0 / empty: DuckDB's defaults); a bad limit is refused here,
     naming it."""
-    settings: dict[str, str | bool | int | float | list[str]] = {}
+    settings: DuckDBConfig = {}
     if threads:
         settings["threads"] = threads
     if memory_limit:
